@@ -1,0 +1,147 @@
+import path from 'node:path';
+import { z } from 'zod';
+
+// The one reader of process.env (STYLE.md §3). Everything else receives a Config.
+
+const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const;
+
+const booleanFlag = z
+  .enum(['true', 'false', '1', '0', 'yes', 'no'], { error: 'must be true or false' })
+  .transform((value) => value === 'true' || value === '1' || value === 'yes');
+
+const environmentSchema = z
+  .object({
+    NODE_ENV: z.enum(['development', 'production', 'test'], { error: 'must be development, production or test' }).default('development'),
+    PORT: z.coerce
+      .number({ error: 'must be a number' })
+      .int('must be an integer')
+      .min(0, 'must be between 0 and 65535')
+      .max(65535, 'must be between 0 and 65535')
+      .default(3000),
+    HOST: z.string().trim().min(1, 'must not be empty').default('0.0.0.0'),
+    ISSUER: z
+      .url({ protocol: /^https?$/, error: 'must be an absolute http(s) URL' })
+      .refine((value) => {
+        const url = new URL(value);
+        return url.search === '' && url.hash === '';
+      }, 'must not contain a query or fragment')
+      .transform((value) => value.replace(/\/+$/, ''))
+      .optional(),
+    DATABASE_URL: z
+      .string()
+      .trim()
+      .refine((value) => /^postgres(ql)?:\/\//.test(value), 'must be a postgres:// or postgresql:// URL')
+      .optional(),
+    DATA_DIR: z.string().trim().min(1, 'must not be empty').default('./data'),
+    MASTER_KEY: z
+      .string()
+      .trim()
+      .refine(
+        (value) => /^[A-Za-z0-9_-]+$/.test(value) && Buffer.from(value, 'base64url').length === 32,
+        'must be 32 bytes encoded as base64url (43 characters, e.g. from `openssl rand -base64 32 | tr "+/" "-_" | tr -d "="`)',
+      )
+      .optional(),
+    BOOTSTRAP_ADMIN_CLIENT_ID: z
+      .string()
+      .trim()
+      .regex(/^[A-Za-z0-9._~-]{1,128}$/, 'must be 1 to 128 characters of A-Z a-z 0-9 . _ ~ -')
+      .optional(),
+    // Operators choose this one, so it must be as strong as a generated secret (≥ 256 bits of base64url).
+    BOOTSTRAP_ADMIN_CLIENT_SECRET: z.string().min(43, 'must be at least 43 characters (256 bits of base64url)').optional(),
+    TRUST_PROXY: booleanFlag.default(false),
+    LOG_LEVEL: z.enum(LOG_LEVELS, { error: `must be one of ${LOG_LEVELS.join(', ')}` }).default('info'),
+    SHUTDOWN_TIMEOUT_MS: z.coerce.number({ error: 'must be a number' }).int().min(0).max(600_000).default(10_000),
+  })
+  .superRefine((env, ctx) => {
+    if ((env.BOOTSTRAP_ADMIN_CLIENT_ID === undefined) !== (env.BOOTSTRAP_ADMIN_CLIENT_SECRET === undefined)) {
+      ctx.addIssue({
+        code: 'custom',
+        path: [env.BOOTSTRAP_ADMIN_CLIENT_ID === undefined ? 'BOOTSTRAP_ADMIN_CLIENT_ID' : 'BOOTSTRAP_ADMIN_CLIENT_SECRET'],
+        message: 'must be set together with its pair (BOOTSTRAP_ADMIN_CLIENT_ID and BOOTSTRAP_ADMIN_CLIENT_SECRET)',
+      });
+    }
+    if (env.NODE_ENV === 'production') {
+      if (env.ISSUER === undefined || !env.ISSUER.startsWith('https://')) {
+        ctx.addIssue({ code: 'custom', path: ['ISSUER'], message: 'must be an https:// URL when NODE_ENV=production' });
+      }
+      if (env.MASTER_KEY === undefined) {
+        ctx.addIssue({ code: 'custom', path: ['MASTER_KEY'], message: 'is required when NODE_ENV=production' });
+      }
+    }
+  });
+
+export type LogLevel = (typeof LOG_LEVELS)[number];
+
+export interface Config {
+  readonly env: 'development' | 'production' | 'test';
+  readonly port: number;
+  readonly host: string;
+  readonly issuer: string;
+  readonly databaseUrl: string | undefined;
+  readonly dataDir: string;
+  /** Raw 32-byte key, or undefined in development (then one is generated into dataDir). */
+  readonly masterKey: Buffer | undefined;
+  readonly bootstrapAdmin: { readonly clientId: string; readonly clientSecret: string } | undefined;
+  readonly trustProxy: boolean;
+  readonly logLevel: LogLevel;
+  readonly shutdownTimeoutMs: number;
+}
+
+export class ConfigError extends Error {
+  readonly code = 'config_invalid' as const;
+  /** One line per problem, each naming the variable. */
+  readonly problems: readonly string[];
+
+  constructor(problems: readonly string[]) {
+    super(problems.join('\n'));
+    this.name = 'ConfigError';
+    this.problems = problems;
+  }
+}
+
+type Environment = Readonly<Record<string, string | undefined>>;
+
+/** Empty strings count as unset, as most deployment tools write them for "not configured". */
+function withoutEmpty(env: Environment): Record<string, string> {
+  const out: Record<string, string> = {};
+  for (const [key, value] of Object.entries(env)) {
+    if (value !== undefined && value !== '') out[key] = value;
+  }
+  return out;
+}
+
+export function loadConfig(env: Environment = process.env): Config {
+  const parsed = environmentSchema.safeParse(withoutEmpty(env));
+  if (!parsed.success) {
+    const problems = parsed.error.issues.map((issue) => {
+      const variable = issue.path.join('.') || 'environment';
+      const value = env[variable];
+      const hint = value === undefined ? '' : ` (got ${describeValue(variable, value)})`;
+      return `${variable} ${issue.message}${hint}`;
+    });
+    throw new ConfigError(problems);
+  }
+  const e = parsed.data;
+  return {
+    env: e.NODE_ENV,
+    port: e.PORT,
+    host: e.HOST,
+    issuer: e.ISSUER ?? `http://localhost:${e.PORT}`,
+    databaseUrl: e.DATABASE_URL,
+    dataDir: path.resolve(e.DATA_DIR),
+    masterKey: e.MASTER_KEY === undefined ? undefined : Buffer.from(e.MASTER_KEY, 'base64url'),
+    bootstrapAdmin:
+      e.BOOTSTRAP_ADMIN_CLIENT_ID !== undefined && e.BOOTSTRAP_ADMIN_CLIENT_SECRET !== undefined
+        ? { clientId: e.BOOTSTRAP_ADMIN_CLIENT_ID, clientSecret: e.BOOTSTRAP_ADMIN_CLIENT_SECRET }
+        : undefined,
+    trustProxy: e.TRUST_PROXY,
+    logLevel: e.LOG_LEVEL,
+    shutdownTimeoutMs: e.SHUTDOWN_TIMEOUT_MS,
+  };
+}
+
+/** Never echo secrets back, even into an error line. */
+function describeValue(variable: string, value: string): string {
+  if (/SECRET|KEY|DATABASE_URL/.test(variable)) return `${value.length} characters`;
+  return JSON.stringify(value.length > 80 ? `${value.slice(0, 77)}...` : value);
+}

@@ -1,0 +1,182 @@
+import { mkdir } from 'node:fs/promises';
+import pg from 'pg';
+import type { PGlite as PGliteType, Transaction as PGliteTransaction } from '@electric-sql/pglite';
+
+/**
+ * One query interface over two backends: a `pg` Pool when DATABASE_URL is set, otherwise
+ * embedded PGlite persisted in DATA_DIR. Every query and migration runs on both.
+ */
+
+export type Row = Record<string, unknown>;
+
+export interface QueryResult<R extends Row> {
+  readonly rows: R[];
+  readonly rowCount: number;
+}
+
+export interface Queryable {
+  /** One statement with $n parameters. */
+  readonly query: <R extends Row = Row>(text: string, params?: readonly unknown[]) => Promise<QueryResult<R>>;
+  /** A script of several statements, no parameters (migrations). */
+  readonly exec: (script: string) => Promise<void>;
+}
+
+export interface PoolStats {
+  readonly total: number;
+  readonly idle: number;
+  readonly waiting: number;
+}
+
+export interface Database extends Queryable {
+  readonly kind: 'postgres' | 'pglite';
+  /** Runs `fn` in one transaction: commits when it resolves, rolls back when it throws. */
+  transaction<T>(fn: (tx: Queryable) => Promise<T>): Promise<T>;
+  /** Runs `fn` on one connection (session-level advisory locks need that). */
+  withSession<T>(fn: (session: Queryable) => Promise<T>): Promise<T>;
+  poolStats(): PoolStats;
+  close(): Promise<void>;
+}
+
+/** Thrown when the database cannot be reached; callers map it to 503. */
+export class DatabaseUnavailableError extends Error {
+  readonly code = 'database_unavailable' as const;
+  readonly status = 503;
+
+  constructor(cause: unknown) {
+    super('database unavailable', { cause });
+    this.name = 'DatabaseUnavailableError';
+  }
+}
+
+// Connection-level failures (refused, reset, timeouts, server shutting down), as opposed to
+// errors in a statement. SQLSTATE class 08 is "connection exception"; 57P0x is shutdown.
+const UNAVAILABLE_CODES = new Set(['ECONNREFUSED', 'ECONNRESET', 'ETIMEDOUT', 'EPIPE', 'ENOTFOUND', 'EHOSTUNREACH', '57P01', '57P02', '57P03']);
+
+export function isUnavailable(error: unknown): boolean {
+  if (!(error instanceof Error)) return false;
+  if (error instanceof DatabaseUnavailableError) return true;
+  const code = (error as { code?: unknown }).code;
+  if (typeof code === 'string' && (UNAVAILABLE_CODES.has(code) || code.startsWith('08'))) return true;
+  return /Connection terminated|timeout exceeded when trying to connect|Query read timeout|connection timeout/i.test(error.message);
+}
+
+function classify(error: unknown): never {
+  throw isUnavailable(error) ? new DatabaseUnavailableError(error) : error;
+}
+
+export interface PostgresOptions {
+  readonly connectionString: string;
+  readonly max?: number;
+  readonly connectionTimeoutMillis?: number;
+  readonly statementTimeoutMillis?: number;
+  readonly onPoolError?: (error: Error) => void;
+}
+
+function pgQueryable(client: pg.ClientBase | pg.Pool): Queryable {
+  return {
+    async query<R extends Row>(text: string, params: readonly unknown[] = []) {
+      const result = await client.query<R>(text, params as unknown[]).catch(classify);
+      return { rows: result.rows, rowCount: result.rowCount ?? 0 };
+    },
+    async exec(script: string) {
+      await client.query(script).catch(classify);
+    },
+  };
+}
+
+export function connectPostgres(options: PostgresOptions): Database {
+  const pool = new pg.Pool({
+    connectionString: options.connectionString,
+    max: options.max ?? 10,
+    // Fail fast when the database is gone (SPEC §6) instead of queueing requests forever.
+    connectionTimeoutMillis: options.connectionTimeoutMillis ?? 3_000,
+    statement_timeout: options.statementTimeoutMillis ?? 10_000,
+    query_timeout: (options.statementTimeoutMillis ?? 10_000) + 2_000,
+    idleTimeoutMillis: 30_000,
+    application_name: 'gatehouse',
+  });
+  // An idle client losing its connection emits here; without a listener the process would crash.
+  pool.on('error', (error) => options.onPoolError?.(error));
+  const direct = pgQueryable(pool);
+
+  async function withClient<T>(fn: (client: pg.PoolClient) => Promise<T>): Promise<T> {
+    const client = await pool.connect().catch(classify);
+    let broken: Error | undefined;
+    try {
+      return await fn(client);
+    } catch (error) {
+      if (isUnavailable(error)) broken = error as Error;
+      throw error;
+    } finally {
+      // A client whose connection failed is destroyed rather than returned to the pool.
+      client.release(broken);
+    }
+  }
+
+  return {
+    kind: 'postgres',
+    query: direct.query,
+    exec: direct.exec,
+    transaction(fn) {
+      return withClient(async (client) => {
+        const tx = pgQueryable(client);
+        await tx.exec('BEGIN');
+        try {
+          const result = await fn(tx);
+          await tx.exec('COMMIT');
+          return result;
+        } catch (error) {
+          await tx.exec('ROLLBACK').catch(() => undefined);
+          throw error;
+        }
+      });
+    },
+    withSession(fn) {
+      return withClient((client) => fn(pgQueryable(client)));
+    },
+    poolStats() {
+      return { total: pool.totalCount, idle: pool.idleCount, waiting: pool.waitingCount };
+    },
+    async close() {
+      await pool.end();
+    },
+  };
+}
+
+function pgliteQueryable(db: PGliteType | PGliteTransaction): Queryable {
+  return {
+    async query<R extends Row>(text: string, params: readonly unknown[] = []) {
+      const result = await db.query<R>(text, params as unknown[]);
+      return { rows: result.rows, rowCount: result.affectedRows ?? result.rows.length };
+    },
+    async exec(script: string) {
+      await db.exec(script);
+    },
+  };
+}
+
+/** Embedded PostgreSQL (WASM) persisted in `dataDir`; `undefined` keeps it in memory. */
+export async function openPglite(dataDir: string | undefined): Promise<Database> {
+  const { PGlite } = await import('@electric-sql/pglite');
+  if (dataDir !== undefined) await mkdir(dataDir, { recursive: true });
+  const db = await PGlite.create(dataDir === undefined ? {} : { dataDir });
+  const direct = pgliteQueryable(db);
+  return {
+    kind: 'pglite',
+    query: direct.query,
+    exec: direct.exec,
+    transaction(fn) {
+      return db.transaction((tx) => fn(pgliteQueryable(tx)));
+    },
+    // PGlite is a single connection, so the instance itself is the session.
+    withSession(fn) {
+      return fn(direct);
+    },
+    poolStats() {
+      return { total: 1, idle: 1, waiting: 0 };
+    },
+    async close() {
+      await db.close();
+    },
+  };
+}

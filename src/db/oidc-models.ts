@@ -1,0 +1,54 @@
+import type { Queryable } from './database.js';
+
+/** Rows of oidc_models: every oidc-provider model except Client, keyed by (model, id). */
+
+export interface StoredModel {
+  readonly payload: Record<string, unknown>;
+  readonly consumed: boolean;
+}
+
+interface ModelRow extends Record<string, unknown> {
+  payload: Record<string, unknown>;
+  consumed: boolean;
+}
+
+const LIVE = '(expires_at IS NULL OR expires_at > now())';
+
+export function createOidcModelStore(db: Queryable) {
+  async function findBy(column: 'id' | 'uid' | 'user_code', model: string, value: string): Promise<StoredModel | undefined> {
+    const { rows } = await db.query<ModelRow>(
+      `SELECT payload, consumed_at IS NOT NULL AS consumed FROM oidc_models WHERE model = $1 AND ${column} = $2 AND ${LIVE} LIMIT 1`,
+      [model, value],
+    );
+    return rows[0];
+  }
+
+  return {
+    async upsert(model: string, id: string, payload: Record<string, unknown>, expiresInSeconds: number | undefined): Promise<void> {
+      const str = (key: string) => (typeof payload[key] === 'string' ? payload[key] : null);
+      await db.query(
+        `INSERT INTO oidc_models (model, id, payload, grant_id, uid, user_code, expires_at)
+         VALUES ($1, $2, $3, $4, $5, $6, CASE WHEN $7::double precision IS NULL THEN NULL ELSE now() + make_interval(secs => $7::double precision) END)
+         ON CONFLICT (model, id) DO UPDATE SET
+           payload = EXCLUDED.payload, grant_id = EXCLUDED.grant_id, uid = EXCLUDED.uid,
+           user_code = EXCLUDED.user_code, expires_at = EXCLUDED.expires_at`,
+        [model, id, JSON.stringify(payload), str('grantId'), str('uid'), str('userCode'), expiresInSeconds ?? null],
+      );
+    },
+    find: (model: string, id: string) => findBy('id', model, id),
+    findByUid: (model: string, uid: string) => findBy('uid', model, uid),
+    findByUserCode: (model: string, userCode: string) => findBy('user_code', model, userCode),
+    async consume(model: string, id: string): Promise<void> {
+      await db.query('UPDATE oidc_models SET consumed_at = now() WHERE model = $1 AND id = $2 AND consumed_at IS NULL', [model, id]);
+    },
+    async destroy(model: string, id: string): Promise<void> {
+      await db.query('DELETE FROM oidc_models WHERE model = $1 AND id = $2', [model, id]);
+    },
+    /** Every model of a grant goes at once (codes, refresh tokens, the grant itself). */
+    async revokeByGrantId(grantId: string): Promise<void> {
+      await db.query('DELETE FROM oidc_models WHERE grant_id = $1', [grantId]);
+    },
+  };
+}
+
+export type OidcModelStore = ReturnType<typeof createOidcModelStore>;

@@ -1,0 +1,61 @@
+import { createHash } from 'node:crypto';
+import Router from '@koa/router';
+import type { Database } from '../db/database.js';
+import { migrationsCurrent, type Migration } from '../db/migrator.js';
+import type { Metrics } from './metrics.js';
+
+const READINESS_TIMEOUT_MS = 2_000;
+
+function withTimeout<T>(promise: Promise<T>, ms: number): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  const timeout = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new Error('readiness check timed out')), ms);
+  });
+  return Promise.race([promise, timeout]).finally(() => clearTimeout(timer));
+}
+
+/** /healthz, /readyz, /metrics and the hosted pages' stylesheet (SPEC §6). */
+export function opsRoutes(deps: { db: Database; migrations: readonly Migration[]; metrics: Metrics; stylesheet: string }): Router {
+  const router = new Router();
+  const stylesheetEtag = `"${createHash('sha256').update(deps.stylesheet).digest('base64url').slice(0, 16)}"`;
+
+  router.get('/healthz', function healthz(ctx) {
+    ctx.set('Cache-Control', 'no-store');
+    ctx.body = { status: 'ok' };
+  });
+
+  router.get('/readyz', async function readyz(ctx) {
+    ctx.set('Cache-Control', 'no-store');
+    let database = 'ok';
+    let migrations = 'ok';
+    try {
+      const current = await withTimeout(migrationsCurrent(deps.db, deps.migrations), READINESS_TIMEOUT_MS);
+      if (!current) migrations = 'pending';
+    } catch {
+      database = 'unreachable';
+      migrations = 'unknown';
+    }
+    const ready = database === 'ok' && migrations === 'ok';
+    ctx.status = ready ? 200 : 503;
+    ctx.body = { status: ready ? 'ready' : 'unavailable', checks: { database, migrations } };
+  });
+
+  router.get('/metrics', async function metrics(ctx) {
+    ctx.set('Cache-Control', 'no-store');
+    ctx.type = deps.metrics.registry.contentType;
+    ctx.body = await deps.metrics.registry.metrics();
+  });
+
+  router.get('/static/gatehouse.css', function stylesheet(ctx) {
+    ctx.set('Cache-Control', 'public, max-age=3600');
+    ctx.set('ETag', stylesheetEtag);
+    if (ctx.get('If-None-Match') === stylesheetEtag) {
+      ctx.status = 304;
+      return;
+    }
+    ctx.type = 'text/css; charset=utf-8';
+    ctx.body = deps.stylesheet;
+  });
+
+  return router;
+}

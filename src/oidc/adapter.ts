@@ -1,0 +1,82 @@
+import type { Adapter, AdapterFactory, AdapterPayload } from 'oidc-provider';
+import type { Queryable } from '../db/database.js';
+import { createClientStore } from '../db/clients.js';
+import { createOidcModelStore } from '../db/oidc-models.js';
+import { clientMetadataFromRow } from './clients.js';
+
+/**
+ * oidc-provider's storage. All models share oidc_models keyed by (model, id), except Client,
+ * which is read from the clients table the admin API owns; the provider may never write it.
+ */
+export class ClientWriteRefusedError extends Error {
+  readonly code = 'client_write_refused' as const;
+
+  constructor() {
+    super('clients are managed through the admin API, not through oidc-provider');
+    this.name = 'ClientWriteRefusedError';
+  }
+}
+
+export function createAdapterFactory(db: Queryable): AdapterFactory {
+  const models = createOidcModelStore(db);
+  const clients = createClientStore(db);
+
+  function asPayload(stored: { payload: Record<string, unknown>; consumed: boolean } | undefined): AdapterPayload | undefined {
+    if (stored === undefined) return undefined;
+    return stored.consumed ? { ...stored.payload, consumed: true } : stored.payload;
+  }
+
+  class ClientAdapter implements Adapter {
+    async find(id: string): Promise<AdapterPayload | undefined> {
+      const row = await clients.find(id);
+      return row === undefined ? undefined : (clientMetadataFromRow(row));
+    }
+    upsert(): Promise<never> {
+      return Promise.reject(new ClientWriteRefusedError());
+    }
+    destroy(): Promise<never> {
+      return Promise.reject(new ClientWriteRefusedError());
+    }
+    consume(): Promise<never> {
+      return Promise.reject(new ClientWriteRefusedError());
+    }
+    findByUid(): Promise<undefined> {
+      return Promise.resolve(undefined);
+    }
+    findByUserCode(): Promise<undefined> {
+      return Promise.resolve(undefined);
+    }
+    revokeByGrantId(): Promise<void> {
+      return Promise.resolve();
+    }
+  }
+
+  class ModelAdapter implements Adapter {
+    constructor(private readonly model: string) {}
+
+    async upsert(id: string, payload: AdapterPayload, expiresIn: number): Promise<void> {
+      await models.upsert(this.model, id, payload, expiresIn);
+    }
+    async find(id: string): Promise<AdapterPayload | undefined> {
+      return asPayload(await models.find(this.model, id));
+    }
+    async findByUid(uid: string): Promise<AdapterPayload | undefined> {
+      return asPayload(await models.findByUid(this.model, uid));
+    }
+    async findByUserCode(userCode: string): Promise<AdapterPayload | undefined> {
+      return asPayload(await models.findByUserCode(this.model, userCode));
+    }
+    async consume(id: string): Promise<void> {
+      await models.consume(this.model, id);
+    }
+    async destroy(id: string): Promise<void> {
+      await models.destroy(this.model, id);
+    }
+    async revokeByGrantId(grantId: string): Promise<void> {
+      await models.revokeByGrantId(grantId);
+    }
+  }
+
+  const clientAdapter = new ClientAdapter();
+  return (model: string) => (model === 'Client' ? clientAdapter : new ModelAdapter(model));
+}

@@ -1,0 +1,37 @@
+import type { JsonWebKey } from 'node:crypto';
+import type { Queryable } from '../db/database.js';
+import { createSigningKeyStore } from '../db/signing-keys.js';
+import type { Envelope } from '../crypto/envelope.js';
+import { generateSigningKey, SIGNING_ALGS } from '../crypto/signing-keys.js';
+
+const purpose = (kid: string) => `signing_keys:${kid}`;
+
+/** Makes sure every supported algorithm has an active key. Call under the start-up lock. */
+export async function ensureSigningKeys(db: Queryable, envelope: Envelope): Promise<string[]> {
+  const store = createSigningKeyStore(db);
+  const active = new Set(await store.activeAlgs());
+  const created: string[] = [];
+  for (const alg of SIGNING_ALGS) {
+    if (active.has(alg)) continue;
+    const key = await generateSigningKey(alg);
+    await store.insertActive({
+      kid: key.kid,
+      alg: key.alg,
+      publicJwk: key.publicJwk,
+      privateSealed: envelope.seal(JSON.stringify(key.privateJwk), purpose(key.kid)),
+    });
+    created.push(`${alg} ${key.kid}`);
+  }
+  return created;
+}
+
+/**
+ * The provider's private JWKS. Active keys come first because oidc-provider signs with the
+ * first key matching the algorithm; retired ones follow so their tokens still verify.
+ */
+export async function loadSigningJwks(db: Queryable, envelope: Envelope): Promise<{ keys: JsonWebKey[] }> {
+  const rows = await createSigningKeyStore(db).listPublished();
+  return {
+    keys: rows.map((row) => JSON.parse(envelope.open(row.private_jwk_sealed, purpose(row.kid)).toString('utf8')) as JsonWebKey),
+  };
+}

@@ -1,0 +1,147 @@
+import type { JsonWebKey } from 'node:crypto';
+import Provider, { type Configuration, type KoaContextWithOIDC } from 'oidc-provider';
+import type { Logger } from 'pino';
+import type { ClientSecretHasher } from '../crypto/client-secret.js';
+import { SIGNING_ALGS } from '../crypto/signing-keys.js';
+import { isUnavailable, type Database } from '../db/database.js';
+import type { Views } from '../views.js';
+import { createAdapterFactory } from './adapter.js';
+import { EXTRA_CLIENT_METADATA, OIDC_SCOPES } from './clients.js';
+import { createResourceIndicators } from './resource-indicators.js';
+
+/**
+ * The one `new Provider(...)` (STYLE.md §2). Every option that differs from oidc-provider's
+ * default says why. Anything Gatehouse adds to the provider happens in this file.
+ */
+
+export interface ProviderDependencies {
+  readonly issuer: string;
+  readonly trustProxy: boolean;
+  readonly db: Database;
+  readonly jwks: { keys: JsonWebKey[] };
+  readonly cookieKeys: readonly string[];
+  readonly clientSecrets: ClientSecretHasher;
+  readonly views: Views;
+  readonly logger: Logger;
+}
+
+const ALGS = [...SIGNING_ALGS];
+
+export function createProvider(deps: ProviderDependencies): Provider {
+  const configuration: Configuration = {
+    // Storage in PostgreSQL/PGlite; clients come from the admin API's table.
+    adapter: createAdapterFactory(deps.db),
+    // No static clients: one source of truth for clients is the clients table.
+    clients: [],
+    jwks: deps.jwks,
+    cookies: {
+      // Signed cookies; keys are random, sealed with MASTER_KEY and shared by every instance.
+      keys: [...deps.cookieKeys],
+      long: { httpOnly: true, sameSite: 'lax' },
+      short: { httpOnly: true, sameSite: 'lax' },
+    },
+    features: {
+      // Every page a person sees is Gatehouse's own (SPEC §2).
+      devInteractions: { enabled: false },
+      // Services get tokens with the client-credentials grant (SPEC §2).
+      clientCredentials: { enabled: true },
+      // RFC 7662 and RFC 7009 (SPEC §2).
+      introspection: { enabled: true },
+      revocation: { enabled: true },
+      // RP-initiated logout (SPEC §2).
+      rpInitiatedLogout: { enabled: true },
+      // RFC 8707 from the resource_servers table; every access token is for one resource server.
+      resourceIndicators: createResourceIndicators(deps.db),
+      // Not in SPEC §2: discovery advertises exactly what Gatehouse supports.
+      dPoP: { enabled: false },
+      pushedAuthorizationRequests: { enabled: false },
+    },
+    // The OpenID scopes; resource-server scopes come from the database per request.
+    scopes: [...OIDC_SCOPES],
+    // SPEC §2: these four, and not client_secret_jwt (it would need the plaintext secret).
+    clientAuthMethods: ['client_secret_basic', 'client_secret_post', 'private_key_jwt', 'none'],
+    // Authorization code only (SPEC §2, RFC 9700 §2.1.2): no implicit or hybrid responses.
+    responseTypes: ['code'],
+    clientDefaults: {
+      grant_types: ['authorization_code'],
+      response_types: ['code'],
+      // The keystore is EC-first; RS256 (the spec default) would work, ES256 is smaller and faster.
+      id_token_signed_response_alg: 'ES256',
+      token_endpoint_auth_method: 'client_secret_basic',
+    },
+    // Only the algorithms Gatehouse holds keys for; no HS* (secrets are stored hashed).
+    enabledJWA: {
+      idTokenSigningAlgValues: ALGS,
+      userinfoSigningAlgValues: ALGS,
+      introspectionSigningAlgValues: ALGS,
+      authorizationSigningAlgValues: ALGS,
+      clientAuthSigningAlgValues: ALGS,
+      requestObjectSigningAlgValues: ALGS,
+    },
+    extraClientMetadata: {
+      properties: [...EXTRA_CLIENT_METADATA],
+      validator(_ctx, key, value) {
+        if (key === 'allowed_resources' && value !== undefined && !(Array.isArray(value) && value.every((v) => typeof v === 'string'))) {
+          throw new TypeError('allowed_resources must be an array of strings');
+        }
+        if (key === 'require_mfa' && value !== undefined && typeof value !== 'boolean') {
+          throw new TypeError('require_mfa must be a boolean');
+        }
+        if (key === 'registered_scope' && value !== undefined && typeof value !== 'string') {
+          throw new TypeError('registered_scope must be a string');
+        }
+      },
+    },
+    interactions: {
+      // Hosted pages live under /interaction (src/interactions).
+      url: (_ctx, interaction) => `/interaction/${interaction.uid}`,
+    },
+    // No people are stored yet (the sign-in issue adds accounts): no account is ever found,
+    // instead of the default that invents one for any id.
+    findAccount: () => undefined,
+    // The default page has inline style and prints internals; ours is escaped and CSP-clean.
+    renderError(ctx, out, error) {
+      const unavailable = isUnavailable(error);
+      ctx.type = 'html';
+      ctx.body = deps.views.render('error', {
+        title: unavailable ? 'Temporarily unavailable' : 'Something went wrong',
+        message: unavailable
+          ? 'Sign-in is temporarily unavailable. Please try again in a moment.'
+          : (out.error_description ?? 'The request could not be completed.'),
+        requestId: (ctx.state as { requestId?: string }).requestId,
+      });
+    },
+  };
+
+  const provider = new Provider(deps.issuer, configuration);
+  // Behind a TLS-terminating proxy the issuer's https URLs must be reconstructed from X-Forwarded-*.
+  provider.proxy = deps.trustProxy;
+
+  // SPEC §2: secrets are stored as a keyed hash; this is the provider's one comparison point.
+  provider.Client.prototype.compareClientSecret = function compareClientSecret(this: { clientSecret?: string }, actual: string) {
+    return Promise.resolve(this.clientSecret !== undefined && deps.clientSecrets.verify(actual, this.clientSecret));
+  };
+
+  provider.on('server_error', (ctx: KoaContextWithOIDC, error: Error) => {
+    if (isUnavailable(error)) {
+      (ctx.state as { databaseUnavailable?: boolean }).databaseUnavailable = true;
+      deps.logger.warn({ err: { message: error.message, code: 'database_unavailable' }, route: ctx.oidc?.route }, 'database unavailable');
+    } else {
+      deps.logger.error({ err: error, route: ctx.oidc?.route }, 'oidc-provider server_error');
+    }
+  });
+
+  // SPEC §6: when the database is gone, protocol endpoints answer 503 temporarily_unavailable
+  // (RFC 6749 §4.1.2.1) instead of the provider's generic 500 server_error.
+  provider.use(async function databaseOutageAs503(ctx, next) {
+    await next();
+    if (ctx.status !== 500 || (ctx.state as { databaseUnavailable?: boolean }).databaseUnavailable !== true) return;
+    ctx.status = 503;
+    ctx.set('Retry-After', '5');
+    if (ctx.response.is('json')) {
+      ctx.body = { error: 'temporarily_unavailable', error_description: 'the service is temporarily unavailable, retry shortly' };
+    }
+  });
+
+  return provider;
+}

@@ -1,0 +1,72 @@
+import path from 'node:path';
+import type { JsonWebKey } from 'node:crypto';
+import type { Logger } from 'pino';
+import type { Config } from './config.js';
+import { bootstrapAdmin, type BootstrapResult } from './admin/bootstrap-client.js';
+import { createClientSecretHasher, type ClientSecretHasher } from './crypto/client-secret.js';
+import { createEnvelope, type Envelope } from './crypto/envelope.js';
+import { resolveMasterKey } from './crypto/master-key.js';
+import { loadOrCreateServerSecret, SERVER_SECRETS } from './crypto/server-secrets.js';
+import { connectPostgres, openPglite, type Database } from './db/database.js';
+import { loadMigrations, migrate, withStartupLock, type Migration } from './db/migrator.js';
+import { ensureSigningKeys, loadSigningJwks } from './oidc/keys.js';
+
+/** Everything the app needs, prepared once at start-up and passed in (STYLE.md §6). */
+export interface Runtime {
+  readonly config: Config;
+  readonly logger: Logger;
+  readonly db: Database;
+  readonly migrations: readonly Migration[];
+  readonly envelope: Envelope;
+  readonly clientSecrets: ClientSecretHasher;
+  readonly cookieKeys: readonly string[];
+  readonly jwks: { keys: JsonWebKey[] };
+  readonly bootstrap: BootstrapResult;
+}
+
+export function openDatabase(config: Config, logger: Logger): Promise<Database> {
+  if (config.databaseUrl !== undefined) {
+    return Promise.resolve(
+      connectPostgres({
+        connectionString: config.databaseUrl,
+        onPoolError: (error) => logger.warn({ err: { message: error.message } }, 'database connection lost'),
+      }),
+    );
+  }
+  return openPglite(path.join(config.dataDir, 'pglite'));
+}
+
+export async function openRuntime(config: Config, logger: Logger, existingDb?: Database): Promise<Runtime> {
+  const db = existingDb ?? (await openDatabase(config, logger));
+  try {
+    const migrations = await loadMigrations();
+    const report = await migrate(db, migrations);
+    if (report.applied.length > 0) logger.info({ applied: report.applied }, 'migrations applied');
+
+    const masterKey = await resolveMasterKey(config.masterKey, config.dataDir, (message) => logger.warn(message));
+    const envelope = createEnvelope(masterKey);
+
+    const prepared = await withStartupLock(db, async (session) => {
+      const createdKeys = await ensureSigningKeys(session, envelope);
+      if (createdKeys.length > 0) logger.info({ keys: createdKeys }, 'signing keys generated');
+      const cookieKey = await loadOrCreateServerSecret(session, envelope, SERVER_SECRETS.cookieSigning);
+      const hmacKey = await loadOrCreateServerSecret(session, envelope, SERVER_SECRETS.clientSecretHmac);
+      const clientSecrets = createClientSecretHasher(hmacKey);
+      const bootstrap = await bootstrapAdmin(session, { issuer: config.issuer, hasher: clientSecrets, configured: config.bootstrapAdmin });
+      return { cookieKeys: [cookieKey.toString('base64url')], clientSecrets, bootstrap };
+    });
+
+    return {
+      config,
+      logger,
+      db,
+      migrations,
+      envelope,
+      jwks: await loadSigningJwks(db, envelope),
+      ...prepared,
+    };
+  } catch (error) {
+    if (existingDb === undefined) await db.close().catch(() => undefined);
+    throw error;
+  }
+}
