@@ -1,0 +1,114 @@
+import { randomBytes } from 'node:crypto';
+import { createServer } from 'node:net';
+import { Writable } from 'node:stream';
+import { loadConfig } from '../../src/config.js';
+import type { Database } from '../../src/db/database.js';
+import { createLogger } from '../../src/logger.js';
+import { openRuntime, type Runtime } from '../../src/runtime.js';
+import { startServer, type RunningServer } from '../../src/server.js';
+import { createTestDatabase, defaultBackend, type Backend, type TestDatabase } from './database.js';
+
+export function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const probe = createServer();
+    probe.once('error', reject);
+    probe.listen(0, '127.0.0.1', () => {
+      const address = probe.address();
+      probe.close(() => (typeof address === 'object' && address !== null ? resolve(address.port) : reject(new Error('no port'))));
+    });
+  });
+}
+
+/** Captures log lines in memory so tests can assert on them. */
+export class LogCapture extends Writable {
+  readonly lines: string[] = [];
+  override _write(chunk: Buffer, _encoding: string, callback: () => void): void {
+    this.lines.push(...chunk.toString('utf8').split('\n').filter(Boolean));
+    callback();
+  }
+  get text(): string {
+    return this.lines.join('\n');
+  }
+}
+
+export interface TestServer {
+  readonly url: string;
+  readonly issuer: string;
+  readonly admin: { readonly clientId: string; readonly clientSecret: string };
+  readonly running: RunningServer;
+  readonly runtime: Runtime;
+  readonly database: TestDatabase;
+  readonly logs: LogCapture;
+  /** A separate connection for the test's own queries. */
+  readonly db: Database;
+  close(): Promise<void>;
+}
+
+export interface TestServerOptions {
+  readonly backend?: Backend;
+  readonly env?: Record<string, string>;
+  /** Connection URL override (e.g. through a proxy the test controls). */
+  readonly databaseUrl?: string;
+  readonly database?: TestDatabase;
+}
+
+/** A real Gatehouse on an ephemeral port, on its own database, with a known bootstrap admin client. */
+export async function startTestServer(options: TestServerOptions = {}): Promise<TestServer> {
+  const database = options.database ?? (await createTestDatabase(options.backend ?? defaultBackend));
+  const port = await freePort();
+  const admin = { clientId: `admin-${randomBytes(4).toString('hex')}`, clientSecret: randomBytes(32).toString('base64url') };
+  const databaseUrl = options.databaseUrl ?? database.url;
+  const config = loadConfig({
+    NODE_ENV: 'test',
+    PORT: String(port),
+    HOST: '127.0.0.1',
+    ISSUER: `http://127.0.0.1:${port}`,
+    DATA_DIR: database.dataDir,
+    MASTER_KEY: randomBytes(32).toString('base64url'),
+    BOOTSTRAP_ADMIN_CLIENT_ID: admin.clientId,
+    BOOTSTRAP_ADMIN_CLIENT_SECRET: admin.clientSecret,
+    LOG_LEVEL: 'info',
+    SHUTDOWN_TIMEOUT_MS: '2000',
+    ...(databaseUrl === undefined ? {} : { DATABASE_URL: databaseUrl }),
+    ...options.env,
+  });
+  const logs = new LogCapture();
+  const runtime = await openRuntime(config, createLogger(config.logLevel, logs));
+  const running = await startServer(runtime, { port: config.port, host: config.host });
+  // PGlite is single-process: the test shares the server's instance instead of opening another.
+  const db = database.backend === 'pglite' ? runtime.db : await database.connect();
+  let closed = false;
+  return {
+    url: running.url,
+    issuer: config.issuer,
+    admin,
+    running,
+    runtime,
+    database,
+    logs,
+    db,
+    async close() {
+      if (closed) return;
+      closed = true;
+      if (db !== runtime.db) await db.close();
+      await running.close();
+      if (options.database === undefined) await database.drop();
+    },
+  };
+}
+
+/** Polls `check` until it returns a truthy value or the deadline passes (no fixed sleeps). */
+export async function waitFor<T>(check: () => Promise<T | undefined | false> | T | undefined | false, timeoutMs = 10_000, intervalMs = 50): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  let lastError: unknown;
+  for (;;) {
+    try {
+      const value = await check();
+      if (value) return value;
+    } catch (error) {
+      lastError = error;
+    }
+    if (Date.now() > deadline) throw new Error(`condition not met within ${timeoutMs} ms`, { cause: lastError });
+    await new Promise((resolve) => setTimeout(resolve, intervalMs));
+  }
+}
