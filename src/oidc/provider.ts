@@ -26,6 +26,7 @@ export interface ProviderDependencies {
 }
 
 const ALGS = [...SIGNING_ALGS];
+const DEFAULT_ACCESS_TOKEN_TTL = 900;
 
 export function createProvider(deps: ProviderDependencies): Provider {
   const configuration: Configuration = {
@@ -58,6 +59,10 @@ export function createProvider(deps: ProviderDependencies): Provider {
     },
     // The OpenID scopes; resource-server scopes come from the database per request.
     scopes: [...OIDC_SCOPES],
+    // Browser-based clients may call the token endpoint only from their own redirect origins.
+    clientBasedCORS(_ctx, origin, client) {
+      return client.redirectUris?.some((uri) => new URL(uri).origin === origin) ?? false;
+    },
     // SPEC §2: these four, and not client_secret_jwt (it would need the plaintext secret).
     clientAuthMethods: ['client_secret_basic', 'client_secret_post', 'private_key_jwt', 'none'],
     // Authorization code only (SPEC §2, RFC 9700 §2.1.2): no implicit or hybrid responses.
@@ -91,6 +96,22 @@ export function createProvider(deps: ProviderDependencies): Provider {
           throw new TypeError('registered_scope must be a string');
         }
       },
+    },
+    ttl: {
+      // Tokens for a resource server live as long as it says (SPEC §5 access_token_ttl, default 900 s);
+      // the userinfo token, which has no resource server, lives as long.
+      AccessToken: (_ctx, token) => token.resourceServer?.accessTokenTTL ?? DEFAULT_ACCESS_TOKEN_TTL,
+      ClientCredentials: (_ctx, token) => token.resourceServer?.accessTokenTTL ?? DEFAULT_ACCESS_TOKEN_TTL,
+      // Short enough that a stolen code is useless, long enough for a slow redirect.
+      AuthorizationCode: 60,
+      IdToken: 3600,
+      // A person gets 30 minutes to finish signing in (password, second factor, consent).
+      Interaction: 1800,
+      // Single sign-on lasts a working day; sessions are not meant to outlive it.
+      Session: 12 * 3600,
+      // Refresh tokens rotate on use (SPEC §2); an unused one lapses after 14 days, and the grant with it.
+      RefreshToken: 14 * 24 * 3600,
+      Grant: 14 * 24 * 3600,
     },
     interactions: {
       // Hosted pages live under /interaction (src/interactions).

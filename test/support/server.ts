@@ -35,6 +35,8 @@ export interface TestServer {
   readonly url: string;
   readonly issuer: string;
   readonly admin: { readonly clientId: string; readonly clientSecret: string };
+  /** base64url MASTER_KEY this server runs with (a second instance on the same database needs it). */
+  readonly masterKey: string;
   readonly running: RunningServer;
   readonly runtime: Runtime;
   readonly database: TestDatabase;
@@ -58,13 +60,14 @@ export async function startTestServer(options: TestServerOptions = {}): Promise<
   const port = await freePort();
   const admin = { clientId: `admin-${randomBytes(4).toString('hex')}`, clientSecret: randomBytes(32).toString('base64url') };
   const databaseUrl = options.databaseUrl ?? database.url;
+  const masterKey = options.env?.['MASTER_KEY'] ?? randomBytes(32).toString('base64url');
   const config = loadConfig({
     NODE_ENV: 'test',
     PORT: String(port),
     HOST: '127.0.0.1',
     ISSUER: `http://127.0.0.1:${port}`,
     DATA_DIR: database.dataDir,
-    MASTER_KEY: randomBytes(32).toString('base64url'),
+    MASTER_KEY: masterKey,
     BOOTSTRAP_ADMIN_CLIENT_ID: admin.clientId,
     BOOTSTRAP_ADMIN_CLIENT_SECRET: admin.clientSecret,
     LOG_LEVEL: 'info',
@@ -82,6 +85,7 @@ export async function startTestServer(options: TestServerOptions = {}): Promise<
     url: running.url,
     issuer: config.issuer,
     admin,
+    masterKey,
     running,
     runtime,
     database,
