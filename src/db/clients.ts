@@ -1,4 +1,4 @@
-import type { Queryable } from './database.js';
+import { onlyRow, type Queryable } from './database.js';
 
 export interface ClientRow extends Record<string, unknown> {
   client_id: string;
@@ -33,16 +33,16 @@ export function createClientStore(db: Queryable) {
       return rows[0]?.n ?? 0;
     },
     async insert(client: NewClient): Promise<ClientRow> {
-      const { rows } = await db.query<ClientRow>(
+      const result = await db.query<ClientRow>(
         `INSERT INTO clients (client_id, client_name, client_secret_hash, metadata, allowed_resources, require_mfa)
          VALUES ($1, $2, $3, $4, $5, $6) RETURNING ${COLUMNS}`,
         [client.clientId, client.clientName, client.clientSecretHash, JSON.stringify(client.metadata), client.allowedResources, client.requireMfa],
       );
-      return rows[0];
+      return onlyRow(result);
     },
     /** Insert, or bring an existing row to exactly this definition (idempotent bootstrap). */
     async upsert(client: NewClient): Promise<ClientRow> {
-      const { rows } = await db.query<ClientRow>(
+      const result = await db.query<ClientRow>(
         `INSERT INTO clients (client_id, client_name, client_secret_hash, metadata, allowed_resources, require_mfa)
          VALUES ($1, $2, $3, $4, $5, $6)
          ON CONFLICT (client_id) DO UPDATE SET
@@ -52,7 +52,7 @@ export function createClientStore(db: Queryable) {
          RETURNING ${COLUMNS}`,
         [client.clientId, client.clientName, client.clientSecretHash, JSON.stringify(client.metadata), client.allowedResources, client.requireMfa],
       );
-      return rows[0];
+      return onlyRow(result);
     },
   };
 }

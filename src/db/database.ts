@@ -21,6 +21,13 @@ export interface Queryable {
   readonly exec: (script: string) => Promise<void>;
 }
 
+/** The single row a statement like INSERT ... RETURNING must produce. */
+export function onlyRow<R>(result: QueryResult<R & Row> | { rows: R[] }): R {
+  const [row] = result.rows;
+  if (row === undefined) throw new Error('expected one row, got none');
+  return row;
+}
+
 export interface PoolStats {
   readonly total: number;
   readonly idle: number;

@@ -44,7 +44,10 @@ export function createOidcModelStore(db: Queryable) {
     async destroy(model: string, id: string): Promise<void> {
       await db.query('DELETE FROM oidc_models WHERE model = $1 AND id = $2', [model, id]);
     },
-    /** Every model of a grant goes at once (codes, refresh tokens, the grant itself). */
+    /**
+     * Every row issued from a grant goes at once (codes, tokens). The Grant row itself carries no
+     * grantId: oidc-provider destroys it separately, only when revokeGrantPolicy says so.
+     */
     async revokeByGrantId(grantId: string): Promise<void> {
       await db.query('DELETE FROM oidc_models WHERE grant_id = $1', [grantId]);
     },

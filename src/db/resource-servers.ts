@@ -1,5 +1,5 @@
 import type { JsonWebKey } from 'node:crypto';
-import type { Queryable } from './database.js';
+import { onlyRow, type Queryable } from './database.js';
 
 export interface ResourceServerRow extends Record<string, unknown> {
   id: string;
@@ -26,13 +26,13 @@ export function createResourceServerStore(db: Queryable) {
     },
     /** The built-in admin API resource server: created once, its scopes kept current. */
     async ensureBuiltIn(server: { identifier: string; name: string; scopes: readonly string[] }): Promise<ResourceServerRow> {
-      const { rows } = await db.query<ResourceServerRow>(
+      const result = await db.query<ResourceServerRow>(
         `INSERT INTO resource_servers (identifier, name, scopes, built_in) VALUES ($1, $2, $3, true)
          ON CONFLICT (identifier) DO UPDATE SET scopes = EXCLUDED.scopes, built_in = true, updated_at = now()
          RETURNING ${COLUMNS}`,
         [server.identifier, server.name, server.scopes],
       );
-      return rows[0];
+      return onlyRow(result);
     },
   };
 }

@@ -1,4 +1,4 @@
-import type { Queryable } from './database.js';
+import { onlyRow, type Queryable } from './database.js';
 
 /** Sealed server-held secrets (cookie keys, HMAC keys); sealing happens above this layer. */
 export function createServerSecretStore(db: Queryable) {
@@ -11,7 +11,7 @@ export function createServerSecretStore(db: Queryable) {
     async insertIfMissing(name: string, sealed: string): Promise<string> {
       await db.query('INSERT INTO server_secrets (name, sealed) VALUES ($1, $2) ON CONFLICT (name) DO NOTHING', [name, sealed]);
       const { rows } = await db.query<{ sealed: string }>('SELECT sealed FROM server_secrets WHERE name = $1', [name]);
-      return rows[0].sealed;
+      return onlyRow({ rows }).sealed;
     },
   };
 }

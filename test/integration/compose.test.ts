@@ -1,0 +1,157 @@
+import { execFile } from 'node:child_process';
+import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { promisify } from 'node:util';
+import { after, before, test } from 'node:test';
+import assert from 'node:assert/strict';
+
+// The deployment files (SPEC §1 `docker compose up`) checked without a Docker engine:
+// `docker-compose config` only interpolates and validates, and the Dockerfile is read as text.
+
+const REPO_ROOT = fileURLToPath(new URL('../../', import.meta.url));
+const run = promisify(execFile);
+
+/** A well-formed MASTER_KEY (43 base64url characters = 32 bytes); never used to encrypt anything. */
+const DUMMY_MASTER_KEY = 'A'.repeat(43);
+
+let emptyEnvFile = '';
+let composeInstalled = false;
+
+before(async () => {
+  // --env-file points at an empty file so a developer's own .env cannot change the outcome.
+  const dir = await mkdtemp(path.join(tmpdir(), 'gatehouse-compose-'));
+  emptyEnvFile = path.join(dir, 'empty.env');
+  await writeFile(emptyEnvFile, '');
+  composeInstalled = await run('docker-compose', ['version'], { timeout: 5_000 }).then(
+    () => true,
+    () => false,
+  );
+});
+
+after(async () => {
+  if (emptyEnvFile !== '') await rm(path.dirname(emptyEnvFile), { recursive: true, force: true });
+});
+
+interface ComposeResult {
+  readonly code: number;
+  readonly stdout: string;
+  readonly stderr: string;
+}
+
+/** `docker-compose config` with exactly `env` plus PATH and HOME, so the runner's MASTER_KEY or ISSUER cannot leak in. */
+async function composeConfig(env: Record<string, string>): Promise<ComposeResult> {
+  try {
+    const { stdout, stderr } = await run('docker-compose', ['--env-file', emptyEnvFile, 'config'], {
+      cwd: REPO_ROOT,
+      env: { PATH: process.env['PATH'] ?? '/usr/bin:/bin', HOME: process.env['HOME'] ?? tmpdir(), ...env },
+      timeout: 8_000,
+    });
+    return { code: 0, stdout, stderr };
+  } catch (error) {
+    const failed = error as { code?: unknown; stdout?: string; stderr?: string };
+    if (typeof failed.code !== 'number') throw error;
+    return { code: failed.code, stdout: failed.stdout ?? '', stderr: failed.stderr ?? '' };
+  }
+}
+
+/**
+ * The lines of one service in the rendered config: `  name:` up to the next line indented two
+ * spaces or less. docker-compose renders canonical YAML, so indentation is reliable.
+ */
+function serviceBlock(rendered: string, name: string): string {
+  const lines = rendered.split('\n');
+  const start = lines.indexOf(`  ${name}:`);
+  assert.notEqual(start, -1, `service ${name} missing from:\n${rendered}`);
+  const block: string[] = [];
+  for (const line of lines.slice(start + 1)) {
+    if (line.trim() !== '' && !line.startsWith('   ')) break;
+    block.push(line);
+  }
+  return block.join('\n');
+}
+
+void test('docker-compose config renders postgres and gatehouse with health checks and a named volume', async (t) => {
+  if (!composeInstalled) {
+    t.skip('docker-compose not installed');
+    return;
+  }
+  const result = await composeConfig({ MASTER_KEY: DUMMY_MASTER_KEY });
+  assert.equal(result.code, 0, result.stderr);
+  const rendered = result.stdout;
+
+  const postgres = serviceBlock(rendered, 'postgres');
+  assert.match(postgres, /image: postgres:16\b/);
+  assert.match(postgres, /healthcheck:[\s\S]*pg_isready/);
+  assert.match(postgres, /- postgres-data:\/var\/lib\/postgresql\/data/);
+  assert.match(rendered, /^volumes:\n {2}postgres-data:/m);
+
+  const gatehouse = serviceBlock(rendered, 'gatehouse');
+  assert.match(gatehouse, /healthcheck:[\s\S]*\/healthz/);
+  assert.match(gatehouse, /depends_on:\n\s+postgres:\n\s+condition: service_healthy/);
+  assert.match(gatehouse, /NODE_ENV: production/);
+  assert.match(gatehouse, /DATABASE_URL: postgres:\/\/[^\n]*@postgres:5432\//);
+  assert.match(gatehouse, /restart: unless-stopped/);
+  assert.match(gatehouse, new RegExp(`MASTER_KEY: ${DUMMY_MASTER_KEY}\\n`));
+});
+
+void test('docker-compose defaults ISSUER to https, which production requires', async (t) => {
+  if (!composeInstalled) {
+    t.skip('docker-compose not installed');
+    return;
+  }
+  const result = await composeConfig({ MASTER_KEY: DUMMY_MASTER_KEY });
+  assert.equal(result.code, 0, result.stderr);
+  assert.match(serviceBlock(result.stdout, 'gatehouse'), /ISSUER: https:\/\//);
+});
+
+void test('docker-compose refuses to start without MASTER_KEY and says how to make one', async (t) => {
+  if (!composeInstalled) {
+    t.skip('docker-compose not installed');
+    return;
+  }
+  // Unset, and set but empty (how a fresh copy of .env.example leaves it): both refused.
+  const unsetOrEmpty: Record<string, string>[] = [{}, { MASTER_KEY: '' }];
+  for (const env of unsetOrEmpty) {
+    const result = await composeConfig(env);
+    assert.notEqual(result.code, 0, `expected failure with ${JSON.stringify(env)}:\n${result.stdout}`);
+    assert.match(result.stderr, /set MASTER_KEY in \.env/);
+    assert.match(result.stderr, /openssl rand -base64 32/);
+  }
+});
+
+/** Dockerfile instructions with `\` continuations joined and comments dropped. */
+function dockerfileInstructions(text: string): string[] {
+  return text
+    .replace(/\\\n/g, ' ')
+    .split('\n')
+    .map((line) => line.trim())
+    .filter((line) => line !== '' && !line.startsWith('#'));
+}
+
+void test('Dockerfile runs a Node 22 image as a non-root user with production dependencies and a health check', async () => {
+  const instructions = dockerfileInstructions(await readFile(path.join(REPO_ROOT, 'Dockerfile'), 'utf8'));
+  const lastFrom = instructions.findLastIndex((line) => /^FROM\s/i.test(line));
+  assert.notEqual(lastFrom, -1, 'Dockerfile has no FROM');
+  const finalStage = instructions.slice(lastFrom);
+
+  assert.match(finalStage[0]!, /^FROM\s+(--platform=\S+\s+)?node:22[\w.-]*(\s|$)/i);
+
+  const users = finalStage.filter((line) => /^USER\s/i.test(line));
+  assert.ok(users.length > 0, 'final stage sets no USER, so it runs as root');
+  const user = users.at(-1)!.split(/\s+/)[1]!;
+  assert.doesNotMatch(user, /^(root|0)(:|$)/, `final stage runs as ${user}`);
+
+  assert.ok(
+    instructions.some((line) => /^RUN\s.*\bnpm ci\b.*--omit=dev/i.test(line)),
+    'no `npm ci --omit=dev`: dev dependencies would ship',
+  );
+  assert.ok(
+    finalStage.some((line) => /^HEALTHCHECK\s+.*CMD\s/i.test(line)),
+    'final stage has no HEALTHCHECK',
+  );
+  // The runtime stage must not need a compiler: native addons are built in an earlier stage.
+  assert.ok(!finalStage.some((line) => /^RUN\s.*apt-get install.*\b(g\+\+|gcc|make|build-essential)\b/i.test(line)));
+  assert.ok(finalStage.some((line) => /^CMD\s+\[\s*"node"\s*,\s*"dist\/main\.js"\s*\]/.test(line)));
+});
