@@ -7,6 +7,7 @@ CREATE TABLE oidc_models (
   id          text        NOT NULL,
   payload     jsonb       NOT NULL,
   grant_id    text,
+  client_id   text,
   uid         text,
   user_code   text,
   expires_at  timestamptz,
@@ -14,6 +15,7 @@ CREATE TABLE oidc_models (
   PRIMARY KEY (model, id)
 );
 CREATE INDEX oidc_models_grant_id_idx ON oidc_models (grant_id) WHERE grant_id IS NOT NULL;
+CREATE INDEX oidc_models_client_id_idx ON oidc_models (client_id) WHERE client_id IS NOT NULL;
 CREATE INDEX oidc_models_uid_idx ON oidc_models (uid) WHERE uid IS NOT NULL;
 CREATE INDEX oidc_models_user_code_idx ON oidc_models (user_code) WHERE user_code IS NOT NULL;
 CREATE INDEX oidc_models_expires_at_idx ON oidc_models (expires_at) WHERE expires_at IS NOT NULL;
@@ -21,6 +23,8 @@ CREATE INDEX oidc_models_expires_at_idx ON oidc_models (expires_at) WHERE expire
 -- Resource servers (RFC 8707 resource indicators): what a token's audience can be.
 CREATE TABLE resource_servers (
   id                   uuid        PRIMARY KEY DEFAULT gen_random_uuid(),
+  -- Creation order for keyset pagination (timestamps can tie; JavaScript dates drop microseconds).
+  seq                  bigint      GENERATED ALWAYS AS IDENTITY UNIQUE,
   identifier           text        NOT NULL UNIQUE,
   name                 text        NOT NULL,
   scopes               text[]      NOT NULL DEFAULT '{}',
@@ -37,6 +41,7 @@ CREATE TABLE resource_servers (
 -- metadata holds the RFC 7591 fields; the secret is only ever stored as a keyed hash.
 CREATE TABLE clients (
   client_id          text        PRIMARY KEY,
+  seq                bigint      GENERATED ALWAYS AS IDENTITY UNIQUE,
   client_name        text        NOT NULL,
   client_secret_hash text,
   metadata           jsonb       NOT NULL,
@@ -45,7 +50,7 @@ CREATE TABLE clients (
   created_at         timestamptz NOT NULL DEFAULT now(),
   updated_at         timestamptz NOT NULL DEFAULT now()
 );
-CREATE INDEX clients_client_name_idx ON clients (client_name text_pattern_ops, client_id);
+CREATE INDEX clients_client_name_idx ON clients (client_name text_pattern_ops, seq);
 
 -- Signing keys. Private halves are sealed with MASTER_KEY (AES-256-GCM envelope); a raw
 -- SELECT shows only ciphertext. Retired keys stay published until their tokens expire.

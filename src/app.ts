@@ -1,6 +1,10 @@
 import Koa from 'koa';
-import mount from 'koa-mount';
-import type Provider from 'oidc-provider';
+import type { ClientMetadata } from 'oidc-provider';
+import { createClientService } from './admin/clients/service.js';
+import { createKeyService } from './admin/keys/service.js';
+import { createResourceServerService } from './admin/resource-servers/service.js';
+import { createAdminApi } from './admin/router.js';
+import { adminResourceIdentifier } from './admin/scopes.js';
 import { accessLog } from './http/access-log.js';
 import { handleErrors } from './http/errors.js';
 import { createMetrics, measureRequests, type Metrics } from './http/metrics.js';
@@ -8,34 +12,65 @@ import { opsRoutes } from './http/ops-routes.js';
 import { requestId } from './http/request-id.js';
 import { securityHeaders } from './http/security-headers.js';
 import { createProvider } from './oidc/provider.js';
+import { createProviderHost, type ProviderHost } from './oidc/provider-host.js';
+import { createResourceServerRegistry, type ResourceServerRegistry } from './oidc/resource-server-registry.js';
 import type { Runtime } from './runtime.js';
+import { createVerifier } from './verifier/index.js';
 import { createViews } from './views.js';
 
 export interface GatehouseApp {
   readonly app: Koa;
-  readonly provider: Provider;
+  readonly providers: ProviderHost;
+  readonly resourceServers: ResourceServerRegistry;
   readonly metrics: Metrics;
+  /** Stops background work (key refresh). */
+  stop(): void;
 }
 
 /** Builds the Koa app without listening, so tests can serve it on an ephemeral port. */
-export function createApp(runtime: Runtime): GatehouseApp {
+export async function createApp(runtime: Runtime): Promise<GatehouseApp> {
   const { config, logger, db } = runtime;
   const views = createViews();
   const metrics = createMetrics(() => db.poolStats());
+  const resourceServers = createResourceServerRegistry(db);
 
-  const provider = createProvider({
-    issuer: config.issuer,
-    trustProxy: config.trustProxy,
+  const providers = await createProviderHost({
     db,
-    jwks: runtime.jwks,
-    cookieKeys: runtime.cookieKeys,
-    clientSecrets: runtime.clientSecrets,
-    views,
+    envelope: runtime.envelope,
     logger,
+    intervalMs: config.keyRefreshIntervalMs,
+    build: (jwks) =>
+      createProvider({
+        issuer: config.issuer,
+        trustProxy: config.trustProxy,
+        db,
+        jwks,
+        cookieKeys: runtime.cookieKeys,
+        clientSecrets: runtime.clientSecrets,
+        views,
+        logger,
+        resourceServers,
+        metrics,
+      }),
   });
-  provider.on('grant.success', (ctx) => {
-    const grantType = ctx.oidc.params?.['grant_type'];
-    metrics.tokensIssued.inc({ grant_type: typeof grantType === 'string' ? grantType : 'unknown' });
+
+  // Gatehouse's own admin API trusts tokens through the same verifier resource servers use,
+  // with the keys this instance holds (no HTTP round trip to itself).
+  const adminVerifier = createVerifier({
+    issuer: config.issuer,
+    audience: adminResourceIdentifier(config.issuer),
+    jwks: () => providers.publicJwks(),
+  });
+  const adminApi = createAdminApi({
+    verifier: adminVerifier,
+    logger,
+    clients: createClientService({
+      db,
+      hasher: runtime.clientSecrets,
+      validateWithProvider: (metadata) => providers.current().Client.validate(metadata as ClientMetadata),
+    }),
+    resourceServers: createResourceServerService({ db, registry: resourceServers }),
+    keys: createKeyService({ db, envelope: runtime.envelope, onRotated: () => providers.refresh() }),
   });
 
   const app = new Koa();
@@ -53,7 +88,8 @@ export function createApp(runtime: Runtime): GatehouseApp {
   app.use(handleErrors(logger));
   app.use(ops.routes());
   app.use(ops.allowedMethods());
-  app.use(mount(provider));
+  app.use(adminApi);
+  app.use(providers.middleware);
 
-  return { app, provider, metrics };
+  return { app, providers, resourceServers, metrics, stop: () => providers.stop() };
 }

@@ -22,6 +22,8 @@ const environmentSchema = z
     ISSUER: z
       .url({ protocol: /^https?$/, error: 'must be an absolute http(s) URL' })
       .refine((value) => {
+        // zod runs this even when the URL check above failed; that check reports the bad value.
+        if (!URL.canParse(value)) return true;
         const url = new URL(value);
         return url.search === '' && url.hash === '';
       }, 'must not contain a query or fragment')
@@ -51,6 +53,7 @@ const environmentSchema = z
     TRUST_PROXY: booleanFlag.default(false),
     LOG_LEVEL: z.enum(LOG_LEVELS, { error: `must be one of ${LOG_LEVELS.join(', ')}` }).default('info'),
     SHUTDOWN_TIMEOUT_MS: z.coerce.number({ error: 'must be a number' }).int().min(0).max(600_000).default(10_000),
+    KEY_REFRESH_INTERVAL_MS: z.coerce.number({ error: 'must be a number' }).int().min(100, 'must be at least 100').max(60_000, 'must be at most 60000').default(2_000),
   })
   .superRefine((env, ctx) => {
     if ((env.BOOTSTRAP_ADMIN_CLIENT_ID === undefined) !== (env.BOOTSTRAP_ADMIN_CLIENT_SECRET === undefined)) {
@@ -85,6 +88,8 @@ export interface Config {
   readonly trustProxy: boolean;
   readonly logLevel: LogLevel;
   readonly shutdownTimeoutMs: number;
+  /** How often each instance checks for rotated signing keys. */
+  readonly keyRefreshIntervalMs: number;
 }
 
 export class ConfigError extends Error {
@@ -137,6 +142,7 @@ export function loadConfig(env: Environment = process.env): Config {
     trustProxy: e.TRUST_PROXY,
     logLevel: e.LOG_LEVEL,
     shutdownTimeoutMs: e.SHUTDOWN_TIMEOUT_MS,
+    keyRefreshIntervalMs: e.KEY_REFRESH_INTERVAL_MS,
   };
 }
 

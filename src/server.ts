@@ -12,9 +12,18 @@ export interface RunningServer extends GatehouseApp {
 }
 
 export async function startServer(runtime: Runtime, listen: { port: number; host: string }): Promise<RunningServer> {
-  const built = createApp(runtime);
+  const built = await createApp(runtime);
   const handle = built.app.callback();
-  const server = http.createServer((req, res) => void handle(req, res));
+  let closing: Promise<void> | undefined;
+  const inFlight = new Set<http.ServerResponse>();
+  const server = http.createServer((req, res) => {
+    // While draining, every response closes its connection, so keep-alive clients can neither
+    // send more requests nor hold the shutdown open until keepAliveTimeout.
+    if (closing !== undefined) res.setHeader('Connection', 'close');
+    inFlight.add(res);
+    res.once('close', () => inFlight.delete(res));
+    void handle(req, res);
+  });
   // Slow-client protection; oidc-provider's own body limits cover payload size.
   server.headersTimeout = 15_000;
   server.requestTimeout = 30_000;
@@ -24,15 +33,16 @@ export async function startServer(runtime: Runtime, listen: { port: number; host
   const { port } = server.address() as AddressInfo;
   const host = listen.host === '0.0.0.0' || listen.host === '::' ? '127.0.0.1' : listen.host;
 
-  let closing: Promise<void> | undefined;
   const close = () => {
     closing ??= (async () => {
       const closed = new Promise<void>((resolve) => server.close(() => resolve()));
+      for (const res of inFlight) if (!res.headersSent) res.setHeader('Connection', 'close');
       server.closeIdleConnections();
       const force = setTimeout(() => server.closeAllConnections(), runtime.config.shutdownTimeoutMs);
       force.unref();
       await closed;
       clearTimeout(force);
+      built.stop();
       await runtime.db.close();
     })();
     return closing;

@@ -3,6 +3,7 @@ import { onlyRow, type Queryable } from './database.js';
 
 export interface ResourceServerRow extends Record<string, unknown> {
   id: string;
+  seq: string;
   identifier: string;
   name: string;
   scopes: string[];
@@ -15,14 +16,80 @@ export interface ResourceServerRow extends Record<string, unknown> {
   updated_at: Date;
 }
 
+export interface ResourceServerFields {
+  readonly name: string;
+  readonly scopes: readonly string[];
+  readonly accessTokenTtl: number;
+  readonly signingAlg: string;
+  readonly innerEncryptionJwk: JsonWebKey | null;
+  readonly encryptWholeToken: boolean;
+}
+
 const COLUMNS =
-  'id, identifier, name, scopes, access_token_ttl, signing_alg, inner_encryption_jwk, encrypt_whole_token, built_in, created_at, updated_at';
+  'id, seq::text AS seq, identifier, name, scopes, access_token_ttl, signing_alg, inner_encryption_jwk, encrypt_whole_token, built_in, created_at, updated_at';
 
 export function createResourceServerStore(db: Queryable) {
   return {
     async findByIdentifier(identifier: string): Promise<ResourceServerRow | undefined> {
       const { rows } = await db.query<ResourceServerRow>(`SELECT ${COLUMNS} FROM resource_servers WHERE identifier = $1`, [identifier]);
       return rows[0];
+    },
+    async findByIdentifiers(identifiers: readonly string[]): Promise<ResourceServerRow[]> {
+      const { rows } = await db.query<ResourceServerRow>(`SELECT ${COLUMNS} FROM resource_servers WHERE identifier = ANY($1)`, [identifiers]);
+      return rows;
+    },
+    async findById(id: string, options: { forUpdate?: boolean } = {}): Promise<ResourceServerRow | undefined> {
+      // Ids are UUIDs; anything else cannot exist (and would be a cast error in SQL).
+      if (!/^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i.test(id)) return undefined;
+      const { rows } = await db.query<ResourceServerRow>(
+        `SELECT ${COLUMNS} FROM resource_servers WHERE id = $1${options.forUpdate === true ? ' FOR UPDATE' : ''}`,
+        [id],
+      );
+      return rows[0];
+    },
+    async list(page: { after: string | undefined; limit: number }): Promise<ResourceServerRow[]> {
+      const { rows } = await db.query<ResourceServerRow>(`SELECT ${COLUMNS} FROM resource_servers WHERE seq > $1::bigint ORDER BY seq LIMIT $2`, [
+        page.after ?? '0',
+        page.limit,
+      ]);
+      return rows;
+    },
+    /** Undefined when the identifier is taken. */
+    async insert(identifier: string, fields: ResourceServerFields): Promise<ResourceServerRow | undefined> {
+      const { rows } = await db.query<ResourceServerRow>(
+        `INSERT INTO resource_servers (identifier, name, scopes, access_token_ttl, signing_alg, inner_encryption_jwk, encrypt_whole_token)
+         VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (identifier) DO NOTHING RETURNING ${COLUMNS}`,
+        [
+          identifier,
+          fields.name,
+          fields.scopes,
+          fields.accessTokenTtl,
+          fields.signingAlg,
+          fields.innerEncryptionJwk === null ? null : JSON.stringify(fields.innerEncryptionJwk),
+          fields.encryptWholeToken,
+        ],
+      );
+      return rows[0];
+    },
+    async update(id: string, fields: ResourceServerFields): Promise<ResourceServerRow> {
+      const result = await db.query<ResourceServerRow>(
+        `UPDATE resource_servers SET name = $2, scopes = $3, access_token_ttl = $4, signing_alg = $5,
+           inner_encryption_jwk = $6, encrypt_whole_token = $7, updated_at = now()
+         WHERE id = $1 RETURNING ${COLUMNS}`,
+        [
+          id,
+          fields.name,
+          fields.scopes,
+          fields.accessTokenTtl,
+          fields.signingAlg,
+          fields.innerEncryptionJwk === null ? null : JSON.stringify(fields.innerEncryptionJwk),
+          fields.encryptWholeToken,
+        ],
+      );
+      return onlyRow(result);
+    },
+    async delete(id: string): Promise<void> {
+      await db.query('DELETE FROM resource_servers WHERE id = $1 AND NOT built_in', [id]);
     },
     /** The built-in admin API resource server: created once, its scopes kept current. */
     async ensureBuiltIn(server: { identifier: string; name: string; scopes: readonly string[] }): Promise<ResourceServerRow> {

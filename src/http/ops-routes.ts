@@ -3,6 +3,7 @@ import Router from '@koa/router';
 import type { Database } from '../db/database.js';
 import { migrationsCurrent, type Migration } from '../db/migrator.js';
 import type { Metrics } from './metrics.js';
+import { loadPublicJwks } from '../oidc/keys.js';
 
 const READINESS_TIMEOUT_MS = 2_000;
 
@@ -38,6 +39,15 @@ export function opsRoutes(deps: { db: Database; migrations: readonly Migration[]
     const ready = database === 'ok' && migrations === 'ok';
     ctx.status = ready ? 200 : 503;
     ctx.body = { status: ready ? 'ready' : 'unavailable', checks: { database, migrations } };
+  });
+
+  // The JWKS comes from the database, not from a provider's keystore snapshot, so a rotated key
+  // is published on every instance the moment it is committed (see src/oidc/provider-host.ts).
+  router.get('/jwks', async function jwks(ctx) {
+    const { keys } = await loadPublicJwks(deps.db);
+    ctx.type = 'application/jwk-set+json; charset=utf-8';
+    ctx.set('Cache-Control', 'public, max-age=60');
+    ctx.body = { keys };
   });
 
   router.get('/metrics', async function metrics(ctx) {

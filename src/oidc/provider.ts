@@ -8,6 +8,9 @@ import type { Views } from '../views.js';
 import { createAdapterFactory } from './adapter.js';
 import { EXTRA_CLIENT_METADATA, OIDC_SCOPES } from './clients.js';
 import { createResourceIndicators } from './resource-indicators.js';
+import type { ResourceServerRegistry } from './resource-server-registry.js';
+import { encryptWholeTokens, innerLayer } from '../tokens/access-token.js';
+import type { Metrics } from '../http/metrics.js';
 
 /**
  * The one `new Provider(...)` (STYLE.md §2). Every option that differs from oidc-provider's
@@ -23,6 +26,8 @@ export interface ProviderDependencies {
   readonly clientSecrets: ClientSecretHasher;
   readonly views: Views;
   readonly logger: Logger;
+  readonly resourceServers: ResourceServerRegistry;
+  readonly metrics: Metrics;
 }
 
 const ALGS = [...SIGNING_ALGS];
@@ -47,12 +52,21 @@ export function createProvider(deps: ProviderDependencies): Provider {
       // Services get tokens with the client-credentials grant (SPEC §2).
       clientCredentials: { enabled: true },
       // RFC 7662 and RFC 7009 (SPEC §2).
-      introspection: { enabled: true },
-      revocation: { enabled: true },
+      introspection: {
+        enabled: true,
+        // RFC 7662 §4: public clients only learn about their own tokens; confidential callers
+        // (typically resource servers) may introspect tokens presented to them.
+        allowedPolicy: (ctx, client, token) => client.clientAuthMethod !== 'none' || token.clientId === ctx.oidc.client?.clientId,
+      },
+      revocation: {
+        enabled: true,
+        // RFC 7009 §2.1: a client may only revoke tokens that were issued to it.
+        allowedPolicy: (_ctx, client, token) => token.clientId === client.clientId,
+      },
       // RP-initiated logout (SPEC §2).
       rpInitiatedLogout: { enabled: true },
       // RFC 8707 from the resource_servers table; every access token is for one resource server.
-      resourceIndicators: createResourceIndicators(deps.db),
+      resourceIndicators: createResourceIndicators(deps.resourceServers),
       // Not in SPEC §2: discovery advertises exactly what Gatehouse supports.
       dPoP: { enabled: false },
       pushedAuthorizationRequests: { enabled: false },
@@ -113,6 +127,10 @@ export function createProvider(deps: ProviderDependencies): Provider {
       RefreshToken: 14 * 24 * 3600,
       Grant: 14 * 24 * 3600,
     },
+    formats: {
+      // The double-wrapped token's inner layer is added here, before the provider signs (SPEC §3).
+      customizers: { jwt: innerLayer(deps.resourceServers) },
+    },
     interactions: {
       // Hosted pages live under /interaction (src/interactions).
       url: (_ctx, interaction) => `/interaction/${interaction.uid}`,
@@ -143,6 +161,11 @@ export function createProvider(deps: ProviderDependencies): Provider {
     return Promise.resolve(this.clientSecret !== undefined && deps.clientSecrets.verify(actual, this.clientSecret));
   };
 
+  provider.on('grant.success', (ctx: KoaContextWithOIDC) => {
+    const grantType = ctx.oidc.params?.['grant_type'];
+    deps.metrics.tokensIssued.inc({ grant_type: typeof grantType === 'string' ? grantType : 'unknown' });
+  });
+
   provider.on('server_error', (ctx: KoaContextWithOIDC, error: Error) => {
     if (isUnavailable(error)) {
       (ctx.state as { databaseUnavailable?: boolean }).databaseUnavailable = true;
@@ -163,6 +186,9 @@ export function createProvider(deps: ProviderDependencies): Provider {
       ctx.body = { error: 'temporarily_unavailable', error_description: 'the service is temporarily unavailable, retry shortly' };
     }
   });
+
+  // SPEC §3 encrypt_whole_token: nested JWT with cty "JWT" (see src/tokens/access-token.ts).
+  provider.use(encryptWholeTokens(deps.resourceServers));
 
   return provider;
 }

@@ -1,17 +1,14 @@
-import { errors, type KoaContextWithOIDC, type Client, type ResourceServer } from 'oidc-provider';
-import type { Queryable } from '../db/database.js';
-import { createResourceServerStore } from '../db/resource-servers.js';
+import { errors, type Client, type KoaContextWithOIDC, type ResourceServer } from 'oidc-provider';
 import type { SigningAlg } from '../crypto/signing-keys.js';
-import { allowedResources, registeredScopes } from './clients.js';
+import { allowedResources, OIDC_SCOPES, registeredScopes } from './clients.js';
+import type { ResourceServerRegistry } from './resource-server-registry.js';
 
 /**
  * RFC 8707 resource indicators backed by the resource_servers table. A client may only get
- * tokens for the resources in its `allowed_resources` (SPEC §2).
+ * tokens for the resources in its `allowed_resources`, with scopes that resource server defines
+ * (SPEC §2).
  */
-
-export function createResourceIndicators(db: Queryable) {
-  const resourceServers = createResourceServerStore(db);
-
+export function createResourceIndicators(registry: ResourceServerRegistry) {
   return {
     enabled: true,
 
@@ -26,18 +23,29 @@ export function createResourceIndicators(db: Queryable) {
       return undefined;
     },
 
-    async getResourceServerInfo(_ctx: KoaContextWithOIDC, resourceIndicator: string, client: Client): Promise<ResourceServer> {
+    async getResourceServerInfo(ctx: KoaContextWithOIDC, resourceIndicator: string, client: Client): Promise<ResourceServer> {
       // RFC 8707 §2: invalid_target when the resource is unknown or the client may not use it.
       if (!allowedResources(client).includes(resourceIndicator)) {
         throw new errors.InvalidTarget('this client is not allowed to request tokens for that resource');
       }
-      const server = await resourceServers.findByIdentifier(resourceIndicator);
-      if (server === undefined) throw new errors.InvalidTarget('unknown resource');
+      const entry = await registry.get(resourceIndicator);
+      if (entry === undefined) throw new errors.InvalidTarget('unknown resource');
+      const server = entry.row;
+
       // A client that registered a `scope` may only get those of the server's scopes.
       const clientScopes = registeredScopes(client);
-      const scopes = clientScopes === undefined ? server.scopes : server.scopes.filter((s) => clientScopes.includes(s));
+      const available = clientScopes === undefined ? server.scopes : server.scopes.filter((s) => clientScopes.includes(s));
+
+      // RFC 6749 §5.2 invalid_scope: a requested scope the resource server does not offer this
+      // client is refused, never silently dropped.
+      const requested = typeof ctx.oidc.params?.['scope'] === 'string' ? ctx.oidc.params['scope'].split(' ').filter(Boolean) : [];
+      const refused = requested.filter((s) => !available.includes(s) && !(OIDC_SCOPES as readonly string[]).includes(s));
+      if (refused.length > 0) {
+        throw new errors.InvalidScope(`scope not available for ${resourceIndicator}`, refused.join(' '));
+      }
+
       return {
-        scope: scopes.join(' '),
+        scope: available.join(' '),
         audience: server.identifier,
         accessTokenTTL: server.access_token_ttl,
         accessTokenFormat: 'jwt',

@@ -1,0 +1,98 @@
+import { z } from 'zod';
+import { jwkObject, redirectUri, scopeToken, unique, absoluteUri } from '../schema-common.js';
+
+export const GRANT_TYPES = ['authorization_code', 'refresh_token', 'client_credentials'] as const;
+export const AUTH_METHODS = ['client_secret_basic', 'client_secret_post', 'private_key_jwt', 'none'] as const;
+export const SECRET_AUTH_METHODS: readonly string[] = ['client_secret_basic', 'client_secret_post'];
+
+const scopeString = z
+  .string()
+  .max(4000, 'must be at most 4000 characters')
+  .refine((value) => value.split(' ').every((s) => scopeToken.safeParse(s).success), 'must be space-separated scope tokens')
+  .refine((value) => unique(value.split(' ')), 'must not repeat a scope');
+
+const jwks = z.strictObject({
+  keys: z
+    .array(jwkObject)
+    .min(1, 'must hold at least one key')
+    .max(10, 'at most 10 keys')
+    .refine((keys) => keys.every((k) => !['d', 'p', 'q', 'dp', 'dq', 'qi', 'k'].some((m) => m in k)), 'must hold public keys only'),
+});
+
+/** RFC 7591 client metadata (the subset SPEC §5 names) plus Gatehouse's own fields. */
+const metadataFields = {
+  client_name: z.string().trim().min(1, 'must not be empty').max(200, 'must be at most 200 characters'),
+  grant_types: z
+    .array(z.enum(GRANT_TYPES, { error: `must be one of ${GRANT_TYPES.join(', ')}` }))
+    .min(1, 'must name at least one grant type')
+    .refine(unique, 'must not repeat a grant type'),
+  redirect_uris: z.array(redirectUri).max(50, 'at most 50 redirect URIs').refine(unique, 'must not repeat a URI'),
+  response_types: z.array(z.enum(['code'], { error: 'only "code" is supported' })).max(1, 'only "code" is supported'),
+  token_endpoint_auth_method: z.enum(AUTH_METHODS, { error: `must be one of ${AUTH_METHODS.join(', ')}` }),
+  scope: scopeString,
+  jwks,
+  jwks_uri: z.url({ protocol: /^https$/, error: 'must be an https URL' }).max(2048),
+  post_logout_redirect_uris: z.array(redirectUri).max(50, 'at most 50 URIs').refine(unique, 'must not repeat a URI'),
+  allowed_resources: z.array(absoluteUri).max(100, 'at most 100 resources').refine(unique, 'must not repeat a resource'),
+  require_mfa: z.boolean({ error: 'must be true or false' }),
+};
+
+/** The whole client as stored: every field resolved, cross-field rules checked. */
+export const clientDefinition = z
+  .strictObject({
+    client_name: metadataFields.client_name.optional(),
+    grant_types: metadataFields.grant_types.default(['authorization_code']),
+    redirect_uris: metadataFields.redirect_uris.default([]),
+    response_types: metadataFields.response_types.optional(),
+    token_endpoint_auth_method: metadataFields.token_endpoint_auth_method.default('client_secret_basic'),
+    scope: metadataFields.scope.optional(),
+    jwks: metadataFields.jwks.optional(),
+    jwks_uri: metadataFields.jwks_uri.optional(),
+    post_logout_redirect_uris: metadataFields.post_logout_redirect_uris.default([]),
+    allowed_resources: metadataFields.allowed_resources.default([]),
+    require_mfa: metadataFields.require_mfa.default(false),
+  })
+  .superRefine((client, ctx) => {
+    const grants = new Set(client.grant_types);
+    const issue = (path: string, message: string) => ctx.addIssue({ code: 'custom', path: [path], message });
+    if (grants.has('authorization_code') && client.redirect_uris.length === 0) {
+      issue('redirect_uris', 'the authorization_code grant needs at least one redirect URI');
+    }
+    if (!grants.has('authorization_code') && client.redirect_uris.length > 0) {
+      issue('redirect_uris', 'only clients with the authorization_code grant have redirect URIs');
+    }
+    if (grants.has('refresh_token') && !grants.has('authorization_code')) {
+      issue('grant_types', 'refresh_token needs authorization_code (client_credentials clients get no refresh tokens)');
+    }
+    if (client.response_types !== undefined && client.response_types.length > 0 !== grants.has('authorization_code')) {
+      issue('response_types', 'must be ["code"] exactly when the authorization_code grant is used');
+    }
+    if (client.token_endpoint_auth_method === 'none' && grants.has('client_credentials')) {
+      issue('token_endpoint_auth_method', 'a public client (none) cannot use client_credentials');
+    }
+    if (client.token_endpoint_auth_method === 'private_key_jwt' && client.jwks === undefined && client.jwks_uri === undefined) {
+      issue('jwks', 'private_key_jwt needs jwks or jwks_uri');
+    }
+    if (client.jwks !== undefined && client.jwks_uri !== undefined) issue('jwks_uri', 'give jwks or jwks_uri, not both');
+  });
+
+export type ClientDefinition = z.infer<typeof clientDefinition>;
+
+export const createClientBody = clientDefinition;
+
+/** Partial update: given fields replace the stored ones, then the whole is validated like create. */
+export const patchClientBody = z.strictObject({
+  client_name: metadataFields.client_name.optional(),
+  grant_types: metadataFields.grant_types.optional(),
+  redirect_uris: metadataFields.redirect_uris.optional(),
+  response_types: metadataFields.response_types.optional(),
+  token_endpoint_auth_method: metadataFields.token_endpoint_auth_method.optional(),
+  scope: metadataFields.scope.nullable().optional(),
+  jwks: metadataFields.jwks.nullable().optional(),
+  jwks_uri: metadataFields.jwks_uri.nullable().optional(),
+  post_logout_redirect_uris: metadataFields.post_logout_redirect_uris.optional(),
+  allowed_resources: metadataFields.allowed_resources.optional(),
+  require_mfa: metadataFields.require_mfa.optional(),
+});
+
+export type PatchClientBody = z.infer<typeof patchClientBody>;

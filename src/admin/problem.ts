@@ -1,0 +1,115 @@
+import type { Middleware, ParameterizedContext } from 'koa';
+import type { Logger } from 'pino';
+import type { z } from 'zod';
+import { isUnavailable } from '../db/database.js';
+
+/**
+ * RFC 9457 problem details for the admin API. Kept apart from the protocol endpoints'
+ * RFC 6749 errors (STYLE.md §4). Nothing above 499 exposes internals.
+ */
+
+export type ProblemCode =
+  | 'validation_failed'
+  | 'malformed_body'
+  | 'unsupported_media_type'
+  | 'payload_too_large'
+  | 'unauthorized'
+  | 'forbidden'
+  | 'not_found'
+  | 'conflict'
+  | 'precondition_failed'
+  | 'method_not_allowed'
+  | 'service_unavailable'
+  | 'internal_error';
+
+const TITLES: Record<ProblemCode, [number, string]> = {
+  validation_failed: [400, 'Validation failed'],
+  malformed_body: [400, 'Malformed request body'],
+  unsupported_media_type: [415, 'Unsupported media type'],
+  payload_too_large: [413, 'Payload too large'],
+  unauthorized: [401, 'Unauthorized'],
+  forbidden: [403, 'Forbidden'],
+  not_found: [404, 'Not found'],
+  conflict: [409, 'Conflict'],
+  precondition_failed: [412, 'Precondition failed'],
+  method_not_allowed: [405, 'Method not allowed'],
+  service_unavailable: [503, 'Service unavailable'],
+  internal_error: [500, 'Internal server error'],
+};
+
+export interface FieldError {
+  /** JSON Pointer (RFC 6901) into the request body or query, e.g. `#/redirect_uris/0`. */
+  readonly pointer: string;
+  readonly detail: string;
+}
+
+export class ProblemError extends Error {
+  readonly code: ProblemCode;
+  readonly status: number;
+  readonly errors: readonly FieldError[] | undefined;
+  readonly extra: Record<string, unknown> | undefined;
+
+  constructor(code: ProblemCode, detail: string, options: { errors?: readonly FieldError[]; extra?: Record<string, unknown> } = {}) {
+    super(detail);
+    this.name = 'ProblemError';
+    this.code = code;
+    this.status = TITLES[code][0];
+    this.errors = options.errors;
+    this.extra = options.extra;
+  }
+}
+
+export function problemType(code: ProblemCode): string {
+  return `urn:gatehouse:problem:${code.replaceAll('_', '-')}`;
+}
+
+function pointer(path: readonly PropertyKey[]): string {
+  return `#/${path.map((segment) => String(segment).replaceAll('~', '~0').replaceAll('/', '~1')).join('/')}`;
+}
+
+export function fieldErrors(error: z.ZodError): FieldError[] {
+  return error.issues.map((issue) => ({ pointer: pointer(issue.path), detail: issue.message }));
+}
+
+/** Parses `value` with `schema`, or throws a 400 problem listing every field error. */
+export function parseOrThrow<S extends z.ZodType>(schema: S, value: unknown, what = 'request body'): z.infer<S> {
+  const result = schema.safeParse(value);
+  if (!result.success) throw new ProblemError('validation_failed', `The ${what} is invalid.`, { errors: fieldErrors(result.error) });
+  return result.data;
+}
+
+export function writeProblem(ctx: ParameterizedContext, error: ProblemError): void {
+  ctx.status = error.status;
+  ctx.type = 'application/problem+json';
+  ctx.body = {
+    type: problemType(error.code),
+    title: TITLES[error.code][1],
+    status: error.status,
+    detail: error.message,
+    ...(error.errors === undefined ? {} : { errors: error.errors }),
+    ...error.extra,
+    ...(typeof ctx.state['requestId'] === 'string' ? { request_id: ctx.state['requestId'] } : {}),
+  };
+}
+
+/** Every admin API error becomes problem+json; unexpected ones are logged and hidden. */
+export function problemErrors(logger: Logger): Middleware {
+  return async function adminProblemBoundary(ctx, next) {
+    try {
+      await next();
+      if (ctx.status === 404 && ctx.body === undefined) {
+        writeProblem(ctx, new ProblemError('not_found', 'No such admin API resource.'));
+      } else if (ctx.status === 405 && (ctx.body === undefined || typeof ctx.body === 'string')) {
+        writeProblem(ctx, new ProblemError('method_not_allowed', `${ctx.method} is not allowed here.`));
+      }
+    } catch (error) {
+      if (error instanceof ProblemError) return writeProblem(ctx, error);
+      if (isUnavailable(error)) {
+        ctx.set('Retry-After', '5');
+        return writeProblem(ctx, new ProblemError('service_unavailable', 'The database is unavailable; retry shortly.'));
+      }
+      logger.error({ err: error, reqId: ctx.state['requestId'] }, 'admin API error');
+      writeProblem(ctx, new ProblemError('internal_error', 'An unexpected error occurred.'));
+    }
+  };
+}

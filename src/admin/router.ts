@@ -1,0 +1,131 @@
+import Router from '@koa/router';
+import compose from 'koa-compose';
+import type { Middleware, ParameterizedContext } from 'koa';
+import type { Logger } from 'pino';
+import { z } from 'zod';
+import { SIGNING_ALGS } from '../crypto/signing-keys.js';
+import { requireToken, type BearerFailure, type Verifier } from '../verifier/index.js';
+import { auditContext } from './audit.js';
+import { jsonBody } from './body.js';
+import { createClientBody, patchClientBody } from './clients/schema.js';
+import type { ClientService } from './clients/service.js';
+import type { createKeyService } from './keys/service.js';
+import { pageQuery } from './pagination.js';
+import { parseOrThrow, problemErrors, ProblemError, writeProblem } from './problem.js';
+import { createResourceServerBody, patchResourceServerBody } from './resource-servers/schema.js';
+import type { ResourceServerService } from './resource-servers/service.js';
+import type { AdminScope } from './scopes.js';
+
+export const ADMIN_PREFIX = '/admin/v1';
+
+export interface AdminApiDeps {
+  readonly verifier: Verifier;
+  readonly logger: Logger;
+  readonly clients: ClientService;
+  readonly resourceServers: ResourceServerService;
+  readonly keys: ReturnType<typeof createKeyService>;
+}
+
+function respondWithProblem(ctx: ParameterizedContext, failure: BearerFailure): void {
+  const status = ctx.status;
+  writeProblem(
+    ctx,
+    failure.status === 403
+      ? new ProblemError('forbidden', 'The access token lacks the scope this endpoint requires.')
+      : new ProblemError('unauthorized', failure.description ?? 'An access token for the admin API is required.'),
+  );
+  ctx.status = status;
+}
+
+const listQuery = z.object(pageQuery);
+const clientListQuery = z.object({ ...pageQuery, client_name: z.string().max(200).optional() });
+const rotateKeysBody = z
+  .strictObject({ algs: z.array(z.enum(SIGNING_ALGS, { error: `must be one of ${SIGNING_ALGS.join(', ')}` })).min(1).optional() })
+  .optional();
+
+/**
+ * The admin API (SPEC §5) under /admin/v1, with its own middleware chain: problem+json errors,
+ * a bearer token for `<ISSUER>/admin` checked by Gatehouse's own verifier with the area's scope,
+ * and JSON bodies, in that order (no body is read before the caller is authenticated).
+ */
+export function createAdminApi(deps: AdminApiDeps): Middleware {
+  const router = new Router({ prefix: ADMIN_PREFIX });
+  const guards = new Map<AdminScope, Middleware>();
+  const guard = (scope: AdminScope) => {
+    let middleware = guards.get(scope);
+    if (middleware === undefined) {
+      middleware = compose([requireToken(deps.verifier, { scopes: [scope], respond: respondWithProblem }), jsonBody()]);
+      guards.set(scope, middleware);
+    }
+    return middleware;
+  };
+  const param = (ctx: ParameterizedContext, name: string): string => (ctx['params'] as Record<string, string>)[name] ?? '';
+
+  // Clients
+  router.get('/clients', guard('admin:clients'), async function listClients(ctx) {
+    ctx.body = await deps.clients.list(parseOrThrow(clientListQuery, ctx.query, 'query'));
+  });
+  router.post('/clients', guard('admin:clients'), async function createClient(ctx) {
+    const client = await deps.clients.create(parseOrThrow(createClientBody, ctx.state['body'] ?? {}), auditContext(ctx));
+    ctx.status = 201;
+    ctx.set('Location', `${ADMIN_PREFIX}/clients/${encodeURIComponent(client.client_id)}`);
+    ctx.set('Cache-Control', 'no-store');
+    ctx.body = client;
+  });
+  router.get('/clients/:client_id', guard('admin:clients'), async function readClient(ctx) {
+    ctx.body = await deps.clients.get(param(ctx, 'client_id'));
+  });
+  router.patch('/clients/:client_id', guard('admin:clients'), async function updateClient(ctx) {
+    ctx.set('Cache-Control', 'no-store');
+    ctx.body = await deps.clients.update(param(ctx, 'client_id'), parseOrThrow(patchClientBody, ctx.state['body'] ?? {}), auditContext(ctx));
+  });
+  router.delete('/clients/:client_id', guard('admin:clients'), async function deleteClient(ctx) {
+    await deps.clients.delete(param(ctx, 'client_id'), auditContext(ctx));
+    ctx.status = 204;
+  });
+  router.post('/clients/:client_id/secret', guard('admin:clients'), async function rotateClientSecret(ctx) {
+    ctx.set('Cache-Control', 'no-store');
+    ctx.body = await deps.clients.rotateSecret(param(ctx, 'client_id'), auditContext(ctx));
+  });
+
+  // Resource servers
+  router.get('/resource-servers', guard('admin:resource-servers'), async function listResourceServers(ctx) {
+    ctx.body = await deps.resourceServers.list(parseOrThrow(listQuery, ctx.query, 'query'));
+  });
+  router.post('/resource-servers', guard('admin:resource-servers'), async function createResourceServer(ctx) {
+    const server = await deps.resourceServers.create(parseOrThrow(createResourceServerBody, ctx.state['body'] ?? {}), auditContext(ctx));
+    ctx.status = 201;
+    ctx.set('Location', `${ADMIN_PREFIX}/resource-servers/${server.id}`);
+    ctx.body = server;
+  });
+  router.get('/resource-servers/:id', guard('admin:resource-servers'), async function readResourceServer(ctx) {
+    ctx.body = await deps.resourceServers.get(param(ctx, 'id'));
+  });
+  router.patch('/resource-servers/:id', guard('admin:resource-servers'), async function updateResourceServer(ctx) {
+    ctx.body = await deps.resourceServers.update(param(ctx, 'id'), parseOrThrow(patchResourceServerBody, ctx.state['body'] ?? {}), auditContext(ctx));
+  });
+  router.delete('/resource-servers/:id', guard('admin:resource-servers'), async function deleteResourceServer(ctx) {
+    await deps.resourceServers.delete(param(ctx, 'id'), auditContext(ctx));
+    ctx.status = 204;
+  });
+
+  // Signing keys
+  router.get('/keys', guard('admin:keys'), async function listKeys(ctx) {
+    ctx.body = await deps.keys.list(parseOrThrow(listQuery, ctx.query, 'query'));
+  });
+  router.post('/keys/rotate', guard('admin:keys'), async function rotateKeys(ctx) {
+    const body = parseOrThrow(rotateKeysBody, ctx.state['body']);
+    ctx.status = 201;
+    ctx.body = { items: await deps.keys.rotate(body?.algs, auditContext(ctx)) };
+  });
+
+  const api = compose([problemErrors(deps.logger), router.routes() as Middleware, router.allowedMethods({ throw: false }) as Middleware]);
+  return async function adminApi(ctx, next) {
+    if (ctx.path !== ADMIN_PREFIX && !ctx.path.startsWith(`${ADMIN_PREFIX}/`)) {
+      await next();
+      return;
+    }
+    ctx.set('Cache-Control', 'no-store');
+    await api(ctx, () => Promise.resolve());
+  };
+}

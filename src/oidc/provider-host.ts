@@ -1,0 +1,78 @@
+import type { JsonWebKey } from 'node:crypto';
+import type { Middleware } from 'koa';
+import mount from 'koa-mount';
+import type Provider from 'oidc-provider';
+import type { Logger } from 'pino';
+import type { Envelope } from '../crypto/envelope.js';
+import type { Queryable } from '../db/database.js';
+import { createSigningKeyStore } from '../db/signing-keys.js';
+import { loadPublicJwks, loadSigningJwks } from './keys.js';
+
+/**
+ * Key rotation without restarts. oidc-provider builds its keystore once, at construction, so
+ * when the published key set changes (a rotation on any instance, or a retired key expiring)
+ * this host builds a new Provider with the new keys and swaps it in. Requests already inside
+ * the old provider finish there; all state lives in the database, so nothing is lost.
+ *
+ * Every instance polls a cheap fingerprint of the key set: a rotation is picked up within
+ * `intervalMs` everywhere. The JWKS is served from the database (ops routes), so a new key is
+ * published everywhere the moment it is committed, before any instance signs with it... and an
+ * instance that still signs with the previous key for a moment signs with a published key.
+ */
+export interface ProviderHost {
+  /** The provider in service now. */
+  current(): Provider;
+  /** Public keys matching the current provider's keystore (for Gatehouse's own verifier). */
+  publicJwks(): { keys: JsonWebKey[] };
+  /** Koa middleware delegating to the current provider. */
+  readonly middleware: Middleware;
+  /** Reloads keys if they changed; resolves true when a new provider was swapped in. */
+  refresh(): Promise<boolean>;
+  stop(): void;
+}
+
+export async function createProviderHost(options: {
+  readonly db: Queryable;
+  readonly envelope: Envelope;
+  readonly logger: Logger;
+  readonly intervalMs: number;
+  readonly build: (jwks: { keys: JsonWebKey[] }) => Provider;
+}): Promise<ProviderHost> {
+  const keys = createSigningKeyStore(options.db);
+  const load = async () => {
+    const fingerprint = await keys.fingerprint();
+    const [jwks, publicJwks] = await Promise.all([loadSigningJwks(options.db, options.envelope), loadPublicJwks(options.db)]);
+    const provider = options.build(jwks);
+    return { fingerprint, provider, mounted: mount(provider), publicJwks };
+  };
+
+  let state = await load();
+  let refreshing: Promise<boolean> | undefined;
+
+  const refresh = () =>
+    (refreshing ??= (async () => {
+      try {
+        if ((await keys.fingerprint()) === state.fingerprint) return false;
+        state = await load();
+        options.logger.info({ keys: state.fingerprint }, 'signing keys changed: provider rebuilt');
+        return true;
+      } finally {
+        refreshing = undefined;
+      }
+    })());
+
+  const timer = setInterval(() => {
+    refresh().catch((error: unknown) => options.logger.debug({ err: { message: (error as Error).message } }, 'key refresh failed'));
+  }, options.intervalMs);
+  timer.unref();
+
+  return {
+    current: () => state.provider,
+    publicJwks: () => state.publicJwks,
+    middleware: async function currentProvider(ctx, next) {
+      await state.mounted(ctx, next);
+    },
+    refresh,
+    stop: () => clearInterval(timer),
+  };
+}

@@ -1,0 +1,72 @@
+import type { Middleware } from 'koa';
+import type { KoaContextWithOIDC } from 'oidc-provider';
+import type { ResourceServerRegistry } from '../oidc/resource-server-registry.js';
+
+/**
+ * The double-wrapped access token (SPEC §3), in the two places oidc-provider lets us in:
+ *
+ * 1. `innerLayer` runs as `formats.customizers.jwt`, before the provider signs: it adds `inner`,
+ *    a compact JWE to the resource server's key, so the signature covers it and it cannot be
+ *    swapped between tokens.
+ * 2. `encryptWholeTokens` runs around the token endpoint: for resource servers with
+ *    `encrypt_whole_token`, it encrypts the signed JWT into a nested JWT with `cty: "JWT"`
+ *    (RFC 7519 §5.2). The provider's own nested encryption writes `cty: "at+jwt"`, which
+ *    common verifiers do not treat as a nested JWT.
+ */
+
+interface TokenLike {
+  readonly resourceServer?: { identifier(): string } | undefined;
+  readonly client?: { readonly clientId: string; readonly clientName?: string | undefined } | undefined;
+  readonly clientId?: string;
+}
+
+interface JwtStructure {
+  header?: Record<string, unknown> | undefined;
+  payload: Record<string, unknown>;
+}
+
+/** Extra inner-layer claims for tokens issued to a person (the sign-in issue provides them). */
+export type PersonClaims = (ctx: KoaContextWithOIDC, token: TokenLike) => Promise<Record<string, unknown> | undefined>;
+
+export function innerLayer(registry: ResourceServerRegistry, personClaims?: PersonClaims) {
+  return async function addInnerLayer(ctx: KoaContextWithOIDC, token: TokenLike, jwt: JwtStructure): Promise<void> {
+    const identifier = token.resourceServer?.identifier();
+    if (identifier === undefined) return;
+    const entry = await registry.get(identifier);
+    if (entry?.recipient === undefined) return;
+    const inner = {
+      jti: jwt.payload['jti'],
+      client_id: jwt.payload['client_id'],
+      client_name: token.client?.clientName ?? jwt.payload['client_id'],
+      ...(personClaims === undefined ? undefined : await personClaims(ctx, token)),
+    };
+    jwt.payload['inner'] = entry.recipient.encrypt(JSON.stringify(inner));
+  };
+}
+
+function audienceOf(jws: string): string | undefined {
+  const [, payload] = jws.split('.');
+  if (payload === undefined) return undefined;
+  try {
+    const { aud } = JSON.parse(Buffer.from(payload, 'base64url').toString('utf8')) as { aud?: unknown };
+    return typeof aud === 'string' ? aud : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+export function encryptWholeTokens(registry: ResourceServerRegistry): Middleware {
+  return async function encryptWholeToken(ctx, next) {
+    await next();
+    const oidc = (ctx as unknown as KoaContextWithOIDC).oidc as KoaContextWithOIDC['oidc'] | undefined;
+    if (oidc?.route !== 'token' || ctx.status !== 200) return;
+    const body = ctx.body as { access_token?: unknown } | undefined;
+    const jws = body?.access_token;
+    if (typeof jws !== 'string' || jws.split('.').length !== 3) return;
+    const audience = audienceOf(jws);
+    if (audience === undefined) return;
+    const entry = await registry.get(audience);
+    if (entry?.row.encrypt_whole_token !== true || entry.recipient === undefined) return;
+    (body as { access_token: string }).access_token = entry.recipient.encrypt(jws, { cty: 'JWT' });
+  };
+}

@@ -1,0 +1,231 @@
+import { createPrivateKey, type JsonWebKey, type KeyObject } from 'node:crypto';
+import {
+  compactDecrypt,
+  createLocalJWKSet,
+  createRemoteJWKSet,
+  errors as joseErrors,
+  jwtVerify,
+  type JSONWebKeySet,
+  type JWTPayload,
+  type JWTVerifyGetKey,
+} from 'jose';
+import { BoundedCache } from './lru.js';
+import { VerifierError } from './errors.js';
+
+/** Signature algorithms Gatehouse signs with. `none` and every HMAC algorithm are refused. */
+const SIGNING_ALGS = ['ES256', 'EdDSA', 'Ed25519', 'PS256', 'RS256'];
+const KEY_MANAGEMENT_ALGS = ['ECDH-ES+A256KW', 'RSA-OAEP-256'];
+const CONTENT_ENCRYPTION_ALGS = ['A256GCM'];
+
+export interface AccessTokenClaims extends JWTPayload {
+  iss: string;
+  sub: string;
+  aud: string | string[];
+  exp: number;
+  iat: number;
+  jti: string;
+  client_id: string;
+  scope?: string;
+  auth_time?: number;
+  acr?: string;
+  /** The encrypted inner layer (compact JWE), when the resource server has an inner key. */
+  inner?: string;
+}
+
+/** The decrypted inner layer (SPEC §3). Person fields are present for tokens issued to a person. */
+export interface InnerClaims {
+  jti: string;
+  client_id: string;
+  client_name?: string;
+  sub?: string;
+  preferred_username?: string;
+  email?: string;
+  email_verified?: boolean;
+  name?: string;
+  roles?: string[];
+  amr?: string[];
+  sid?: string;
+  [claim: string]: unknown;
+}
+
+export interface VerifiedToken {
+  readonly claims: AccessTokenClaims;
+  /** Undefined when no `innerKey` was given or the token has no inner layer. */
+  readonly inner: InnerClaims | undefined;
+}
+
+export interface VerifierOptions {
+  /** The issuer identifier; discovery and the JWKS are found from it. */
+  readonly issuer: string;
+  /** The resource server identifier the token must be for. */
+  readonly audience: string;
+  /** Private JWK object or KeyObject for the inner layer and whole-token encryption. */
+  readonly innerKey?: JsonWebKey | KeyObject;
+  /** Seconds of clock skew tolerated for `exp`, `nbf` and `iat`. Default 5. */
+  readonly clockTolerance?: number;
+  /** Skip discovery and use this JWKS URL. */
+  readonly jwksUri?: string;
+  /** Keys held in-process instead of fetched (Gatehouse's own admin API uses this). */
+  readonly jwks?: () => JSONWebKeySet;
+  /** Decrypted inner layers kept per `jti` until `exp`. Default 10 000. */
+  readonly innerCacheSize?: number;
+}
+
+export interface Verifier {
+  /** Verifies a JWS access token, or an `encrypt_whole_token` JWE (needs `innerKey`). */
+  verify(token: string): Promise<VerifiedToken>;
+}
+
+function toKeyObject(key: JsonWebKey | KeyObject): KeyObject {
+  if ('type' in key && (key.type === 'private' || key.type === 'public' || key.type === 'secret')) return key as KeyObject;
+  return createPrivateKey({ key: key as JsonWebKey, format: 'jwk' });
+}
+
+/** Maps jose's errors to the verifier's stable codes. */
+function classify(error: unknown): VerifierError {
+  if (error instanceof VerifierError) return error;
+  if (error instanceof joseErrors.JWTExpired) return new VerifierError('token_expired', 'token has expired', { cause: error });
+  if (error instanceof joseErrors.JWTClaimValidationFailed) {
+    switch (error.claim) {
+      case 'iss':
+        return new VerifierError('wrong_issuer', 'token was issued by another issuer', { cause: error });
+      case 'aud':
+        return new VerifierError('wrong_audience', 'token is for another audience', { cause: error });
+      case 'typ':
+        return new VerifierError('wrong_type', 'token is not an at+jwt access token', { cause: error });
+      case 'nbf':
+      case 'iat':
+        return new VerifierError('token_not_yet_valid', 'token is not valid yet', { cause: error });
+      default:
+        return new VerifierError('token_malformed', `token claim ${error.claim} is invalid`, { cause: error });
+    }
+  }
+  if (error instanceof joseErrors.JWKSNoMatchingKey) return new VerifierError('unknown_key', 'no published key matches the token', { cause: error });
+  if (error instanceof joseErrors.JWSSignatureVerificationFailed || error instanceof joseErrors.JOSEAlgNotAllowed) {
+    return new VerifierError('signature_invalid', 'token signature is invalid', { cause: error });
+  }
+  if (error instanceof joseErrors.JWKSTimeout || error instanceof joseErrors.JWKSInvalid) {
+    return new VerifierError('jwks_unavailable', 'the issuer keys could not be fetched', { cause: error });
+  }
+  if (error instanceof joseErrors.JWEDecryptionFailed) return new VerifierError('inner_invalid', 'token could not be decrypted', { cause: error });
+  if (error instanceof joseErrors.JOSEError) return new VerifierError('token_malformed', 'token is malformed', { cause: error });
+  if (error instanceof TypeError) return new VerifierError('jwks_unavailable', 'the issuer keys could not be fetched', { cause: error });
+  return new VerifierError('token_malformed', 'token is malformed', { cause: error });
+}
+
+async function discoverJwksUri(issuer: string): Promise<string> {
+  const response = await fetch(`${issuer}/.well-known/openid-configuration`, { signal: AbortSignal.timeout(5_000) });
+  if (!response.ok) throw new VerifierError('jwks_unavailable', `discovery answered ${response.status}`);
+  const metadata = (await response.json()) as { issuer?: unknown; jwks_uri?: unknown };
+  if (metadata.issuer !== issuer) throw new VerifierError('jwks_unavailable', 'discovery names another issuer');
+  if (typeof metadata.jwks_uri !== 'string') throw new VerifierError('jwks_unavailable', 'discovery has no jwks_uri');
+  return metadata.jwks_uri;
+}
+
+function keyResolver(options: VerifierOptions): JWTVerifyGetKey {
+  if (options.jwks !== undefined) {
+    const source = options.jwks;
+    let seen: JSONWebKeySet | undefined;
+    let local: JWTVerifyGetKey | undefined;
+    return (header, token) => {
+      const current = source();
+      if (current !== seen || local === undefined) {
+        seen = current;
+        local = createLocalJWKSet(current);
+      }
+      return local(header, token);
+    };
+  }
+  let remote: Promise<JWTVerifyGetKey> | undefined;
+  const load = () =>
+    (remote ??= (options.jwksUri !== undefined ? Promise.resolve(options.jwksUri) : discoverJwksUri(options.issuer)).then((uri) =>
+      // Refetched when a token names an unknown kid (key rotation), at most once per cooldown.
+      createRemoteJWKSet(new URL(uri), { cooldownDuration: 5_000, cacheMaxAge: 10 * 60_000, timeoutDuration: 5_000 }),
+    ));
+  return async (header, token) => {
+    try {
+      return await (await load())(header, token);
+    } catch (error) {
+      // A failed discovery is retried on the next token rather than remembered.
+      if (error instanceof VerifierError || error instanceof TypeError) remote = undefined;
+      throw error;
+    }
+  };
+}
+
+/**
+ * Verifies Gatehouse access tokens (SPEC §3).
+ *
+ * @example
+ * const verifier = createVerifier({ issuer: 'https://id.example.com', audience: 'https://orders.example.com', innerKey });
+ * const { claims, inner } = await verifier.verify(token);
+ */
+export function createVerifier(options: VerifierOptions): Verifier {
+  const issuer = options.issuer.replace(/\/+$/, '');
+  const clockTolerance = options.clockTolerance ?? 5;
+  const innerKey = options.innerKey === undefined ? undefined : toKeyObject(options.innerKey);
+  const getKey = keyResolver({ ...options, issuer });
+  const innerCache = new BoundedCache<string, { ciphertext: string; inner: InnerClaims }>(options.innerCacheSize ?? 10_000);
+
+  async function decryptInner(claims: AccessTokenClaims): Promise<InnerClaims | undefined> {
+    if (innerKey === undefined || claims.inner === undefined) return undefined;
+    if (typeof claims.inner !== 'string') throw new VerifierError('inner_invalid', 'inner layer is not a compact JWE');
+    const cached = innerCache.get(claims.jti);
+    if (cached !== undefined && cached.ciphertext === claims.inner) return cached.inner;
+    const { plaintext } = await compactDecrypt(claims.inner, innerKey, {
+      keyManagementAlgorithms: KEY_MANAGEMENT_ALGS,
+      contentEncryptionAlgorithms: CONTENT_ENCRYPTION_ALGS,
+    }).catch((error: unknown) => {
+      throw new VerifierError('inner_invalid', 'inner layer could not be decrypted with this key', { cause: error });
+    });
+    let inner: InnerClaims;
+    try {
+      inner = JSON.parse(new TextDecoder().decode(plaintext)) as InnerClaims;
+    } catch (error) {
+      throw new VerifierError('inner_invalid', 'inner layer is not JSON', { cause: error });
+    }
+    // The inner layer must belong to this very token.
+    if (typeof inner !== 'object' || inner === null || inner.jti !== claims.jti) {
+      throw new VerifierError('inner_invalid', 'inner jti does not match the token');
+    }
+    innerCache.set(claims.jti, { ciphertext: claims.inner, inner });
+    return inner;
+  }
+
+  async function unwrap(token: string): Promise<string> {
+    const parts = token.split('.');
+    if (parts.length === 3) return token;
+    if (parts.length !== 5) throw new VerifierError('token_malformed', 'token is neither a JWS nor a JWE');
+    if (innerKey === undefined) throw new VerifierError('inner_invalid', 'token is encrypted and no innerKey was given');
+    const { plaintext, protectedHeader } = await compactDecrypt(token, innerKey, {
+      keyManagementAlgorithms: KEY_MANAGEMENT_ALGS,
+      contentEncryptionAlgorithms: CONTENT_ENCRYPTION_ALGS,
+    }).catch((error: unknown) => {
+      throw new VerifierError('inner_invalid', 'token could not be decrypted with this key', { cause: error });
+    });
+    // RFC 7519 §5.2: a nested JWT says so with cty "JWT".
+    if (protectedHeader.cty?.toUpperCase() !== 'JWT') throw new VerifierError('wrong_type', 'encrypted token does not contain a JWT');
+    return new TextDecoder().decode(plaintext);
+  }
+
+  return {
+    async verify(token) {
+      try {
+        if (typeof token !== 'string' || token.length === 0) throw new VerifierError('token_malformed', 'no token');
+        const jws = await unwrap(token);
+        const { payload } = await jwtVerify(jws, getKey, {
+          issuer,
+          audience: options.audience,
+          typ: 'at+jwt',
+          algorithms: SIGNING_ALGS,
+          clockTolerance,
+          requiredClaims: ['iss', 'sub', 'aud', 'exp', 'iat', 'jti', 'client_id'],
+        });
+        const claims = payload as AccessTokenClaims;
+        return { claims, inner: await decryptInner(claims) };
+      } catch (error) {
+        throw classify(error);
+      }
+    },
+  };
+}
