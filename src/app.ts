@@ -51,6 +51,7 @@ export async function createApp(runtime: Runtime): Promise<GatehouseApp> {
         logger,
         resourceServers,
         metrics,
+        tokenEscrowKey: runtime.tokenEscrowKey,
       }),
   });
 

@@ -20,6 +20,7 @@ export interface Runtime {
   readonly envelope: Envelope;
   readonly clientSecrets: ClientSecretHasher;
   readonly cookieKeys: readonly string[];
+  readonly tokenEscrowKey: Buffer;
   readonly jwks: { keys: JsonWebKey[] };
   readonly bootstrap: BootstrapResult;
 }
@@ -51,9 +52,10 @@ export async function openRuntime(config: Config, logger: Logger, existingDb?: D
       if (createdKeys.length > 0) logger.info({ keys: createdKeys }, 'signing keys generated');
       const cookieKey = await loadOrCreateServerSecret(session, envelope, SERVER_SECRETS.cookieSigning);
       const hmacKey = await loadOrCreateServerSecret(session, envelope, SERVER_SECRETS.clientSecretHmac);
+      const tokenEscrowKey = await loadOrCreateServerSecret(session, envelope, SERVER_SECRETS.tokenEscrow);
       const clientSecrets = createClientSecretHasher(hmacKey);
       const bootstrap = await bootstrapAdmin(session, { issuer: config.issuer, hasher: clientSecrets, configured: config.bootstrapAdmin });
-      return { cookieKeys: [cookieKey.toString('base64url')], clientSecrets, bootstrap };
+      return { cookieKeys: [cookieKey.toString('base64url')], clientSecrets, tokenEscrowKey, bootstrap };
     });
 
     return {

@@ -7,6 +7,8 @@ import type { Envelope } from './envelope.js';
 export const SERVER_SECRETS = {
   cookieSigning: 'cookie-signing-key',
   clientSecretHmac: 'client-secret-hmac-key',
+  // Wraps each whole-token-encrypted token's content key so Gatehouse can introspect it.
+  tokenEscrow: 'token-escrow-key',
 } as const;
 
 export type ServerSecretName = (typeof SERVER_SECRETS)[keyof typeof SERVER_SECRETS];

@@ -1,4 +1,4 @@
-import type { JsonWebKey } from 'node:crypto';
+import { createPublicKey, type JsonWebKey } from 'node:crypto';
 import Provider, { type Configuration, type KoaContextWithOIDC } from 'oidc-provider';
 import type { Logger } from 'pino';
 import type { ClientSecretHasher } from '../crypto/client-secret.js';
@@ -10,6 +10,7 @@ import { EXTRA_CLIENT_METADATA, OIDC_SCOPES } from './clients.js';
 import { createResourceIndicators } from './resource-indicators.js';
 import type { ResourceServerRegistry } from './resource-server-registry.js';
 import { encryptWholeTokens, innerLayer } from '../tokens/access-token.js';
+import { introspectJwtAccessTokens } from './jwt-introspection.js';
 import type { Metrics } from '../http/metrics.js';
 
 /**
@@ -28,6 +29,18 @@ export interface ProviderDependencies {
   readonly logger: Logger;
   readonly resourceServers: ResourceServerRegistry;
   readonly metrics: Metrics;
+  /** Wraps whole-token encrypted tokens' content keys so introspection can open them. */
+  readonly tokenEscrowKey: Buffer;
+}
+
+/** The public halves of the provider's signing keys, for verifying our own JWTs in-process. */
+function publicHalves(jwks: { keys: JsonWebKey[] }): { keys: JsonWebKey[] } {
+  return {
+    keys: jwks.keys.map((jwk) => {
+      const { kid, alg, use } = jwk as JsonWebKey & { kid?: string; alg?: string; use?: string };
+      return { ...createPublicKey({ key: jwk, format: 'jwk' }).export({ format: 'jwk' }), kid, alg, use };
+    }),
+  };
 }
 
 const ALGS = [...SIGNING_ALGS];
@@ -188,7 +201,10 @@ export function createProvider(deps: ProviderDependencies): Provider {
   });
 
   // SPEC §3 encrypt_whole_token: nested JWT with cty "JWT" (see src/tokens/access-token.ts).
-  provider.use(encryptWholeTokens(deps.resourceServers));
+  provider.use(encryptWholeTokens(deps.resourceServers, deps.tokenEscrowKey));
+  // RFC 7662 for Gatehouse's JWT access tokens, which the provider does not store.
+  const publicJwks = publicHalves(deps.jwks);
+  provider.use(introspectJwtAccessTokens({ issuer: deps.issuer, db: deps.db, publicJwks: () => publicJwks, escrowKey: deps.tokenEscrowKey }));
 
   return provider;
 }

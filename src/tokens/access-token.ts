@@ -55,7 +55,7 @@ function audienceOf(jws: string): string | undefined {
   }
 }
 
-export function encryptWholeTokens(registry: ResourceServerRegistry): Middleware {
+export function encryptWholeTokens(registry: ResourceServerRegistry, escrowKey: Buffer): Middleware {
   return async function encryptWholeToken(ctx, next) {
     await next();
     const oidc = (ctx as unknown as KoaContextWithOIDC).oidc as KoaContextWithOIDC['oidc'] | undefined;
@@ -67,6 +67,6 @@ export function encryptWholeTokens(registry: ResourceServerRegistry): Middleware
     if (audience === undefined) return;
     const entry = await registry.get(audience);
     if (entry?.row.encrypt_whole_token !== true || entry.recipient === undefined) return;
-    (body as { access_token: string }).access_token = entry.recipient.encrypt(jws, { cty: 'JWT' });
+    (body as { access_token: string }).access_token = entry.recipient.encrypt(jws, { cty: 'JWT' }, escrowKey);
   };
 }

@@ -1,6 +1,7 @@
 import {
   constants,
   createCipheriv,
+  createDecipheriv,
   createECDH,
   createHash,
   createPublicKey,
@@ -39,9 +40,17 @@ export class JweKeyError extends Error {
 export interface JweRecipient {
   readonly alg: KeyManagementAlg;
   readonly kid: string | undefined;
-  /** Encrypts `plaintext` into a compact JWE; `extraHeader` goes into the protected header. */
-  encrypt(plaintext: Buffer | string, extraHeader?: Record<string, string>): string;
+  /**
+   * Encrypts `plaintext` into a compact JWE; `extraHeader` goes into the protected header.
+   * With `escrowKey`, the content key is also wrapped to that key in the `gatehouse_ek` header
+   * parameter, so Gatehouse itself can read the token again (introspection of whole-token
+   * encrypted tokens). RFC 7516 §4: recipients ignore header parameters they don't know.
+   */
+  encrypt(plaintext: Buffer | string, extraHeader?: Record<string, string>, escrowKey?: Buffer): string;
 }
+
+/** The protected-header parameter that carries the escrowed content key. */
+export const ESCROW_HEADER = 'gatehouse_ek';
 
 const EC_CURVES: Record<string, { openssl: string; size: number }> = {
   'P-256': { openssl: 'prime256v1', size: 32 },
@@ -75,8 +84,20 @@ function aesKeyWrap(kek: Buffer, cek: Buffer): Buffer {
   return Buffer.concat([cipher.update(cek), cipher.final()]);
 }
 
-function sealCompact(protectedHeader: Record<string, unknown>, encryptedKey: Buffer, cek: Buffer, plaintext: Buffer | string): string {
-  const encodedHeader = b64u(JSON.stringify(protectedHeader));
+function aesKeyUnwrap(kek: Buffer, wrapped: Buffer): Buffer {
+  const decipher = createDecipheriv('id-aes256-wrap', kek, Buffer.from('A6A6A6A6A6A6A6A6', 'hex'));
+  return Buffer.concat([decipher.update(wrapped), decipher.final()]);
+}
+
+function sealCompact(
+  protectedHeader: Record<string, unknown>,
+  encryptedKey: Buffer,
+  cek: Buffer,
+  plaintext: Buffer | string,
+  escrowKey: Buffer | undefined,
+): string {
+  const header = escrowKey === undefined ? protectedHeader : { ...protectedHeader, [ESCROW_HEADER]: b64u(aesKeyWrap(escrowKey, cek)) };
+  const encodedHeader = b64u(JSON.stringify(header));
   const iv = randomBytes(12);
   const cipher = createCipheriv('aes-256-gcm', cek, iv);
   // RFC 7516 §5.1 step 14: the AAD is the ASCII of the encoded protected header.
@@ -97,7 +118,7 @@ function ecRecipient(jwk: JsonWebKey, kid: string | undefined): JweRecipient {
   return {
     alg,
     kid,
-    encrypt(plaintext, extraHeader = {}) {
+    encrypt(plaintext, extraHeader = {}, escrowKey) {
       const ephemeral = createECDH(curve.openssl);
       const ephemeralPublic = ephemeral.generateKeys();
       const shared = ephemeral.computeSecret(point);
@@ -109,7 +130,7 @@ function ecRecipient(jwk: JsonWebKey, kid: string | undefined): JweRecipient {
       };
       const cek = randomBytes(32);
       const header = { alg, enc: 'A256GCM', ...(kid === undefined ? {} : { kid }), epk, ...extraHeader };
-      return sealCompact(header, aesKeyWrap(concatKdf(shared, alg), cek), cek, plaintext);
+      return sealCompact(header, aesKeyWrap(concatKdf(shared, alg), cek), cek, plaintext, escrowKey);
     },
   };
 }
@@ -120,13 +141,13 @@ function x25519Recipient(jwk: JsonWebKey, kid: string | undefined): JweRecipient
   return {
     alg,
     kid,
-    encrypt(plaintext, extraHeader = {}) {
+    encrypt(plaintext, extraHeader = {}, escrowKey) {
       const ephemeral = generateKeyPairSync('x25519');
       const shared = diffieHellman({ privateKey: ephemeral.privateKey, publicKey });
       const { x } = ephemeral.publicKey.export({ format: 'jwk' });
       const cek = randomBytes(32);
       const header = { alg, enc: 'A256GCM', ...(kid === undefined ? {} : { kid }), epk: { kty: 'OKP', crv: 'X25519', x }, ...extraHeader };
-      return sealCompact(header, aesKeyWrap(concatKdf(shared, alg), cek), cek, plaintext);
+      return sealCompact(header, aesKeyWrap(concatKdf(shared, alg), cek), cek, plaintext, escrowKey);
     },
   };
 }
@@ -138,11 +159,11 @@ function rsaRecipient(jwk: JsonWebKey, kid: string | undefined): JweRecipient {
   return {
     alg,
     kid,
-    encrypt(plaintext, extraHeader = {}) {
+    encrypt(plaintext, extraHeader = {}, escrowKey) {
       const cek = randomBytes(32);
       const encryptedKey = publicEncrypt({ key: publicKey, padding: constants.RSA_PKCS1_OAEP_PADDING, oaepHash: 'sha256' }, cek);
       const header = { alg, enc: 'A256GCM', ...(kid === undefined ? {} : { kid }), ...extraHeader };
-      return sealCompact(header, encryptedKey, cek, plaintext);
+      return sealCompact(header, encryptedKey, cek, plaintext, escrowKey);
     },
   };
 }
@@ -169,4 +190,26 @@ export function importRecipient(jwk: JsonWebKey & { kid?: string; use?: string; 
   }
   if (jwk.alg !== undefined && jwk.alg !== recipient.alg) throw new JweKeyError(`a ${String(jwk.kty)} key is used with ${recipient.alg}, not ${jwk.alg}`);
   return recipient;
+}
+
+/**
+ * Opens a compact JWE that Gatehouse encrypted with `escrowKey` (see JweRecipient.encrypt).
+ * Returns undefined for anything else: not a JWE, no escrowed key, or failed authentication.
+ */
+export function openEscrowed(compact: string, escrowKey: Buffer): Buffer | undefined {
+  const parts = compact.split('.');
+  if (parts.length !== 5) return undefined;
+  const [encodedHeader, , iv, ciphertext, tag] = parts as [string, string, string, string, string];
+  try {
+    const header = JSON.parse(Buffer.from(encodedHeader, 'base64url').toString('utf8')) as Record<string, unknown>;
+    const escrowed = header[ESCROW_HEADER];
+    if (typeof escrowed !== 'string' || header['enc'] !== 'A256GCM') return undefined;
+    const cek = aesKeyUnwrap(escrowKey, Buffer.from(escrowed, 'base64url'));
+    const decipher = createDecipheriv('aes-256-gcm', cek, Buffer.from(iv, 'base64url'));
+    decipher.setAAD(Buffer.from(encodedHeader, 'ascii'));
+    decipher.setAuthTag(Buffer.from(tag, 'base64url'));
+    return Buffer.concat([decipher.update(Buffer.from(ciphertext, 'base64url')), decipher.final()]);
+  } catch {
+    return undefined;
+  }
 }

@@ -1,0 +1,234 @@
+import assert from 'node:assert/strict';
+import { randomUUID } from 'node:crypto';
+import type { TestServer } from './server.js';
+
+/** Helpers for tests that drive the admin API (SPEC §5) over HTTP, as an operator's script would. */
+
+export const PROBLEM_TYPE = 'application/problem+json';
+
+export interface FieldError {
+  readonly pointer: string;
+  readonly detail: string;
+}
+
+export interface Problem {
+  readonly type: string;
+  readonly title: string;
+  readonly status: number;
+  readonly detail: string;
+  readonly errors?: FieldError[];
+  readonly request_id?: string;
+  readonly [extra: string]: unknown;
+}
+
+export interface Page<T> {
+  readonly items: T[];
+  readonly next_cursor: string | null;
+}
+
+export interface ClientBody {
+  readonly client_id: string;
+  readonly client_id_issued_at: number;
+  readonly client_name: string;
+  readonly grant_types: string[];
+  readonly response_types: string[];
+  readonly redirect_uris: string[];
+  readonly token_endpoint_auth_method: string;
+  readonly scope?: string;
+  readonly jwks?: { keys: unknown[] };
+  readonly post_logout_redirect_uris: string[];
+  readonly allowed_resources: string[];
+  readonly require_mfa: boolean;
+  readonly client_secret?: string;
+  readonly client_secret_expires_at?: number;
+  readonly created_at: string;
+  readonly updated_at: string;
+}
+
+export interface ResourceServerBody {
+  readonly id: string;
+  readonly identifier: string;
+  readonly name: string;
+  readonly scopes: string[];
+  readonly access_token_ttl: number;
+  readonly signing_alg: string;
+  readonly inner_encryption_jwk: Record<string, unknown> | null;
+  readonly encrypt_whole_token: boolean;
+  readonly built_in: boolean;
+  readonly created_at: string;
+  readonly updated_at: string;
+}
+
+export interface KeyBody {
+  readonly kid: string;
+  readonly alg: string;
+  readonly status: 'active' | 'retired' | 'expired';
+  readonly created_at: string;
+  readonly retired_at: string | null;
+  readonly publish_until: string | null;
+}
+
+export interface ApiResponse<T> {
+  readonly status: number;
+  readonly headers: Headers;
+  readonly text: string;
+  readonly body: T;
+  /** The X-Request-Id this request was sent with. */
+  readonly requestId: string;
+}
+
+export interface RequestOptions {
+  /** Sent as JSON with `Content-Type: application/json`. */
+  readonly json?: unknown;
+  /** Sent as is (with the headers given). */
+  readonly raw?: string;
+  readonly headers?: Record<string, string>;
+  /** Overrides the API's bearer token; `null` sends no Authorization header. */
+  readonly token?: string | null;
+}
+
+export interface AdminApi {
+  request<T = unknown>(method: string, path: string, options?: RequestOptions): Promise<ApiResponse<T>>;
+}
+
+/** An admin API client bound to one bearer token; every request carries its own X-Request-Id. */
+export function adminApi(server: TestServer, token: string): AdminApi {
+  return {
+    async request<T>(method: string, path: string, options: RequestOptions = {}): Promise<ApiResponse<T>> {
+      const requestId = `test-${randomUUID()}`;
+      const headers: Record<string, string> = { 'X-Request-Id': requestId, Accept: 'application/json', ...options.headers };
+      const bearer = options.token === undefined ? token : options.token;
+      if (bearer !== null) headers['Authorization'] = `Bearer ${bearer}`;
+      let body: string | undefined = options.raw;
+      if (options.json !== undefined) {
+        body = JSON.stringify(options.json);
+        headers['Content-Type'] ??= 'application/json';
+      }
+      const response = await fetch(`${server.url}/admin/v1${path}`, { method, headers, ...(body === undefined ? {} : { body }) });
+      const text = await response.text();
+      const type = response.headers.get('content-type') ?? '';
+      const parsed: unknown = text !== '' && /json/.test(type) ? JSON.parse(text) : undefined;
+      // SPEC §5 responses carry credentials or configuration: never cached, errors included.
+      assert.equal(response.headers.get('cache-control'), 'no-store', `${method} ${path} → ${response.status} without Cache-Control: no-store`);
+      assert.equal(response.headers.get('x-request-id'), requestId);
+      return { status: response.status, headers: response.headers, text, body: parsed as T, requestId };
+    },
+  };
+}
+
+/** Asserts an RFC 9457 problem with the status and problem code given; returns its body. */
+export function assertProblem(response: ApiResponse<unknown>, status: number, code: string): Problem {
+  assert.equal(response.status, status, `expected ${status}, got ${response.status}: ${response.text}`);
+  assert.match(response.headers.get('content-type') ?? '', /^application\/problem\+json(;|$)/);
+  const problem = response.body as Problem;
+  assert.equal(problem.type, `urn:gatehouse:problem:${code}`);
+  assert.equal(problem.status, status);
+  assert.equal(typeof problem.title, 'string');
+  assert.ok(problem.title.length > 0);
+  assert.equal(typeof problem.detail, 'string');
+  assert.equal(problem.request_id, response.requestId);
+  return problem;
+}
+
+/** Asserts a 400 validation problem whose field errors include every pointer given. */
+export function assertInvalid(response: ApiResponse<unknown>, ...pointers: string[]): FieldError[] {
+  const problem = assertProblem(response, 400, 'validation-failed');
+  assert.ok(Array.isArray(problem.errors), 'a validation problem lists its field errors');
+  const errors = problem.errors;
+  for (const error of errors) {
+    assert.equal(typeof error.detail, 'string');
+    assert.match(error.pointer, /^#(\/.*)?$/);
+  }
+  for (const pointer of pointers) {
+    assert.ok(
+      errors.some((error) => error.pointer === pointer),
+      `expected a field error at ${pointer}, got ${JSON.stringify(errors)}`,
+    );
+  }
+  return errors;
+}
+
+export interface TokenResponse {
+  readonly status: number;
+  readonly body: Record<string, unknown>;
+}
+
+/** A client-credentials token request with HTTP Basic authentication (RFC 6749 §4.4, §2.3.1). */
+export async function clientCredentials(server: TestServer, clientId: string, secret: string, params: Record<string, string> = {}): Promise<TokenResponse> {
+  // RFC 6749 §2.3.1: the credentials are form-urlencoded before Basic encoding.
+  const basic = Buffer.from(`${encodeURIComponent(clientId)}:${encodeURIComponent(secret)}`).toString('base64');
+  const response = await fetch(`${server.url}/token`, {
+    method: 'POST',
+    headers: { Authorization: `Basic ${basic}`, 'Content-Type': 'application/x-www-form-urlencoded' },
+    body: new URLSearchParams({ grant_type: 'client_credentials', ...params }).toString(),
+  });
+  return { status: response.status, body: (await response.json()) as Record<string, unknown> };
+}
+
+/** An access token for the admin API from the bootstrap admin client, with these scopes. */
+export async function adminToken(server: TestServer, scope: string): Promise<string> {
+  const { status, body } = await clientCredentials(server, server.admin.clientId, server.admin.clientSecret, {
+    resource: `${server.issuer}/admin`,
+    scope,
+  });
+  assert.equal(status, 200, JSON.stringify(body));
+  assert.equal(typeof body['access_token'], 'string');
+  return body['access_token'] as string;
+}
+
+/** The decoded protected header and payload of a compact JWS (no verification). */
+export function decodeJwt(token: string): { header: Record<string, unknown>; payload: Record<string, unknown> } {
+  const [header, payload] = token.split('.').map((part) => JSON.parse(Buffer.from(part, 'base64url').toString('utf8')) as Record<string, unknown>);
+  assert.ok(header !== undefined && payload !== undefined, 'not a compact JWS');
+  return { header, payload };
+}
+
+export interface AuditRow extends Record<string, unknown> {
+  id: string;
+  type: string;
+  actor: string | null;
+  target: string | null;
+  request_id: string | null;
+  outcome: string;
+  details: Record<string, unknown>;
+}
+
+/** Audit events a request wrote, read straight from the table. */
+export async function auditRowsFor(server: TestServer, requestId: string): Promise<AuditRow[]> {
+  const { rows } = await server.db.query<AuditRow>(
+    'SELECT id::text AS id, occurred_at, type, actor, target, client_ip, request_id, outcome, details FROM audit_events WHERE request_id = $1 ORDER BY id',
+    [requestId],
+  );
+  return rows;
+}
+
+/** Asserts the request wrote exactly one audit event of this type, by the admin client, about `target`. */
+export async function assertAudited(server: TestServer, requestId: string, type: string, target: string): Promise<AuditRow> {
+  const rows = await auditRowsFor(server, requestId);
+  assert.equal(rows.length, 1, `expected one audit event for ${type}, got ${JSON.stringify(rows)}`);
+  const [row] = rows as [AuditRow];
+  assert.equal(row.type, type);
+  assert.equal(row.actor, server.admin.clientId);
+  assert.equal(row.target, target);
+  assert.equal(row.request_id, requestId);
+  assert.equal(row.outcome, 'success');
+  return row;
+}
+
+export async function assertNotAudited(server: TestServer, requestId: string): Promise<void> {
+  assert.deepEqual(await auditRowsFor(server, requestId), []);
+}
+
+/** Asserts no audit event anywhere mentions any of these secrets. */
+export async function assertAuditFreeOf(server: TestServer, secrets: Iterable<string>): Promise<void> {
+  const { rows } = await server.db.query('SELECT * FROM audit_events');
+  assert.ok(rows.length > 0);
+  for (const row of rows) {
+    const text = JSON.stringify(row);
+    for (const secret of secrets) assert.ok(!text.includes(secret), `audit event ${text} contains a client secret`);
+  }
+}
+
+export function uniqueName(prefix: string): string {
+  return `${prefix}-${randomUUID().slice(0, 8)}`;
+}
