@@ -1,6 +1,7 @@
 import { ConfigError, loadConfig, type Config } from './config.js';
 import { createLogger } from './logger.js';
 import { openRuntime } from './runtime.js';
+import { announceGeneratedAdmin } from './admin/bootstrap-client.js';
 import { startServer } from './server.js';
 
 // Start-up only: configuration, database, listen, graceful shutdown.
@@ -23,14 +24,7 @@ const started = performance.now();
 
 try {
   const runtime = await openRuntime(config, logger);
-  const generated = runtime.bootstrap.generated;
-  if (generated !== undefined) {
-    // SPEC §1: printed once, on stdout rather than through the logger, and never stored in clear.
-    process.stdout.write(
-      `\nGatehouse created an admin client (shown only now, store the secret safely):\n` +
-        `  client_id:     ${generated.clientId}\n  client_secret: ${generated.clientSecret}\n\n`,
-    );
-  }
+  announceGeneratedAdmin(runtime.bootstrap);
   const running = await startServer(runtime, { port: config.port, host: config.host });
   logger.info(
     { url: running.url, issuer: config.issuer, database: runtime.db.kind, startupMs: Math.round(performance.now() - started) },

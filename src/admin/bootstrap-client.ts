@@ -54,3 +54,13 @@ export async function bootstrapAdmin(
   await clients.insert(adminClient(clientId, options.hasher.hash(clientSecret), options.issuer));
   return { generated: { clientId, clientSecret } };
 }
+
+/** SPEC §1: a generated admin client is printed once, on stdout rather than through the logger. */
+export function announceGeneratedAdmin(result: BootstrapResult, write: (text: string) => void = (text) => process.stdout.write(text)): void {
+  const generated = result.generated;
+  if (generated === undefined) return;
+  write(
+    `\nGatehouse created an admin client (shown only now, store the secret safely):\n` +
+      `  client_id:     ${generated.clientId}\n  client_secret: ${generated.clientSecret}\n\n`,
+  );
+}
