@@ -49,7 +49,7 @@ export function createAuditEventStore(db: Queryable) {
       const { rows } = await db.query<AuditEventRow>(
         `SELECT id::text AS id, occurred_at, type, actor, target, client_ip, request_id, outcome, details
            FROM audit_events ${conditions.length === 0 ? '' : `WHERE ${conditions.join(' AND ')}`}
-          ORDER BY id DESC LIMIT $${params.length}`,
+          ORDER BY audit_events.id DESC LIMIT $${params.length}`,
         params,
       );
       return rows;

@@ -49,7 +49,7 @@ export function createClientStore(db: Queryable) {
         nameFilter = `AND client_name LIKE $${params.length}`;
       }
       const { rows } = await db.query<ClientRow>(
-        `SELECT ${COLUMNS} FROM clients WHERE seq > $1::bigint ${nameFilter} ORDER BY seq LIMIT $2`,
+        `SELECT ${COLUMNS} FROM clients WHERE seq > $1::bigint ${nameFilter} ORDER BY clients.seq LIMIT $2`,
         params,
       );
       return rows;

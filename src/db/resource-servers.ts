@@ -48,7 +48,7 @@ export function createResourceServerStore(db: Queryable) {
       return rows[0];
     },
     async list(page: { after: string | undefined; limit: number }): Promise<ResourceServerRow[]> {
-      const { rows } = await db.query<ResourceServerRow>(`SELECT ${COLUMNS} FROM resource_servers WHERE seq > $1::bigint ORDER BY seq LIMIT $2`, [
+      const { rows } = await db.query<ResourceServerRow>(`SELECT ${COLUMNS} FROM resource_servers WHERE seq > $1::bigint ORDER BY resource_servers.seq LIMIT $2`, [
         page.after ?? '0',
         page.limit,
       ]);

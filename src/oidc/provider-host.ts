@@ -14,10 +14,10 @@ import { loadPublicJwks, loadSigningJwks } from './keys.js';
  * this host builds a new Provider with the new keys and swaps it in. Requests already inside
  * the old provider finish there; all state lives in the database, so nothing is lost.
  *
- * Every instance polls a cheap fingerprint of the key set: a rotation is picked up within
- * `intervalMs` everywhere. The JWKS is served from the database (ops routes), so a new key is
- * published everywhere the moment it is committed, before any instance signs with it... and an
- * instance that still signs with the previous key for a moment signs with a published key.
+ * Every instance polls a cheap fingerprint of the key set, so a rotation is picked up within
+ * `intervalMs` everywhere. The JWKS is served from the database (ops routes): a new key is
+ * published on every instance the moment it is committed, and an instance still signing with
+ * the previous key for a moment signs with a key that is still published.
  */
 export interface ProviderHost {
   /** The provider in service now. */
