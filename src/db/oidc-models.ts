@@ -27,12 +27,12 @@ export function createOidcModelStore(db: Queryable) {
     async upsert(model: string, id: string, payload: Record<string, unknown>, expiresInSeconds: number | undefined): Promise<void> {
       const str = (key: string) => (typeof payload[key] === 'string' ? payload[key] : null);
       await db.query(
-        `INSERT INTO oidc_models (model, id, payload, grant_id, client_id, uid, user_code, expires_at)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, CASE WHEN $8::double precision IS NULL THEN NULL ELSE now() + make_interval(secs => $8::double precision) END)
+        `INSERT INTO oidc_models (model, id, payload, grant_id, client_id, account_id, uid, user_code, expires_at)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, CASE WHEN $9::double precision IS NULL THEN NULL ELSE now() + make_interval(secs => $9::double precision) END)
          ON CONFLICT (model, id) DO UPDATE SET
-           payload = EXCLUDED.payload, grant_id = EXCLUDED.grant_id, client_id = EXCLUDED.client_id, uid = EXCLUDED.uid,
-           user_code = EXCLUDED.user_code, expires_at = EXCLUDED.expires_at`,
-        [model, id, JSON.stringify(payload), str('grantId'), str('clientId'), str('uid'), str('userCode'), expiresInSeconds ?? null],
+           payload = EXCLUDED.payload, grant_id = EXCLUDED.grant_id, client_id = EXCLUDED.client_id, account_id = EXCLUDED.account_id,
+           uid = EXCLUDED.uid, user_code = EXCLUDED.user_code, expires_at = EXCLUDED.expires_at`,
+        [model, id, JSON.stringify(payload), str('grantId'), str('clientId'), str('accountId'), str('uid'), str('userCode'), expiresInSeconds ?? null],
       );
     },
     find: (model: string, id: string) => findBy('id', model, id),
@@ -43,6 +43,11 @@ export function createOidcModelStore(db: Queryable) {
     },
     async destroy(model: string, id: string): Promise<void> {
       await db.query('DELETE FROM oidc_models WHERE model = $1 AND id = $2', [model, id]);
+    },
+    /** A disabled or deleted person's sessions, grants, codes and refresh tokens (SPEC §5). */
+    async revokeByAccountId(accountId: string): Promise<number> {
+      const { rowCount } = await db.query('DELETE FROM oidc_models WHERE account_id = $1', [accountId]);
+      return rowCount;
     },
     /** A deleted client's grants, codes and refresh tokens go with it (SPEC §5). */
     async revokeByClientId(clientId: string): Promise<number> {

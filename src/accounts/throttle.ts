@@ -1,0 +1,35 @@
+import type { Queryable } from '../db/database.js';
+import { createLoginThrottleStore, type ThrottlePolicy } from '../db/login-throttle.js';
+
+/**
+ * Brute-force slow-down (SPEC §4): after 5 failed passwords for one account within 15 minutes,
+ * further attempts for it are refused for a growing delay (30 s, doubling, at most 15 min),
+ * whatever the password. Failures per client IP are limited too, more loosely, since many
+ * people can share an address. The account key uses the normalised username as typed, so an
+ * unknown username is throttled exactly like a real one and reveals nothing.
+ */
+export const ACCOUNT_POLICY: ThrottlePolicy = { threshold: 5, windowSeconds: 15 * 60, baseDelaySeconds: 30, maxDelaySeconds: 15 * 60 };
+export const IP_POLICY: ThrottlePolicy = { threshold: 30, windowSeconds: 15 * 60, baseDelaySeconds: 60, maxDelaySeconds: 60 * 60 };
+
+const accountKey = (normalizedUsername: string) => `account:${normalizedUsername}`;
+const ipKey = (ip: string) => `ip:${ip}`;
+
+export interface LoginThrottle {
+  /** Seconds the attempt must wait, or 0 when it may proceed. */
+  retryAfter(normalizedUsername: string, ip: string): Promise<number>;
+  /** Records a failure; `lockedNow` is true when this failure locked the account. */
+  failed(normalizedUsername: string, ip: string): Promise<{ accountLocked: boolean; ipLocked: boolean }>;
+  succeeded(normalizedUsername: string): Promise<void>;
+}
+
+export function createLoginThrottle(db: Queryable): LoginThrottle {
+  const store = createLoginThrottleStore(db);
+  return {
+    retryAfter: (username, ip) => store.lockedFor([accountKey(username), ipKey(ip)]),
+    async failed(username, ip) {
+      const [account, address] = await Promise.all([store.recordFailure(accountKey(username), ACCOUNT_POLICY), store.recordFailure(ipKey(ip), IP_POLICY)]);
+      return { accountLocked: account.locked, ipLocked: address.locked };
+    },
+    succeeded: (username) => store.reset(accountKey(username)),
+  };
+}
