@@ -3,6 +3,7 @@ import {
   compactDecrypt,
   createLocalJWKSet,
   createRemoteJWKSet,
+  decodeProtectedHeader,
   errors as joseErrors,
   jwtVerify,
   type JSONWebKeySet,
@@ -95,7 +96,9 @@ function classify(error: unknown): VerifierError {
         return new VerifierError('wrong_type', 'token is not an at+jwt access token', { cause: error });
       case 'nbf':
       case 'iat':
-        return new VerifierError('token_not_yet_valid', 'token is not valid yet', { cause: error });
+        // Only a timestamp check says "not yet"; a missing or non-numeric claim is malformed.
+        if (error.reason === 'check_failed') return new VerifierError('token_not_yet_valid', 'token is not valid yet', { cause: error });
+        return new VerifierError('token_malformed', `token claim ${error.claim} is invalid`, { cause: error });
       default:
         return new VerifierError('token_malformed', `token claim ${error.claim} is invalid`, { cause: error });
     }
@@ -109,7 +112,6 @@ function classify(error: unknown): VerifierError {
   }
   if (error instanceof joseErrors.JWEDecryptionFailed) return new VerifierError('inner_invalid', 'token could not be decrypted', { cause: error });
   if (error instanceof joseErrors.JOSEError) return new VerifierError('token_malformed', 'token is malformed', { cause: error });
-  if (error instanceof TypeError) return new VerifierError('jwks_unavailable', 'the issuer keys could not be fetched', { cause: error });
   return new VerifierError('token_malformed', 'token is malformed', { cause: error });
 }
 
@@ -142,12 +144,23 @@ function keyResolver(options: VerifierOptions): JWTVerifyGetKey {
       // Refetched when a token names an unknown kid (key rotation), at most once per cooldown.
       createRemoteJWKSet(new URL(uri), { cooldownDuration: 5_000, cacheMaxAge: 10 * 60_000, timeoutDuration: 5_000 }),
     ));
+  const unavailable = (error: unknown) =>
+    error instanceof VerifierError ? error : new VerifierError('jwks_unavailable', 'the issuer keys could not be fetched', { cause: error });
   return async (header, token) => {
+    let jwks: JWTVerifyGetKey;
     try {
-      return await (await load())(header, token);
+      jwks = await load();
     } catch (error) {
-      // A failed discovery is retried on the next token rather than remembered.
-      if (error instanceof VerifierError || error instanceof TypeError) remote = undefined;
+      // A failed discovery (refused, timed out, not JSON) is retried on the next token rather than remembered.
+      remote = undefined;
+      throw unavailable(error);
+    }
+    try {
+      return await jwks(header, token);
+    } catch (error) {
+      // jose reports an unreachable JWKS as TypeError and a non-200 or non-JSON answer as its generic
+      // JOSEError. The keys fetched before stay cached in `jwks`, so an outage does not drop them.
+      if (error instanceof TypeError || (error instanceof joseErrors.JOSEError && error.code === 'ERR_JOSE_GENERIC')) throw unavailable(error);
       throw error;
     }
   };
@@ -196,6 +209,14 @@ export function createVerifier(options: VerifierOptions): Verifier {
     const parts = token.split('.');
     if (parts.length === 3) return token;
     if (parts.length !== 5) throw new VerifierError('token_malformed', 'token is neither a JWS nor a JWE');
+    // Five segments without a JWE header are malformed, whether or not we hold a key.
+    let enc: unknown;
+    try {
+      enc = decodeProtectedHeader(token).enc;
+    } catch {
+      enc = undefined;
+    }
+    if (typeof enc !== 'string') throw new VerifierError('token_malformed', 'token is neither a JWS nor a JWE');
     if (innerKey === undefined) throw new VerifierError('inner_invalid', 'token is encrypted and no innerKey was given');
     const { plaintext, protectedHeader } = await compactDecrypt(token, innerKey, {
       keyManagementAlgorithms: KEY_MANAGEMENT_ALGS,
@@ -204,7 +225,7 @@ export function createVerifier(options: VerifierOptions): Verifier {
       throw new VerifierError('inner_invalid', 'token could not be decrypted with this key', { cause: error });
     });
     // RFC 7519 §5.2: a nested JWT says so with cty "JWT".
-    if (protectedHeader.cty?.toUpperCase() !== 'JWT') throw new VerifierError('wrong_type', 'encrypted token does not contain a JWT');
+    if (typeof protectedHeader.cty !== 'string' || protectedHeader.cty.toUpperCase() !== 'JWT') throw new VerifierError('wrong_type', 'encrypted token does not contain a JWT');
     return new TextDecoder().decode(plaintext);
   }
 
