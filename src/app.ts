@@ -1,10 +1,16 @@
 import Koa from 'koa';
 import type { ClientMetadata } from 'oidc-provider';
+import { createPasswordHasher } from './accounts/passwords.js';
+import { createLoginThrottle } from './accounts/throttle.js';
+import { createCsrf } from './interactions/csrf.js';
+import { interactionRoutes } from './interactions/routes.js';
+import { createAccounts } from './oidc/accounts.js';
 import { createClientService } from './admin/clients/service.js';
 import { createKeyService } from './admin/keys/service.js';
 import { createResourceServerService } from './admin/resource-servers/service.js';
 import { createAdminApi } from './admin/router.js';
 import { adminResourceIdentifier } from './admin/scopes.js';
+import { createUserService } from './admin/users/service.js';
 import { accessLog } from './http/access-log.js';
 import { handleErrors } from './http/errors.js';
 import { createMetrics, measureRequests, type Metrics } from './http/metrics.js';
@@ -33,6 +39,7 @@ export async function createApp(runtime: Runtime): Promise<GatehouseApp> {
   const views = createViews();
   const metrics = createMetrics(() => db.poolStats());
   const resourceServers = createResourceServerRegistry(db);
+  const accounts = createAccounts(db);
 
   const providers = await createProviderHost({
     db,
@@ -52,6 +59,7 @@ export async function createApp(runtime: Runtime): Promise<GatehouseApp> {
         resourceServers,
         metrics,
         tokenEscrowKey: runtime.tokenEscrowKey,
+        accounts,
       }),
   });
 
@@ -62,6 +70,8 @@ export async function createApp(runtime: Runtime): Promise<GatehouseApp> {
     audience: adminResourceIdentifier(config.issuer),
     jwks: () => providers.publicJwks(),
   });
+  // One argon2id hasher for the process, so its concurrency bound covers every caller.
+  const passwordHasher = await createPasswordHasher();
   const adminApi = createAdminApi({
     verifier: adminVerifier,
     logger,
@@ -72,6 +82,7 @@ export async function createApp(runtime: Runtime): Promise<GatehouseApp> {
     }),
     resourceServers: createResourceServerService({ db, registry: resourceServers }),
     keys: createKeyService({ db, envelope: runtime.envelope, onRotated: () => providers.refresh() }),
+    users: createUserService({ db, hasher: passwordHasher }),
   });
 
   const app = new Koa();
@@ -81,6 +92,17 @@ export async function createApp(runtime: Runtime): Promise<GatehouseApp> {
   app.silent = true; // errors are logged by our own middleware, without request data
 
   const ops = opsRoutes({ db, migrations: runtime.migrations, metrics, stylesheet: views.stylesheet });
+  const pages = interactionRoutes({
+    providers,
+    db,
+    views,
+    passwords: passwordHasher,
+    throttle: createLoginThrottle(db),
+    csrf: createCsrf(Buffer.from(runtime.cookieKeys[0] ?? '', 'base64url')),
+    resourceServers,
+    metrics,
+    logger,
+  });
 
   app.use(requestId());
   app.use(measureRequests(metrics));
@@ -90,6 +112,8 @@ export async function createApp(runtime: Runtime): Promise<GatehouseApp> {
   app.use(ops.routes());
   app.use(ops.allowedMethods());
   app.use(adminApi);
+  app.use(pages.routes());
+  app.use(pages.allowedMethods());
   app.use(providers.middleware);
 
   return { app, providers, resourceServers, metrics, stop: () => providers.stop() };

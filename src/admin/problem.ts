@@ -64,11 +64,17 @@ export function problemType(code: ProblemCode): string {
 }
 
 function pointer(path: readonly PropertyKey[]): string {
-  return `#/${path.map((segment) => String(segment).replaceAll('~', '~0').replaceAll('/', '~1')).join('/')}`;
+  // RFC 6901: the whole document is "" (here "#"); "#/" would name a member called "".
+  return `#${path.map((segment) => `/${String(segment).replaceAll('~', '~0').replaceAll('/', '~1')}`).join('')}`;
 }
 
 export function fieldErrors(error: z.ZodError): FieldError[] {
-  return error.issues.map((issue) => ({ pointer: pointer(issue.path), detail: issue.message }));
+  return error.issues.flatMap((issue) =>
+    // An unknown field is reported where it is, one error per field, so a client can point at it.
+    issue.code === 'unrecognized_keys'
+      ? issue.keys.map((key) => ({ pointer: pointer([...issue.path, key]), detail: 'unknown field' }))
+      : [{ pointer: pointer(issue.path), detail: issue.message }],
+  );
 }
 
 /** Parses `value` with `schema`, or throws a 400 problem listing every field error. */

@@ -15,6 +15,8 @@ import { parseOrThrow, problemErrors, ProblemError, writeProblem } from './probl
 import { createResourceServerBody, patchResourceServerBody } from './resource-servers/schema.js';
 import type { ResourceServerService } from './resource-servers/service.js';
 import type { AdminScope } from './scopes.js';
+import { createUserBody, patchUserBody } from './users/schema.js';
+import type { UserService } from './users/service.js';
 
 export const ADMIN_PREFIX = '/admin/v1';
 
@@ -24,6 +26,7 @@ export interface AdminApiDeps {
   readonly clients: ClientService;
   readonly resourceServers: ResourceServerService;
   readonly keys: ReturnType<typeof createKeyService>;
+  readonly users: UserService;
 }
 
 function respondWithProblem(ctx: ParameterizedContext, failure: BearerFailure): void {
@@ -39,6 +42,7 @@ function respondWithProblem(ctx: ParameterizedContext, failure: BearerFailure): 
 
 const listQuery = z.object(pageQuery);
 const clientListQuery = z.object({ ...pageQuery, client_name: z.string().max(200).optional() });
+const userListQuery = z.object({ ...pageQuery, username: z.string().max(256).optional(), email: z.string().max(254).optional() });
 const rotateKeysBody = z
   .strictObject({ algs: z.array(z.enum(SIGNING_ALGS, { error: `must be one of ${SIGNING_ALGS.join(', ')}` })).min(1).optional() })
   .optional();
@@ -106,6 +110,27 @@ export function createAdminApi(deps: AdminApiDeps): Middleware {
   });
   router.delete('/resource-servers/:id', guard('admin:resource-servers'), async function deleteResourceServer(ctx) {
     await deps.resourceServers.delete(param(ctx, 'id'), auditContext(ctx));
+    ctx.status = 204;
+  });
+
+  // Users (people who sign in through the hosted pages)
+  router.get('/users', guard('admin:users'), async function listUsers(ctx) {
+    ctx.body = await deps.users.list(parseOrThrow(userListQuery, ctx.query, 'query'));
+  });
+  router.post('/users', guard('admin:users'), async function createUser(ctx) {
+    const user = await deps.users.create(parseOrThrow(createUserBody, ctx.state['body'] ?? {}), auditContext(ctx));
+    ctx.status = 201;
+    ctx.set('Location', `${ADMIN_PREFIX}/users/${user.id}`);
+    ctx.body = user;
+  });
+  router.get('/users/:id', guard('admin:users'), async function readUser(ctx) {
+    ctx.body = await deps.users.get(param(ctx, 'id'));
+  });
+  router.patch('/users/:id', guard('admin:users'), async function updateUser(ctx) {
+    ctx.body = await deps.users.update(param(ctx, 'id'), parseOrThrow(patchUserBody, ctx.state['body'] ?? {}), auditContext(ctx));
+  });
+  router.delete('/users/:id', guard('admin:users'), async function deleteUser(ctx) {
+    await deps.users.delete(param(ctx, 'id'), auditContext(ctx));
     ctx.status = 204;
   });
 

@@ -46,6 +46,7 @@ export function createAuditEventStore(db: Queryable) {
       if (filter.target !== undefined) add('target = ?', filter.target);
       if (filter.before !== undefined) add('id < ?::bigint', filter.before);
       params.push(filter.limit);
+      // Qualified: a bare `id` would name the text alias and sort 10 before 9.
       const { rows } = await db.query<AuditEventRow>(
         `SELECT id::text AS id, occurred_at, type, actor, target, client_ip, request_id, outcome, details
            FROM audit_events ${conditions.length === 0 ? '' : `WHERE ${conditions.join(' AND ')}`}

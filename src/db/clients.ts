@@ -8,6 +8,7 @@ export interface ClientRow extends Record<string, unknown> {
   metadata: Record<string, unknown>;
   allowed_resources: string[];
   require_mfa: boolean;
+  first_party: boolean;
   created_at: Date;
   updated_at: Date;
 }
@@ -23,7 +24,8 @@ export interface NewClient {
 
 export type ClientChanges = Partial<Omit<NewClient, 'clientId'>>;
 
-const COLUMNS = 'client_id, seq::text AS seq, client_name, client_secret_hash, metadata, allowed_resources, require_mfa, created_at, updated_at';
+const COLUMNS =
+  'client_id, seq::text AS seq, client_name, client_secret_hash, metadata, allowed_resources, require_mfa, first_party, created_at, updated_at';
 
 export function createClientStore(db: Queryable) {
   return {
@@ -48,6 +50,7 @@ export function createClientStore(db: Queryable) {
         params.push(`${page.namePrefix.replace(/[\\%_]/g, (c) => `\\${c}`)}%`);
         nameFilter = `AND client_name LIKE $${params.length}`;
       }
+      // Qualified: a bare `seq` would name the text alias in COLUMNS and sort 10 before 9.
       const { rows } = await db.query<ClientRow>(
         `SELECT ${COLUMNS} FROM clients WHERE seq > $1::bigint ${nameFilter} ORDER BY clients.seq LIMIT $2`,
         params,

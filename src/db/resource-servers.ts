@@ -48,6 +48,7 @@ export function createResourceServerStore(db: Queryable) {
       return rows[0];
     },
     async list(page: { after: string | undefined; limit: number }): Promise<ResourceServerRow[]> {
+      // Qualified: a bare `seq` would name the text alias in COLUMNS and sort 10 before 9.
       const { rows } = await db.query<ResourceServerRow>(`SELECT ${COLUMNS} FROM resource_servers WHERE seq > $1::bigint ORDER BY resource_servers.seq LIMIT $2`, [
         page.after ?? '0',
         page.limit,

@@ -59,8 +59,9 @@ export function createUserStore(db: Queryable) {
         params.push(likePrefix(page.emailPrefix.toLowerCase()));
         filters.push(`lower(email) LIKE $${params.length}`);
       }
+      // Qualified: a bare `seq` would name the text alias in COLUMNS and sort 10 before 9.
       const { rows } = await db.query<UserRow>(
-        `SELECT ${COLUMNS} FROM users WHERE seq > $1::bigint ${filters.map((f) => `AND ${f}`).join(' ')} ORDER BY seq LIMIT $2`,
+        `SELECT ${COLUMNS} FROM users WHERE seq > $1::bigint ${filters.map((f) => `AND ${f}`).join(' ')} ORDER BY users.seq LIMIT $2`,
         params,
       );
       return rows;

@@ -8,6 +8,9 @@ import type { Middleware } from 'koa';
  */
 const CONTENT_SECURITY_POLICY = [
   "default-src 'none'",
+  // Explicit so oidc-provider can append the hash of its one inline script (the form_post
+  // response page); every other page runs no script at all.
+  "script-src 'none'",
   "style-src 'self'",
   "img-src 'self' data:",
   "base-uri 'none'",

@@ -1,10 +1,10 @@
 import type { ClientRow } from '../db/clients.js';
 
 /** Scopes oidc-provider itself knows; every other scope belongs to a resource server. */
-export const OIDC_SCOPES = ['openid', 'offline_access'] as const;
+export const OIDC_SCOPES = ['openid', 'offline_access', 'profile', 'email'] as const;
 
 /** Gatehouse metadata that oidc-provider should carry on its Client model. */
-export const EXTRA_CLIENT_METADATA = ['allowed_resources', 'require_mfa', 'registered_scope'] as const;
+export const EXTRA_CLIENT_METADATA = ['allowed_resources', 'require_mfa', 'first_party', 'registered_scope'] as const;
 
 function splitScope(scope: unknown): string[] {
   return typeof scope === 'string' ? scope.split(' ').filter(Boolean) : [];
@@ -35,6 +35,7 @@ export function clientMetadataFromRow(row: ClientRow): Record<string, unknown> {
     ...(oidcScopes.length === 0 ? {} : { scope: oidcScopes.join(' ') }),
     allowed_resources: row.allowed_resources,
     require_mfa: row.require_mfa,
+    first_party: row.first_party,
   };
 }
 

@@ -11,6 +11,9 @@ import { createResourceIndicators } from './resource-indicators.js';
 import type { ResourceServerRegistry } from './resource-server-registry.js';
 import { encryptWholeTokens, innerLayer } from '../tokens/access-token.js';
 import { introspectJwtAccessTokens } from './jwt-introspection.js';
+import { ACR_PASSWORD, CLAIMS_BY_SCOPE, type Accounts } from './accounts.js';
+import { loadExistingGrant } from './grants.js';
+import { innerPersonClaims, publicPersonClaims } from '../tokens/person-claims.js';
 import type { Metrics } from '../http/metrics.js';
 
 /**
@@ -31,6 +34,7 @@ export interface ProviderDependencies {
   readonly metrics: Metrics;
   /** Wraps whole-token encrypted tokens' content keys so introspection can open them. */
   readonly tokenEscrowKey: Buffer;
+  readonly accounts: Accounts;
 }
 
 /** The public halves of the provider's signing keys, for verifying our own JWTs in-process. */
@@ -76,8 +80,23 @@ export function createProvider(deps: ProviderDependencies): Provider {
         // RFC 7009 §2.1: a client may only revoke tokens that were issued to it.
         allowedPolicy: (_ctx, client, token) => token.clientId === client.clientId,
       },
-      // RP-initiated logout (SPEC §2).
-      rpInitiatedLogout: { enabled: true },
+      // RP-initiated logout (SPEC §2) with Gatehouse's own pages. The provider only redirects to a
+      // post_logout_redirect_uri the client registered.
+      rpInitiatedLogout: {
+        enabled: true,
+        logoutSource(ctx, form) {
+          ctx.type = 'html';
+          ctx.body = deps.views.render('logout', {
+            title: 'Sign out',
+            form,
+            clientName: ctx.oidc.client?.clientName ?? ctx.oidc.client?.clientId,
+          });
+        },
+        postLogoutSuccessSource(ctx) {
+          ctx.type = 'html';
+          ctx.body = deps.views.render('logged-out', { title: 'Signed out', clientName: ctx.oidc.client?.clientName ?? ctx.oidc.client?.clientId });
+        },
+      },
       // RFC 8707 from the resource_servers table; every access token is for one resource server.
       resourceIndicators: createResourceIndicators(deps.resourceServers),
       // Not in SPEC §2: discovery advertises exactly what Gatehouse supports.
@@ -86,6 +105,16 @@ export function createProvider(deps: ProviderDependencies): Provider {
     },
     // The OpenID scopes; resource-server scopes come from the database per request.
     scopes: [...OIDC_SCOPES],
+    // Standard claims by scope (OIDC Core §5.4), from the users table.
+    claims: CLAIMS_BY_SCOPE,
+    // SPEC §4: password sign-ins say so; the second factor (a later issue) adds the MFA value.
+    acrValues: [ACR_PASSWORD],
+    // SPEC §3: person tokens carry auth_time and acr publicly; the rest goes to the inner layer.
+    extraTokenClaims: (ctx, token) => publicPersonClaims(ctx, token as { accountId?: string }),
+    // SPEC §2: refresh tokens rotate on every use; reusing a rotated one revokes the grant.
+    rotateRefreshToken: true,
+    // Consent is remembered per grant; first-party clients skip it (src/oidc/grants.ts).
+    loadExistingGrant,
     // Browser-based clients may call the token endpoint only from their own redirect origins.
     clientBasedCORS(_ctx, origin, client) {
       return client.redirectUris?.some((uri) => new URL(uri).origin === origin) ?? false;
@@ -142,15 +171,14 @@ export function createProvider(deps: ProviderDependencies): Provider {
     },
     formats: {
       // The double-wrapped token's inner layer is added here, before the provider signs (SPEC §3).
-      customizers: { jwt: innerLayer(deps.resourceServers) },
+      customizers: { jwt: innerLayer(deps.resourceServers, innerPersonClaims(deps.accounts)) },
     },
     interactions: {
       // Hosted pages live under /interaction (src/interactions).
       url: (_ctx, interaction) => `/interaction/${interaction.uid}`,
     },
-    // No people are stored yet (the sign-in issue adds accounts): no account is ever found,
-    // instead of the default that invents one for any id.
-    findAccount: () => undefined,
+    // People from the users table; disabled or deleted ones are not found (src/oidc/accounts.ts).
+    findAccount: (ctx, sub) => deps.accounts.findAccount(ctx, sub),
     // The default page has inline style and prints internals; ours is escaped and CSP-clean.
     renderError(ctx, out, error) {
       const unavailable = isUnavailable(error);

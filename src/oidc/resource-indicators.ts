@@ -12,12 +12,16 @@ export function createResourceIndicators(registry: ResourceServerRegistry) {
   return {
     enabled: true,
 
-    // SPEC §2: "If resource is omitted and the client has exactly one allowed resource, that one is used."
+    // SPEC §2: "If resource is omitted and the client has exactly one allowed resource, that one is used"
+    // (client credentials, and the authorization request). Exchanging a code or refresh token
+    // without `resource` keeps the provider's rules: an openid grant yields the userinfo token.
     defaultResource(ctx: KoaContextWithOIDC, client: Client, oneOf?: readonly string[]) {
       if (oneOf !== undefined) return oneOf;
+      const clientCredentials = ctx.oidc.params?.['grant_type'] === 'client_credentials';
+      if (!clientCredentials && ctx.oidc.route !== 'authorization') return undefined;
       const allowed = allowedResources(client);
       if (allowed.length === 1) return allowed[0];
-      if (ctx.oidc.params?.['grant_type'] === 'client_credentials') {
+      if (clientCredentials) {
         throw new errors.InvalidTarget('resource parameter is required: this client may obtain tokens for more than one resource');
       }
       return undefined;
@@ -53,9 +57,10 @@ export function createResourceIndicators(registry: ResourceServerRegistry) {
       };
     },
 
-    // A code or refresh token that names one granted resource yields a token for it without repeating `resource`.
+    // With `openid` granted, a code or refresh token exchanged without `resource` yields the
+    // userinfo token; a client asks for its API token by naming `resource` (README: "Tokens for people").
     useGrantedResource() {
-      return true;
+      return false;
     },
   };
 }

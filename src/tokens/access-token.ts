@@ -18,6 +18,8 @@ interface TokenLike {
   readonly resourceServer?: { identifier(): string } | undefined;
   readonly client?: { readonly clientId: string; readonly clientName?: string | undefined } | undefined;
   readonly clientId?: string;
+  readonly accountId?: string | undefined;
+  readonly sid?: string | undefined;
 }
 
 interface JwtStructure {

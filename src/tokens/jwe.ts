@@ -137,6 +137,9 @@ function ecRecipient(jwk: JsonWebKey, kid: string | undefined): JweRecipient {
 
 function x25519Recipient(jwk: JsonWebKey, kid: string | undefined): JweRecipient {
   const publicKey = createPublicKey({ key: jwk, format: 'jwk' });
+  // RFC 7748 §6.1: a low-order point yields an all-zero secret, which OpenSSL refuses; refuse the
+  // key now rather than fail every token encrypted to it.
+  diffieHellman({ privateKey: generateKeyPairSync('x25519').privateKey, publicKey });
   const alg = 'ECDH-ES+A256KW';
   return {
     alg,

@@ -178,7 +178,7 @@ export async function adminToken(server: TestServer, scope: string): Promise<str
 
 /** The decoded protected header and payload of a compact JWS (no verification). */
 export function decodeJwt(token: string): { header: Record<string, unknown>; payload: Record<string, unknown> } {
-  const [header, payload] = token.split('.').map((part) => JSON.parse(Buffer.from(part, 'base64url').toString('utf8')) as Record<string, unknown>);
+  const [header, payload] = token.split('.').slice(0, 2).map((part) => JSON.parse(Buffer.from(part, 'base64url').toString('utf8')) as Record<string, unknown>);
   assert.ok(header !== undefined && payload !== undefined, 'not a compact JWS');
   return { header, payload };
 }

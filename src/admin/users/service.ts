@@ -1,0 +1,160 @@
+import type { PasswordHasher } from '../../accounts/passwords.js';
+import { normalizeUsername } from '../../accounts/usernames.js';
+import type { Database } from '../../db/database.js';
+import { createOidcModelStore } from '../../db/oidc-models.js';
+import { createUserStore, type UserFields, type UserRow } from '../../db/users.js';
+import { recordAudit, type AuditContext } from '../audit.js';
+import { decodeCursor, toPage, type Page } from '../pagination.js';
+import { ProblemError } from '../problem.js';
+import { presentUser, type UserResponse } from './presenter.js';
+import type { CreateUserBody, PatchUserBody } from './schema.js';
+
+export interface UserServiceDeps {
+  readonly db: Database;
+  /** argon2id, ~30 ms a hash on the libuv pool: always called before a transaction opens, never inside one. */
+  readonly hasher: PasswordHasher;
+}
+
+/** The fields an update can change, as the admin API names them (the password is never listed). */
+const AUDITED_FIELDS = ['username', 'email', 'email_verified', 'name', 'roles', 'disabled', 'mfa_required'] as const;
+
+function notFound(): ProblemError {
+  return new ProblemError('not_found', 'No user with that id.');
+}
+
+function usernameTaken(): ProblemError {
+  return new ProblemError('conflict', 'A user with that username already exists.', {
+    errors: [{ pointer: '#/username', detail: 'already taken (usernames are compared ignoring case and width)' }],
+  });
+}
+
+/** SQLSTATE 23505: a concurrent request took the username between our check and our write. */
+function isUniqueViolation(error: unknown): boolean {
+  return (error as { code?: unknown } | null)?.code === '23505';
+}
+
+function changedFields(before: UserRow, after: UserRow): string[] {
+  const a = presentUser(before);
+  const b = presentUser(after);
+  return AUDITED_FIELDS.filter((field) => JSON.stringify(a[field]) !== JSON.stringify(b[field])).sort();
+}
+
+/** People: the admin API and, later, the CLI both go through here (one code path). */
+export function createUserService(deps: UserServiceDeps) {
+  const { db, hasher } = deps;
+
+  return {
+    async list(query: { limit: number; cursor?: string | undefined; username?: string | undefined; email?: string | undefined }): Promise<Page<UserResponse>> {
+      const rows = await createUserStore(db).list({
+        after: decodeCursor(query.cursor),
+        limit: query.limit + 1,
+        usernamePrefix: query.username === undefined ? undefined : normalizeUsername(query.username),
+        emailPrefix: query.email,
+      });
+      return toPage(rows, query.limit, (row) => row.seq, presentUser);
+    },
+
+    async get(id: string): Promise<UserResponse> {
+      const row = await createUserStore(db).findById(id);
+      if (row === undefined) throw notFound();
+      return presentUser(row);
+    },
+
+    async create(body: CreateUserBody, audit: AuditContext): Promise<UserResponse> {
+      const usernameNormalized = normalizeUsername(body.username);
+      // A taken name is refused before spending a hash on it; the insert below still settles races.
+      if ((await createUserStore(db).findByUsername(usernameNormalized)) !== undefined) throw usernameTaken();
+      const passwordHash = await hasher.hash(body.password);
+      const row = await db.transaction(async (tx) => {
+        const created = await createUserStore(tx).insert(
+          {
+            username: body.username,
+            usernameNormalized,
+            email: body.email,
+            emailVerified: body.email_verified,
+            name: body.name,
+            roles: body.roles,
+            disabled: body.disabled,
+            mfaRequired: body.mfa_required,
+          },
+          passwordHash,
+        );
+        if (created === undefined) throw usernameTaken();
+        await recordAudit(tx, audit, {
+          type: 'user.created',
+          target: created.id,
+          details: { username: created.username, roles: created.roles, mfa_required: created.mfa_required, disabled: created.disabled },
+        });
+        return created;
+      });
+      return presentUser(row);
+    },
+
+    async update(id: string, patch: PatchUserBody, audit: AuditContext): Promise<UserResponse> {
+      const { password, ...changes } = patch;
+      const passwordHash = password === undefined ? undefined : await hasher.hash(password);
+      return db.transaction(async (tx) => {
+        const store = createUserStore(tx);
+        const current = await store.findById(id, { forUpdate: true });
+        if (current === undefined) throw notFound();
+
+        const email = changes.email === undefined ? current.email : changes.email;
+        const next: UserFields = {
+          username: changes.username ?? current.username,
+          usernameNormalized: changes.username === undefined ? current.username_normalized : normalizeUsername(changes.username),
+          email,
+          // A new address has not been verified, unless the same request says it has (as Auth0 and Keycloak do).
+          emailVerified: changes.email_verified ?? (email === current.email ? current.email_verified : false),
+          name: changes.name === undefined ? current.name : changes.name,
+          roles: changes.roles ?? current.roles,
+          disabled: changes.disabled ?? current.disabled,
+          mfaRequired: changes.mfa_required ?? current.mfa_required,
+        };
+        if (next.emailVerified && next.email === null) {
+          throw new ProblemError('validation_failed', 'The request body is invalid.', {
+            errors: [{ pointer: '#/email_verified', detail: 'cannot be true without an email' }],
+          });
+        }
+        if (next.usernameNormalized !== current.username_normalized && (await store.findByUsername(next.usernameNormalized)) !== undefined) {
+          throw usernameTaken();
+        }
+
+        try {
+          await store.update(id, next);
+        } catch (error) {
+          if (isUniqueViolation(error)) throw usernameTaken();
+          throw error;
+        }
+        if (passwordHash !== undefined) await store.setPasswordHash(id, passwordHash, { changed: true });
+        // SPEC §5: disabling ends the person's sessions and grants now, in the same transaction.
+        const revoked = changes.disabled === true ? await createOidcModelStore(tx).revokeByAccountId(id) : 0;
+        const updated = await store.findById(id);
+        if (updated === undefined) throw notFound();
+
+        const disabledNow = updated.disabled && !current.disabled;
+        const fields = changedFields(current, updated).filter((field) => !(disabledNow && field === 'disabled'));
+        // One event per kind of change; a request that changes nothing is still recorded as an update.
+        if (fields.length > 0 || (passwordHash === undefined && !disabledNow)) {
+          await recordAudit(tx, audit, { type: 'user.updated', target: id, details: { fields } });
+        }
+        if (disabledNow) await recordAudit(tx, audit, { type: 'user.disabled', target: id, details: { revoked_artifacts: revoked } });
+        if (passwordHash !== undefined) await recordAudit(tx, audit, { type: 'user.password_changed', target: id });
+        return presentUser(updated);
+      });
+    },
+
+    /** The person, their sessions, grants, codes and refresh tokens go at once. */
+    async delete(id: string, audit: AuditContext): Promise<void> {
+      await db.transaction(async (tx) => {
+        const store = createUserStore(tx);
+        const current = await store.findById(id, { forUpdate: true });
+        if (current === undefined) throw notFound();
+        const revoked = await createOidcModelStore(tx).revokeByAccountId(id);
+        await store.delete(id);
+        await recordAudit(tx, audit, { type: 'user.deleted', target: id, details: { username: current.username, revoked_artifacts: revoked } });
+      });
+    },
+  };
+}
+
+export type UserService = ReturnType<typeof createUserService>;

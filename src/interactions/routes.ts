@@ -1,0 +1,255 @@
+import Router from '@koa/router';
+import type { ParameterizedContext } from 'koa';
+import { errors, type InteractionResults } from 'oidc-provider';
+import type { Logger } from 'pino';
+import type { PasswordHasher } from '../accounts/passwords.js';
+import type { LoginThrottle } from '../accounts/throttle.js';
+import { normalizeUsername } from '../accounts/usernames.js';
+import { recordAudit } from '../admin/audit.js';
+import { isUnavailable, type Database } from '../db/database.js';
+import { createUserStore } from '../db/users.js';
+import type { Metrics } from '../http/metrics.js';
+import { ACR_PASSWORD } from '../oidc/accounts.js';
+import type { ProviderHost } from '../oidc/provider-host.js';
+import type { ResourceServerRegistry } from '../oidc/resource-server-registry.js';
+import type { Views } from '../views.js';
+import type { Csrf } from './csrf.js';
+import { FormError, readForm } from './form.js';
+
+/**
+ * The hosted pages (SPEC §4): login and consent for oidc-provider's interactions. Server-rendered,
+ * no script, every form carrying a CSRF token bound to the interaction.
+ */
+
+export interface InteractionDeps {
+  readonly providers: ProviderHost;
+  readonly db: Database;
+  readonly views: Views;
+  readonly passwords: PasswordHasher;
+  readonly throttle: LoginThrottle;
+  readonly csrf: Csrf;
+  readonly resourceServers: ResourceServerRegistry;
+  readonly metrics: Metrics;
+  readonly logger: Logger;
+}
+
+// One message for every failure, so nothing tells whether a username exists or is locked (SPEC §4).
+const SIGN_IN_FAILED = 'Sign-in failed. Check your username and password. After several failed attempts, wait a few minutes before trying again.';
+
+const OIDC_SCOPE_WORDS: Record<string, string> = {
+  openid: 'Confirm who you are',
+  profile: 'See your name and username',
+  email: 'See your email address',
+  offline_access: 'Keep access while you are away (stay signed in)',
+};
+
+class PageError extends Error {
+  constructor(
+    readonly status: number,
+    readonly title: string,
+    message: string,
+  ) {
+    super(message);
+  }
+}
+
+function param(ctx: ParameterizedContext, name: string): string {
+  return (ctx['params'] as Record<string, string>)[name] ?? '';
+}
+
+export function interactionRoutes(deps: InteractionDeps): Router {
+  const router = new Router({ prefix: '/interaction' });
+  const users = createUserStore(deps.db);
+
+  const render = (ctx: ParameterizedContext, template: string, data: Record<string, unknown>, status = 200) => {
+    ctx.status = status;
+    ctx.type = 'html';
+    ctx.body = deps.views.render(template, data);
+  };
+
+  const clientName = async (clientId: unknown) => {
+    const client = typeof clientId === 'string' ? await deps.providers.current().Client.find(clientId) : undefined;
+    return client?.clientName ?? (typeof clientId === 'string' ? clientId : 'the application');
+  };
+
+  const auditContext = (ctx: ParameterizedContext, actor: string | null) => ({
+    actor,
+    clientIp: ctx.ip || null,
+    requestId: typeof ctx.state['requestId'] === 'string' ? ctx.state['requestId'] : null,
+  });
+
+  const loginPage = (ctx: ParameterizedContext, uid: string, name: string, extra: { username?: string; error?: string }, status = 200) =>
+    render(
+      ctx,
+      'login',
+      {
+        title: 'Sign in',
+        clientName: name,
+        action: `/interaction/${uid}/login`,
+        abortAction: `/interaction/${uid}/abort`,
+        csrf: deps.csrf.tokenFor(uid),
+        username: extra.username ?? '',
+        error: extra.error,
+      },
+      status,
+    );
+
+  router.use(async function pageErrors(ctx, next) {
+    ctx.set('Cache-Control', 'no-store');
+    try {
+      await next();
+    } catch (error) {
+      let page: PageError;
+      if (error instanceof PageError) page = error;
+      else if (error instanceof errors.SessionNotFound || error instanceof errors.InvalidRequest) {
+        page = new PageError(400, 'Sign-in expired', 'This sign-in request has expired or was already completed. Go back to the application and start again.');
+      } else if (error instanceof FormError) {
+        page = new PageError(error.status, 'Request refused', 'The form could not be processed. Go back to the application and start again.');
+      } else if (isUnavailable(error)) {
+        ctx.set('Retry-After', '5');
+        page = new PageError(503, 'Temporarily unavailable', 'Sign-in is temporarily unavailable. Please try again in a moment.');
+      } else {
+        deps.logger.error({ err: error, reqId: ctx.state['requestId'] }, 'interaction error');
+        page = new PageError(500, 'Something went wrong', 'The request could not be completed.');
+      }
+      render(ctx, 'error', { title: page.title, message: page.message, requestId: ctx.state['requestId'] }, page.status);
+    }
+  });
+
+  /** Reads the form and checks its CSRF token against the interaction in the URL. */
+  async function checkedForm(ctx: ParameterizedContext, uid: string): Promise<Record<string, string>> {
+    const form = await readForm(ctx);
+    if (!deps.csrf.verify(uid, form['csrf'])) {
+      throw new PageError(403, 'Request refused', 'This form has expired or did not come from this page. Go back to the application and start again.');
+    }
+    return form;
+  }
+
+  router.get('/:uid', async function showInteraction(ctx) {
+    const provider = deps.providers.current();
+    const details = await provider.interactionDetails(ctx.req, ctx.res);
+    const name = await clientName(details.params['client_id']);
+    if (details.prompt.name === 'login') {
+      const hint = details.params['login_hint'];
+      loginPage(ctx, details.uid, name, { username: typeof hint === 'string' ? hint.slice(0, 256) : '' });
+      return;
+    }
+    if (details.prompt.name === 'consent') {
+      const promptDetails = details.prompt.details as {
+        missingOIDCScope?: string[];
+        missingResourceScopes?: Record<string, string[]>;
+      };
+      const items = (promptDetails.missingOIDCScope ?? []).map((scope) => OIDC_SCOPE_WORDS[scope] ?? `Use "${scope}"`);
+      for (const [indicator, scopes] of Object.entries(promptDetails.missingResourceScopes ?? {})) {
+        const server = await deps.resourceServers.get(indicator);
+        const label = server?.row.name ?? indicator;
+        for (const scope of scopes) items.push(`Use "${scope}" on ${label}`);
+      }
+      const accountId = details.session?.accountId;
+      const user = accountId === undefined ? undefined : await users.findById(accountId);
+      render(ctx, 'consent', {
+        title: 'Allow access',
+        clientName: name,
+        items,
+        username: user?.username ?? '',
+        action: `/interaction/${details.uid}/consent`,
+        abortAction: `/interaction/${details.uid}/abort`,
+        csrf: deps.csrf.tokenFor(details.uid),
+      });
+      return;
+    }
+    throw new PageError(400, 'Request refused', 'This sign-in step is not supported.');
+  });
+
+  router.post('/:uid/login', async function submitLogin(ctx) {
+    const uid = param(ctx, 'uid');
+    const provider = deps.providers.current();
+    const details = await provider.interactionDetails(ctx.req, ctx.res);
+    if (details.prompt.name !== 'login' || details.uid !== uid) throw new PageError(400, 'Request refused', 'This sign-in step is already complete.');
+    const form = await checkedForm(ctx, uid);
+    const name = await clientName(details.params['client_id']);
+    const username = (form['username'] ?? '').slice(0, 256);
+    const password = form['password'] ?? '';
+    if (username.trim() === '' || password === '' || password.length > 1024) {
+      loginPage(ctx, uid, name, { username, error: 'Enter your username and password.' }, 400);
+      return;
+    }
+
+    const normalized = normalizeUsername(username);
+    const retryAfter = await deps.throttle.retryAfter(normalized, ctx.ip);
+    if (retryAfter > 0) {
+      deps.metrics.loginOutcomes.inc({ outcome: 'throttled' });
+      ctx.set('Retry-After', String(retryAfter));
+      loginPage(ctx, uid, name, { username, error: SIGN_IN_FAILED }, 429);
+      return;
+    }
+
+    const user = await users.findByUsername(normalized);
+    // Always one argon2 verify, against a dummy hash when the user is unknown: same time either way.
+    const passwordOk = await deps.passwords.verify(user?.password_hash, password);
+    if (user === undefined || !passwordOk || user.disabled) {
+      const { accountLocked } = await deps.throttle.failed(normalized, ctx.ip);
+      await deps.db.transaction(async (tx) => {
+        const context = auditContext(ctx, user?.id ?? null);
+        await recordAudit(tx, context, { type: 'login.failure', target: user?.id ?? 'unknown', outcome: 'failure', details: { client_id: details.params['client_id'] } });
+        if (accountLocked) await recordAudit(tx, context, { type: 'login.locked', target: user?.id ?? 'unknown', outcome: 'failure' });
+      });
+      deps.metrics.loginOutcomes.inc({ outcome: accountLocked ? 'locked' : 'failure' });
+      loginPage(ctx, uid, name, { username, error: SIGN_IN_FAILED }, 401);
+      return;
+    }
+
+    await deps.throttle.succeeded(normalized);
+    if (deps.passwords.needsRehash(user.password_hash)) {
+      await users.setPasswordHash(user.id, await deps.passwords.hash(password), { changed: false });
+    }
+    await deps.db.transaction((tx) =>
+      recordAudit(tx, auditContext(ctx, user.id), { type: 'login.success', target: user.id, details: { client_id: details.params['client_id'] } }),
+    );
+    deps.metrics.loginOutcomes.inc({ outcome: 'success' });
+    const result: InteractionResults = { login: { accountId: user.id, amr: ['pwd'], acr: ACR_PASSWORD, remember: true } };
+    await provider.interactionFinished(ctx.req, ctx.res, result, { mergeWithLastSubmission: false });
+    // interactionFinished wrote the redirect to the raw response.
+    ctx.respond = false;
+  });
+
+  router.post('/:uid/consent', async function submitConsent(ctx) {
+    const uid = param(ctx, 'uid');
+    const provider = deps.providers.current();
+    const details = await provider.interactionDetails(ctx.req, ctx.res);
+    if (details.prompt.name !== 'consent' || details.uid !== uid) throw new PageError(400, 'Request refused', 'This sign-in step is already complete.');
+    await checkedForm(ctx, uid);
+    const accountId = details.session?.accountId;
+    const clientId = details.params['client_id'];
+    if (accountId === undefined || typeof clientId !== 'string') throw new PageError(400, 'Sign-in expired', 'Sign in again.');
+    const promptDetails = details.prompt.details as {
+      missingOIDCScope?: string[];
+      missingOIDCClaims?: string[];
+      missingResourceScopes?: Record<string, string[]>;
+    };
+    const grant = details.grantId === undefined ? new provider.Grant({ accountId, clientId }) : await provider.Grant.find(details.grantId);
+    if (grant === undefined) throw new PageError(400, 'Sign-in expired', 'Sign in again.');
+    if (promptDetails.missingOIDCScope !== undefined) grant.addOIDCScope(promptDetails.missingOIDCScope.join(' '));
+    if (promptDetails.missingOIDCClaims !== undefined) grant.addOIDCClaims(promptDetails.missingOIDCClaims);
+    for (const [indicator, scopes] of Object.entries(promptDetails.missingResourceScopes ?? {})) {
+      grant.addResourceScope(indicator, scopes.join(' '));
+    }
+    const grantId = await grant.save();
+    const result: InteractionResults = { consent: details.grantId === undefined ? { grantId } : {} };
+    await provider.interactionFinished(ctx.req, ctx.res, result, { mergeWithLastSubmission: true });
+    ctx.respond = false;
+  });
+
+  router.post('/:uid/abort', async function abortInteraction(ctx) {
+    const uid = param(ctx, 'uid');
+    const provider = deps.providers.current();
+    const details = await provider.interactionDetails(ctx.req, ctx.res);
+    if (details.uid !== uid) throw new PageError(400, 'Request refused', 'This sign-in step is already complete.');
+    await checkedForm(ctx, uid);
+    const result: InteractionResults = { error: 'access_denied', error_description: 'The person cancelled the request.' };
+    await provider.interactionFinished(ctx.req, ctx.res, result, { mergeWithLastSubmission: false });
+    ctx.respond = false;
+  });
+
+  return router;
+}

@@ -1,0 +1,163 @@
+/// <reference lib="dom" />
+import assert from 'node:assert/strict';
+import { existsSync } from 'node:fs';
+import { mkdir, readFile } from 'node:fs/promises';
+import { createRequire } from 'node:module';
+import { after, before, describe, test } from 'node:test';
+import { fileURLToPath } from 'node:url';
+import * as oidc from 'openid-client';
+import { chromium, type Browser, type BrowserContext, type Page } from 'playwright-core';
+import { adminCall, adminToken } from '../support/admin-client.js';
+import { startTestServer, type TestServer } from '../support/server.js';
+
+const CHROMIUM = '/usr/bin/chromium';
+const ARTIFACTS = fileURLToPath(new URL('../artifacts/', import.meta.url));
+const REDIRECT = 'http://127.0.0.1:9/callback';
+const PASSWORD = 'correct horse battery staple';
+const axeSource = await readFile(createRequire(import.meta.url).resolve('axe-core/axe.min.js'), 'utf8');
+
+interface AxeViolation {
+  id: string;
+  impact: string | null;
+  help: string;
+  nodes: { target: string[] }[];
+}
+
+/** Runs axe-core in the page; fails on any serious or critical violation. */
+async function assertAccessible(page: Page, label: string): Promise<void> {
+  await page.addScriptTag({ content: axeSource });
+  const violations = await page.evaluate(async () => {
+    const axe = (globalThis as unknown as { axe: { run: () => Promise<{ violations: AxeViolation[] }> } }).axe;
+    return (await axe.run()).violations;
+  });
+  const serious = violations.filter((v) => v.impact === 'serious' || v.impact === 'critical');
+  assert.deepEqual(
+    serious.map((v) => `${v.id}: ${v.help} (${v.nodes.map((n) => n.target.join(' ')).join(', ')})`),
+    [],
+    `${label} has serious accessibility violations`,
+  );
+}
+
+/** Screenshots at phone and desktop widths, kept as CI artifacts (test/artifacts is git-ignored). */
+async function screenshots(page: Page, name: string): Promise<void> {
+  for (const width of [360, 1280]) {
+    await page.setViewportSize({ width, height: width === 360 ? 740 : 800 });
+    await page.screenshot({ path: `${ARTIFACTS}${name}-${width}.png`, fullPage: true });
+    // Readable on a narrow screen: nothing wider than the viewport.
+    const overflow = await page.evaluate(() => document.documentElement.scrollWidth - document.documentElement.clientWidth);
+    assert.ok(overflow <= 0, `${name} scrolls sideways at ${width}px`);
+  }
+}
+
+describe('hosted pages in headless Chromium', { skip: existsSync(CHROMIUM) ? false : `${CHROMIUM} not installed (.ci/run installs it)` }, () => {
+  let server: TestServer;
+  let browser: Browser;
+  let context: BrowserContext;
+  let config: oidc.Configuration;
+  let callbacks: string[];
+
+  before(async () => {
+    await mkdir(ARTIFACTS, { recursive: true });
+    server = await startTestServer();
+    const client = await adminCall<{ client_id: string; client_secret: string }>(server, 'POST', '/clients', {
+      client_name: 'Shop',
+      grant_types: ['authorization_code', 'refresh_token'],
+      redirect_uris: [REDIRECT],
+      post_logout_redirect_uris: ['http://127.0.0.1:9/signed-out'],
+      scope: 'openid profile email offline_access',
+    });
+    assert.equal(client.status, 201);
+    const user = await adminCall(server, 'POST', '/users', { username: 'alice', password: PASSWORD, name: 'Alice' }, await adminToken(server, 'admin:users'));
+    assert.equal(user.status, 201);
+    config = await oidc.discovery(new URL(server.issuer), client.body.client_id, client.body.client_secret, undefined, {
+      execute: [oidc.allowInsecureRequests],
+    });
+    browser = await chromium.launch({
+      executablePath: CHROMIUM,
+      args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-background-networking', '--disable-component-update', '--no-first-run'],
+    });
+    // bypassCSP only so the test can inject axe-core; the pages themselves run no script.
+    context = await browser.newContext({ bypassCSP: true });
+    callbacks = [];
+    await context.route('http://127.0.0.1:9/**', async (route) => {
+      callbacks.push(route.request().url());
+      await route.fulfill({ status: 200, contentType: 'text/plain', body: 'client callback' });
+    });
+  });
+  after(async () => {
+    await browser?.close();
+    await server?.close();
+  });
+
+  test('keyboard-only sign-in and consent, accessible and readable at 360 px and 1280 px', async () => {
+    const page = await context.newPage();
+    const verifier = oidc.randomPKCECodeVerifier();
+    const url = oidc.buildAuthorizationUrl(config, {
+      redirect_uri: REDIRECT,
+      scope: 'openid profile email',
+      code_challenge: await oidc.calculatePKCECodeChallenge(verifier),
+      code_challenge_method: 'S256',
+      state: 'browser-state',
+    });
+    await page.goto(url.href);
+    assert.equal(await page.title(), 'Sign in · Gatehouse');
+    assert.equal(await page.getAttribute('html', 'lang'), 'en');
+    assert.match((await page.textContent('main')) ?? '', /Shop/);
+    // Labelled inputs.
+    assert.equal(await page.getAttribute('label[for="username"]', 'for'), 'username');
+    assert.equal(await page.getAttribute('label[for="password"]', 'for'), 'password');
+    await assertAccessible(page, 'login page');
+    await screenshots(page, 'login');
+
+    // A wrong password: error tied to the fields, still accessible.
+    await page.fill('#username', 'alice');
+    await page.fill('#password', 'wrong password here');
+    await page.press('#password', 'Enter');
+    await page.waitForSelector('[role="alert"]');
+    assert.equal(await page.getAttribute('#password', 'aria-describedby'), 'login-error');
+    await assertAccessible(page, 'login page with an error');
+    await screenshots(page, 'login-error');
+
+    // Keyboard only: the username keeps focus order, Tab to the password, Enter submits.
+    await page.focus('#username');
+    await page.keyboard.press('Control+A');
+    await page.keyboard.type('alice');
+    await page.keyboard.press('Tab');
+    assert.equal(await page.evaluate(() => document.activeElement?.id), 'password');
+    await page.keyboard.type(PASSWORD);
+    await page.keyboard.press('Enter');
+    await page.waitForURL(/\/interaction\//);
+    await page.waitForSelector('h1:has-text("Allow access?")');
+    await assertAccessible(page, 'consent page');
+    await screenshots(page, 'consent');
+    // Focus is visible: the focused button has an outline.
+    await page.keyboard.press('Tab');
+    await page.keyboard.press('Tab');
+    const outline = await page.evaluate(() => getComputedStyle(document.activeElement!).outlineStyle);
+    assert.notEqual(outline, 'none');
+    await page.click('button:has-text("Allow")');
+    await page.waitForURL(/127\.0\.0\.1:9\/callback/);
+    const callback = new URL(callbacks.at(-1)!);
+    assert.ok(callback.searchParams.get('code'));
+    assert.equal(callback.searchParams.get('state'), 'browser-state');
+    await page.close();
+  });
+
+  test('logout confirmation, signed-out and error pages are accessible', async () => {
+    const page = await context.newPage();
+    await page.goto(`${server.url}/session/end?client_id=${encodeURIComponent(config.clientMetadata().client_id)}`);
+    await page.waitForSelector('h1:has-text("Sign out?")');
+    await assertAccessible(page, 'logout page');
+    await screenshots(page, 'logout');
+    await page.click('button:has-text("Yes, sign me out")');
+    await page.waitForSelector('h1:has-text("You are signed out")');
+    await assertAccessible(page, 'signed-out page');
+    await screenshots(page, 'signed-out');
+
+    await page.goto(`${server.url}/auth?client_id=unknown-client&response_type=code&scope=openid`);
+    await page.waitForSelector('h1');
+    await assertAccessible(page, 'error page');
+    await screenshots(page, 'error');
+    await page.close();
+  });
+});

@@ -1,0 +1,200 @@
+import assert from 'node:assert/strict';
+import { after, before, describe, test } from 'node:test';
+import { compactDecrypt, exportJWK, generateKeyPair, type CryptoKey as JoseKey } from 'jose';
+import * as oidc from 'openid-client';
+import { adminCall } from '../support/admin-client.js';
+import { CookieClient, formAction, hiddenField } from '../support/cookie-client.js';
+import { startTestServer, type TestServer } from '../support/server.js';
+
+const ORDERS = 'https://orders.sign-in.example';
+const REDIRECT = 'http://127.0.0.1:9/callback';
+const PASSWORD = 'correct horse battery staple';
+
+interface Client {
+  client_id: string;
+  client_secret: string;
+}
+
+describe('people sign in through the hosted pages (authorization code + PKCE)', () => {
+  let server: TestServer;
+  let client: Client;
+  let config: oidc.Configuration;
+  let innerKey: JoseKey;
+  let userId: string;
+
+  before(async () => {
+    server = await startTestServer();
+    const pair = await generateKeyPair('ECDH-ES+A256KW', { crv: 'P-256' });
+    innerKey = pair.privateKey;
+    const rs = await adminCall(server, 'POST', '/resource-servers', {
+      identifier: ORDERS,
+      name: 'Orders',
+      scopes: ['orders:read'],
+      inner_encryption_jwk: await exportJWK(pair.publicKey),
+    });
+    assert.equal(rs.status, 201);
+    const created = await adminCall<Client>(server, 'POST', '/clients', {
+      client_name: 'Shop',
+      grant_types: ['authorization_code', 'refresh_token'],
+      redirect_uris: [REDIRECT],
+      post_logout_redirect_uris: ['http://127.0.0.1:9/bye'],
+      allowed_resources: [ORDERS],
+      scope: 'openid profile email offline_access orders:read',
+    });
+    assert.equal(created.status, 201, JSON.stringify(created.body));
+    client = created.body;
+    const user = await adminCall<{ id: string }>(
+      server,
+      'POST',
+      '/users',
+      { username: 'Alice', password: PASSWORD, email: 'alice@example.com', email_verified: true, name: 'Alice Liddell', roles: ['buyer'] },
+      await (await import('../support/admin-client.js')).adminToken(server, 'admin:users'),
+    );
+    assert.equal(user.status, 201, JSON.stringify(user.body));
+    userId = user.body.id;
+    config = await oidc.discovery(new URL(server.issuer), client.client_id, client.client_secret, undefined, { execute: [oidc.allowInsecureRequests] });
+  });
+  after(() => server.close());
+
+  /** Runs the browser part of the flow: returns the callback URL with the code. */
+  async function signIn(browser: CookieClient, params: Record<string, string>, credentials = { username: 'alice', password: PASSWORD }) {
+    const start = await browser.get(oidc.buildAuthorizationUrl(config, params));
+    let page = await browser.follow(start, server.url);
+    if (page.status >= 300 && page.status < 400) return { callback: new URL(page.headers.get('location')!), pages: [] as string[] };
+    const pages: string[] = [];
+    let html = await page.text();
+    pages.push(html);
+    if (html.includes('name="password"')) {
+      const action = formAction(html, /\/login$/)!;
+      const posted = await browser.postForm(new URL(action, server.url), { csrf: hiddenField(html, 'csrf')!, ...credentials });
+      page = await browser.follow(posted, server.url);
+      if (page.status >= 300 && page.status < 400) return { callback: new URL(page.headers.get('location')!), pages };
+      html = await page.text();
+      pages.push(html);
+    }
+    assert.match(html, /Allow access/, html);
+    const action = formAction(html, /\/consent$/)!;
+    const confirmed = await browser.postForm(new URL(action, server.url), { csrf: hiddenField(html, 'csrf')! });
+    page = await browser.follow(confirmed, server.url);
+    assert.ok(page.status >= 300 && page.status < 400, `expected the redirect to the client, got ${page.status}`);
+    return { callback: new URL(page.headers.get('location')!), pages };
+  }
+
+  function authParams() {
+    const verifier = oidc.randomPKCECodeVerifier();
+    const state = oidc.randomState();
+    const nonce = oidc.randomNonce();
+    return { verifier, state, nonce };
+  }
+
+  test('sign-in, consent, ID token, userinfo, and a double-wrapped token for the API', async () => {
+    const browser = new CookieClient();
+    const { verifier, state, nonce } = authParams();
+    const { callback, pages } = await signIn(browser, {
+      redirect_uri: REDIRECT,
+      scope: 'openid profile email offline_access orders:read',
+      code_challenge: await oidc.calculatePKCECodeChallenge(verifier),
+      code_challenge_method: 'S256',
+      state,
+      nonce,
+      resource: ORDERS,
+      prompt: 'consent',
+    });
+    assert.match(pages[0]!, /Shop/, 'the login page names the client');
+    assert.match(pages[1]!, /See your email address/);
+    assert.match(pages[1]!, /Use &quot;orders:read&quot; on Orders|Use "orders:read" on Orders/);
+
+    const tokens = await oidc.authorizationCodeGrant(config, callback, { pkceCodeVerifier: verifier, expectedState: state, expectedNonce: nonce });
+    const idClaims = tokens.claims()!;
+    assert.equal(idClaims.sub, userId);
+    assert.equal(idClaims.iss, server.issuer);
+    assert.equal(idClaims['acr'], 'urn:gatehouse:acr:pwd');
+    assert.deepEqual(idClaims['amr'], ['pwd']);
+    // OIDC Core §5.4: with an access token issued, scope claims come from userinfo.
+    assert.equal(idClaims['email'], undefined);
+    assert.ok(tokens.refresh_token);
+
+    // Without `resource`, an openid grant yields the userinfo token.
+    const userinfo = await oidc.fetchUserInfo(config, tokens.access_token, userId);
+    assert.equal(userinfo['name'], 'Alice Liddell');
+    assert.equal(userinfo['preferred_username'], 'Alice');
+    assert.equal(userinfo['email'], 'alice@example.com');
+    assert.equal(userinfo['email_verified'], true);
+
+    // Naming the resource yields its double-wrapped token.
+    const api = await oidc.refreshTokenGrant(config, tokens.refresh_token, { resource: ORDERS });
+    const payload = JSON.parse(Buffer.from(api.access_token.split('.')[1]!, 'base64url').toString()) as Record<string, unknown>;
+    assert.equal(payload['aud'], ORDERS);
+    assert.equal(payload['sub'], userId);
+    assert.equal(payload['acr'], 'urn:gatehouse:acr:pwd');
+    assert.equal(typeof payload['auth_time'], 'number');
+    for (const personal of ['email', 'name', 'preferred_username', 'roles']) assert.equal(payload[personal], undefined, `${personal} is not public`);
+    const inner = JSON.parse(new TextDecoder().decode((await compactDecrypt(payload['inner'] as string, innerKey)).plaintext)) as Record<string, unknown>;
+    assert.equal(inner['jti'], payload['jti']);
+    assert.equal(inner['sub'], userId);
+    assert.equal(inner['preferred_username'], 'Alice');
+    assert.equal(inner['email'], 'alice@example.com');
+    assert.deepEqual(inner['roles'], ['buyer']);
+    assert.deepEqual(inner['amr'], ['pwd']);
+    assert.equal(typeof inner['sid'], 'string');
+    assert.equal(inner['client_name'], 'Shop');
+  });
+
+  test('a rotated refresh token used twice revokes the whole grant', async () => {
+    const browser = new CookieClient();
+    const { verifier, state } = authParams();
+    const { callback } = await signIn(browser, {
+      redirect_uri: REDIRECT,
+      scope: 'openid offline_access orders:read',
+      code_challenge: await oidc.calculatePKCECodeChallenge(verifier),
+      code_challenge_method: 'S256',
+      state,
+      prompt: 'consent',
+    });
+    const tokens = await oidc.authorizationCodeGrant(config, callback, { pkceCodeVerifier: verifier, expectedState: state });
+    const first = tokens.refresh_token!;
+    const rotated = await oidc.refreshTokenGrant(config, first);
+    assert.ok(rotated.refresh_token && rotated.refresh_token !== first, 'the refresh token rotates');
+    await assert.rejects(oidc.refreshTokenGrant(config, first), (error: unknown) => error instanceof oidc.ResponseBodyError && error.error === 'invalid_grant');
+    // The reuse revoked the grant: the newest refresh token is dead too.
+    await assert.rejects(oidc.refreshTokenGrant(config, rotated.refresh_token), (error: unknown) => error instanceof oidc.ResponseBodyError && error.error === 'invalid_grant');
+  });
+
+  test('PKCE is required for the code exchange and plain is refused', async () => {
+    const browser = new CookieClient();
+    const plain = await browser.get(
+      oidc.buildAuthorizationUrl(config, { redirect_uri: REDIRECT, scope: 'openid', code_challenge: 'x'.repeat(43), code_challenge_method: 'plain', state: 's' }),
+    );
+    const location = new URL(plain.headers.get('location')!);
+    assert.equal(location.origin + location.pathname, REDIRECT);
+    assert.equal(location.searchParams.get('error'), 'invalid_request');
+  });
+
+  test('a wrong password shows one generic message and no code', async () => {
+    const browser = new CookieClient();
+    const start = await browser.get(
+      oidc.buildAuthorizationUrl(config, {
+        redirect_uri: REDIRECT,
+        scope: 'openid',
+        code_challenge: await oidc.calculatePKCECodeChallenge(oidc.randomPKCECodeVerifier()),
+        code_challenge_method: 'S256',
+        state: 's',
+      }),
+    );
+    const page = await browser.follow(start, server.url);
+    const html = await page.text();
+    const action = new URL(formAction(html, /\/login$/)!, server.url);
+    const wrong = await browser.postForm(action, { csrf: hiddenField(html, 'csrf')!, username: 'alice', password: 'not the password at all' });
+    const unknown = await browser.postForm(action, { csrf: hiddenField(html, 'csrf')!, username: 'nobody-here', password: 'not the password at all' });
+    assert.equal(wrong.status, 401);
+    assert.equal(unknown.status, 401);
+    const [a, b] = [await wrong.text(), await unknown.text()];
+    const message = (text: string) => /role="alert">([^<]*)</.exec(text)?.[1];
+    assert.ok(message(a));
+    assert.equal(message(a), message(b), 'unknown user and wrong password look the same');
+    const missingCsrf = await browser.postForm(action, { username: 'alice', password: PASSWORD });
+    assert.equal(missingCsrf.status, 403);
+    const wrongCsrf = await browser.postForm(action, { csrf: 'x'.repeat(43), username: 'alice', password: PASSWORD });
+    assert.equal(wrongCsrf.status, 403);
+  });
+});
