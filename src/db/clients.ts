@@ -20,6 +20,8 @@ export interface NewClient {
   readonly metadata: Record<string, unknown>;
   readonly allowedResources: readonly string[];
   readonly requireMfa: boolean;
+  /** The organisation's own app: consent is not asked (src/oidc/grants.ts). */
+  readonly firstParty?: boolean;
 }
 
 export type ClientChanges = Partial<Omit<NewClient, 'clientId'>>;
@@ -59,9 +61,17 @@ export function createClientStore(db: Queryable) {
     },
     async insert(client: NewClient): Promise<ClientRow> {
       const result = await db.query<ClientRow>(
-        `INSERT INTO clients (client_id, client_name, client_secret_hash, metadata, allowed_resources, require_mfa)
-         VALUES ($1, $2, $3, $4, $5, $6) RETURNING ${COLUMNS}`,
-        [client.clientId, client.clientName, client.clientSecretHash, JSON.stringify(client.metadata), client.allowedResources, client.requireMfa],
+        `INSERT INTO clients (client_id, client_name, client_secret_hash, metadata, allowed_resources, require_mfa, first_party)
+         VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING ${COLUMNS}`,
+        [
+          client.clientId,
+          client.clientName,
+          client.clientSecretHash,
+          JSON.stringify(client.metadata),
+          client.allowedResources,
+          client.requireMfa,
+          client.firstParty ?? false,
+        ],
       );
       return onlyRow(result);
     },
@@ -87,6 +97,7 @@ export function createClientStore(db: Queryable) {
            metadata = COALESCE($5, metadata),
            allowed_resources = COALESCE($6, allowed_resources),
            require_mfa = COALESCE($7, require_mfa),
+           first_party = COALESCE($8, first_party),
            updated_at = now()
          WHERE client_id = $1 RETURNING ${COLUMNS}`,
         [
@@ -97,6 +108,7 @@ export function createClientStore(db: Queryable) {
           changes.metadata === undefined ? null : JSON.stringify(changes.metadata),
           changes.allowedResources ?? null,
           changes.requireMfa ?? null,
+          changes.firstParty ?? null,
         ],
       );
       return rows[0];

@@ -4,11 +4,13 @@ import { compactDecrypt, exportJWK, generateKeyPair, type CryptoKey as JoseKey }
 import * as oidc from 'openid-client';
 import { adminCall } from '../support/admin-client.js';
 import { CookieClient, formAction, hiddenField } from '../support/cookie-client.js';
+import { pkceParams, signIn } from '../support/sign-in.js';
 import { startTestServer, type TestServer } from '../support/server.js';
 
 const ORDERS = 'https://orders.sign-in.example';
 const REDIRECT = 'http://127.0.0.1:9/callback';
 const PASSWORD = 'correct horse battery staple';
+const ALICE = { username: 'alice', password: PASSWORD };
 
 interface Client {
   client_id: string;
@@ -56,50 +58,13 @@ describe('people sign in through the hosted pages (authorization code + PKCE)', 
   });
   after(() => server.close());
 
-  /** Runs the browser part of the flow: returns the callback URL with the code. */
-  async function signIn(browser: CookieClient, params: Record<string, string>, credentials = { username: 'alice', password: PASSWORD }) {
-    const start = await browser.get(oidc.buildAuthorizationUrl(config, params));
-    let page = await browser.follow(start, server.url);
-    if (page.status >= 300 && page.status < 400) return { callback: new URL(page.headers.get('location')!), pages: [] as string[] };
-    const pages: string[] = [];
-    let html = await page.text();
-    pages.push(html);
-    if (html.includes('name="password"')) {
-      const action = formAction(html, /\/login$/)!;
-      const posted = await browser.postForm(new URL(action, server.url), { csrf: hiddenField(html, 'csrf')!, ...credentials });
-      page = await browser.follow(posted, server.url);
-      if (page.status >= 300 && page.status < 400) return { callback: new URL(page.headers.get('location')!), pages };
-      html = await page.text();
-      pages.push(html);
-    }
-    assert.match(html, /Allow access/, html);
-    const action = formAction(html, /\/consent$/)!;
-    const confirmed = await browser.postForm(new URL(action, server.url), { csrf: hiddenField(html, 'csrf')! });
-    page = await browser.follow(confirmed, server.url);
-    assert.ok(page.status >= 300 && page.status < 400, `expected the redirect to the client, got ${page.status}`);
-    return { callback: new URL(page.headers.get('location')!), pages };
-  }
-
-  function authParams() {
-    const verifier = oidc.randomPKCECodeVerifier();
-    const state = oidc.randomState();
-    const nonce = oidc.randomNonce();
-    return { verifier, state, nonce };
-  }
-
   test('sign-in, consent, ID token, userinfo, and a double-wrapped token for the API', async () => {
     const browser = new CookieClient();
-    const { verifier, state, nonce } = authParams();
-    const { callback, pages } = await signIn(browser, {
-      redirect_uri: REDIRECT,
-      scope: 'openid profile email offline_access orders:read',
-      code_challenge: await oidc.calculatePKCECodeChallenge(verifier),
-      code_challenge_method: 'S256',
-      state,
-      nonce,
+    const { verifier, state, nonce, params } = await pkceParams(REDIRECT, 'openid profile email offline_access orders:read', {
       resource: ORDERS,
       prompt: 'consent',
     });
+    const { callback, pages } = await signIn(browser, config, server.url, params, ALICE);
     assert.match(pages[0]!, /Shop/, 'the login page names the client');
     assert.match(pages[1]!, /See your email address/);
     assert.match(pages[1]!, /Use &quot;orders:read&quot; on Orders|Use "orders:read" on Orders/);
@@ -142,16 +107,9 @@ describe('people sign in through the hosted pages (authorization code + PKCE)', 
 
   test('a rotated refresh token used twice revokes the whole grant', async () => {
     const browser = new CookieClient();
-    const { verifier, state } = authParams();
-    const { callback } = await signIn(browser, {
-      redirect_uri: REDIRECT,
-      scope: 'openid offline_access orders:read',
-      code_challenge: await oidc.calculatePKCECodeChallenge(verifier),
-      code_challenge_method: 'S256',
-      state,
-      prompt: 'consent',
-    });
-    const tokens = await oidc.authorizationCodeGrant(config, callback, { pkceCodeVerifier: verifier, expectedState: state });
+    const { verifier, state, nonce, params } = await pkceParams(REDIRECT, 'openid offline_access orders:read', { prompt: 'consent' });
+    const { callback } = await signIn(browser, config, server.url, params, ALICE);
+    const tokens = await oidc.authorizationCodeGrant(config, callback, { pkceCodeVerifier: verifier, expectedState: state, expectedNonce: nonce });
     const first = tokens.refresh_token!;
     const rotated = await oidc.refreshTokenGrant(config, first);
     assert.ok(rotated.refresh_token && rotated.refresh_token !== first, 'the refresh token rotates');

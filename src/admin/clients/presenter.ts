@@ -17,6 +17,7 @@ export function presentClient(row: ClientRow) {
     post_logout_redirect_uris: (m['post_logout_redirect_uris'] as string[] | undefined) ?? [],
     allowed_resources: row.allowed_resources,
     require_mfa: row.require_mfa,
+    first_party: row.first_party,
     created_at: row.created_at.toISOString(),
     updated_at: row.updated_at.toISOString(),
   };

@@ -35,6 +35,7 @@ const metadataFields = {
   post_logout_redirect_uris: z.array(redirectUri).max(50, 'at most 50 URIs').refine(unique, 'must not repeat a URI'),
   allowed_resources: z.array(absoluteUri).max(100, 'at most 100 resources').refine(unique, 'must not repeat a resource'),
   require_mfa: z.boolean({ error: 'must be true or false' }),
+  first_party: z.boolean({ error: 'must be true or false' }),
 };
 
 /** The whole client as stored: every field resolved, cross-field rules checked. */
@@ -51,6 +52,7 @@ export const clientDefinition = z
     post_logout_redirect_uris: metadataFields.post_logout_redirect_uris.default([]),
     allowed_resources: metadataFields.allowed_resources.default([]),
     require_mfa: metadataFields.require_mfa.default(false),
+    first_party: metadataFields.first_party.default(false),
   })
   .superRefine((client, ctx) => {
     const grants = new Set(client.grant_types);
@@ -93,6 +95,7 @@ export const patchClientBody = z.strictObject({
   post_logout_redirect_uris: metadataFields.post_logout_redirect_uris.optional(),
   allowed_resources: metadataFields.allowed_resources.optional(),
   require_mfa: metadataFields.require_mfa.optional(),
+  first_party: metadataFields.first_party.optional(),
 });
 
 export type PatchClientBody = z.infer<typeof patchClientBody>;

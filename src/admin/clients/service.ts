@@ -94,6 +94,7 @@ export function createClientService(deps: ClientServiceDeps) {
           metadata: metadataOf(definition),
           allowedResources: definition.allowed_resources,
           requireMfa: definition.require_mfa,
+          firstParty: definition.first_party,
         });
         // Inside the transaction: a client the provider would refuse is never committed.
         await validateWithProvider(created);
@@ -113,7 +114,13 @@ export function createClientService(deps: ClientServiceDeps) {
         const store = createClientStore(tx);
         const current = await store.findForUpdate(clientId);
         if (current === undefined) throw notFound();
-        const stored = { client_name: current.client_name, ...current.metadata, allowed_resources: current.allowed_resources, require_mfa: current.require_mfa };
+        const stored = {
+          client_name: current.client_name,
+          ...current.metadata,
+          allowed_resources: current.allowed_resources,
+          require_mfa: current.require_mfa,
+          first_party: current.first_party,
+        };
         const merged: Record<string, unknown> = { ...stored };
         for (const [key, value] of Object.entries(patch)) {
           if (value === null) delete merged[key];
@@ -139,6 +146,7 @@ export function createClientService(deps: ClientServiceDeps) {
           metadata: metadataOf(definition),
           allowedResources: definition.allowed_resources,
           requireMfa: definition.require_mfa,
+          firstParty: definition.first_party,
           ...(secretHash === undefined ? {} : { clientSecretHash: secretHash }),
         });
         if (updated === undefined) throw notFound();
