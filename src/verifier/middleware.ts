@@ -56,7 +56,8 @@ export function requireToken(verifier: Verifier, options: RequireTokenOptions = 
 
   return async function requireBearerToken(ctx, next) {
     const header = ctx.get('Authorization');
-    if (header === '') {
+    // RFC 6750 §3.1: no credentials, or another scheme (e.g. Basic), get a bare challenge.
+    if (header === '' || !/^Bearer(\s|$)/i.test(header)) {
       refuse(ctx, { status: 401, error: undefined, description: undefined, code: undefined });
       return;
     }

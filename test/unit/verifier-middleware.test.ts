@@ -79,8 +79,17 @@ describe('requireToken: RFC 6750 bearer middleware on a Koa app', () => {
     assert.equal(orders.seen.length, 0);
   });
 
-  test('another scheme (Basic) or a Bearer header without a token: 401 invalid_token', async () => {
-    for (const authorization of ['Basic xyz', 'Basic b3JkZXJzOnNlY3JldA==', 'Bearer', 'Bearer a b']) {
+  test('another scheme (Basic): 401 with a bare Bearer challenge (RFC 6750 §3.1)', async () => {
+    for (const authorization of ['Basic xyz', 'Basic b3JkZXJzOnNlY3JldA==', 'Digest x']) {
+      const response = await get(orders.url, authorization);
+      assert.equal(response.status, 401, authorization);
+      assert.equal(response.headers.get('www-authenticate'), 'Bearer', authorization);
+    }
+    assert.equal(orders.seen.length, 0);
+  });
+
+  test('a Bearer header without a usable token: 401 invalid_token', async () => {
+    for (const authorization of ['Bearer', 'Bearer a b']) {
       const response = await get(orders.url, authorization);
       assert.equal(response.status, 401, authorization);
       assert.match(response.headers.get('www-authenticate') ?? '', /^Bearer error="invalid_token"(, |$)/, authorization);
