@@ -65,7 +65,7 @@ describe('signing keys: sealed at rest, public in the JWKS', () => {
     if (server.database.backend === 'pglite') return t.skip('needs PostgreSQL');
     const second = await startTestServer({ database: server.database, env: { MASTER_KEY: server.masterKey } });
     try {
-      const [a, b] = await Promise.all([server.url, second.url].map(async (url) => (await fetch(`${url}/jwks`)).json()));
+      const [a, b] = await Promise.all([server.url, second.url].map(async (url) => (await (await fetch(`${url}/jwks`)).json()) as unknown));
       assert.deepEqual(a, b);
       const { rows } = await server.db.query<{ n: number }>('SELECT count(*)::int AS n FROM signing_keys');
       assert.equal(rows[0]!.n, 4);
