@@ -2,6 +2,8 @@ import Koa from 'koa';
 import type { ClientMetadata } from 'oidc-provider';
 import { createPasswordHasher } from './accounts/passwords.js';
 import { createLoginThrottle } from './accounts/throttle.js';
+import { createSecondFactor } from './accounts/second-factor.js';
+import { createTotp } from './accounts/totp.js';
 import { createCsrf } from './interactions/csrf.js';
 import { interactionRoutes } from './interactions/routes.js';
 import { createAccounts } from './oidc/accounts.js';
@@ -40,6 +42,13 @@ export async function createApp(runtime: Runtime): Promise<GatehouseApp> {
   const metrics = createMetrics(() => db.poolStats());
   const resourceServers = createResourceServerRegistry(db);
   const accounts = createAccounts(db);
+  const secondFactor = createSecondFactor({
+    db,
+    envelope: runtime.envelope,
+    // Authenticator apps show this as the issuer, next to the account name.
+    totp: createTotp({ issuer: new URL(config.issuer).hostname }),
+    hasher: runtime.clientSecrets,
+  });
 
   const providers = await createProviderHost({
     db,
@@ -60,6 +69,7 @@ export async function createApp(runtime: Runtime): Promise<GatehouseApp> {
         metrics,
         tokenEscrowKey: runtime.tokenEscrowKey,
         accounts,
+        secondFactor,
       }),
   });
 
@@ -99,6 +109,7 @@ export async function createApp(runtime: Runtime): Promise<GatehouseApp> {
     passwords: passwordHasher,
     throttle: createLoginThrottle(db),
     csrf: createCsrf(Buffer.from(runtime.cookieKeys[0] ?? '', 'base64url')),
+    secondFactor,
     resourceServers,
     metrics,
     logger,

@@ -129,6 +129,10 @@ export function createAdminApi(deps: AdminApiDeps): Middleware {
   router.patch('/users/:id', guard('admin:users'), async function updateUser(ctx) {
     ctx.body = await deps.users.update(param(ctx, 'id'), parseOrThrow(patchUserBody, ctx.state['body'] ?? {}), auditContext(ctx));
   });
+  router.delete('/users/:id/mfa', guard('admin:users'), async function resetUserSecondFactor(ctx) {
+    await deps.users.resetSecondFactor(param(ctx, 'id'), auditContext(ctx));
+    ctx.status = 204;
+  });
   router.delete('/users/:id', guard('admin:users'), async function deleteUser(ctx) {
     await deps.users.delete(param(ctx, 'id'), auditContext(ctx));
     ctx.status = 204;

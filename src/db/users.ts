@@ -15,6 +15,8 @@ export interface UserRow extends Record<string, unknown> {
   created_at: Date;
   updated_at: Date;
   password_changed_at: Date;
+  /** Whether a confirmed second factor exists (user_totp). */
+  mfa_enrolled: boolean;
 }
 
 export interface UserFields {
@@ -29,7 +31,8 @@ export interface UserFields {
 }
 
 const COLUMNS =
-  'id, seq::text AS seq, username, username_normalized, email, email_verified, name, roles, password_hash, disabled, mfa_required, created_at, updated_at, password_changed_at';
+  'id, seq::text AS seq, username, username_normalized, email, email_verified, name, roles, password_hash, disabled, mfa_required, created_at, updated_at, password_changed_at, ' +
+  'EXISTS (SELECT 1 FROM user_totp t WHERE t.user_id = users.id AND t.confirmed_at IS NOT NULL) AS mfa_enrolled';
 
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
 

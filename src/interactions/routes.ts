@@ -1,6 +1,6 @@
 import Router from '@koa/router';
 import type { ParameterizedContext } from 'koa';
-import { errors, type InteractionResults } from 'oidc-provider';
+import { errors, type Interaction, type InteractionResults } from 'oidc-provider';
 import type { Logger } from 'pino';
 import type { PasswordHasher } from '../accounts/passwords.js';
 import type { LoginThrottle } from '../accounts/throttle.js';
@@ -14,6 +14,10 @@ import type { ProviderHost } from '../oidc/provider-host.js';
 import type { ResourceServerRegistry } from '../oidc/resource-server-registry.js';
 import type { Views } from '../views.js';
 import type { Csrf } from './csrf.js';
+import { secondFactorRequired } from '../accounts/mfa-policy.js';
+import { FEW_RECOVERY_CODES, type SecondFactor } from '../accounts/second-factor.js';
+import { ACR_MFA } from '../oidc/accounts.js';
+import QRCode from 'qrcode';
 import { FormError, readForm } from './form.js';
 
 /**
@@ -31,6 +35,33 @@ export interface InteractionDeps {
   readonly resourceServers: ResourceServerRegistry;
   readonly metrics: Metrics;
   readonly logger: Logger;
+  readonly secondFactor: SecondFactor;
+}
+
+/**
+ * Between a correct password and a correct second factor, the interaction remembers who is
+ * signing in (in its own `result`, which the provider replaces when the interaction finishes).
+ */
+interface PendingSignIn {
+  readonly accountId: string;
+  readonly username: string;
+  /** Wrong codes so far; five end the attempt (SPEC §4). */
+  readonly failures: number;
+  /** Set once enrollment is confirmed and the recovery codes were shown. */
+  readonly enrolled?: boolean;
+}
+
+const MAX_CODE_FAILURES = 5;
+const PENDING_KEY = 'gatehouse_pending';
+
+function pendingOf(details: { result?: Record<string, unknown> | undefined }): PendingSignIn | undefined {
+  const value = details.result?.[PENDING_KEY] as PendingSignIn | undefined;
+  return typeof value?.accountId === 'string' ? value : undefined;
+}
+
+async function savePending(details: Interaction, pending: PendingSignIn | undefined): Promise<void> {
+  details.result = pending === undefined ? {} : { [PENDING_KEY]: pending };
+  await details.persist();
 }
 
 // One message for every failure, so nothing tells whether a username exists or is locked (SPEC §4).
@@ -125,10 +156,59 @@ export function interactionRoutes(deps: InteractionDeps): Router {
     return form;
   }
 
+  /** The code page for an enrolled user, or the enrollment page (QR, link, secret) for one who must enroll. */
+  async function secondFactorPage(ctx: ParameterizedContext, uid: string, name: string, pending: PendingSignIn, error?: string, status = 200) {
+    const common = {
+      clientName: name,
+      action: `/interaction/${uid}/second-factor`,
+      abortAction: `/interaction/${uid}/abort`,
+      csrf: deps.csrf.tokenFor(uid),
+      error,
+    };
+    if (await deps.secondFactor.isEnrolled(pending.accountId)) {
+      const remaining = await deps.secondFactor.remainingRecoveryCodes(pending.accountId);
+      render(ctx, 'second-factor', { ...common, title: 'Two-step verification', fewRecoveryCodes: remaining <= FEW_RECOVERY_CODES ? remaining : undefined }, status);
+      return;
+    }
+    const enrollment = await deps.secondFactor.enrollment(pending.accountId, pending.username);
+    if (enrollment === undefined) throw new PageError(400, 'Request refused', 'Two-step verification could not be set up. Start again.');
+    render(
+      ctx,
+      'enroll',
+      {
+        ...common,
+        title: 'Set up two-step verification',
+        qrSvg: await QRCode.toString(enrollment.uri, { type: 'svg', errorCorrectionLevel: 'M', margin: 2 }),
+        uri: enrollment.uri,
+        secretGroups: enrollment.secret.match(/.{1,4}/g) ?? [],
+        account: pending.username,
+        issuer: new URL(enrollment.uri).searchParams.get('issuer') ?? '',
+      },
+      status,
+    );
+  }
+
+  async function finishSignIn(ctx: ParameterizedContext, accountId: string, secondFactorUsed: boolean) {
+    const provider = deps.providers.current();
+    const result: InteractionResults = {
+      login: secondFactorUsed
+        ? { accountId, amr: ['pwd', 'otp'], acr: ACR_MFA, remember: true }
+        : { accountId, amr: ['pwd'], acr: ACR_PASSWORD, remember: true },
+    };
+    await provider.interactionFinished(ctx.req, ctx.res, result, { mergeWithLastSubmission: false });
+    // interactionFinished wrote the redirect to the raw response.
+    ctx.respond = false;
+  }
+
   router.get('/:uid', async function showInteraction(ctx) {
     const provider = deps.providers.current();
     const details = await provider.interactionDetails(ctx.req, ctx.res);
     const name = await clientName(details.params['client_id']);
+    const pending = pendingOf(details);
+    if (details.prompt.name === 'login' && pending !== undefined) {
+      await secondFactorPage(ctx, details.uid, name, pending);
+      return;
+    }
     if (details.prompt.name === 'login') {
       const hint = details.params['login_hint'];
       loginPage(ctx, details.uid, name, { username: typeof hint === 'string' ? hint.slice(0, 256) : '' });
@@ -170,7 +250,8 @@ export function interactionRoutes(deps: InteractionDeps): Router {
     const name = await clientName(details.params['client_id']);
     const username = (form['username'] ?? '').slice(0, 256);
     const password = form['password'] ?? '';
-    if (username.trim() === '' || password === '' || password.length > 1024) {
+    // PostgreSQL text cannot hold U+0000 (no username contains it): refused here, not a failed query.
+    if (username.trim() === '' || username.includes('\u0000') || password === '' || password.length > 1024) {
       loginPage(ctx, uid, name, { username, error: 'Enter your username and password.' }, 400);
       return;
     }
@@ -206,11 +287,83 @@ export function interactionRoutes(deps: InteractionDeps): Router {
     await deps.db.transaction((tx) =>
       recordAudit(tx, auditContext(ctx, user.id), { type: 'login.success', target: user.id, details: { client_id: details.params['client_id'] } }),
     );
-    deps.metrics.loginOutcomes.inc({ outcome: 'success' });
-    const result: InteractionResults = { login: { accountId: user.id, amr: ['pwd'], acr: ACR_PASSWORD, remember: true } };
-    await provider.interactionFinished(ctx.req, ctx.res, result, { mergeWithLastSubmission: false });
-    // interactionFinished wrote the redirect to the raw response.
-    ctx.respond = false;
+    const client = typeof details.params['client_id'] === 'string' ? await provider.Client.find(details.params['client_id']) : undefined;
+    const needsSecondFactor = secondFactorRequired({
+      userRequiresMfa: user.mfa_required,
+      clientRequiresMfa: (client as unknown as { require_mfa?: unknown } | undefined)?.require_mfa === true,
+      acrValues: details.params['acr_values'],
+      enrolled: await deps.secondFactor.isEnrolled(user.id),
+    });
+    if (!needsSecondFactor) {
+      deps.metrics.loginOutcomes.inc({ outcome: 'success' });
+      await finishSignIn(ctx, user.id, false);
+      return;
+    }
+    // The password was right; the sign-in completes after the second factor (or its enrollment).
+    await savePending(details, { accountId: user.id, username: user.username, failures: 0 });
+    ctx.status = 303;
+    ctx.redirect(`/interaction/${uid}`);
+  });
+
+  router.post('/:uid/second-factor', async function submitSecondFactor(ctx) {
+    const uid = param(ctx, 'uid');
+    const provider = deps.providers.current();
+    const details = await provider.interactionDetails(ctx.req, ctx.res);
+    const pending = pendingOf(details);
+    if (details.prompt.name !== 'login' || details.uid !== uid || pending === undefined) {
+      throw new PageError(400, 'Request refused', 'This sign-in step is not available. Go back to the application and start again.');
+    }
+    const form = await checkedForm(ctx, uid);
+    const name = await clientName(details.params['client_id']);
+    const audit = auditContext(ctx, pending.accountId);
+
+    // After enrollment the recovery-codes page continues here.
+    if (pending.enrolled === true) {
+      deps.metrics.loginOutcomes.inc({ outcome: 'success' });
+      await finishSignIn(ctx, pending.accountId, true);
+      return;
+    }
+
+    const code = (form['code'] ?? '').slice(0, 64);
+    if (await deps.secondFactor.isEnrolled(pending.accountId)) {
+      const result = await deps.secondFactor.verify(pending.accountId, code, audit);
+      if (result.ok) {
+        await deps.throttle.succeeded(normalizeUsername(pending.username));
+        await deps.db.transaction((tx) => recordAudit(tx, audit, { type: 'login.success', target: pending.accountId, details: { second_factor: result.method } }));
+        deps.metrics.loginOutcomes.inc({ outcome: 'success' });
+        await finishSignIn(ctx, pending.accountId, true);
+        return;
+      }
+    } else {
+      const codes = await deps.secondFactor.confirmEnrollment(pending.accountId, code, audit);
+      if (codes !== undefined) {
+        await savePending(details, { ...pending, enrolled: true });
+        render(ctx, 'recovery-codes', {
+          title: 'Save your recovery codes',
+          clientName: name,
+          codes,
+          action: `/interaction/${uid}/second-factor`,
+          csrf: deps.csrf.tokenFor(uid),
+        });
+        return;
+      }
+    }
+
+    // A wrong code counts toward the account lockout; five end this sign-in attempt.
+    const failures = pending.failures + 1;
+    const { accountLocked } = await deps.throttle.failed(normalizeUsername(pending.username), ctx.ip);
+    await deps.db.transaction(async (tx) => {
+      await recordAudit(tx, audit, { type: 'mfa.failure', target: pending.accountId, outcome: 'failure', details: { failures } });
+      if (accountLocked) await recordAudit(tx, audit, { type: 'login.locked', target: pending.accountId, outcome: 'failure' });
+    });
+    deps.metrics.loginOutcomes.inc({ outcome: 'second_factor_failure' });
+    if (failures >= MAX_CODE_FAILURES) {
+      await savePending(details, undefined);
+      loginPage(ctx, uid, name, { username: pending.username, error: 'Too many wrong codes. Sign in again.' }, 401);
+      return;
+    }
+    await savePending(details, { ...pending, failures });
+    await secondFactorPage(ctx, uid, name, { ...pending, failures }, 'That code is not right. Enter the current 6-digit code, or a recovery code.', 401);
   });
 
   router.post('/:uid/consent', async function submitConsent(ctx) {

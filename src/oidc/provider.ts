@@ -11,7 +11,9 @@ import { createResourceIndicators } from './resource-indicators.js';
 import type { ResourceServerRegistry } from './resource-server-registry.js';
 import { encryptWholeTokens, innerLayer } from '../tokens/access-token.js';
 import { introspectJwtAccessTokens } from './jwt-introspection.js';
-import { ACR_PASSWORD, CLAIMS_BY_SCOPE, type Accounts } from './accounts.js';
+import { ACR_MFA, ACR_PASSWORD, CLAIMS_BY_SCOPE, type Accounts } from './accounts.js';
+import { interactionPolicyWithSecondFactor } from './second-factor-check.js';
+import type { SecondFactor } from '../accounts/second-factor.js';
 import { loadExistingGrant } from './grants.js';
 import { innerPersonClaims, publicPersonClaims } from '../tokens/person-claims.js';
 import type { Metrics } from '../http/metrics.js';
@@ -35,6 +37,7 @@ export interface ProviderDependencies {
   /** Wraps whole-token encrypted tokens' content keys so introspection can open them. */
   readonly tokenEscrowKey: Buffer;
   readonly accounts: Accounts;
+  readonly secondFactor: SecondFactor;
 }
 
 /** The public halves of the provider's signing keys, for verifying our own JWTs in-process. */
@@ -107,8 +110,8 @@ export function createProvider(deps: ProviderDependencies): Provider {
     scopes: [...OIDC_SCOPES],
     // Standard claims by scope (OIDC Core §5.4), from the users table.
     claims: CLAIMS_BY_SCOPE,
-    // SPEC §4: password sign-ins say so; the second factor (a later issue) adds the MFA value.
-    acrValues: [ACR_PASSWORD],
+    // SPEC §4: what a sign-in achieved; a request may ask for the second factor by acr_values.
+    acrValues: [ACR_PASSWORD, ACR_MFA],
     // SPEC §3: person tokens carry auth_time and acr publicly; the rest goes to the inner layer.
     extraTokenClaims: (ctx, token) => publicPersonClaims(ctx, token as { accountId?: string }),
     // SPEC §2: refresh tokens rotate on every use; reusing a rotated one revokes the grant.
@@ -176,6 +179,8 @@ export function createProvider(deps: ProviderDependencies): Provider {
     interactions: {
       // Hosted pages live under /interaction (src/interactions).
       url: (_ctx, interaction) => `/interaction/${interaction.uid}`,
+      // The default prompts plus the second-factor check (src/oidc/second-factor-check.ts).
+      policy: interactionPolicyWithSecondFactor({ accounts: deps.accounts, secondFactor: deps.secondFactor }),
     },
     // People from the users table; disabled or deleted ones are not found (src/oidc/accounts.ts).
     findAccount: (ctx, sub) => deps.accounts.findAccount(ctx, sub),

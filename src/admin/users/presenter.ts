@@ -11,6 +11,7 @@ export function presentUser(row: UserRow) {
     roles: row.roles,
     disabled: row.disabled,
     mfa_required: row.mfa_required,
+    mfa_enrolled: row.mfa_enrolled,
     created_at: row.created_at.toISOString(),
     updated_at: row.updated_at.toISOString(),
     password_changed_at: row.password_changed_at.toISOString(),

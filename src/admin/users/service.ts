@@ -7,6 +7,7 @@ import { recordAudit, type AuditContext } from '../audit.js';
 import { decodeCursor, toPage, type Page } from '../pagination.js';
 import { ProblemError } from '../problem.js';
 import { presentUser, type UserResponse } from './presenter.js';
+import { createSecondFactorStore } from '../../db/second-factor.js';
 import type { CreateUserBody, PatchUserBody } from './schema.js';
 
 export interface UserServiceDeps {
@@ -140,6 +141,15 @@ export function createUserService(deps: UserServiceDeps) {
         if (disabledNow) await recordAudit(tx, audit, { type: 'user.disabled', target: id, details: { revoked_artifacts: revoked } });
         if (passwordHash !== undefined) await recordAudit(tx, audit, { type: 'user.password_changed', target: id });
         return presentUser(updated);
+      });
+    },
+
+    /** SPEC §5: removes the second factor and recovery codes; the next sign-in enrolls again if required. */
+    async resetSecondFactor(id: string, audit: AuditContext): Promise<void> {
+      await db.transaction(async (tx) => {
+        if ((await createUserStore(tx).findById(id, { forUpdate: true })) === undefined) throw notFound();
+        const removed = await createSecondFactorStore(tx).reset(id);
+        await recordAudit(tx, audit, { type: 'mfa.reset', target: id, details: { removed } });
       });
     },
 

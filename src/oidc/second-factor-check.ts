@@ -1,0 +1,34 @@
+import { interactionPolicy, type KoaContextWithOIDC } from 'oidc-provider';
+import { secondFactorRequired } from '../accounts/mfa-policy.js';
+import type { SecondFactor } from '../accounts/second-factor.js';
+import { ACR_MFA, type Accounts } from './accounts.js';
+
+const { Check } = interactionPolicy;
+
+/**
+ * oidc-provider's default prompts, with one more check on `login`: a session that signed in with
+ * a password only is sent back through the login pages when this request needs a second factor
+ * (SPEC §4). With `prompt=none` that becomes `login_required` (OIDC Core §3.1.2.6), never a
+ * silently weaker acr.
+ */
+export function interactionPolicyWithSecondFactor(deps: { accounts: Accounts; secondFactor: SecondFactor }) {
+  const policy = interactionPolicy.base();
+  const login = policy.get('login');
+  if (login === undefined) throw new Error('oidc-provider has no login prompt');
+  login.checks.add(
+    new Check('second_factor', 'a second factor is required', 'login_required', async (ctx: KoaContextWithOIDC) => {
+      const { session, client, params } = ctx.oidc;
+      if (session?.accountId === undefined || session.acr === ACR_MFA) return Check.NO_NEED_TO_PROMPT;
+      const user = await deps.accounts.load(ctx, session.accountId);
+      if (user === undefined) return Check.NO_NEED_TO_PROMPT;
+      const required = secondFactorRequired({
+        userRequiresMfa: user.mfa_required,
+        clientRequiresMfa: (client as unknown as { require_mfa?: unknown } | undefined)?.require_mfa === true,
+        acrValues: params?.['acr_values'],
+        enrolled: await deps.secondFactor.isEnrolled(user.id),
+      });
+      return required ? Check.REQUEST_PROMPT : Check.NO_NEED_TO_PROMPT;
+    }),
+  );
+  return policy;
+}
