@@ -1,7 +1,7 @@
 import type { Middleware, ParameterizedContext } from 'koa';
 import type { Logger } from 'pino';
 import type { z } from 'zod';
-import { isUnavailable } from '../db/database.js';
+import { InvalidTextError, isUnavailable } from '../db/database.js';
 
 /**
  * RFC 9457 problem details for the admin API. Kept apart from the protocol endpoints'
@@ -110,6 +110,7 @@ export function problemErrors(logger: Logger): Middleware {
       }
     } catch (error) {
       if (error instanceof ProblemError) return writeProblem(ctx, error);
+      if (error instanceof InvalidTextError) return writeProblem(ctx, new ProblemError('validation_failed', 'Input must not contain NUL characters.'));
       if (isUnavailable(error)) {
         ctx.set('Retry-After', '5');
         return writeProblem(ctx, new ProblemError('service_unavailable', 'The database is unavailable; retry shortly.'));

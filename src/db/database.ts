@@ -67,6 +67,29 @@ export function isUnavailable(error: unknown): boolean {
   return /Connection terminated|timeout exceeded when trying to connect|Query read timeout|connection timeout/i.test(error.message);
 }
 
+/**
+ * PostgreSQL text cannot hold U+0000, so a parameter containing it can match nothing and would
+ * fail inside the database (SQLSTATE 22021). Refused before the query as a client error.
+ */
+export class InvalidTextError extends Error {
+  readonly code = 'invalid_text' as const;
+  readonly status = 400;
+  readonly expose = true;
+
+  constructor() {
+    super('input contains a NUL character');
+    this.name = 'InvalidTextError';
+  }
+}
+
+export function containsNul(value: unknown): boolean {
+  return typeof value === 'string' ? value.includes('\u0000') : Array.isArray(value) && value.some(containsNul);
+}
+
+function rejectNul(params: readonly unknown[]): void {
+  if (params.some(containsNul)) throw new InvalidTextError();
+}
+
 function classify(error: unknown): never {
   throw isUnavailable(error) ? new DatabaseUnavailableError(error) : error;
 }
@@ -82,6 +105,7 @@ export interface PostgresOptions {
 function pgQueryable(client: pg.ClientBase | pg.Pool): Queryable {
   return {
     async query<R extends Row>(text: string, params: readonly unknown[] = []) {
+      rejectNul(params);
       const result = await client.query<R>(text, params as unknown[]).catch(classify);
       return { rows: result.rows, rowCount: result.rowCount ?? 0 };
     },
@@ -153,6 +177,7 @@ export function connectPostgres(options: PostgresOptions): Database {
 function pgliteQueryable(db: PGliteType | PGliteTransaction): Queryable {
   return {
     async query<R extends Row>(text: string, params: readonly unknown[] = []) {
+      rejectNul(params);
       const result = await db.query<R>(text, params as unknown[]);
       return { rows: result.rows, rowCount: result.affectedRows ?? result.rows.length };
     },

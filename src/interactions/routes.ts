@@ -6,7 +6,7 @@ import type { PasswordHasher } from '../accounts/passwords.js';
 import type { LoginThrottle } from '../accounts/throttle.js';
 import { normalizeUsername } from '../accounts/usernames.js';
 import { recordAudit } from '../admin/audit.js';
-import { isUnavailable, type Database } from '../db/database.js';
+import { InvalidTextError, isUnavailable, type Database } from '../db/database.js';
 import { createUserStore } from '../db/users.js';
 import type { Metrics } from '../http/metrics.js';
 import { ACR_PASSWORD } from '../oidc/accounts.js';
@@ -134,7 +134,7 @@ export function interactionRoutes(deps: InteractionDeps): Router {
       if (error instanceof PageError) page = error;
       else if (error instanceof errors.SessionNotFound || error instanceof errors.InvalidRequest) {
         page = new PageError(400, 'Sign-in expired', 'This sign-in request has expired or was already completed. Go back to the application and start again.');
-      } else if (error instanceof FormError) {
+      } else if (error instanceof FormError || error instanceof InvalidTextError) {
         page = new PageError(error.status, 'Request refused', 'The form could not be processed. Go back to the application and start again.');
       } else if (isUnavailable(error)) {
         ctx.set('Retry-After', '5');

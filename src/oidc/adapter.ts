@@ -1,5 +1,5 @@
 import type { Adapter, AdapterFactory, AdapterPayload } from 'oidc-provider';
-import type { Queryable } from '../db/database.js';
+import { containsNul, type Queryable } from '../db/database.js';
 import { createClientStore } from '../db/clients.js';
 import { createOidcModelStore } from '../db/oidc-models.js';
 import { clientMetadataFromRow } from './clients.js';
@@ -28,6 +28,8 @@ export function createAdapterFactory(db: Queryable): AdapterFactory {
 
   class ClientAdapter implements Adapter {
     async find(id: string): Promise<AdapterPayload | undefined> {
+      // No client id contains NUL; such input is simply unknown (not a database error).
+      if (containsNul(id)) return undefined;
       const row = await clients.find(id);
       return row === undefined ? undefined : (clientMetadataFromRow(row));
     }
