@@ -1,0 +1,10 @@
+/**
+ * Preloaded (`--import`) into every process the benchmark starts: when the benchmark goes away,
+ * even by SIGKILL, the pipe on stdin closes and this process shuts itself down with SIGTERM
+ * (a graceful stop, so `--cpu-prof` still writes its profile), then hard-exits 10 s later.
+ */
+process.stdin.on('data', () => undefined);
+process.stdin.once('close', () => {
+  process.kill(process.pid, 'SIGTERM');
+  setTimeout(() => process.exit(1), 10_000).unref();
+});
