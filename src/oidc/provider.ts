@@ -234,7 +234,7 @@ export function createProvider(deps: ProviderDependencies): Provider {
   });
 
   // SPEC §3 encrypt_whole_token: nested JWT with cty "JWT" (see src/tokens/access-token.ts).
-  provider.use(encryptWholeTokens(deps.resourceServers, deps.tokenEscrowKey));
+  provider.use(encryptWholeTokens(deps.tokenEscrowKey));
   // RFC 7662 for Gatehouse's JWT access tokens, which the provider does not store.
   const publicJwks = publicHalves(deps.jwks);
   provider.use(introspectJwtAccessTokens({ issuer: deps.issuer, db: deps.db, publicJwks: () => publicJwks, escrowKey: deps.tokenEscrowKey }));

@@ -1,6 +1,7 @@
 import type { Middleware } from 'koa';
 import type { KoaContextWithOIDC } from 'oidc-provider';
 import type { ResourceServerRegistry } from '../oidc/resource-server-registry.js';
+import type { JweRecipient } from './jwe.js';
 
 /**
  * The double-wrapped access token (SPEC §3), in the two places oidc-provider lets us in:
@@ -30,6 +31,9 @@ interface JwtStructure {
 /** Extra inner-layer claims for tokens issued to a person (the sign-in issue provides them). */
 export type PersonClaims = (ctx: KoaContextWithOIDC, token: TokenLike) => Promise<Record<string, unknown> | undefined>;
 
+/** Set by the customizer when the token being issued must be encrypted whole. */
+const WHOLE_TOKEN_RECIPIENT = 'gatehouseWholeTokenRecipient';
+
 export function innerLayer(registry: ResourceServerRegistry, personClaims?: PersonClaims) {
   return async function addInnerLayer(ctx: KoaContextWithOIDC, token: TokenLike, jwt: JwtStructure): Promise<void> {
     const identifier = token.resourceServer?.identifier();
@@ -43,32 +47,19 @@ export function innerLayer(registry: ResourceServerRegistry, personClaims?: Pers
       ...(personClaims === undefined ? undefined : await personClaims(ctx, token)),
     };
     jwt.payload['inner'] = entry.recipient.encrypt(JSON.stringify(inner));
+    // Tells encryptWholeTokens, later in this request, to wrap the signed token for this server.
+    if (entry.row.encrypt_whole_token) (ctx.state as Record<string, unknown>)[WHOLE_TOKEN_RECIPIENT] = entry.recipient;
   };
 }
 
-function audienceOf(jws: string): string | undefined {
-  const [, payload] = jws.split('.');
-  if (payload === undefined) return undefined;
-  try {
-    const { aud } = JSON.parse(Buffer.from(payload, 'base64url').toString('utf8')) as { aud?: unknown };
-    return typeof aud === 'string' ? aud : undefined;
-  } catch {
-    return undefined;
-  }
-}
-
-export function encryptWholeTokens(registry: ResourceServerRegistry, escrowKey: Buffer): Middleware {
+export function encryptWholeTokens(escrowKey: Buffer): Middleware {
   return async function encryptWholeToken(ctx, next) {
     await next();
-    const oidc = (ctx as unknown as KoaContextWithOIDC).oidc as KoaContextWithOIDC['oidc'] | undefined;
-    if (oidc?.route !== 'token' || ctx.status !== 200) return;
+    const recipient = (ctx.state as Record<string, unknown>)[WHOLE_TOKEN_RECIPIENT] as JweRecipient | undefined;
+    if (recipient === undefined || ctx.status !== 200) return;
     const body = ctx.body as { access_token?: unknown } | undefined;
     const jws = body?.access_token;
     if (typeof jws !== 'string' || jws.split('.').length !== 3) return;
-    const audience = audienceOf(jws);
-    if (audience === undefined) return;
-    const entry = await registry.get(audience);
-    if (entry?.row.encrypt_whole_token !== true || entry.recipient === undefined) return;
-    (body as { access_token: string }).access_token = entry.recipient.encrypt(jws, { cty: 'JWT' }, escrowKey);
+    (body as { access_token: string }).access_token = recipient.encrypt(jws, { cty: 'JWT' }, escrowKey);
   };
 }
