@@ -23,6 +23,7 @@ import { createProvider } from './oidc/provider.js';
 import { createProviderHost, type ProviderHost } from './oidc/provider-host.js';
 import { createResourceServerRegistry, type ResourceServerRegistry } from './oidc/resource-server-registry.js';
 import type { Runtime } from './runtime.js';
+import { startMaintenance } from './maintenance.js';
 import { createVerifier } from './verifier/index.js';
 import { createViews } from './views.js';
 
@@ -31,7 +32,7 @@ export interface GatehouseApp {
   readonly providers: ProviderHost;
   readonly resourceServers: ResourceServerRegistry;
   readonly metrics: Metrics;
-  /** Stops background work (key refresh). */
+  /** Stops background work (key refresh, pruning). */
   stop(): void;
 }
 
@@ -127,5 +128,16 @@ export async function createApp(runtime: Runtime): Promise<GatehouseApp> {
   app.use(pages.allowedMethods());
   app.use(providers.middleware);
 
-  return { app, providers, resourceServers, metrics, stop: () => providers.stop() };
+  const stopMaintenance = startMaintenance(db, logger);
+
+  return {
+    app,
+    providers,
+    resourceServers,
+    metrics,
+    stop: () => {
+      providers.stop();
+      stopMaintenance();
+    },
+  };
 }

@@ -1,0 +1,35 @@
+import type { Queryable } from './database.js';
+
+/**
+ * Pruning of expired rows (SPEC §6). Each statement deletes one bounded batch; rows another
+ * instance is deleting at the same moment are skipped (FOR UPDATE SKIP LOCKED), so several
+ * instances can prune concurrently without waiting on each other.
+ */
+export function createMaintenanceStore(db: Queryable) {
+  return {
+    /** Expired oidc-provider models (sessions, interactions, codes, grants, refresh tokens). */
+    async pruneExpiredModels(batch: number): Promise<number> {
+      const { rowCount } = await db.query(
+        `DELETE FROM oidc_models o USING (
+           SELECT model, id FROM oidc_models WHERE expires_at < now() ORDER BY expires_at LIMIT $1 FOR UPDATE SKIP LOCKED
+         ) expired
+         WHERE o.model = expired.model AND o.id = expired.id`,
+        [batch],
+      );
+      return rowCount;
+    },
+    /** Throttle counters whose window has passed and which hold no lock. */
+    async pruneThrottleRows(windowSeconds: number, batch: number): Promise<number> {
+      const { rowCount } = await db.query(
+        `DELETE FROM login_throttle t USING (
+           SELECT key FROM login_throttle
+            WHERE updated_at < now() - make_interval(secs => $1::int) AND (locked_until IS NULL OR locked_until < now())
+            LIMIT $2 FOR UPDATE SKIP LOCKED
+         ) stale
+         WHERE t.key = stale.key`,
+        [windowSeconds, batch],
+      );
+      return rowCount;
+    },
+  };
+}

@@ -1,0 +1,62 @@
+import assert from 'node:assert/strict';
+import { after, before, describe, test } from 'node:test';
+import type { Database } from '../../src/db/database.js';
+import { migrate } from '../../src/db/migrator.js';
+import { createOidcModelStore } from '../../src/db/oidc-models.js';
+import { pruneOnce } from '../../src/maintenance.js';
+import { backends, createTestDatabase, type TestDatabase } from '../support/database.js';
+
+for (const backend of backends) {
+  describe(`background pruning (${backend})`, () => {
+    let database: TestDatabase;
+    let db: Database;
+
+    before(async () => {
+      database = await createTestDatabase(backend);
+      db = await database.connect();
+      await migrate(db);
+    });
+    after(async () => {
+      await db.close();
+      await database.drop();
+    });
+
+    test('expired models and stale throttle rows go; live ones stay', async () => {
+      const models = createOidcModelStore(db);
+      await db.query(
+        `INSERT INTO oidc_models (model, id, payload, expires_at)
+         SELECT 'Session', 'old-' || i, '{}'::jsonb, now() - interval '1 second' FROM generate_series(1, 1200) AS i`,
+      );
+      await models.upsert('Session', 'live', { accountId: 'a' }, 3600);
+      await models.upsert('Grant', 'forever', { accountId: 'a' }, undefined);
+      await db.query(
+        `INSERT INTO login_throttle (key, failures, window_start, locked_until, updated_at) VALUES
+           ('account:stale', 3, now() - interval '2 hours', NULL, now() - interval '2 hours'),
+           ('account:locked', 9, now() - interval '2 hours', now() + interval '10 minutes', now() - interval '2 hours'),
+           ('account:fresh', 1, now(), NULL, now())`,
+      );
+
+      const report = await pruneOnce(db);
+      assert.equal(report.models, 1_200, 'more than one batch of expired models');
+      assert.equal(report.throttleRows, 1);
+      const { rows } = await db.query<{ id: string }>('SELECT id FROM oidc_models ORDER BY id');
+      assert.deepEqual(rows.map((r) => r.id), ['forever', 'live']);
+      const keys = await db.query<{ key: string }>('SELECT key FROM login_throttle ORDER BY key');
+      assert.deepEqual(keys.rows.map((r) => r.key), ['account:fresh', 'account:locked']);
+    });
+
+    test('two pruners at once delete each row once and never block each other', { skip: backend === 'pglite' ? 'one connection on PGlite' : false }, async () => {
+      await db.query(
+        `INSERT INTO oidc_models (model, id, payload, expires_at)
+         SELECT 'Interaction', 'gone-' || i, '{}'::jsonb, now() - interval '1 second' FROM generate_series(1, 500) AS i`,
+      );
+      const other = await database.connect();
+      try {
+        const [a, b] = await Promise.all([pruneOnce(db), pruneOnce(other)]);
+        assert.equal(a.models + b.models, 500);
+      } finally {
+        await other.close();
+      }
+    });
+  });
+}
