@@ -68,7 +68,7 @@ export interface VerifierOptions {
   readonly jwksUri?: string;
   /** Keys held in-process instead of fetched (Gatehouse's own admin API uses this). */
   readonly jwks?: () => JSONWebKeySet;
-  /** Decrypted inner layers kept per `jti` until `exp`. Default 10 000. */
+  /** Decrypted inner layers remembered per `jti` (bounded LRU; a token is checked for `exp` before its cache entry is used). Default 10 000. */
   readonly innerCacheSize?: number;
 }
 

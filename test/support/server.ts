@@ -8,6 +8,21 @@ import { openRuntime, type Runtime } from '../../src/runtime.js';
 import { startServer, type RunningServer } from '../../src/server.js';
 import { createTestDatabase, defaultBackend, type Backend, type TestDatabase } from './database.js';
 
+/**
+ * oidc-provider prints "WARNING"/"NOTICE" lines for defaults a deployment must change (STYLE.md
+ * §2). Every in-process test server fails its close() if any such line appeared, so any flow
+ * that reaches an unconfigured default fails the test that ran it.
+ */
+const providerNotices: string[] = [];
+for (const method of ['info', 'warn'] as const) {
+  const original = console[method].bind(console);
+  console[method] = (...args: unknown[]) => {
+    const line = args.map(String).join(' ');
+    if (line.includes('oidc-provider WARNING') || line.includes('oidc-provider NOTICE')) providerNotices.push(line);
+    original(...args);
+  };
+}
+
 export function freePort(): Promise<number> {
   return new Promise((resolve, reject) => {
     const probe = createServer();
@@ -97,6 +112,7 @@ export async function startTestServer(options: TestServerOptions = {}): Promise<
       if (db !== runtime.db) await db.close();
       await running.close();
       if (options.database === undefined) await database.drop();
+      if (providerNotices.length > 0) throw new Error(`oidc-provider printed notices for unconfigured defaults:\n${providerNotices.join('\n')}`);
     },
   };
 }
