@@ -13,6 +13,7 @@ import { createResourceServerService } from './admin/resource-servers/service.js
 import { createAdminApi } from './admin/router.js';
 import { adminResourceIdentifier } from './admin/scopes.js';
 import { createUserService } from './admin/users/service.js';
+import { createAuditEventService } from './admin/audit-events/service.js';
 import { accessLog } from './http/access-log.js';
 import { handleErrors } from './http/errors.js';
 import { createMetrics, measureRequests, type Metrics } from './http/metrics.js';
@@ -94,6 +95,7 @@ export async function createApp(runtime: Runtime): Promise<GatehouseApp> {
     resourceServers: createResourceServerService({ db, registry: resourceServers }),
     keys: createKeyService({ db, envelope: runtime.envelope, onRotated: () => providers.refresh() }),
     users: createUserService({ db, hasher: passwordHasher }),
+    auditEvents: createAuditEventService({ db }),
   });
 
   const app = new Koa();

@@ -6,6 +6,9 @@ import { z } from 'zod';
 import { SIGNING_ALGS } from '../crypto/signing-keys.js';
 import { requireToken, type BearerFailure, type Verifier } from '../verifier/index.js';
 import { auditContext } from './audit.js';
+import { auditEventQuery } from './audit-events/schema.js';
+import type { AuditEventService } from './audit-events/service.js';
+import { etagOf } from './etag.js';
 import { jsonBody } from './body.js';
 import { createClientBody, patchClientBody } from './clients/schema.js';
 import type { ClientService } from './clients/service.js';
@@ -27,6 +30,7 @@ export interface AdminApiDeps {
   readonly resourceServers: ResourceServerService;
   readonly keys: ReturnType<typeof createKeyService>;
   readonly users: UserService;
+  readonly auditEvents: AuditEventService;
 }
 
 function respondWithProblem(ctx: ParameterizedContext, failure: BearerFailure): void {
@@ -64,6 +68,13 @@ export function createAdminApi(deps: AdminApiDeps): Middleware {
     return middleware;
   };
   const param = (ctx: ParameterizedContext, name: string): string => (ctx['params'] as Record<string, string>)[name] ?? '';
+  const ifMatch = (ctx: ParameterizedContext): string | undefined => ctx.get('If-Match') || undefined;
+  /** Responds with a resource and its ETag (the one-time secret, when present, is not part of the version). */
+  const respondWithVersion = (ctx: ParameterizedContext, resource: object) => {
+    const { client_secret: _secret, client_secret_expires_at: _expiresAt, ...representation } = resource as Record<string, unknown>;
+    ctx.set('ETag', etagOf(representation));
+    ctx.body = resource;
+  };
 
   // Clients
   router.get('/clients', guard('admin:clients'), async function listClients(ctx) {
@@ -77,11 +88,11 @@ export function createAdminApi(deps: AdminApiDeps): Middleware {
     ctx.body = client;
   });
   router.get('/clients/:client_id', guard('admin:clients'), async function readClient(ctx) {
-    ctx.body = await deps.clients.get(param(ctx, 'client_id'));
+    respondWithVersion(ctx, await deps.clients.get(param(ctx, 'client_id')));
   });
   router.patch('/clients/:client_id', guard('admin:clients'), async function updateClient(ctx) {
-    ctx.set('Cache-Control', 'no-store');
-    ctx.body = await deps.clients.update(param(ctx, 'client_id'), parseOrThrow(patchClientBody, ctx.state['body'] ?? {}), auditContext(ctx));
+    const body = parseOrThrow(patchClientBody, ctx.state['body'] ?? {});
+    respondWithVersion(ctx, await deps.clients.update(param(ctx, 'client_id'), body, auditContext(ctx), ifMatch(ctx)));
   });
   router.delete('/clients/:client_id', guard('admin:clients'), async function deleteClient(ctx) {
     await deps.clients.delete(param(ctx, 'client_id'), auditContext(ctx));
@@ -103,10 +114,11 @@ export function createAdminApi(deps: AdminApiDeps): Middleware {
     ctx.body = server;
   });
   router.get('/resource-servers/:id', guard('admin:resource-servers'), async function readResourceServer(ctx) {
-    ctx.body = await deps.resourceServers.get(param(ctx, 'id'));
+    respondWithVersion(ctx, await deps.resourceServers.get(param(ctx, 'id')));
   });
   router.patch('/resource-servers/:id', guard('admin:resource-servers'), async function updateResourceServer(ctx) {
-    ctx.body = await deps.resourceServers.update(param(ctx, 'id'), parseOrThrow(patchResourceServerBody, ctx.state['body'] ?? {}), auditContext(ctx));
+    const body = parseOrThrow(patchResourceServerBody, ctx.state['body'] ?? {});
+    respondWithVersion(ctx, await deps.resourceServers.update(param(ctx, 'id'), body, auditContext(ctx), ifMatch(ctx)));
   });
   router.delete('/resource-servers/:id', guard('admin:resource-servers'), async function deleteResourceServer(ctx) {
     await deps.resourceServers.delete(param(ctx, 'id'), auditContext(ctx));
@@ -124,10 +136,11 @@ export function createAdminApi(deps: AdminApiDeps): Middleware {
     ctx.body = user;
   });
   router.get('/users/:id', guard('admin:users'), async function readUser(ctx) {
-    ctx.body = await deps.users.get(param(ctx, 'id'));
+    respondWithVersion(ctx, await deps.users.get(param(ctx, 'id')));
   });
   router.patch('/users/:id', guard('admin:users'), async function updateUser(ctx) {
-    ctx.body = await deps.users.update(param(ctx, 'id'), parseOrThrow(patchUserBody, ctx.state['body'] ?? {}), auditContext(ctx));
+    const body = parseOrThrow(patchUserBody, ctx.state['body'] ?? {});
+    respondWithVersion(ctx, await deps.users.update(param(ctx, 'id'), body, auditContext(ctx), ifMatch(ctx)));
   });
   router.delete('/users/:id/mfa', guard('admin:users'), async function resetUserSecondFactor(ctx) {
     await deps.users.resetSecondFactor(param(ctx, 'id'), auditContext(ctx));
@@ -136,6 +149,11 @@ export function createAdminApi(deps: AdminApiDeps): Middleware {
   router.delete('/users/:id', guard('admin:users'), async function deleteUser(ctx) {
     await deps.users.delete(param(ctx, 'id'), auditContext(ctx));
     ctx.status = 204;
+  });
+
+  // Audit trail (read-only: there is no path to change or delete events)
+  router.get('/audit-events', guard('admin:audit'), async function listAuditEvents(ctx) {
+    ctx.body = await deps.auditEvents.list(parseOrThrow(auditEventQuery, ctx.query, 'query'));
   });
 
   // Signing keys

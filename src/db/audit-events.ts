@@ -33,7 +33,14 @@ export function createAuditEventStore(db: Queryable) {
         [event.type, event.actor, event.target, event.clientIp, event.requestId, event.outcome, JSON.stringify(event.details)],
       );
     },
-    async list(filter: { type?: string; since?: Date; actor?: string; target?: string; before?: string; limit: number }): Promise<AuditEventRow[]> {
+    async list(filter: {
+      type?: string | undefined;
+      since?: Date | undefined;
+      actor?: string | undefined;
+      target?: string | undefined;
+      before?: string | undefined;
+      limit: number;
+    }): Promise<AuditEventRow[]> {
       const conditions: string[] = [];
       const params: unknown[] = [];
       const add = (sql: string, value: unknown) => {

@@ -8,6 +8,7 @@ import { recordAudit, type AuditContext } from '../audit.js';
 import { decodeCursor, toPage, type Page } from '../pagination.js';
 import { fieldErrors, ProblemError, type FieldError } from '../problem.js';
 import { presentClient, withSecret, type ClientResponse } from './presenter.js';
+import { checkIfMatch } from '../etag.js';
 import { clientDefinition, SECRET_AUTH_METHODS, type ClientDefinition, type PatchClientBody } from './schema.js';
 
 export interface ClientServiceDeps {
@@ -108,12 +109,13 @@ export function createClientService(deps: ClientServiceDeps) {
       return withSecret(presentClient(row), secret);
     },
 
-    async update(clientId: string, patch: PatchClientBody, audit: AuditContext): Promise<ClientResponse & { client_secret?: string }> {
+    async update(clientId: string, patch: PatchClientBody, audit: AuditContext, ifMatch?: string): Promise<ClientResponse & { client_secret?: string }> {
       let secret: string | undefined;
       const row = await db.transaction(async (tx) => {
         const store = createClientStore(tx);
         const current = await store.findForUpdate(clientId);
         if (current === undefined) throw notFound();
+        checkIfMatch(ifMatch, presentClient(current));
         const stored = {
           client_name: current.client_name,
           ...current.metadata,

@@ -6,6 +6,7 @@ import { recordAudit, type AuditContext } from '../audit.js';
 import { decodeCursor, toPage, type Page } from '../pagination.js';
 import { ProblemError } from '../problem.js';
 import { presentResourceServer, type ResourceServerResponse } from './presenter.js';
+import { checkIfMatch } from '../etag.js';
 import type { CreateResourceServerBody, PatchResourceServerBody } from './schema.js';
 
 export interface ResourceServerServiceDeps {
@@ -70,11 +71,12 @@ export function createResourceServerService(deps: ResourceServerServiceDeps) {
       return presentResourceServer(row);
     },
 
-    async update(id: string, patch: PatchResourceServerBody, audit: AuditContext): Promise<ResourceServerResponse> {
+    async update(id: string, patch: PatchResourceServerBody, audit: AuditContext, ifMatch?: string): Promise<ResourceServerResponse> {
       const row = await db.transaction(async (tx) => {
         const store = createResourceServerStore(tx);
         const current = await store.findById(id, { forUpdate: true });
         if (current === undefined) throw notFound();
+        checkIfMatch(ifMatch, presentResourceServer(current));
         if (current.built_in) throw new ProblemError('conflict', 'The built-in admin API resource server cannot be changed.');
         const fields = toFields(current);
         const next: ResourceServerFields = {

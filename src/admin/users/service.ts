@@ -7,6 +7,7 @@ import { recordAudit, type AuditContext } from '../audit.js';
 import { decodeCursor, toPage, type Page } from '../pagination.js';
 import { ProblemError } from '../problem.js';
 import { presentUser, type UserResponse } from './presenter.js';
+import { checkIfMatch } from '../etag.js';
 import { createSecondFactorStore } from '../../db/second-factor.js';
 import type { CreateUserBody, PatchUserBody } from './schema.js';
 
@@ -91,13 +92,14 @@ export function createUserService(deps: UserServiceDeps) {
       return presentUser(row);
     },
 
-    async update(id: string, patch: PatchUserBody, audit: AuditContext): Promise<UserResponse> {
+    async update(id: string, patch: PatchUserBody, audit: AuditContext, ifMatch?: string): Promise<UserResponse> {
       const { password, ...changes } = patch;
       const passwordHash = password === undefined ? undefined : await hasher.hash(password);
       return db.transaction(async (tx) => {
         const store = createUserStore(tx);
         const current = await store.findById(id, { forUpdate: true });
         if (current === undefined) throw notFound();
+        checkIfMatch(ifMatch, presentUser(current));
 
         const email = changes.email === undefined ? current.email : changes.email;
         const next: UserFields = {
