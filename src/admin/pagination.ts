@@ -11,9 +11,21 @@ export const pageQuery = {
     .int('limit must be an integer')
     .min(1, 'limit must be at least 1')
     .max(MAX_LIMIT, `limit must be at most ${MAX_LIMIT}`)
-    .default(DEFAULT_LIMIT),
-  cursor: z.string().max(200).optional(),
+    .default(DEFAULT_LIMIT)
+    .describe(`Items per page (at most ${MAX_LIMIT}).`),
+  cursor: z.string().max(200).describe('The `next_cursor` of the previous page; omit it for the first page.').optional(),
 };
+
+/** The query of a list without filters. */
+export const listQuery = z.object(pageQuery);
+
+/** A page of a list, as every list endpoint answers it (`Page<T>` as a schema, for the OpenAPI document). */
+export function pageOf<T extends z.ZodType>(item: T) {
+  return z.object({
+    items: z.array(item),
+    next_cursor: z.string().nullable().describe('Pass as `?cursor=` for the next page; null on the last page.'),
+  });
+}
 
 export interface Page<T> {
   readonly items: T[];

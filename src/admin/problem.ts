@@ -1,6 +1,6 @@
 import type { Middleware, ParameterizedContext } from 'koa';
 import type { Logger } from 'pino';
-import type { z } from 'zod';
+import { z } from 'zod';
 import { InvalidTextError, isUnavailable } from '../db/database.js';
 
 /**
@@ -37,19 +37,49 @@ const TITLES: Record<ProblemCode, [number, string]> = {
   internal_error: [500, 'Internal server error'],
 };
 
-export interface FieldError {
-  /** JSON Pointer (RFC 6901) into the request body or query, e.g. `#/redirect_uris/0`. */
-  readonly pointer: string;
-  readonly detail: string;
+const PROBLEM_CODES = Object.keys(TITLES) as ProblemCode[];
+
+export function problemType(code: ProblemCode): string {
+  return `urn:gatehouse:problem:${code.replaceAll('_', '-')}`;
 }
+
+export const fieldError = z
+  .object({
+    pointer: z.string().describe('JSON Pointer (RFC 6901) into the request body or query, as a URI fragment, e.g. `#/redirect_uris/0`; `#` is the whole.'),
+    detail: z.string(),
+  })
+  .describe('What is wrong with one field.');
+
+export type FieldError = Readonly<z.infer<typeof fieldError>>;
+
+/** The body of every admin API error (RFC 9457 problem details); `writeProblem` is typed by it. */
+export const problemResponse = z
+  .object({
+    type: z.enum(PROBLEM_CODES.map(problemType) as [string, ...string[]]).describe('What went wrong, as a stable URN to switch on.'),
+    title: z.string().describe('A short summary of the type.'),
+    status: z.number().int().min(400).max(599).describe('The HTTP status code.'),
+    detail: z.string().describe('What went wrong in this request, for a person.'),
+    errors: z.array(fieldError).optional().describe('Field-level validation errors (400 validation-failed, and 409 on a field that clashes).'),
+    client_ids: z
+      .array(z.string())
+      .optional()
+      .describe('The clients that still name a resource server in allowed_resources (409 on deleting it).'),
+    request_id: z.string().optional().describe('The X-Request-Id of the request, to find it in the logs.'),
+  })
+  .describe('RFC 9457 problem details.');
+
+export type ProblemResponse = z.infer<typeof problemResponse>;
+
+/** Extension members a problem may carry besides `errors`. */
+export type ProblemExtra = Pick<ProblemResponse, 'client_ids'>;
 
 export class ProblemError extends Error {
   readonly code: ProblemCode;
   readonly status: number;
   readonly errors: readonly FieldError[] | undefined;
-  readonly extra: Record<string, unknown> | undefined;
+  readonly extra: ProblemExtra | undefined;
 
-  constructor(code: ProblemCode, detail: string, options: { errors?: readonly FieldError[]; extra?: Record<string, unknown> } = {}) {
+  constructor(code: ProblemCode, detail: string, options: { errors?: readonly FieldError[]; extra?: ProblemExtra } = {}) {
     super(detail);
     this.name = 'ProblemError';
     this.code = code;
@@ -57,10 +87,6 @@ export class ProblemError extends Error {
     this.errors = options.errors;
     this.extra = options.extra;
   }
-}
-
-export function problemType(code: ProblemCode): string {
-  return `urn:gatehouse:problem:${code.replaceAll('_', '-')}`;
 }
 
 function pointer(path: readonly PropertyKey[]): string {
@@ -87,15 +113,16 @@ export function parseOrThrow<S extends z.ZodType>(schema: S, value: unknown, wha
 export function writeProblem(ctx: ParameterizedContext, error: ProblemError): void {
   ctx.status = error.status;
   ctx.type = 'application/problem+json';
-  ctx.body = {
+  const body: ProblemResponse = {
     type: problemType(error.code),
     title: TITLES[error.code][1],
     status: error.status,
     detail: error.message,
-    ...(error.errors === undefined ? {} : { errors: error.errors }),
+    ...(error.errors === undefined ? {} : { errors: [...error.errors] }),
     ...error.extra,
     ...(typeof ctx.state['requestId'] === 'string' ? { request_id: ctx.state['requestId'] } : {}),
   };
+  ctx.body = body;
 }
 
 /** Every admin API error becomes problem+json; unexpected ones are logged and hidden. */

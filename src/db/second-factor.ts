@@ -41,7 +41,7 @@ export function createSecondFactorStore(db: Queryable) {
     async acceptTimeStep(userId: string, step: number, options: { confirm: boolean }): Promise<boolean> {
       const { rowCount } = await db.query(
         `UPDATE user_totp SET last_time_step = $2${options.confirm ? ', confirmed_at = COALESCE(confirmed_at, now())' : ''}
-          WHERE user_id = $1 AND (last_time_step IS NULL OR last_time_step <= $2)
+          WHERE user_id = $1 AND (last_time_step IS NULL OR last_time_step < $2)
             AND ${options.confirm ? 'TRUE' : 'confirmed_at IS NOT NULL'}`,
         [userId, step],
       );

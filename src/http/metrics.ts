@@ -22,8 +22,13 @@ export function createMetrics(poolStats: () => PoolStats) {
   });
   const tokensIssued = new Counter({
     name: 'gatehouse_tokens_issued_total',
-    help: 'Token endpoint grants that succeeded, by grant type',
-    labelNames: ['grant_type'] as const,
+    help: 'Access tokens issued at the token endpoint, by grant type and resource server (audience)',
+    labelNames: ['grant_type', 'resource_server'] as const,
+    registers: [registry],
+  });
+  const lockouts = new Counter({
+    name: 'gatehouse_lockouts_total',
+    help: 'Accounts locked by the sign-in throttle',
     registers: [registry],
   });
   const loginOutcomes = new Counter({
@@ -47,7 +52,7 @@ export function createMetrics(poolStats: () => PoolStats) {
     });
   }
 
-  return { registry, requestDuration, requests, tokensIssued, loginOutcomes };
+  return { registry, requestDuration, requests, tokensIssued, loginOutcomes, lockouts };
 }
 
 export type Metrics = ReturnType<typeof createMetrics>;

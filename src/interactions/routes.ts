@@ -276,6 +276,7 @@ export function interactionRoutes(deps: InteractionDeps): Router {
         if (accountLocked) await recordAudit(tx, context, { type: 'login.locked', target: user?.id ?? 'unknown', outcome: 'failure' });
       });
       deps.metrics.loginOutcomes.inc({ outcome: accountLocked ? 'locked' : 'failure' });
+      if (accountLocked) deps.metrics.lockouts.inc();
       loginPage(ctx, uid, name, { username, error: SIGN_IN_FAILED }, 401);
       return;
     }
@@ -356,6 +357,7 @@ export function interactionRoutes(deps: InteractionDeps): Router {
       await recordAudit(tx, audit, { type: 'mfa.failure', target: pending.accountId, outcome: 'failure', details: { failures } });
       if (accountLocked) await recordAudit(tx, audit, { type: 'login.locked', target: pending.accountId, outcome: 'failure' });
     });
+    if (accountLocked) deps.metrics.lockouts.inc();
     deps.metrics.loginOutcomes.inc({ outcome: 'second_factor_failure' });
     if (failures >= MAX_CODE_FAILURES) {
       await savePending(details, undefined);

@@ -209,7 +209,13 @@ export function createProvider(deps: ProviderDependencies): Provider {
 
   provider.on('grant.success', (ctx: KoaContextWithOIDC) => {
     const grantType = ctx.oidc.params?.['grant_type'];
-    deps.metrics.tokensIssued.inc({ grant_type: typeof grantType === 'string' ? grantType : 'unknown' });
+    const token = (ctx.oidc.entities as { AccessToken?: { aud?: unknown }; ClientCredentials?: { aud?: unknown } }) ?? {};
+    const audience = (token.AccessToken ?? token.ClientCredentials)?.aud;
+    deps.metrics.tokensIssued.inc({
+      grant_type: typeof grantType === 'string' ? grantType : 'unknown',
+      // Audiences are registered resource servers (bounded); a token without one is for userinfo.
+      resource_server: typeof audience === 'string' ? audience : 'userinfo',
+    });
   });
 
   provider.on('server_error', (ctx: KoaContextWithOIDC, error: Error) => {
