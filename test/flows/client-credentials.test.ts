@@ -3,7 +3,7 @@ import { generateKeyPairSync } from 'node:crypto';
 import { after, before, describe, test } from 'node:test';
 import { createLocalJWKSet, decodeJwt, decodeProtectedHeader, exportJWK, generateKeyPair, jwtVerify, type JSONWebKeySet } from 'jose';
 import * as oidc from 'openid-client';
-import { adminToken, createClient, createResourceServer, deleteClient, type CreatedClient } from '../support/admin.js';
+import { adminToken, createClient, createResourceServer, deleteClient, type ClientBody } from '../support/admin-api.js';
 import { startTestServer, type TestServer } from '../support/server.js';
 
 /**
@@ -46,10 +46,10 @@ async function rejectsWith(promise: Promise<unknown>, error: string, status: num
 describe('client credentials: authentication methods, the at+jwt and the resource policy', () => {
   let server: TestServer;
   let jwks: JSONWebKeySet;
-  let basic: CreatedClient;
-  let post: CreatedClient;
-  let keyed: CreatedClient;
-  let multi: CreatedClient;
+  let basic: ClientBody;
+  let post: ClientBody;
+  let keyed: ClientBody;
+  let multi: ClientBody;
   let basicConfig: oidc.Configuration;
   let postConfig: oidc.Configuration;
   let keyedConfig: oidc.Configuration;

@@ -4,7 +4,7 @@ import { after, before, describe, test } from 'node:test';
 import { compactDecrypt, createLocalJWKSet, decodeJwt, decodeProtectedHeader, errors as joseErrors, jwtVerify, type JSONWebKeySet } from 'jose';
 import * as oidc from 'openid-client';
 import { createVerifier, VerifierError, type VerifierErrorCode } from '../../src/verifier/index.js';
-import { adminToken, createClient, createResourceServer, type CreatedClient } from '../support/admin.js';
+import { adminToken, createClient, createResourceServer, type ClientBody } from '../support/admin-api.js';
 import { startTestServer, type TestServer } from '../support/server.js';
 
 /**
@@ -62,7 +62,7 @@ async function rejectsWithCode(promise: Promise<unknown>, code: VerifierErrorCod
 
 describe('the double-wrapped access token (SPEC §3)', () => {
   let server: TestServer;
-  let client: CreatedClient;
+  let client: ClientBody;
   let config: oidc.Configuration;
   let jwks: JSONWebKeySet;
 

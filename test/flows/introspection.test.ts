@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
 import { importJWK, SignJWT, type JWK } from 'jose';
 import { createEnvelope } from '../../src/crypto/envelope.js';
-import { adminCall, clientCredentials } from '../support/admin-client.js';
+import { adminCall, clientCredentials } from '../support/admin-api.js';
 import { startTestServer, type TestServer } from '../support/server.js';
 
 interface Client {
@@ -38,7 +38,7 @@ describe('introspection (RFC 7662) of JWT access tokens', () => {
   }
 
   async function token(client: Client, resource: string): Promise<string> {
-    const { status, body } = await clientCredentials(server.url, client, { resource, scope: 'read' });
+    const { status, body } = await clientCredentials(server, client.client_id, client.client_secret, { resource, scope: 'read' });
     assert.equal(status, 200, JSON.stringify(body));
     return body['access_token'] as string;
   }

@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
 import { createLocalJWKSet, decodeProtectedHeader, jwtVerify, type JSONWebKeySet } from 'jose';
-import { adminCall, adminToken, clientCredentials } from '../support/admin-client.js';
+import { adminCall, adminToken, clientCredentials } from '../support/admin-api.js';
 import { startTestServer, waitFor, type TestServer } from '../support/server.js';
 
 async function jwks(url: string): Promise<JSONWebKeySet> {
@@ -34,7 +34,7 @@ describe('key rotation with two instances on one database', { skip: process.env[
   });
 
   test('both instances sign with the new key within seconds, publish both keys, and fail no request', async () => {
-    const before = await clientCredentials(two.url, client);
+    const before = await clientCredentials(two, client.client_id, client.client_secret);
     assert.equal(before.status, 200);
     const oldToken = before.body['access_token'] as string;
     const oldKid = kidOf(oldToken);
@@ -43,7 +43,7 @@ describe('key rotation with two instances on one database', { skip: process.env[
     let stop = false;
     const statuses: number[] = [];
     const load = (async () => {
-      while (!stop) statuses.push((await clientCredentials(two.url, client)).status);
+      while (!stop) statuses.push((await clientCredentials(two, client.client_id, client.client_secret)).status);
     })();
 
     const rotated = await adminCall<{ items: { kid: string; alg: string; status: string }[] }>(one, 'POST', '/keys/rotate', { algs: ['ES256'] });
@@ -57,8 +57,8 @@ describe('key rotation with two instances on one database', { skip: process.env[
       assert.ok(kids.includes(oldKid) && kids.includes(newKid), `${server.url} publishes both keys`);
     }
     // The rotating instance signs with the new key at once; the other within its refresh interval.
-    assert.equal(kidOf((await clientCredentials(one.url, client)).body['access_token'] as string), newKid);
-    await waitFor(async () => kidOf((await clientCredentials(two.url, client)).body['access_token'] as string) === newKid, 5_000);
+    assert.equal(kidOf((await clientCredentials(one, client.client_id, client.client_secret)).body['access_token'] as string), newKid);
+    await waitFor(async () => kidOf((await clientCredentials(two, client.client_id, client.client_secret)).body['access_token'] as string) === newKid, 5_000);
 
     stop = true;
     await load;

@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
 import { compactDecrypt, exportJWK, generateKeyPair, type CryptoKey as JoseKey } from 'jose';
 import * as oidc from 'openid-client';
-import { adminCall, adminToken } from '../support/admin-client.js';
+import { adminCall, adminToken } from '../support/admin-api.js';
 import { CookieClient, formAction, hiddenField } from '../support/cookie-client.js';
 import { startTestServer, type TestServer } from '../support/server.js';
 import { pkceParams, startAuthorization, submitLogin } from '../support/sign-in.js';

@@ -3,7 +3,7 @@ import { performance } from 'node:perf_hooks';
 import { after, before, beforeEach, describe, test } from 'node:test';
 import argon2 from 'argon2';
 import * as oidc from 'openid-client';
-import { adminCall, adminToken } from '../support/admin-client.js';
+import { adminCall, adminToken } from '../support/admin-api.js';
 import { CookieClient, formAction, hiddenField } from '../support/cookie-client.js';
 import { pkceParams, signIn, startAuthorization } from '../support/sign-in.js';
 import { startTestServer, type TestServer } from '../support/server.js';

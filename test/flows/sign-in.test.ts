@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
 import { compactDecrypt, exportJWK, generateKeyPair, type CryptoKey as JoseKey } from 'jose';
 import * as oidc from 'openid-client';
-import { adminCall } from '../support/admin-client.js';
+import { adminCall, adminToken } from '../support/admin-api.js';
 import { CookieClient, formAction, hiddenField } from '../support/cookie-client.js';
 import { pkceParams, signIn } from '../support/sign-in.js';
 import { startTestServer, type TestServer } from '../support/server.js';
@@ -50,7 +50,7 @@ describe('people sign in through the hosted pages (authorization code + PKCE)', 
       'POST',
       '/users',
       { username: 'Alice', password: PASSWORD, email: 'alice@example.com', email_verified: true, name: 'Alice Liddell', roles: ['buyer'] },
-      await (await import('../support/admin-client.js')).adminToken(server, 'admin:users'),
+      await adminToken(server, 'admin:users'),
     );
     assert.equal(user.status, 201, JSON.stringify(user.body));
     userId = user.body.id;

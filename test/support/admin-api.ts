@@ -1,10 +1,20 @@
 import assert from 'node:assert/strict';
-import { randomUUID } from 'node:crypto';
+import { randomUUID, type JsonWebKey } from 'node:crypto';
 import type { TestServer } from './server.js';
 
-/** Helpers for tests that drive the admin API (SPEC §5) over HTTP, as an operator's script would. */
+/**
+ * Helpers for tests that drive the admin API (SPEC §5) over HTTP, as an operator's script would:
+ * `adminApi` for tests about the API itself (request ids, Cache-Control, problems, audit),
+ * `adminCall` and `createResourceServer`/`createClient`/`deleteClient` for tests that only need it for setup.
+ */
+
+/** What the admin helpers need of a test server. */
+export type AdminServer = Pick<TestServer, 'url' | 'issuer' | 'admin'>;
 
 export const PROBLEM_TYPE = 'application/problem+json';
+
+/** The scopes `adminToken` asks for unless told otherwise (`admin:users` and `admin:audit` are asked for explicitly). */
+export const DEFAULT_ADMIN_SCOPE = 'admin:clients admin:resource-servers admin:keys';
 
 export interface FieldError {
   readonly pointer: string;
@@ -39,6 +49,7 @@ export interface ClientBody {
   readonly post_logout_redirect_uris: string[];
   readonly allowed_resources: string[];
   readonly require_mfa: boolean;
+  /** Present for the secret-based authentication methods; shown once. */
   readonly client_secret?: string;
   readonly client_secret_expires_at?: number;
   readonly created_at: string;
@@ -68,6 +79,25 @@ export interface KeyBody {
   readonly publish_until: string | null;
 }
 
+export interface ResourceServerInput {
+  readonly identifier: string;
+  readonly name: string;
+  readonly scopes: string[];
+  readonly access_token_ttl?: number;
+  readonly signing_alg?: 'ES256' | 'EdDSA' | 'PS256' | 'RS256';
+  readonly inner_encryption_jwk?: JsonWebKey;
+  readonly encrypt_whole_token?: boolean;
+}
+
+export interface ClientInput {
+  readonly client_name: string;
+  readonly allowed_resources: string[];
+  readonly grant_types?: string[];
+  readonly token_endpoint_auth_method?: 'client_secret_basic' | 'client_secret_post' | 'private_key_jwt';
+  readonly jwks?: { keys: JsonWebKey[] };
+  readonly scope?: string;
+}
+
 export interface ApiResponse<T> {
   readonly status: number;
   readonly headers: Headers;
@@ -91,29 +121,108 @@ export interface AdminApi {
   request<T = unknown>(method: string, path: string, options?: RequestOptions): Promise<ApiResponse<T>>;
 }
 
+export interface TokenResponse {
+  readonly status: number;
+  readonly body: Record<string, unknown>;
+}
+
+/** A client-credentials token request with HTTP Basic authentication (RFC 6749 §4.4, §2.3.1). */
+export async function clientCredentials(server: Pick<TestServer, 'url'>, clientId: string, secret: string, params: Record<string, string> = {}): Promise<TokenResponse> {
+  // RFC 6749 §2.3.1: the credentials are form-urlencoded before Basic encoding.
+  const basic = Buffer.from(`${encodeURIComponent(clientId)}:${encodeURIComponent(secret)}`).toString('base64');
+  const response = await fetch(`${server.url}/token`, {
+    method: 'POST',
+    headers: { Authorization: `Basic ${basic}`, 'Content-Type': 'application/x-www-form-urlencoded' },
+    body: new URLSearchParams({ grant_type: 'client_credentials', ...params }).toString(),
+  });
+  return { status: response.status, body: (await response.json()) as Record<string, unknown> };
+}
+
+/** An access token for the admin API (`<issuer>/admin`) from the bootstrap admin client, with these scopes. */
+export async function adminToken(server: AdminServer, scope = DEFAULT_ADMIN_SCOPE): Promise<string> {
+  const { status, body } = await clientCredentials(server, server.admin.clientId, server.admin.clientSecret, {
+    resource: `${server.issuer}/admin`,
+    scope,
+  });
+  assert.equal(status, 200, JSON.stringify(body));
+  assert.equal(typeof body['access_token'], 'string');
+  return body['access_token'] as string;
+}
+
+/** The one place an admin API request is sent: `headers` as given, a JSON body if `json` is set; the body parsed if JSON. */
+async function send(
+  server: Pick<TestServer, 'url'>,
+  method: string,
+  path: string,
+  headers: Record<string, string>,
+  { json, raw }: Pick<RequestOptions, 'json' | 'raw'> = {},
+): Promise<Omit<ApiResponse<unknown>, 'requestId'>> {
+  let body: string | undefined = raw;
+  if (json !== undefined) {
+    body = JSON.stringify(json);
+    headers['Content-Type'] ??= 'application/json';
+  }
+  const response = await fetch(`${server.url}/admin/v1${path}`, { method, headers, ...(body === undefined ? {} : { body }) });
+  const text = await response.text();
+  const type = response.headers.get('content-type') ?? '';
+  const parsed: unknown = text !== '' && /json/.test(type) ? JSON.parse(text) : undefined;
+  return { status: response.status, headers: response.headers, text, body: parsed };
+}
+
 /** An admin API client bound to one bearer token; every request carries its own X-Request-Id. */
-export function adminApi(server: TestServer, token: string): AdminApi {
+export function adminApi(server: Pick<TestServer, 'url'>, token: string): AdminApi {
   return {
     async request<T>(method: string, path: string, options: RequestOptions = {}): Promise<ApiResponse<T>> {
       const requestId = `test-${randomUUID()}`;
       const headers: Record<string, string> = { 'X-Request-Id': requestId, Accept: 'application/json', ...options.headers };
       const bearer = options.token === undefined ? token : options.token;
       if (bearer !== null) headers['Authorization'] = `Bearer ${bearer}`;
-      let body: string | undefined = options.raw;
-      if (options.json !== undefined) {
-        body = JSON.stringify(options.json);
-        headers['Content-Type'] ??= 'application/json';
-      }
-      const response = await fetch(`${server.url}/admin/v1${path}`, { method, headers, ...(body === undefined ? {} : { body }) });
-      const text = await response.text();
-      const type = response.headers.get('content-type') ?? '';
-      const parsed: unknown = text !== '' && /json/.test(type) ? JSON.parse(text) : undefined;
+      const response = await send(server, method, path, headers, options);
       // SPEC §5 responses carry credentials or configuration: never cached, errors included.
       assert.equal(response.headers.get('cache-control'), 'no-store', `${method} ${path} → ${response.status} without Cache-Control: no-store`);
       assert.equal(response.headers.get('x-request-id'), requestId);
-      return { status: response.status, headers: response.headers, text, body: parsed as T, requestId };
+      return { ...response, body: response.body as T, requestId };
     },
   };
+}
+
+/** A bare admin API call with `token` (by default a fresh `adminToken(server)`), asserting nothing. */
+async function call(server: AdminServer, method: string, path: string, json?: unknown, token?: string): Promise<Omit<ApiResponse<unknown>, 'requestId'>> {
+  return send(server, method, path, { Authorization: `Bearer ${token ?? (await adminToken(server))}` }, { json });
+}
+
+/** Calls the admin API and returns status and parsed JSON body; asserts nothing. */
+export async function adminCall<T = Record<string, unknown>>(
+  server: AdminServer,
+  method: string,
+  path: string,
+  body?: unknown,
+  token?: string,
+): Promise<{ status: number; body: T }> {
+  const response = await call(server, method, path, body, token);
+  return { status: response.status, body: response.body as T };
+}
+
+/** An admin API call that must answer `expected`; returns the parsed body. */
+async function expectCall<T>(server: AdminServer, method: string, path: string, expected: number, body?: unknown, token?: string): Promise<T> {
+  const response = await call(server, method, path, body, token);
+  assert.equal(response.status, expected, `${method} ${path}: ${response.status} ${response.text}`);
+  return response.body as T;
+}
+
+export function createResourceServer(server: AdminServer, body: ResourceServerInput, token?: string): Promise<ResourceServerBody> {
+  return expectCall<ResourceServerBody>(server, 'POST', '/resource-servers', 201, body, token);
+}
+
+/** A client-credentials client (by default `client_secret_basic`). */
+export async function createClient(server: AdminServer, body: ClientInput, token?: string): Promise<ClientBody> {
+  const client = await expectCall<ClientBody>(server, 'POST', '/clients', 201, { grant_types: ['client_credentials'], ...body }, token);
+  if (body.token_endpoint_auth_method !== 'private_key_jwt') assert.equal(typeof client.client_secret, 'string', 'a secret-based client is shown its secret');
+  return client;
+}
+
+export async function deleteClient(server: AdminServer, clientId: string, token?: string): Promise<void> {
+  await expectCall<undefined>(server, 'DELETE', `/clients/${encodeURIComponent(clientId)}`, 204, undefined, token);
 }
 
 /** Asserts an RFC 9457 problem with the status and problem code given; returns its body. */
@@ -146,34 +255,6 @@ export function assertInvalid(response: ApiResponse<unknown>, ...pointers: strin
     );
   }
   return errors;
-}
-
-export interface TokenResponse {
-  readonly status: number;
-  readonly body: Record<string, unknown>;
-}
-
-/** A client-credentials token request with HTTP Basic authentication (RFC 6749 §4.4, §2.3.1). */
-export async function clientCredentials(server: TestServer, clientId: string, secret: string, params: Record<string, string> = {}): Promise<TokenResponse> {
-  // RFC 6749 §2.3.1: the credentials are form-urlencoded before Basic encoding.
-  const basic = Buffer.from(`${encodeURIComponent(clientId)}:${encodeURIComponent(secret)}`).toString('base64');
-  const response = await fetch(`${server.url}/token`, {
-    method: 'POST',
-    headers: { Authorization: `Basic ${basic}`, 'Content-Type': 'application/x-www-form-urlencoded' },
-    body: new URLSearchParams({ grant_type: 'client_credentials', ...params }).toString(),
-  });
-  return { status: response.status, body: (await response.json()) as Record<string, unknown> };
-}
-
-/** An access token for the admin API from the bootstrap admin client, with these scopes. */
-export async function adminToken(server: TestServer, scope: string): Promise<string> {
-  const { status, body } = await clientCredentials(server, server.admin.clientId, server.admin.clientSecret, {
-    resource: `${server.issuer}/admin`,
-    scope,
-  });
-  assert.equal(status, 200, JSON.stringify(body));
-  assert.equal(typeof body['access_token'], 'string');
-  return body['access_token'] as string;
 }
 
 /** The decoded protected header and payload of a compact JWS (no verification). */
