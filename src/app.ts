@@ -10,7 +10,7 @@ import { createAccounts } from './oidc/accounts.js';
 import { createClientService } from './admin/clients/service.js';
 import { createKeyService } from './admin/keys/service.js';
 import { createResourceServerService } from './admin/resource-servers/service.js';
-import { createAdminApi } from './admin/router.js';
+import { createAdminApi, type AdminApiDeps } from './admin/router.js';
 import { adminResourceIdentifier } from './admin/scopes.js';
 import { createUserService } from './admin/users/service.js';
 import { createAuditEventService } from './admin/audit-events/service.js';
@@ -28,8 +28,11 @@ import { startMaintenance } from './maintenance.js';
 import { createVerifier } from './verifier/index.js';
 import { createViews } from './views.js';
 
+export type AdminServices = Omit<AdminApiDeps, 'verifier' | 'logger'>;
+
 export interface GatehouseApp {
   readonly app: Koa;
+  readonly services: AdminServices;
   readonly providers: ProviderHost;
   readonly resourceServers: ResourceServerRegistry;
   readonly metrics: Metrics;
@@ -84,9 +87,8 @@ export async function createApp(runtime: Runtime): Promise<GatehouseApp> {
   });
   // One argon2id hasher for the process, so its concurrency bound covers every caller.
   const passwordHasher = await createPasswordHasher();
-  const adminApi = createAdminApi({
-    verifier: adminVerifier,
-    logger,
+  // The admin services: the admin API and the operator CLI both use these (one code path).
+  const services: AdminServices = {
     clients: createClientService({
       db,
       hasher: runtime.clientSecrets,
@@ -96,7 +98,8 @@ export async function createApp(runtime: Runtime): Promise<GatehouseApp> {
     keys: createKeyService({ db, envelope: runtime.envelope, onRotated: () => providers.refresh() }),
     users: createUserService({ db, hasher: passwordHasher }),
     auditEvents: createAuditEventService({ db }),
-  });
+  };
+  const adminApi = createAdminApi({ verifier: adminVerifier, logger, ...services });
 
   const app = new Koa();
   // The provider is mounted, so its cookies are read through this app: same keys, same proxy trust.
@@ -134,6 +137,7 @@ export async function createApp(runtime: Runtime): Promise<GatehouseApp> {
 
   return {
     app,
+    services,
     providers,
     resourceServers,
     metrics,
