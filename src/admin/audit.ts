@@ -1,4 +1,5 @@
 import type { ParameterizedContext } from 'koa';
+import type { Logger } from 'pino';
 import { createAuditEventStore } from '../db/audit-events.js';
 import type { Queryable } from '../db/database.js';
 import type { VerifiedToken } from '../verifier/index.js';
@@ -8,6 +9,8 @@ export interface AuditContext {
   readonly actor: string | null;
   readonly clientIp: string | null;
   readonly requestId: string | null;
+  /** Where the event is also written as a JSON line for log shippers, once committed. */
+  readonly logger?: Logger | undefined;
 }
 
 export function auditContext(ctx: ParameterizedContext): AuditContext {
@@ -16,6 +19,7 @@ export function auditContext(ctx: ParameterizedContext): AuditContext {
     actor: token?.claims.client_id ?? null,
     clientIp: ctx.ip || null,
     requestId: typeof ctx.state['requestId'] === 'string' ? ctx.state['requestId'] : null,
+    logger: ctx.state['log'] as Logger | undefined,
   };
 }
 
@@ -25,7 +29,7 @@ export async function recordAudit(
   context: AuditContext,
   event: { type: string; target: string; details?: Record<string, unknown>; outcome?: 'success' | 'failure' },
 ): Promise<void> {
-  await createAuditEventStore(tx).append({
+  const row = {
     type: event.type,
     actor: context.actor,
     target: event.target,
@@ -33,5 +37,9 @@ export async function recordAudit(
     requestId: context.requestId,
     outcome: event.outcome ?? 'success',
     details: event.details ?? {},
-  });
+  } as const;
+  await createAuditEventStore(tx).append(row);
+  // Logged only once the change it records has committed: a log shipper never sees an event that did not happen.
+  const logger = context.logger;
+  if (logger !== undefined) tx.afterCommit(() => logger.info({ audit: row }, 'audit event'));
 }

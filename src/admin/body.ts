@@ -2,7 +2,8 @@ import type { Middleware } from 'koa';
 import getRawBody from 'raw-body';
 import { ProblemError } from './problem.js';
 
-const LIMIT = '64kb';
+/** The largest admin API request body. */
+export const BODY_LIMIT = '64kb';
 
 /**
  * JSON bodies for the admin API only (a global body parser in front of oidc-provider would
@@ -25,10 +26,10 @@ export function jsonBody(): Middleware {
     }
     let text: string;
     try {
-      text = await getRawBody(ctx.req, { limit: LIMIT, encoding: 'utf-8', length: ctx.get('Content-Length') || undefined });
+      text = await getRawBody(ctx.req, { limit: BODY_LIMIT, encoding: 'utf-8', length: ctx.get('Content-Length') || undefined });
     } catch (error) {
       const type = (error as { type?: string }).type;
-      if (type === 'entity.too.large') throw new ProblemError('payload_too_large', `The body exceeds ${LIMIT}.`);
+      if (type === 'entity.too.large') throw new ProblemError('payload_too_large', `The body exceeds ${BODY_LIMIT}.`);
       throw new ProblemError('malformed_body', 'The body could not be read.');
     }
     try {

@@ -13,7 +13,8 @@ export function unique<T>(values: readonly T[]): boolean {
 export const absoluteUri = z
   .string()
   .max(2048, 'must be at most 2048 characters')
-  .refine((value) => URL.canParse(value) && new URL(value).hash === '' && !value.includes('#'), 'must be an absolute URI without a fragment');
+  .refine((value) => URL.canParse(value) && new URL(value).hash === '' && !value.includes('#'), 'must be an absolute URI without a fragment')
+  .meta({ format: 'uri', description: 'An absolute URI without a fragment.' });
 
 function isLoopback(hostname: string): boolean {
   return hostname === 'localhost' || hostname === '127.0.0.1' || hostname === '[::1]' || /^127(\.\d{1,3}){3}$/.test(hostname);
@@ -31,7 +32,11 @@ export const redirectUri = z
     if (url.protocol === 'https:') return;
     if (url.protocol === 'http:' && isLoopback(url.hostname)) return;
     ctx.addIssue({ code: 'custom', message: 'must use https (http is allowed only for loopback addresses)' });
-  });
+  })
+  .meta({ format: 'uri', description: 'An absolute https URL (http only for loopback addresses) without a fragment or credentials.' });
 
 /** A JSON object standing for a JWK; its key material is checked by whoever imports it. */
-export const jwkObject = z.record(z.string(), z.unknown()).refine((value) => typeof value['kty'] === 'string', 'must be a JWK with "kty"');
+export const jwkObject = z
+  .record(z.string(), z.unknown())
+  .refine((value) => typeof value['kty'] === 'string', 'must be a JWK with "kty"')
+  .meta({ description: 'A JSON Web Key (RFC 7517) with at least "kty".' });

@@ -19,6 +19,11 @@ export interface Queryable {
   readonly query: <R extends Row = Row>(text: string, params?: readonly unknown[]) => Promise<QueryResult<R>>;
   /** A script of several statements, no parameters (migrations). */
   readonly exec: (script: string) => Promise<void>;
+  /**
+   * Inside a transaction: runs `fn` once the transaction has committed (never after a rollback).
+   * Outside one, runs it at once.
+   */
+  readonly afterCommit: (fn: () => void) => void;
 }
 
 /** The single row a statement like INSERT ... RETURNING must produce. */
@@ -102,8 +107,9 @@ export interface PostgresOptions {
   readonly onPoolError?: (error: Error) => void;
 }
 
-function pgQueryable(client: pg.ClientBase | pg.Pool): Queryable {
+function pgQueryable(client: pg.ClientBase | pg.Pool, afterCommit: (fn: () => void) => void = (fn) => fn()): Queryable {
   return {
+    afterCommit,
     async query<R extends Row>(text: string, params: readonly unknown[] = []) {
       rejectNul(params);
       const result = await client.query<R>(text, params as unknown[]).catch(classify);
@@ -148,13 +154,16 @@ export function connectPostgres(options: PostgresOptions): Database {
     kind: 'postgres',
     query: direct.query,
     exec: direct.exec,
+    afterCommit: direct.afterCommit,
     transaction(fn) {
       return withClient(async (client) => {
-        const tx = pgQueryable(client);
+        const committed: (() => void)[] = [];
+        const tx = pgQueryable(client, (callback) => committed.push(callback));
         await tx.exec('BEGIN');
         try {
           const result = await fn(tx);
           await tx.exec('COMMIT');
+          for (const callback of committed) callback();
           return result;
         } catch (error) {
           await tx.exec('ROLLBACK').catch(() => undefined);
@@ -174,8 +183,9 @@ export function connectPostgres(options: PostgresOptions): Database {
   };
 }
 
-function pgliteQueryable(db: PGliteType | PGliteTransaction): Queryable {
+function pgliteQueryable(db: PGliteType | PGliteTransaction, afterCommit: (fn: () => void) => void = (fn) => fn()): Queryable {
   return {
+    afterCommit,
     async query<R extends Row>(text: string, params: readonly unknown[] = []) {
       rejectNul(params);
       const result = await db.query<R>(text, params as unknown[]);
@@ -197,8 +207,12 @@ export async function openPglite(dataDir: string | undefined): Promise<Database>
     kind: 'pglite',
     query: direct.query,
     exec: direct.exec,
-    transaction(fn) {
-      return db.transaction((tx) => fn(pgliteQueryable(tx)));
+    afterCommit: direct.afterCommit,
+    async transaction(fn) {
+      const committed: (() => void)[] = [];
+      const result = await db.transaction((tx) => fn(pgliteQueryable(tx, (callback) => committed.push(callback))));
+      for (const callback of committed) callback();
+      return result;
     },
     // PGlite is a single connection, so the instance itself is the session.
     withSession(fn) {

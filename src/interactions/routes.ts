@@ -107,6 +107,7 @@ export function interactionRoutes(deps: InteractionDeps): Router {
     actor,
     clientIp: ctx.ip || null,
     requestId: typeof ctx.state['requestId'] === 'string' ? ctx.state['requestId'] : null,
+    logger: ctx.state['log'] as Logger | undefined,
   });
 
   const loginPage = (ctx: ParameterizedContext, uid: string, name: string, extra: { username?: string; error?: string }, status = 200) =>
@@ -281,7 +282,6 @@ export function interactionRoutes(deps: InteractionDeps): Router {
       return;
     }
 
-    await deps.throttle.succeeded(normalized);
     if (deps.passwords.needsRehash(user.password_hash)) {
       await users.setPasswordHash(user.id, await deps.passwords.hash(password), { changed: false });
     }
@@ -296,11 +296,14 @@ export function interactionRoutes(deps: InteractionDeps): Router {
       enrolled: await deps.secondFactor.isEnrolled(user.id),
     });
     if (!needsSecondFactor) {
+      await deps.throttle.succeeded(normalized);
       deps.metrics.loginOutcomes.inc({ outcome: 'success' });
       await finishSignIn(ctx, user.id, false);
       return;
     }
     // The password was right; the sign-in completes after the second factor (or its enrollment).
+    // Failures are forgotten only then: wrong codes count toward the lockout, and a new attempt
+    // with the known password must not wipe them.
     await savePending(details, { accountId: user.id, username: user.username, failures: 0 });
     ctx.status = 303;
     ctx.redirect(`/interaction/${uid}`);
@@ -325,11 +328,34 @@ export function interactionRoutes(deps: InteractionDeps): Router {
       return;
     }
 
+    /** Counts a refused code toward this attempt's five; the fifth ends it. */
+    const refuseCode = async (message: string, status: number) => {
+      const failures = pending.failures + 1;
+      if (failures >= MAX_CODE_FAILURES) {
+        await savePending(details, undefined);
+        loginPage(ctx, uid, name, { username: pending.username, error: 'Too many wrong codes. Sign in again.' }, 401);
+        return;
+      }
+      await savePending(details, { ...pending, failures });
+      await secondFactorPage(ctx, uid, name, { ...pending, failures }, message, status);
+    };
+
+    const username = normalizeUsername(pending.username);
+    // While the account (or address) is locked no code is checked, so attempts opened before the
+    // lock cannot go on guessing (SPEC §4); the refusal still counts toward this attempt's five.
+    const retryAfter = await deps.throttle.retryAfter(username, ctx.ip);
+    if (retryAfter > 0) {
+      deps.metrics.loginOutcomes.inc({ outcome: 'throttled' });
+      ctx.set('Retry-After', String(retryAfter));
+      await refuseCode('Too many failed attempts. Wait a few minutes, then enter a new code.', 429);
+      return;
+    }
+
     const code = (form['code'] ?? '').slice(0, 64);
     if (await deps.secondFactor.isEnrolled(pending.accountId)) {
       const result = await deps.secondFactor.verify(pending.accountId, code, audit);
       if (result.ok) {
-        await deps.throttle.succeeded(normalizeUsername(pending.username));
+        await deps.throttle.succeeded(username);
         await deps.db.transaction((tx) => recordAudit(tx, audit, { type: 'login.success', target: pending.accountId, details: { second_factor: result.method } }));
         deps.metrics.loginOutcomes.inc({ outcome: 'success' });
         await finishSignIn(ctx, pending.accountId, true);
@@ -338,6 +364,7 @@ export function interactionRoutes(deps: InteractionDeps): Router {
     } else {
       const codes = await deps.secondFactor.confirmEnrollment(pending.accountId, code, audit);
       if (codes !== undefined) {
+        await deps.throttle.succeeded(username);
         await savePending(details, { ...pending, enrolled: true });
         render(ctx, 'recovery-codes', {
           title: 'Save your recovery codes',
@@ -351,21 +378,14 @@ export function interactionRoutes(deps: InteractionDeps): Router {
     }
 
     // A wrong code counts toward the account lockout; five end this sign-in attempt.
-    const failures = pending.failures + 1;
-    const { accountLocked } = await deps.throttle.failed(normalizeUsername(pending.username), ctx.ip);
+    const { accountLocked } = await deps.throttle.failed(username, ctx.ip);
     await deps.db.transaction(async (tx) => {
-      await recordAudit(tx, audit, { type: 'mfa.failure', target: pending.accountId, outcome: 'failure', details: { failures } });
+      await recordAudit(tx, audit, { type: 'mfa.failure', target: pending.accountId, outcome: 'failure', details: { failures: pending.failures + 1 } });
       if (accountLocked) await recordAudit(tx, audit, { type: 'login.locked', target: pending.accountId, outcome: 'failure' });
     });
     if (accountLocked) deps.metrics.lockouts.inc();
     deps.metrics.loginOutcomes.inc({ outcome: 'second_factor_failure' });
-    if (failures >= MAX_CODE_FAILURES) {
-      await savePending(details, undefined);
-      loginPage(ctx, uid, name, { username: pending.username, error: 'Too many wrong codes. Sign in again.' }, 401);
-      return;
-    }
-    await savePending(details, { ...pending, failures });
-    await secondFactorPage(ctx, uid, name, { ...pending, failures }, 'That code is not right. Enter the current 6-digit code, or a recovery code.', 401);
+    await refuseCode('That code is not right. Enter the current 6-digit code, or a recovery code.', 401);
   });
 
   router.post('/:uid/consent', async function submitConsent(ctx) {

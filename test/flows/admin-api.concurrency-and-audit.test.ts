@@ -80,4 +80,17 @@ describe('admin API: If-Match/ETag and the audit trail endpoint', () => {
     const noScope = adminApi(server, await adminToken(server, 'admin:clients'));
     assertProblem(await noScope.request('GET', '/audit-events'), 403, 'forbidden');
   });
+
+  test('committed events are also logged as JSON lines; a refused change logs none', async () => {
+    const created = await api.request<{ id: string }>('POST', '/resource-servers', { json: { identifier: 'https://logged.example', name: 'Logged' } });
+    const duplicate = await api.request('POST', '/resource-servers', { json: { identifier: 'https://logged.example', name: 'Again' } });
+    assert.equal(duplicate.status, 409);
+    const lines = server.logs.lines.map((line) => JSON.parse(line) as { msg?: string; reqId?: string; audit?: { type: string; target: string } });
+    const audits = lines.filter((line) => line.msg === 'audit event');
+    const forCreate = audits.filter((line) => line.reqId === created.requestId);
+    assert.equal(forCreate.length, 1);
+    assert.equal(forCreate[0]!.audit?.type, 'resource_server.created');
+    assert.equal(forCreate[0]!.audit?.target, created.body.id);
+    assert.equal(audits.filter((line) => line.reqId === duplicate.requestId).length, 0);
+  });
 });

@@ -1,4 +1,5 @@
 import { z } from 'zod';
+import { pageQuery } from '../pagination.js';
 import { jwkObject, redirectUri, scopeToken, unique, absoluteUri } from '../schema-common.js';
 
 export const GRANT_TYPES = ['authorization_code', 'refresh_token', 'client_credentials'] as const;
@@ -9,7 +10,8 @@ const scopeString = z
   .string()
   .max(4000, 'must be at most 4000 characters')
   .refine((value) => value.split(' ').every((s) => scopeToken.safeParse(s).success), 'must be space-separated scope tokens')
-  .refine((value) => unique(value.split(' ')), 'must not repeat a scope');
+  .refine((value) => unique(value.split(' ')), 'must not repeat a scope')
+  .meta({ description: 'Space-separated scopes: OpenID scopes and scopes of the allowed resource servers.' });
 
 const jwks = z.strictObject({
   keys: z
@@ -99,3 +101,9 @@ export const patchClientBody = z.strictObject({
 });
 
 export type PatchClientBody = z.infer<typeof patchClientBody>;
+
+/** `GET /admin/v1/clients` filters. */
+export const clientListQuery = z.object({
+  ...pageQuery,
+  client_name: z.string().max(200).describe('Only clients whose client_name starts with this (case-sensitive).').optional(),
+});

@@ -7,7 +7,7 @@ import { clientMetadataFromRow, OIDC_SCOPES } from '../../oidc/clients.js';
 import { recordAudit, type AuditContext } from '../audit.js';
 import { decodeCursor, toPage, type Page } from '../pagination.js';
 import { fieldErrors, ProblemError, type FieldError } from '../problem.js';
-import { presentClient, withSecret, type ClientResponse } from './presenter.js';
+import { presentClient, withSecret, type ClientResponse, type ClientSecretResponse } from './presenter.js';
 import { checkIfMatch } from '../etag.js';
 import { clientDefinition, SECRET_AUTH_METHODS, type ClientDefinition, type PatchClientBody } from './schema.js';
 
@@ -172,7 +172,7 @@ export function createClientService(deps: ClientServiceDeps) {
       });
     },
 
-    async rotateSecret(clientId: string, audit: AuditContext): Promise<{ client_id: string; client_secret: string; client_secret_expires_at: 0 }> {
+    async rotateSecret(clientId: string, audit: AuditContext): Promise<ClientSecretResponse> {
       const secret = generateClientSecret();
       await db.transaction(async (tx) => {
         const store = createClientStore(tx);

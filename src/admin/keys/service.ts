@@ -1,3 +1,4 @@
+import { z } from 'zod';
 import type { Envelope } from '../../crypto/envelope.js';
 import { SIGNING_ALGS, type SigningAlg } from '../../crypto/signing-keys.js';
 import type { Database } from '../../db/database.js';
@@ -11,10 +12,26 @@ import { decodeCursor, toPage, type Page } from '../pagination.js';
 const MAX_TOKEN_LIFETIME_SECONDS = 86_400;
 const CLOCK_MARGIN_SECONDS = 300;
 
-export function presentKey(row: SigningKeyRow & { published: boolean }) {
+const timestamp = z.iso.datetime();
+
+/** A signing key as the admin API shows it (the OpenAPI document's `SigningKey`); `presentKey` is typed by it. */
+export const keyResponse = z
+  .object({
+    kid: z.string(),
+    alg: z.enum(SIGNING_ALGS),
+    status: z.enum(['active', 'retired', 'expired']).describe('active signs; retired is still published for the tokens it signed; expired is gone from the JWKS.'),
+    created_at: timestamp,
+    retired_at: timestamp.nullable(),
+    publish_until: timestamp.nullable().describe('A retired key stays in the JWKS until then.'),
+  })
+  .describe('A token signing key; never its private material.');
+
+export type KeyResponse = z.infer<typeof keyResponse>;
+
+export function presentKey(row: SigningKeyRow & { published: boolean }): KeyResponse {
   return {
     kid: row.kid,
-    alg: row.alg,
+    alg: row.alg as SigningAlg,
     // active signs; retired is still published for tokens it signed; expired is gone from the JWKS.
     status: row.status === 'active' ? 'active' : row.published ? 'retired' : 'expired',
     created_at: row.created_at.toISOString(),
@@ -22,8 +39,6 @@ export function presentKey(row: SigningKeyRow & { published: boolean }) {
     publish_until: row.publish_until?.toISOString() ?? null,
   };
 }
-
-export type KeyResponse = ReturnType<typeof presentKey>;
 
 export function createKeyService(deps: { db: Database; envelope: Envelope; onRotated: () => Promise<unknown> }) {
   return {

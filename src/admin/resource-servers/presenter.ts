@@ -1,13 +1,36 @@
+import { z } from 'zod';
+import { SIGNING_ALGS, type SigningAlg } from '../../crypto/signing-keys.js';
 import type { ResourceServerRow } from '../../db/resource-servers.js';
 
-export function presentResourceServer(row: ResourceServerRow) {
+const timestamp = z.iso.datetime();
+
+/** A resource server as the admin API shows it (the OpenAPI document's `ResourceServer`); `presentResourceServer` is typed by it. */
+export const resourceServerResponse = z
+  .object({
+    id: z.uuid(),
+    identifier: z.string().describe('The absolute URI clients name as `resource` (RFC 8707); it cannot change.'),
+    name: z.string(),
+    scopes: z.array(z.string()),
+    access_token_ttl: z.number().int().describe('Access token lifetime in seconds.'),
+    signing_alg: z.enum(SIGNING_ALGS),
+    inner_encryption_jwk: z.record(z.string(), z.unknown()).nullable().describe('The public JWK the inner layer is encrypted to, or null.'),
+    encrypt_whole_token: z.boolean(),
+    built_in: z.boolean().describe('The admin API’s own resource server, which cannot be changed or deleted.'),
+    created_at: timestamp,
+    updated_at: timestamp,
+  })
+  .describe('A resource server (an API that accepts Gatehouse access tokens).');
+
+export type ResourceServerResponse = z.infer<typeof resourceServerResponse>;
+
+export function presentResourceServer(row: ResourceServerRow): ResourceServerResponse {
   return {
     id: row.id,
     identifier: row.identifier,
     name: row.name,
     scopes: row.scopes,
     access_token_ttl: row.access_token_ttl,
-    signing_alg: row.signing_alg,
+    signing_alg: row.signing_alg as SigningAlg,
     inner_encryption_jwk: row.inner_encryption_jwk,
     encrypt_whole_token: row.encrypt_whole_token,
     built_in: row.built_in,
@@ -15,5 +38,3 @@ export function presentResourceServer(row: ResourceServerRow) {
     updated_at: row.updated_at.toISOString(),
   };
 }
-
-export type ResourceServerResponse = ReturnType<typeof presentResourceServer>;

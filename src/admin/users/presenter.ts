@@ -1,7 +1,30 @@
+import { z } from 'zod';
 import type { UserRow } from '../../db/users.js';
 
+const timestamp = z.iso.datetime();
+
+/** A person as the admin API shows them (the OpenAPI document's `User`); `presentUser` is typed by it. */
+export const userResponse = z
+  .object({
+    id: z.uuid(),
+    username: z.string().describe('As typed; sign-in and uniqueness compare it ignoring case and width.'),
+    email: z.string().nullable(),
+    email_verified: z.boolean(),
+    name: z.string().nullable(),
+    roles: z.array(z.string()),
+    disabled: z.boolean(),
+    mfa_required: z.boolean().describe('The person must pass a second factor at every sign-in.'),
+    mfa_enrolled: z.boolean().describe('A confirmed second factor exists.'),
+    created_at: timestamp,
+    updated_at: timestamp,
+    password_changed_at: timestamp,
+  })
+  .describe('A person who signs in through the hosted pages; never their password or second-factor secrets.');
+
+export type UserResponse = z.infer<typeof userResponse>;
+
 /** A person as the admin API shows them: never the password hash, nor the normalised username (an internal key). */
-export function presentUser(row: UserRow) {
+export function presentUser(row: UserRow): UserResponse {
   return {
     id: row.id,
     username: row.username,
@@ -17,5 +40,3 @@ export function presentUser(row: UserRow) {
     password_changed_at: row.password_changed_at.toISOString(),
   };
 }
-
-export type UserResponse = ReturnType<typeof presentUser>;

@@ -1,4 +1,5 @@
 import { z } from 'zod';
+import { pageQuery } from '../pagination.js';
 import { PASSWORD_MAX_LENGTH, PASSWORD_MIN_LENGTH } from '../../accounts/passwords.js';
 import { normalizeUsername, USERNAME_PATTERN } from '../../accounts/usernames.js';
 import { unique } from '../schema-common.js';
@@ -16,14 +17,15 @@ const username = z
   .string({ error: 'must be a string' })
   .trim()
   .refine((value) => codePoints(value) <= USERNAME_MAX_LENGTH, `must be at most ${USERNAME_MAX_LENGTH} characters`)
-  .refine((value) => USERNAME_PATTERN.test(normalizeUsername(value)), 'must be 1 to 64 letters, digits or . _ - @ +');
+  .refine((value) => USERNAME_PATTERN.test(normalizeUsername(value)), 'must be 1 to 64 letters, digits or . _ - @ +')
+  .meta({ description: '1 to 64 letters, digits or . _ - @ +; unique ignoring case and width.' });
 
 // Not trimmed or normalised: every character the person chose is part of the secret.
 const password = z.string({ error: 'must be a string' }).superRefine((value, ctx) => {
   const length = codePoints(value);
   if (length < PASSWORD_MIN_LENGTH) ctx.addIssue({ code: 'custom', message: `must be at least ${PASSWORD_MIN_LENGTH} characters` });
   else if (length > PASSWORD_MAX_LENGTH) ctx.addIssue({ code: 'custom', message: `must be at most ${PASSWORD_MAX_LENGTH} characters` });
-});
+}).meta({ minLength: PASSWORD_MIN_LENGTH, maxLength: PASSWORD_MAX_LENGTH, writeOnly: true, description: 'Stored as an argon2id hash; never shown.' });
 
 const fields = {
   username,
@@ -74,3 +76,10 @@ export const patchUserBody = z.strictObject({
 
 export type CreateUserBody = z.infer<typeof createUserBody>;
 export type PatchUserBody = z.infer<typeof patchUserBody>;
+
+/** `GET /admin/v1/users` filters. */
+export const userListQuery = z.object({
+  ...pageQuery,
+  username: z.string().max(256).describe('Only people whose username starts with this (compared ignoring case and width).').optional(),
+  email: z.string().max(254).describe('Only people whose email starts with this (ignoring case).').optional(),
+});
