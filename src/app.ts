@@ -133,7 +133,7 @@ export async function createApp(runtime: Runtime): Promise<GatehouseApp> {
   app.use(pages.allowedMethods());
   app.use(providers.middleware);
 
-  const stopMaintenance = startMaintenance(db, logger);
+  const stopMaintenance = startMaintenance(db, logger, { auditRetentionDays: config.auditRetentionDays });
 
   return {
     app,

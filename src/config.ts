@@ -53,6 +53,7 @@ const environmentSchema = z
     TRUST_PROXY: booleanFlag.default(false),
     LOG_LEVEL: z.enum(LOG_LEVELS, { error: `must be one of ${LOG_LEVELS.join(', ')}` }).default('info'),
     SHUTDOWN_TIMEOUT_MS: z.coerce.number({ error: 'must be a number' }).int().min(0).max(600_000).default(10_000),
+    AUDIT_RETENTION_DAYS: z.coerce.number({ error: 'must be a number of days' }).int('must be whole days').min(1, 'must be at least 1').max(36_500).default(90),
     KEY_REFRESH_INTERVAL_MS: z.coerce.number({ error: 'must be a number' }).int().min(100, 'must be at least 100').max(60_000, 'must be at most 60000').default(2_000),
   })
   .superRefine((env, ctx) => {
@@ -90,6 +91,8 @@ export interface Config {
   readonly shutdownTimeoutMs: number;
   /** How often each instance checks for rotated signing keys. */
   readonly keyRefreshIntervalMs: number;
+  /** Audit events older than this are pruned by the background job. */
+  readonly auditRetentionDays: number;
 }
 
 export class ConfigError extends Error {
@@ -143,6 +146,7 @@ export function loadConfig(env: Environment = process.env): Config {
     logLevel: e.LOG_LEVEL,
     shutdownTimeoutMs: e.SHUTDOWN_TIMEOUT_MS,
     keyRefreshIntervalMs: e.KEY_REFRESH_INTERVAL_MS,
+    auditRetentionDays: e.AUDIT_RETENTION_DAYS,
   };
 }
 

@@ -10,44 +10,48 @@ const MAX_BATCHES_PER_RUN = 20;
 export interface MaintenanceReport {
   readonly models: number;
   readonly throttleRows: number;
+  readonly auditEvents: number;
 }
 
-/** One pruning pass: expired provider models and stale sign-in throttle counters, in batches. */
-export async function pruneOnce(db: Database): Promise<MaintenanceReport> {
+/** Deletes in batches until a batch comes back short (or the per-run cap is reached). */
+async function inBatches(deleteBatch: (batch: number) => Promise<number>): Promise<number> {
+  let total = 0;
+  for (let i = 0; i < MAX_BATCHES_PER_RUN; i += 1) {
+    const deleted = await deleteBatch(BATCH);
+    total += deleted;
+    if (deleted < BATCH) break;
+  }
+  return total;
+}
+
+/** One pruning pass: expired provider models, stale sign-in throttle counters, old audit events. */
+export async function pruneOnce(db: Database, options: { auditRetentionDays: number }): Promise<MaintenanceReport> {
   const store = createMaintenanceStore(db);
   const windowSeconds = Math.max(ACCOUNT_POLICY.windowSeconds, IP_POLICY.windowSeconds);
-  let models = 0;
-  let throttleRows = 0;
-  for (let i = 0; i < MAX_BATCHES_PER_RUN; i += 1) {
-    const deleted = await store.pruneExpiredModels(BATCH);
-    models += deleted;
-    if (deleted < BATCH) break;
-  }
-  for (let i = 0; i < MAX_BATCHES_PER_RUN; i += 1) {
-    const deleted = await store.pruneThrottleRows(windowSeconds, BATCH);
-    throttleRows += deleted;
-    if (deleted < BATCH) break;
-  }
-  return { models, throttleRows };
+  return {
+    models: await inBatches((batch) => store.pruneExpiredModels(batch)),
+    throttleRows: await inBatches((batch) => store.pruneThrottleRows(windowSeconds, batch)),
+    auditEvents: await inBatches((batch) => store.pruneAuditEvents(options.auditRetentionDays, batch)),
+  };
 }
 
 /** Runs pruneOnce every `intervalMs` (with jitter, so instances spread out); returns a stop function. */
-export function startMaintenance(db: Database, logger: Logger, intervalMs = 60_000): () => void {
+export function startMaintenance(db: Database, logger: Logger, options: { auditRetentionDays: number; intervalMs?: number }): () => void {
   let running = false;
   const timer = setInterval(
     () => {
       if (running) return;
       running = true;
-      pruneOnce(db)
+      pruneOnce(db, options)
         .then((report) => {
-          if (report.models + report.throttleRows > 0) logger.debug({ pruned: report }, 'expired rows pruned');
+          if (report.models + report.throttleRows + report.auditEvents > 0) logger.debug({ pruned: report }, 'expired rows pruned');
         })
         .catch((error: unknown) => logger.debug({ err: { message: (error as Error).message } }, 'pruning failed'))
         .finally(() => {
           running = false;
         });
     },
-    intervalMs + Math.floor(Math.random() * 5_000),
+    (options.intervalMs ?? 60_000) + Math.floor(Math.random() * 5_000),
   );
   timer.unref();
   return () => clearInterval(timer);

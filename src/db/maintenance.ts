@@ -18,6 +18,18 @@ export function createMaintenanceStore(db: Queryable) {
       );
       return rowCount;
     },
+    /** Audit events past the retention period (the only way audit rows are ever deleted). */
+    async pruneAuditEvents(retentionDays: number, batch: number): Promise<number> {
+      const { rowCount } = await db.query(
+        `DELETE FROM audit_events a USING (
+           SELECT id FROM audit_events WHERE occurred_at < now() - make_interval(days => $1::int)
+            ORDER BY id LIMIT $2 FOR UPDATE SKIP LOCKED
+         ) old
+         WHERE a.id = old.id`,
+        [retentionDays, batch],
+      );
+      return rowCount;
+    },
     /** Throttle counters whose window has passed and which hold no lock. */
     async pruneThrottleRows(windowSeconds: number, batch: number): Promise<number> {
       const { rowCount } = await db.query(

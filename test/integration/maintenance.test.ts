@@ -36,9 +36,16 @@ for (const backend of backends) {
            ('account:fresh', 1, now(), NULL, now())`,
       );
 
-      const report = await pruneOnce(db);
+      await db.query(
+        `INSERT INTO audit_events (occurred_at, type, target) VALUES
+           (now() - interval '91 days', 'old.event', 'x'), (now() - interval '89 days', 'kept.event', 'y')`,
+      );
+      const report = await pruneOnce(db, { auditRetentionDays: 90 });
       assert.equal(report.models, 1_200, 'more than one batch of expired models');
       assert.equal(report.throttleRows, 1);
+      assert.equal(report.auditEvents, 1);
+      const audit = await db.query<{ type: string }>('SELECT type FROM audit_events');
+      assert.deepEqual(audit.rows.map((r) => r.type), ['kept.event']);
       const { rows } = await db.query<{ id: string }>('SELECT id FROM oidc_models ORDER BY id');
       assert.deepEqual(rows.map((r) => r.id), ['forever', 'live']);
       const keys = await db.query<{ key: string }>('SELECT key FROM login_throttle ORDER BY key');
@@ -52,7 +59,7 @@ for (const backend of backends) {
       );
       const other = await database.connect();
       try {
-        const [a, b] = await Promise.all([pruneOnce(db), pruneOnce(other)]);
+        const [a, b] = await Promise.all([pruneOnce(db, { auditRetentionDays: 90 }), pruneOnce(other, { auditRetentionDays: 90 })]);
         assert.equal(a.models + b.models, 500);
       } finally {
         await other.close();
