@@ -28,7 +28,7 @@ import { startMaintenance } from './maintenance.js';
 import { createVerifier } from './verifier/index.js';
 import { createViews } from './views.js';
 
-export type AdminServices = Omit<AdminApiDeps, 'verifier' | 'logger'>;
+export type AdminServices = Omit<AdminApiDeps, 'issuer' | 'verifier' | 'logger'>;
 
 export interface GatehouseApp {
   readonly app: Koa;
@@ -99,7 +99,7 @@ export async function createApp(runtime: Runtime): Promise<GatehouseApp> {
     users: createUserService({ db, hasher: passwordHasher }),
     auditEvents: createAuditEventService({ db }),
   };
-  const adminApi = createAdminApi({ verifier: adminVerifier, logger, ...services });
+  const adminApi = createAdminApi({ issuer: config.issuer, verifier: adminVerifier, logger, ...services });
 
   const app = new Koa();
   // The provider is mounted, so its cookies are read through this app: same keys, same proxy trust.

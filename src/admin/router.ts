@@ -2,28 +2,30 @@ import Router from '@koa/router';
 import compose from 'koa-compose';
 import type { Middleware, ParameterizedContext } from 'koa';
 import type { Logger } from 'pino';
-import { z } from 'zod';
-import { SIGNING_ALGS } from '../crypto/signing-keys.js';
 import { requireToken, type BearerFailure, type Verifier } from '../verifier/index.js';
 import { auditContext } from './audit.js';
 import { auditEventQuery } from './audit-events/schema.js';
 import type { AuditEventService } from './audit-events/service.js';
 import { etagOf } from './etag.js';
 import { jsonBody } from './body.js';
-import { createClientBody, patchClientBody } from './clients/schema.js';
+import { clientListQuery, createClientBody, patchClientBody } from './clients/schema.js';
 import type { ClientService } from './clients/service.js';
 import type { createKeyService } from './keys/service.js';
-import { pageQuery } from './pagination.js';
+import { rotateKeysBody } from './keys/schema.js';
+import { listQuery } from './pagination.js';
+import { buildOpenApiDocument } from './openapi.js';
 import { parseOrThrow, problemErrors, ProblemError, writeProblem } from './problem.js';
 import { createResourceServerBody, patchResourceServerBody } from './resource-servers/schema.js';
 import type { ResourceServerService } from './resource-servers/service.js';
 import type { AdminScope } from './scopes.js';
-import { createUserBody, patchUserBody } from './users/schema.js';
+import { createUserBody, patchUserBody, userListQuery } from './users/schema.js';
 import type { UserService } from './users/service.js';
 
 export const ADMIN_PREFIX = '/admin/v1';
 
 export interface AdminApiDeps {
+  /** The issuer identifier: the OpenAPI document names its server and token endpoint by it. */
+  readonly issuer: string;
   readonly verifier: Verifier;
   readonly logger: Logger;
   readonly clients: ClientService;
@@ -44,12 +46,6 @@ function respondWithProblem(ctx: ParameterizedContext, failure: BearerFailure): 
   ctx.status = status;
 }
 
-const listQuery = z.object(pageQuery);
-const clientListQuery = z.object({ ...pageQuery, client_name: z.string().max(200).optional() });
-const userListQuery = z.object({ ...pageQuery, username: z.string().max(256).optional(), email: z.string().max(254).optional() });
-const rotateKeysBody = z
-  .strictObject({ algs: z.array(z.enum(SIGNING_ALGS, { error: `must be one of ${SIGNING_ALGS.join(', ')}` })).min(1).optional() })
-  .optional();
 
 /**
  * The admin API (SPEC §5) under /admin/v1, with its own middleware chain: problem+json errors,
@@ -75,6 +71,12 @@ export function createAdminApi(deps: AdminApiDeps): Middleware {
     ctx.set('ETag', etagOf(representation));
     ctx.body = resource;
   };
+
+  // The OpenAPI document (SPEC §5): public, so tools can read it without a token.
+  router.get('/openapi.json', function readOpenApiDocument(ctx) {
+    ctx.set('Cache-Control', 'public, max-age=300');
+    ctx.body = buildOpenApiDocument(deps.issuer);
+  });
 
   // Clients
   router.get('/clients', guard('admin:clients'), async function listClients(ctx) {

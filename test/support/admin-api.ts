@@ -1,5 +1,6 @@
 import assert from 'node:assert/strict';
 import { randomUUID, type JsonWebKey } from 'node:crypto';
+import { assertMatchesContract } from './openapi-contract.js';
 import type { TestServer } from './server.js';
 
 /**
@@ -166,6 +167,8 @@ async function send(
   const text = await response.text();
   const type = response.headers.get('content-type') ?? '';
   const parsed: unknown = text !== '' && /json/.test(type) ? JSON.parse(text) : undefined;
+  // Every response must be one the OpenAPI document promises: a documented status, a body valid against its schema.
+  assertMatchesContract(method, path, response.status, text === '' ? undefined : (parsed ?? text), text === '' ? undefined : type);
   return { status: response.status, headers: response.headers, text, body: parsed };
 }
 
