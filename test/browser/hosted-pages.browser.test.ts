@@ -1,3 +1,5 @@
+// The client's redirect URIs use port 8089: Chromium refuses navigation to "unsafe" ports such as 9.
+
 /// <reference lib="dom" />
 import assert from 'node:assert/strict';
 import { existsSync } from 'node:fs';
@@ -12,7 +14,7 @@ import { startTestServer, type TestServer } from '../support/server.js';
 
 const CHROMIUM = '/usr/bin/chromium';
 const ARTIFACTS = fileURLToPath(new URL('../artifacts/', import.meta.url));
-const REDIRECT = 'http://127.0.0.1:9/callback';
+const REDIRECT = 'http://127.0.0.1:8089/callback';
 const PASSWORD = 'correct horse battery staple';
 const axeSource = await readFile(createRequire(import.meta.url).resolve('axe-core/axe.min.js'), 'utf8');
 
@@ -63,7 +65,7 @@ describe('hosted pages in headless Chromium', { skip: existsSync(CHROMIUM) ? fal
       client_name: 'Shop',
       grant_types: ['authorization_code', 'refresh_token'],
       redirect_uris: [REDIRECT],
-      post_logout_redirect_uris: ['http://127.0.0.1:9/signed-out'],
+      post_logout_redirect_uris: ['http://127.0.0.1:8089/signed-out'],
       scope: 'openid profile email offline_access',
     });
     assert.equal(client.status, 201);
@@ -79,7 +81,7 @@ describe('hosted pages in headless Chromium', { skip: existsSync(CHROMIUM) ? fal
     // bypassCSP only so the test can inject axe-core; the pages themselves run no script.
     context = await browser.newContext({ bypassCSP: true });
     callbacks = [];
-    await context.route('http://127.0.0.1:9/**', async (route) => {
+    await context.route('http://127.0.0.1:8089/**', async (route) => {
       callbacks.push(route.request().url());
       await route.fulfill({ status: 200, contentType: 'text/plain', body: 'client callback' });
     });
@@ -136,7 +138,7 @@ describe('hosted pages in headless Chromium', { skip: existsSync(CHROMIUM) ? fal
     const outline = await page.evaluate(() => getComputedStyle(document.activeElement!).outlineStyle);
     assert.notEqual(outline, 'none');
     await page.click('button:has-text("Allow")');
-    await page.waitForURL(/127\.0\.0\.1:9\/callback/);
+    await page.waitForURL(/127\.0\.0\.1:8089\/callback/);
     const callback = new URL(callbacks.at(-1)!);
     assert.ok(callback.searchParams.get('code'));
     assert.equal(callback.searchParams.get('state'), 'browser-state');
