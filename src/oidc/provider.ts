@@ -11,6 +11,7 @@ import { createResourceIndicators } from './resource-indicators.js';
 import type { ResourceServerRegistry } from './resource-server-registry.js';
 import { encryptWholeTokens, innerLayer } from '../tokens/access-token.js';
 import { introspectJwtAccessTokens } from './jwt-introspection.js';
+import { recordAudit } from '../admin/audit.js';
 import { ACR_MFA, ACR_PASSWORD, CLAIMS_BY_SCOPE, type Accounts } from './accounts.js';
 import { interactionPolicyWithSecondFactor } from './second-factor-check.js';
 import type { SecondFactor } from '../accounts/second-factor.js';
@@ -216,6 +217,25 @@ export function createProvider(deps: ProviderDependencies): Provider {
       // Audiences are registered resource servers (bounded); a token without one is for userinfo.
       resource_server: typeof audience === 'string' ? audience : 'userinfo',
     });
+  });
+
+  // At the token endpoint the provider revokes a grant only when a consumed refresh token or
+  // authorization code is presented again (SPEC §2 reuse detection): a security event to audit.
+  provider.on('grant.revoked', (ctx: KoaContextWithOIDC, grantId: string) => {
+    if (ctx.oidc?.route !== 'token') return;
+    const grantType = ctx.oidc.params?.['grant_type'];
+    const clientId = ctx.oidc.client?.clientId ?? null;
+    const audit = { actor: clientId, clientIp: ctx.ip || null, requestId: (ctx.state as { requestId?: string }).requestId ?? null, logger: deps.logger };
+    deps.db
+      .transaction((tx) =>
+        recordAudit(tx, audit, {
+          type: 'token.reuse_detected',
+          target: grantId,
+          outcome: 'failure',
+          details: { grant_type: typeof grantType === 'string' ? grantType : 'unknown', client_id: clientId, grant_revoked: true },
+        }),
+      )
+      .catch((error: unknown) => deps.logger.error({ err: { message: (error as Error).message } }, 'audit of a token reuse failed'));
   });
 
   provider.on('server_error', (ctx: KoaContextWithOIDC, error: Error) => {

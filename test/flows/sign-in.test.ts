@@ -116,6 +116,12 @@ describe('people sign in through the hosted pages (authorization code + PKCE)', 
     await assert.rejects(oidc.refreshTokenGrant(config, first), (error: unknown) => error instanceof oidc.ResponseBodyError && error.error === 'invalid_grant');
     // The reuse revoked the grant: the newest refresh token is dead too.
     await assert.rejects(oidc.refreshTokenGrant(config, rotated.refresh_token), (error: unknown) => error instanceof oidc.ResponseBodyError && error.error === 'invalid_grant');
+    // And it is a security event in the audit trail, with no token in it.
+    const { rows } = await server.db.query<Record<string, unknown>>("SELECT * FROM audit_events WHERE type = 'token.reuse_detected'");
+    assert.ok(rows.length >= 1);
+    assert.equal(rows[0]!['actor'], client.client_id);
+    assert.deepEqual((rows[0]!['details'] as Record<string, unknown>)['grant_type'], 'refresh_token');
+    for (const row of rows) assert.ok(!JSON.stringify(row).includes(first) && !JSON.stringify(row).includes(rotated.refresh_token));
   });
 
   test('PKCE is required for the code exchange and plain is refused', async () => {
