@@ -150,6 +150,15 @@ export function loadConfig(env: Environment = process.env): Config {
   };
 }
 
+/**
+ * The password `gatehouse users create` sets, when given in the environment rather than on stdin.
+ * The CLI's alone (the server never reads it); empty counts as unset, as for every variable.
+ */
+export function cliPassword(env: Environment = process.env): string | undefined {
+  const value = env['GATEHOUSE_PASSWORD'];
+  return value === undefined || value === '' ? undefined : value;
+}
+
 /** Never echo secrets back, even into an error line. */
 function describeValue(variable: string, value: string): string {
   if (/SECRET|KEY|DATABASE_URL/.test(variable)) return `${value.length} characters`;

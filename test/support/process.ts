@@ -17,13 +17,20 @@ export interface GatehouseProcess {
 /**
  * Runs a real Gatehouse process (`src/main.ts` or `src/cli.ts` through tsx) with exactly the
  * given environment plus PATH, so nothing leaks in from the test runner's own environment.
+ * `stdin`, when given, is written to the process's stdin and closed; otherwise stdin is empty.
  */
-export function spawnGatehouse(env: Record<string, string>, entry: 'main' | 'cli' = 'main', args: readonly string[] = []): GatehouseProcess {
+export function spawnGatehouse(
+  env: Record<string, string>,
+  entry: 'main' | 'cli' = 'main',
+  args: readonly string[] = [],
+  options: { stdin?: string } = {},
+): GatehouseProcess {
   const child = spawn(process.execPath, ['--import', 'tsx', `src/${entry}.ts`, ...args], {
     cwd: REPO_ROOT,
     env: { PATH: process.env['PATH'] ?? '', HOME: process.env['HOME'] ?? '/tmp', ...env },
-    stdio: ['ignore', 'pipe', 'pipe'],
+    stdio: [options.stdin === undefined ? 'ignore' : 'pipe', 'pipe', 'pipe'],
   });
+  if (options.stdin !== undefined) child.stdin?.end(options.stdin);
   const output = { stdout: '', stderr: '' };
   child.stdout?.on('data', (chunk: Buffer) => (output.stdout += chunk.toString('utf8')));
   child.stderr?.on('data', (chunk: Buffer) => (output.stderr += chunk.toString('utf8')));

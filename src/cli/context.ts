@@ -1,0 +1,64 @@
+import { randomUUID } from 'node:crypto';
+import type { Logger } from 'pino';
+import type { AdminServices } from '../app.js';
+import type { AuditContext } from '../admin/audit.js';
+import { loadConfig, type Config } from '../config.js';
+import type { Database } from '../db/database.js';
+import { createLogger } from '../logger.js';
+import type { Output } from './command.js';
+
+// The app and the database drivers are loaded only by commands that use them, so that help and
+// usage errors answer at once.
+
+/** What a command that changes or reads Gatehouse's data gets: the admin API's own services. */
+export interface CliServices {
+  readonly config: Config;
+  readonly services: AdminServices;
+  /** Changes are audited with actor `cli` and one request id per invocation, to group its events. */
+  readonly audit: AuditContext;
+}
+
+/** Quieter than the server by default, and on stderr: stdout carries the command's result. */
+function cliLogger(config: Config): Logger {
+  return createLogger(config.logLevel === 'info' ? 'warn' : config.logLevel, process.stderr);
+}
+
+/** Opens the database only (no migrations, keys or bootstrap): for `migrate`. */
+export async function withDatabase<T>(fn: (db: Database) => Promise<T>): Promise<T> {
+  const config = loadConfig();
+  const { openDatabase } = await import('../runtime.js');
+  const db = await openDatabase(config, cliLogger(config));
+  try {
+    return await fn(db);
+  } finally {
+    await db.close();
+  }
+}
+
+/**
+ * Prepares the runtime exactly as the server does (migrations, keys, bootstrap admin), builds
+ * the app without listening, and hands its services to `fn`.
+ */
+export async function withServices<T>(output: Output, fn: (cli: CliServices) => Promise<T>): Promise<T> {
+  const config = loadConfig();
+  const logger = cliLogger(config);
+  const [{ openRuntime }, { createApp }, { announceGeneratedAdmin }] = await Promise.all([
+    import('../runtime.js'),
+    import('../app.js'),
+    import('../admin/bootstrap-client.js'),
+  ]);
+  const runtime = await openRuntime(config, logger);
+  try {
+    // On an empty database the CLI may be the first to start: its generated admin client is shown
+    // here, once (on stderr under --json, so stdout stays one JSON document).
+    announceGeneratedAdmin(runtime.bootstrap, (text) => (output.json ? output.err(text) : output.out(text)));
+    const built = await createApp(runtime);
+    try {
+      return await fn({ config, services: built.services, audit: { actor: 'cli', clientIp: null, requestId: randomUUID(), logger } });
+    } finally {
+      built.stop();
+    }
+  } finally {
+    await runtime.db.close();
+  }
+}

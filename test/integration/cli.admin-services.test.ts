@@ -1,0 +1,304 @@
+import assert from 'node:assert/strict';
+import { randomBytes } from 'node:crypto';
+import { after, before, describe, test } from 'node:test';
+import type { Database } from '../../src/db/database.js';
+import { ADMIN_SCOPES } from '../../src/admin/scopes.js';
+import { createTestDatabase, type TestDatabase } from '../support/database.js';
+import { spawnGatehouse } from '../support/process.js';
+import { waitFor } from '../support/server.js';
+
+// The operator CLI as a child process against a test database: each command goes through the
+// admin API's services, so the rows and audit events are the ones the API would have written.
+// Each run opens the database (and PGlite is one process at a time), so assertions are batched
+// per run and the test's own queries run between CLI runs.
+
+const ISSUER = 'http://gatehouse.test';
+
+interface AuditRow extends Record<string, unknown> {
+  type: string;
+  actor: string | null;
+  target: string | null;
+  request_id: string | null;
+}
+
+describe('operator CLI: clients, resource servers, users, admin clients and the audit trail', () => {
+  let database: TestDatabase;
+  let env: Record<string, string>;
+
+  before(async () => {
+    database = await createTestDatabase();
+    env = {
+      ISSUER,
+      DATA_DIR: database.dataDir,
+      MASTER_KEY: randomBytes(32).toString('base64url'),
+      LOG_LEVEL: 'warn',
+      ...(database.url === undefined ? {} : { DATABASE_URL: database.url }),
+    };
+  });
+  after(() => database.drop());
+
+  async function cli(args: readonly string[], options: { env?: Record<string, string>; stdin?: string } = {}) {
+    const run = spawnGatehouse({ ...env, ...options.env }, 'cli', args, options.stdin === undefined ? {} : { stdin: options.stdin });
+    const code = await run.exited;
+    assert.doesNotMatch(run.output.stderr, /\n\s+at /, 'a stack trace');
+    return { code, ...run.output };
+  }
+
+  /** The test's own look at the database, closed again before the next CLI run opens it. */
+  async function inDatabase<T>(fn: (db: Database) => Promise<T>): Promise<T> {
+    const db = await database.connect();
+    try {
+      return await fn(db);
+    } finally {
+      await db.close();
+    }
+  }
+
+  async function auditEvents(db: Database, target: string): Promise<AuditRow[]> {
+    const { rows } = await db.query<AuditRow>('SELECT type, actor, target, request_id FROM audit_events WHERE target = $1 ORDER BY id', [target]);
+    return rows;
+  }
+
+  let billingId = '';
+  let clientId = '';
+
+  test('resource-servers create --json prints only JSON on stdout; list shows it beside the built-in one', async () => {
+    const created = await cli([
+      'resource-servers',
+      'create',
+      '--identifier',
+      'https://billing.test',
+      '--name',
+      'Billing',
+      '--scope',
+      'invoices:read',
+      '--scope',
+      'invoices:write refunds:create',
+      '--ttl',
+      '300',
+      '--json',
+    ]);
+    assert.equal(created.code, 0, created.stderr);
+    const server = JSON.parse(created.stdout) as { id: string; identifier: string; scopes: string[]; access_token_ttl: number };
+    billingId = server.id;
+    assert.deepEqual(server.scopes, ['invoices:read', 'invoices:write', 'refunds:create']);
+    assert.equal(server.access_token_ttl, 300);
+    // The first run on an empty database generated the admin client: announced on stderr under --json.
+    assert.match(created.stderr, /client_secret: +[\w-]{43}/);
+
+    const listed = await cli(['resource-servers', 'list']);
+    assert.equal(listed.code, 0, listed.stderr);
+    assert.match(listed.stdout, /^ID +IDENTIFIER +NAME +SCOPES +TTL +ALG +INNER_LAYER$/m);
+    assert.match(listed.stdout, new RegExp(`^${billingId} +https://billing\\.test +Billing +invoices:read,invoices:write,refunds:create +300 +ES256 +no$`, 'm'));
+    assert.match(listed.stdout, new RegExp(`^\\S+ +${ISSUER}/admin +`, 'm'));
+
+    const taken = await cli(['resource-servers', 'create', '--identifier', 'https://billing.test', '--name', 'Again']);
+    assert.equal(taken.code, 4);
+    assert.equal(taken.stderr, 'gatehouse: a resource server with that identifier already exists\ngatehouse: #/identifier: already registered (--identifier)\n');
+
+    await inDatabase(async (db) => {
+      assert.deepEqual(
+        (await auditEvents(db, billingId)).map((event) => [event.type, event.actor]),
+        [['resource_server.created', 'cli']],
+      );
+    });
+  });
+
+  test('clients create prints client_id and client_secret once; the database holds a hash and a client.created event by cli', async () => {
+    const created = await cli(['clients', 'create', '--name', 'billing-worker', '--grant', 'client_credentials', '--resource', 'https://billing.test', '--scope', 'invoices:read refunds:create']);
+    assert.equal(created.code, 0, created.stderr);
+    const match = /^client_id: +(\S+)\nclient_secret: +(\S+)\n$/.exec(created.stdout);
+    assert.ok(match, created.stdout);
+    clientId = match[1]!;
+    const secret = match[2]!;
+    assert.match(secret, /^[\w-]{43}$/);
+    assert.match(created.stderr, /not shown again/);
+
+    // Checked against the resource servers in the database, so after it was opened: still exit 2.
+    const unknown = await cli(['clients', 'create', '--name', 'x', '--grant', 'client_credentials', '--resource', 'https://nowhere.test', '--scope', 'invoices:read']);
+    assert.equal(unknown.code, 2);
+    assert.equal(
+      unknown.stderr,
+      'gatehouse: #/allowed_resources/0: no resource server has this identifier (--resource)\ngatehouse: #/scope: not defined by the allowed resource servers: invoices:read (--scope)\n',
+    );
+
+    const listed = await cli(['clients', 'list', '--name-prefix', 'billing', '--json']);
+    assert.equal(listed.code, 0, listed.stderr);
+    const page = JSON.parse(listed.stdout) as { items: { client_id: string; scope: string; allowed_resources: string[] }[]; next_cursor: string | null };
+    assert.deepEqual(
+      page.items.map((client) => [client.client_id, client.scope, client.allowed_resources]),
+      [[clientId, 'invoices:read refunds:create', ['https://billing.test']]],
+    );
+    assert.equal(page.next_cursor, null);
+    assert.doesNotMatch(listed.stdout, new RegExp(secret));
+
+    await inDatabase(async (db) => {
+      const { rows } = await db.query<{ client_secret_hash: string | null; metadata: { grant_types: string[] } }>('SELECT client_secret_hash, metadata FROM clients WHERE client_id = $1', [clientId]);
+      const row = rows[0];
+      assert.ok(row?.client_secret_hash);
+      assert.ok(!row.client_secret_hash.includes(secret), 'the secret is stored only as a hash');
+      assert.deepEqual(row.metadata.grant_types, ['client_credentials']);
+      const events = await auditEvents(db, clientId);
+      assert.deepEqual(
+        events.map((event) => [event.type, event.actor]),
+        [['client.created', 'cli']],
+      );
+      assert.match(events[0]!.request_id ?? '', /^[0-9a-f-]{36}$/);
+    });
+  });
+
+  test('clients rotate-secret prints a new secret once; clients delete, then not found exits 3', async () => {
+    const before = await inDatabase(async (db) => (await db.query<{ h: string }>('SELECT client_secret_hash AS h FROM clients WHERE client_id = $1', [clientId])).rows[0]?.h);
+    const rotated = await cli(['clients', 'rotate-secret', clientId, '--json']);
+    assert.equal(rotated.code, 0, rotated.stderr);
+    const body = JSON.parse(rotated.stdout) as { client_id: string; client_secret: string; client_secret_expires_at: number };
+    assert.equal(body.client_id, clientId);
+    assert.match(body.client_secret, /^[\w-]{43}$/);
+    assert.equal(body.client_secret_expires_at, 0);
+    await inDatabase(async (db) => {
+      const after = (await db.query<{ h: string }>('SELECT client_secret_hash AS h FROM clients WHERE client_id = $1', [clientId])).rows[0]?.h;
+      assert.ok(before && after && after !== before, 'a new hash replaces the old one');
+      assert.ok(!after.includes(body.client_secret));
+    });
+
+    const deleted = await cli(['clients', 'delete', clientId]);
+    assert.equal(deleted.code, 0, deleted.stderr);
+    assert.equal(deleted.stdout, `deleted client ${clientId}\n`);
+    const again = await cli(['clients', 'delete', clientId]);
+    assert.equal(again.code, 3);
+    assert.equal(again.stderr, 'gatehouse: no client with that client_id\n');
+
+    await inDatabase(async (db) => {
+      assert.equal((await db.query('SELECT 1 FROM clients WHERE client_id = $1', [clientId])).rowCount, 0);
+      assert.deepEqual(
+        (await auditEvents(db, clientId)).map((event) => [event.type, event.actor]),
+        [
+          ['client.created', 'cli'],
+          ['client.secret_rotated', 'cli'],
+          ['client.deleted', 'cli'],
+        ],
+      );
+    });
+  });
+
+  let aliceId = '';
+
+  test('users create takes the password from GATEHOUSE_PASSWORD or stdin, never a flag; disable and reset-mfa', async () => {
+    const fromEnvironment = await cli(['users', 'create', '--username', 'alice', '--email', 'alice@example.com', '--role', 'admin', '--role', 'ops', '--json'], {
+      env: { GATEHOUSE_PASSWORD: 'correct horse battery staple' },
+    });
+    assert.equal(fromEnvironment.code, 0, fromEnvironment.stderr);
+    const alice = JSON.parse(fromEnvironment.stdout) as { id: string; username: string; roles: string[]; disabled: boolean };
+    aliceId = alice.id;
+    assert.deepEqual([alice.username, alice.roles, alice.disabled], ['alice', ['admin', 'ops'], false]);
+
+    const fromStdin = await cli(['users', 'create', '--username', 'bob', '--mfa-required'], { stdin: 'piped password, twelve+\n' });
+    assert.equal(fromStdin.code, 0, fromStdin.stderr);
+    assert.match(fromStdin.stdout, /^username: +bob$/m);
+    assert.match(fromStdin.stdout, /^mfa_required: +true$/m);
+
+    const taken = await cli(['users', 'create', '--username', 'ALICE'], { env: { GATEHOUSE_PASSWORD: 'another long password' } });
+    assert.equal(taken.code, 4);
+    assert.match(taken.stderr, /^gatehouse: a user with that username already exists\ngatehouse: #\/username: already taken/);
+
+    const password = await cli(['users', 'create', '--password', 'hunter2hunter2', '--username', 'carol']);
+    assert.equal(password.code, 2);
+    assert.match(password.stderr, /^gatehouse: unknown option --password\n/);
+
+    const disabled = await cli(['users', 'disable', aliceId]);
+    assert.equal(disabled.code, 0, disabled.stderr);
+    assert.match(disabled.stdout, /^disabled: +true$/m);
+    const reset = await cli(['users', 'reset-mfa', aliceId, '--json']);
+    assert.equal(reset.code, 0, reset.stderr);
+    assert.equal((JSON.parse(reset.stdout) as { mfa_enrolled: boolean }).mfa_enrolled, false);
+    const missing = await cli(['users', 'disable', '00000000-0000-4000-8000-000000000000']);
+    assert.equal(missing.code, 3);
+    assert.equal(missing.stderr, 'gatehouse: no user with that id\n');
+
+    await inDatabase(async (db) => {
+      const { rows } = await db.query<{ username: string; password_hash: string; disabled: boolean }>('SELECT username, password_hash, disabled FROM users ORDER BY username');
+      assert.deepEqual(
+        rows.map((row) => [row.username, row.disabled]),
+        [
+          ['alice', true],
+          ['bob', false],
+        ],
+      );
+      for (const row of rows) assert.match(row.password_hash, /^\$argon2id\$/);
+      assert.deepEqual(
+        (await auditEvents(db, aliceId)).map((event) => [event.type, event.actor]),
+        [
+          ['user.created', 'cli'],
+          ['user.disabled', 'cli'],
+          ['mfa.reset', 'cli'],
+        ],
+      );
+    });
+  });
+
+  test('admin-client create makes a client with every admin scope for <ISSUER>/admin and prints its secret once', async () => {
+    const created = await cli(['admin-client', 'create', '--name', 'deploy pipeline']);
+    assert.equal(created.code, 0, created.stderr);
+    const match = /^client_id: +(\S+)\nclient_secret: +([\w-]{43})\n$/.exec(created.stdout);
+    assert.ok(match, created.stdout);
+    const [, adminId = '', secret = ''] = match;
+
+    const shown = await cli(['clients', 'show', adminId, '--json']);
+    assert.equal(shown.code, 0, shown.stderr);
+    assert.doesNotMatch(shown.stdout, new RegExp(secret));
+    const client = JSON.parse(shown.stdout) as { client_name: string; grant_types: string[]; scope: string; allowed_resources: string[] };
+    assert.deepEqual(client.grant_types, ['client_credentials']);
+    assert.deepEqual(client.scope.split(' ').sort(), [...ADMIN_SCOPES].sort());
+    assert.deepEqual(client.allowed_resources, [`${ISSUER}/admin`]);
+    assert.equal(client.client_name, 'deploy pipeline');
+
+    await inDatabase(async (db) => {
+      assert.deepEqual(
+        (await auditEvents(db, adminId)).map((event) => [event.type, event.actor]),
+        [['client.created', 'cli']],
+      );
+    });
+  });
+
+  test('audit tail shows the newest events oldest first, one line each; --json is JSON Lines', async () => {
+    const tail = await cli(['audit', 'tail', '--limit', '3']);
+    assert.equal(tail.code, 0, tail.stderr);
+    const lines = tail.stdout.trimEnd().split('\n');
+    assert.equal(lines.length, 3);
+    assert.match(lines[0]!, new RegExp(`^\\d{4}-\\d\\d-\\d\\dT\\S+Z +user\\.disabled +cli +${aliceId} +success$`));
+    assert.match(lines[1]!, new RegExp(`^\\S+ +mfa\\.reset +cli +${aliceId} +success$`));
+    assert.match(lines[2]!, /^\S+ +client\.created +cli +\S+ +success$/);
+
+    const json = await cli(['audit', 'tail', '--type', 'client.created', '--json']);
+    assert.equal(json.code, 0, json.stderr);
+    const events = json.stdout
+      .trimEnd()
+      .split('\n')
+      .map((line) => JSON.parse(line) as { id: string; type: string; actor: string; details: Record<string, unknown> });
+    assert.equal(events.length, 2);
+    assert.ok(events.every((event) => event.type === 'client.created' && event.actor === 'cli'));
+    assert.ok(BigInt(events[0]!.id) < BigInt(events[1]!.id), 'oldest first');
+    assert.deepEqual(events[1]!.details['allowed_resources'], [`${ISSUER}/admin`]);
+  });
+
+  test('audit tail --follow prints newer events as they come and exits 0 on SIGTERM', async () => {
+    const follow = spawnGatehouse(env, 'cli', ['audit', 'tail', '--limit', '1', '--follow', '--json']);
+    try {
+      await waitFor(() => follow.output.stdout.includes('"client.created"'), 60_000);
+      if (database.backend === 'postgres') {
+        // PGlite is one process at a time; on PostgreSQL a second CLI can write while the first follows.
+        const created = await cli(['resource-servers', 'create', '--identifier', 'https://followed.test', '--name', 'Followed']);
+        assert.equal(created.code, 0, created.stderr);
+        await waitFor(() => follow.output.stdout.includes('"resource_server.created"'), 15_000);
+      }
+    } finally {
+      follow.kill('SIGTERM');
+    }
+    assert.equal(await follow.exited, 0, follow.output.stderr);
+    const types = follow.output.stdout
+      .trimEnd()
+      .split('\n')
+      .map((line) => (JSON.parse(line) as { type: string }).type);
+    assert.deepEqual(types, database.backend === 'postgres' ? ['client.created', 'resource_server.created'] : ['client.created']);
+  });
+});
