@@ -1,4 +1,4 @@
-import { mkdir } from 'node:fs/promises';
+import { mkdir, readFile, rm, writeFile } from 'node:fs/promises';
 import pg from 'pg';
 import type { PGlite as PGliteType, Transaction as PGliteTransaction } from '@electric-sql/pglite';
 
@@ -197,11 +197,55 @@ function pgliteQueryable(db: PGliteType | PGliteTransaction, afterCommit: (fn: (
   };
 }
 
+export class DatabaseInUseError extends Error {
+  readonly code = 'database_in_use' as const;
+
+  constructor(dataDir: string, pid: number) {
+    super(`the embedded database in ${dataDir} is in use by process ${pid}; stop it first, or use DATABASE_URL for several processes`);
+    this.name = 'DatabaseInUseError';
+  }
+}
+
+function processAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (error) {
+    return (error as NodeJS.ErrnoException).code === 'EPERM';
+  }
+}
+
+/**
+ * PGlite is one process per data dir, and a second process opening it would corrupt it. A lock
+ * file with our pid refuses that; a lock left by a process that no longer runs is taken over.
+ */
+async function lockDataDir(dataDir: string): Promise<() => Promise<void>> {
+  const file = `${dataDir}/gatehouse.pid`;
+  for (;;) {
+    try {
+      await writeFile(file, String(process.pid), { flag: 'wx' });
+      return () => rm(file, { force: true });
+    } catch (error) {
+      if ((error as NodeJS.ErrnoException).code !== 'EEXIST') throw error;
+    }
+    const holder = Number((await readFile(file, 'utf8').catch(() => '')).trim());
+    if (Number.isInteger(holder) && holder > 0 && holder !== process.pid && processAlive(holder)) throw new DatabaseInUseError(dataDir, holder);
+    await rm(file, { force: true });
+  }
+}
+
 /** Embedded PostgreSQL (WASM) persisted in `dataDir`; `undefined` keeps it in memory. */
 export async function openPglite(dataDir: string | undefined): Promise<Database> {
   const { PGlite } = await import('@electric-sql/pglite');
-  if (dataDir !== undefined) await mkdir(dataDir, { recursive: true });
-  const db = await PGlite.create(dataDir === undefined ? {} : { dataDir });
+  let unlock = () => Promise.resolve();
+  if (dataDir !== undefined) {
+    await mkdir(dataDir, { recursive: true });
+    unlock = await lockDataDir(dataDir);
+  }
+  const db = await PGlite.create(dataDir === undefined ? {} : { dataDir }).catch(async (error: unknown) => {
+    await unlock();
+    throw error;
+  });
   const direct = pgliteQueryable(db);
   return {
     kind: 'pglite',
@@ -223,6 +267,7 @@ export async function openPglite(dataDir: string | undefined): Promise<Database>
     },
     async close() {
       await db.close();
+      await unlock();
     },
   };
 }
