@@ -1,11 +1,34 @@
 // @ts-check
 import eslint from '@eslint/js';
 import tseslint from 'typescript-eslint';
+import security from 'eslint-plugin-security';
 
 export default tseslint.config(
   { ignores: ['dist/', 'node_modules/', 'data/', 'coverage/', '.scratch/'] },
   eslint.configs.recommended,
   ...tseslint.configs.recommendedTypeChecked,
+  // Security lint (issue: supply chain and static checks): unsafe regexes, eval, child_process
+  // with non-literal commands, timing-unsafe comparisons, non-literal fs paths and requires.
+  security.configs.recommended,
+  {
+    rules: {
+      // Findings are errors, not warnings: CI fails on them.
+      'security/detect-buffer-noassert': 'error',
+      'security/detect-child-process': 'error',
+      'security/detect-eval-with-expression': 'error',
+      'security/detect-new-buffer': 'error',
+      'security/detect-non-literal-regexp': 'error',
+      'security/detect-non-literal-require': 'error',
+      'security/detect-possible-timing-attacks': 'error',
+      'security/detect-unsafe-regex': 'error',
+      'security/detect-bidi-characters': 'error',
+      // Off, with reasons: every `obj[key]` trips it, and typed keys make it noise in TypeScript;
+      // file paths here come from configuration (DATA_DIR) or module-relative constants, never
+      // from a request.
+      'security/detect-object-injection': 'off',
+      'security/detect-non-literal-fs-filename': 'off',
+    },
+  },
   {
     languageOptions: {
       parserOptions: { projectService: { allowDefaultProject: ['eslint.config.js', 'bin/*.js', '.ci/*.mjs'] }, tsconfigRootDir: import.meta.dirname },
@@ -24,6 +47,11 @@ export default tseslint.config(
   {
     files: ['test/**/*.ts', 'bench/**/*.ts'],
     rules: {
+      // Tests build regexes from values they just produced and spawn the CLI on purpose.
+      'security/detect-non-literal-regexp': 'off',
+      'security/detect-child-process': 'off',
+      'security/detect-unsafe-regex': 'off',
+      'security/detect-possible-timing-attacks': 'off',
       '@typescript-eslint/no-unsafe-assignment': 'off',
       '@typescript-eslint/no-unsafe-member-access': 'off',
       '@typescript-eslint/no-non-null-assertion': 'off',

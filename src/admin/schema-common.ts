@@ -1,3 +1,4 @@
+import { isIPv4 } from 'node:net';
 import { z } from 'zod';
 
 /** RFC 6749 §3.3 scope-token: printable ASCII except space, `"` and `\`. */
@@ -17,7 +18,7 @@ export const absoluteUri = z
   .meta({ format: 'uri', description: 'An absolute URI without a fragment.' });
 
 function isLoopback(hostname: string): boolean {
-  return hostname === 'localhost' || hostname === '127.0.0.1' || hostname === '[::1]' || /^127(\.\d{1,3}){3}$/.test(hostname);
+  return hostname === 'localhost' || hostname === '[::1]' || (isIPv4(hostname) && hostname.startsWith('127.'));
 }
 
 /** Redirect URIs: absolute, https except loopback (RFC 8252 §7.3), no fragment (RFC 6749 §3.1.2). */

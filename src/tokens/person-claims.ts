@@ -29,9 +29,8 @@ function authentication(ctx: KoaContextWithOIDC): Authentication | undefined {
 /** For `extraTokenClaims`: the public person claims. */
 export function publicPersonClaims(ctx: KoaContextWithOIDC, token: PersonToken): Record<string, unknown> | undefined {
   if (token.accountId === undefined) return undefined;
-  const auth = authentication(ctx);
-  if (auth === undefined) return undefined;
-  return { auth_time: auth.authTime, acr: auth.acr };
+  const signIn = authentication(ctx);
+  return signIn === undefined ? undefined : { auth_time: signIn.authTime, acr: signIn.acr };
 }
 
 /** For the inner layer: who the person is (decrypted only by trusted resource servers). */

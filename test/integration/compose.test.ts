@@ -94,6 +94,10 @@ void test('docker-compose config renders postgres and gatehouse with health chec
   assert.match(gatehouse, /DATABASE_URL: postgres:\/\/[^\n]*@postgres:5432\//);
   assert.match(gatehouse, /restart: unless-stopped/);
   assert.match(gatehouse, new RegExp(`MASTER_KEY: ${DUMMY_MASTER_KEY}\\n`));
+  // Least privilege: read-only root filesystem, no capabilities, no privilege escalation.
+  assert.match(gatehouse, /read_only: true/);
+  assert.match(gatehouse, /cap_drop:\n\s+- ALL/);
+  assert.match(gatehouse, /no-new-privileges:true/);
 });
 
 void test('docker-compose defaults ISSUER to https, which production requires', async (t) => {
