@@ -18,6 +18,7 @@ import { accessLog } from './http/access-log.js';
 import { handleErrors } from './http/errors.js';
 import { createMetrics, measureRequests, type Metrics } from './http/metrics.js';
 import { opsRoutes } from './http/ops-routes.js';
+import { createTokenRateLimits } from './http/rate-limit.js';
 import { requestId } from './http/request-id.js';
 import { securityHeaders } from './http/security-headers.js';
 import { createProvider } from './oidc/provider.js';
@@ -47,6 +48,8 @@ export async function createApp(runtime: Runtime): Promise<GatehouseApp> {
   const metrics = createMetrics(() => db.poolStats());
   const resourceServers = createResourceServerRegistry(db);
   const accounts = createAccounts(db);
+  // Created once here, not per provider: a key rotation rebuilds the provider but keeps the counts.
+  const rateLimits = createTokenRateLimits(config.tokenRateLimits, (scope) => metrics.rateLimited.inc({ scope }));
   const secondFactor = createSecondFactor({
     db,
     envelope: runtime.envelope,
@@ -75,6 +78,7 @@ export async function createApp(runtime: Runtime): Promise<GatehouseApp> {
         tokenEscrowKey: runtime.tokenEscrowKey,
         accounts,
         secondFactor,
+        rateLimits,
       }),
   });
 
@@ -105,6 +109,9 @@ export async function createApp(runtime: Runtime): Promise<GatehouseApp> {
   // The provider is mounted, so its cookies are read through this app: same keys, same proxy trust.
   app.keys = [...runtime.cookieKeys];
   app.proxy = config.trustProxy;
+  // With TRUST_PROXY, only the address the nearest proxy saw counts: a client cannot choose its
+  // own address (and dodge throttling) by sending X-Forwarded-For itself.
+  app.maxIpsCount = 1;
   app.silent = true; // errors are logged by our own middleware, without request data
 
   const ops = opsRoutes({ db, migrations: runtime.migrations, metrics, stylesheet: views.stylesheet });

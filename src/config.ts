@@ -1,5 +1,6 @@
 import path from 'node:path';
 import { z } from 'zod';
+import type { RateLimitPolicy } from './http/rate-limit.js';
 
 // The one reader of process.env (STYLE.md §3). Everything else receives a Config.
 
@@ -8,6 +9,26 @@ const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'
 const booleanFlag = z
   .enum(['true', 'false', '1', '0', 'yes', 'no'], { error: 'must be true or false' })
   .transform((value) => value === 'true' || value === '1' || value === 'yes');
+
+// Requests per second; fractions allowed (0.5 is one request every two seconds); 0 disables.
+const ratePerSecond = z.coerce
+  .number({ error: 'must be a number of requests per second' })
+  .min(0, 'must be 0 (off) or more')
+  .max(1_000_000, 'must be at most 1000000');
+const burst = z.coerce.number({ error: 'must be a number of requests' }).int('must be a whole number').min(1, 'must be at least 1').max(10_000_000, 'must be at most 10000000').optional();
+
+/*
+ * Defaults sit above what one process can serve (about 1–3 k tokens/s): a healthy client, the test
+ * suite and `npm run bench:tokens` (one client driving one instance flat out from one address)
+ * never meet them: a ceiling, not a policy. Operators tighten them to what their clients need.
+ */
+const DEFAULT_TOKEN_RATE_PER_CLIENT = 5_000;
+const DEFAULT_TOKEN_RATE_PER_IP = 10_000;
+
+/** Unset burst: two seconds' worth, so a client may catch up after a short pause. */
+function rateLimitPolicy(rate: number, burstSize: number | undefined): RateLimitPolicy {
+  return { ratePerSecond: rate, burst: burstSize ?? Math.max(1, Math.ceil(2 * rate)) };
+}
 
 const environmentSchema = z
   .object({
@@ -55,6 +76,10 @@ const environmentSchema = z
     SHUTDOWN_TIMEOUT_MS: z.coerce.number({ error: 'must be a number' }).int().min(0).max(600_000).default(10_000),
     AUDIT_RETENTION_DAYS: z.coerce.number({ error: 'must be a number of days' }).int('must be whole days').min(1, 'must be at least 1').max(36_500).default(90),
     KEY_REFRESH_INTERVAL_MS: z.coerce.number({ error: 'must be a number' }).int().min(100, 'must be at least 100').max(60_000, 'must be at most 60000').default(2_000),
+    TOKEN_RATE_LIMIT_PER_CLIENT: ratePerSecond.default(DEFAULT_TOKEN_RATE_PER_CLIENT),
+    TOKEN_RATE_LIMIT_PER_CLIENT_BURST: burst,
+    TOKEN_RATE_LIMIT_PER_IP: ratePerSecond.default(DEFAULT_TOKEN_RATE_PER_IP),
+    TOKEN_RATE_LIMIT_PER_IP_BURST: burst,
   })
   .superRefine((env, ctx) => {
     if ((env.BOOTSTRAP_ADMIN_CLIENT_ID === undefined) !== (env.BOOTSTRAP_ADMIN_CLIENT_SECRET === undefined)) {
@@ -93,6 +118,12 @@ export interface Config {
   readonly keyRefreshIntervalMs: number;
   /** Audit events older than this are pruned by the background job. */
   readonly auditRetentionDays: number;
+  /**
+   * Per instance, in memory (src/http/rate-limit.ts says why): token requests per authenticated
+   * client, and POSTs to the token, introspection and revocation endpoints per client IP.
+   * A rate of 0 disables that limit.
+   */
+  readonly tokenRateLimits: { readonly perClient: RateLimitPolicy; readonly perIp: RateLimitPolicy };
 }
 
 export class ConfigError extends Error {
@@ -147,6 +178,10 @@ export function loadConfig(env: Environment = process.env): Config {
     shutdownTimeoutMs: e.SHUTDOWN_TIMEOUT_MS,
     keyRefreshIntervalMs: e.KEY_REFRESH_INTERVAL_MS,
     auditRetentionDays: e.AUDIT_RETENTION_DAYS,
+    tokenRateLimits: {
+      perClient: rateLimitPolicy(e.TOKEN_RATE_LIMIT_PER_CLIENT, e.TOKEN_RATE_LIMIT_PER_CLIENT_BURST),
+      perIp: rateLimitPolicy(e.TOKEN_RATE_LIMIT_PER_IP, e.TOKEN_RATE_LIMIT_PER_IP_BURST),
+    },
   };
 }
 

@@ -37,6 +37,12 @@ export function createMetrics(poolStats: () => PoolStats) {
     labelNames: ['outcome'] as const,
     registers: [registry],
   });
+  const rateLimited = new Counter({
+    name: 'gatehouse_rate_limited_total',
+    help: 'Requests refused with 429 by the token endpoint rate limits, by scope (client or ip)',
+    labelNames: ['scope'] as const,
+    registers: [registry],
+  });
   for (const [name, help, pick] of [
     ['gatehouse_db_pool_connections', 'Database connections open', (s: PoolStats) => s.total],
     ['gatehouse_db_pool_idle', 'Database connections idle', (s: PoolStats) => s.idle],
@@ -52,7 +58,7 @@ export function createMetrics(poolStats: () => PoolStats) {
     });
   }
 
-  return { registry, requestDuration, requests, tokensIssued, loginOutcomes, lockouts };
+  return { registry, requestDuration, requests, tokensIssued, loginOutcomes, lockouts, rateLimited };
 }
 
 export type Metrics = ReturnType<typeof createMetrics>;
@@ -61,6 +67,9 @@ export type Metrics = ReturnType<typeof createMetrics>;
 export function routeLabel(ctx: ParameterizedContext): string {
   const matched = (ctx as { _matchedRoute?: unknown })._matchedRoute;
   if (typeof matched === 'string') return matched;
+  // Set by middleware that answers for a route before its router sees the request (rate limits).
+  const labelled = (ctx.state as { routeLabel?: unknown }).routeLabel;
+  if (typeof labelled === 'string') return labelled;
   const oidcRoute = (ctx as { oidc?: { route?: unknown } }).oidc?.route;
   if (typeof oidcRoute === 'string') return `oidc:${oidcRoute}`;
   if (ctx.path.startsWith('/static/')) return '/static';

@@ -1,5 +1,5 @@
 import { createPublicKey, type JsonWebKey } from 'node:crypto';
-import Provider, { type Configuration, type KoaContextWithOIDC } from 'oidc-provider';
+import Provider, { type CanBePromise, type Configuration, type KoaContextWithOIDC, type TokenEndpointGrantContext, type UnknownObject } from 'oidc-provider';
 import type { Logger } from 'pino';
 import type { ClientSecretHasher } from '../crypto/client-secret.js';
 import { SIGNING_ALGS } from '../crypto/signing-keys.js';
@@ -18,6 +18,7 @@ import type { SecondFactor } from '../accounts/second-factor.js';
 import { loadExistingGrant } from './grants.js';
 import { innerPersonClaims, publicPersonClaims } from '../tokens/person-claims.js';
 import type { Metrics } from '../http/metrics.js';
+import { limitGrantPerClient, limitPerIp, type TokenRateLimits } from '../http/rate-limit.js';
 
 /**
  * The one `new Provider(...)` (STYLE.md §2). Every option that differs from oidc-provider's
@@ -39,6 +40,8 @@ export interface ProviderDependencies {
   readonly tokenEscrowKey: Buffer;
   readonly accounts: Accounts;
   readonly secondFactor: SecondFactor;
+  /** Shared by every provider this process builds, so a key rotation does not reset them. */
+  readonly rateLimits: TokenRateLimits;
 }
 
 /** The public halves of the provider's signing keys, for verifying our own JWTs in-process. */
@@ -50,6 +53,9 @@ function publicHalves(jwks: { keys: JsonWebKey[] }): { keys: JsonWebKey[] } {
     }),
   };
 }
+
+/** The endpoints the per-IP limit guards: every one of them authenticates a client. */
+const IP_LIMITED_ROUTES = ['token', 'introspection', 'revocation'] as const;
 
 const ALGS = [...SIGNING_ALGS];
 const DEFAULT_ACCESS_TOKEN_TTL = 900;
@@ -199,7 +205,22 @@ export function createProvider(deps: ProviderDependencies): Provider {
     },
   };
 
-  const provider = new Provider(deps.issuer, configuration);
+  // The per-client limit must run after client authentication and before the grant does any
+  // work; the provider has no hook there, but it registers every built-in grant type through
+  // registerGrantType during construction, so each handler is wrapped on its way in.
+  // test/integration/rate-limit.test.ts fails if a release stops doing that.
+  class RateLimitedProvider extends Provider {
+    override registerGrantType<Params extends object = UnknownObject>(
+      name: string,
+      handler: (ctx: TokenEndpointGrantContext<Params>) => CanBePromise<void>,
+      params?: string | readonly string[] | ReadonlySet<string>,
+      duplicates?: string | readonly string[] | ReadonlySet<string>,
+    ): void {
+      super.registerGrantType(name, limitGrantPerClient(deps.rateLimits, handler), params, duplicates);
+    }
+  }
+
+  const provider = new RateLimitedProvider(deps.issuer, configuration);
   // Behind a TLS-terminating proxy the issuer's https URLs must be reconstructed from X-Forwarded-*.
   provider.proxy = deps.trustProxy;
 
@@ -246,6 +267,10 @@ export function createProvider(deps: ProviderDependencies): Provider {
       deps.logger.error({ err: error, route: ctx.oidc?.route }, 'oidc-provider server_error');
     }
   });
+
+  // Per-IP limits first, before the provider reads a body or looks up a client. Paths are the
+  // router's own (mountPath ''), as the provider is mounted at the root of the app.
+  provider.use(limitPerIp(deps.rateLimits, new Set(IP_LIMITED_ROUTES.map((route) => provider.pathFor(route, { mountPath: '' })))));
 
   // SPEC §6: when the database is gone, protocol endpoints answer 503 temporarily_unavailable
   // (RFC 6749 §4.1.2.1) instead of the provider's generic 500 server_error.
