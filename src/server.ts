@@ -1,8 +1,15 @@
 import { once } from 'node:events';
 import http from 'node:http';
-import type { AddressInfo } from 'node:net';
+import net, { type AddressInfo } from 'node:net';
 import { createApp, type GatehouseApp } from './app.js';
 import type { Runtime } from './runtime.js';
+
+/**
+ * How long, after the listener closes, an idle kept-alive connection may still deliver a request
+ * (served with `Connection: close`) before it is closed: a request a client or load balancer sent
+ * just before SIGTERM may still be in the socket buffer, unread, and would otherwise be reset.
+ */
+const IDLE_CONNECTION_GRACE_MS = 250;
 
 export interface RunningServer extends GatehouseApp {
   readonly server: http.Server;
@@ -35,12 +42,18 @@ export async function startServer(runtime: Runtime, listen: { port: number; host
 
   const close = () => {
     closing ??= (async () => {
-      const closed = new Promise<void>((resolve) => server.close(() => resolve()));
+      const closed = new Promise<void>((resolve) => server.once('close', () => resolve()));
+      // Stop accepting now. http.Server#close would also destroy every idle kept-alive connection
+      // at once, dropping requests already sent on them but not yet read (a third of those in
+      // flight, under load: test/integration/shutdown.load.test.ts); net.Server#close leaves them
+      // for the grace period, then http.Server#close closes whatever is still idle.
+      net.Server.prototype.close.call(server);
       for (const res of inFlight) if (!res.headersSent) res.setHeader('Connection', 'close');
-      server.closeIdleConnections();
+      const idle = setTimeout(() => server.close(), Math.min(IDLE_CONNECTION_GRACE_MS, runtime.config.shutdownTimeoutMs));
       const force = setTimeout(() => server.closeAllConnections(), runtime.config.shutdownTimeoutMs);
       force.unref();
       await closed;
+      clearTimeout(idle);
       clearTimeout(force);
       built.stop();
       await runtime.db.close();

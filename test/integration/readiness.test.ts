@@ -1,7 +1,11 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
+import * as oidc from 'openid-client';
+import { adminCall, adminToken } from '../support/admin-api.js';
+import { CookieClient, formAction, hiddenField } from '../support/cookie-client.js';
 import { backends, createTestDatabase, postgresUrl, type TestDatabase } from '../support/database.js';
 import { startTestServer, waitFor, type TestServer } from '../support/server.js';
+import { pkceParams, startAuthorization } from '../support/sign-in.js';
 import { startTcpProxy, type TcpProxy } from '../support/tcp-proxy.js';
 
 // SPEC §6: /readyz reports the database and migrations; when PostgreSQL goes away requests fail
@@ -138,5 +142,67 @@ describe('PostgreSQL going away and coming back', { skip: postgresUrl === undefi
     const levels = server.logs.lines.map((line) => (JSON.parse(line) as { level?: string }).level);
     assert.ok(!levels.includes('error') && !levels.includes('fatal'), server.logs.text);
     assert.match(server.logs.text, /"msg":"database unavailable"/);
+  });
+
+  test('sign-in pages answer the HTML error page with 503 while the database is gone, then work again', async () => {
+    const redirect = 'http://127.0.0.1:9/callback';
+    const token = await adminToken(server, 'admin:clients admin:users');
+    const client = await adminCall<{ client_id: string; client_secret: string }>(
+      server,
+      'POST',
+      '/clients',
+      { client_name: 'Outage app', grant_types: ['authorization_code'], redirect_uris: [redirect], allowed_resources: [], scope: 'openid' },
+      token,
+    );
+    assert.equal(client.status, 201, JSON.stringify(client.body));
+    assert.equal((await adminCall(server, 'POST', '/users', { username: 'outage-user', password: 'correct horse battery staple' }, token)).status, 201);
+    const config = await oidc.discovery(new URL(server.issuer), client.body.client_id, client.body.client_secret, undefined, { execute: [oidc.allowInsecureRequests] });
+    const browser = new CookieClient();
+    const { params } = await pkceParams(redirect, 'openid');
+    const page = await startAuthorization(browser, config, server.url, params);
+    assert.equal(page.status, 200);
+    const pageUrl = new URL(page.url);
+    const html = await page.text();
+    const login = { action: new URL(formAction(html, /\/login$/)!, server.url), csrf: hiddenField(html, 'csrf') ?? '' };
+    const logLinesBefore = server.logs.lines.length;
+
+    await proxy.cut();
+    try {
+      await waitFor(async () => (await readyz(server)).status === 503, 5_000, 100);
+      const shown = async (what: string, request: () => Promise<Response>) => {
+        const started = Date.now();
+        const response = await request();
+        const body = await response.text();
+        assert.ok(Date.now() - started < 5_000, `${what}: answered rather than hung`);
+        assert.equal(response.status, 503, `${what}: ${body}`);
+        assert.match(response.headers.get('content-type') ?? '', /^text\/html/, what);
+        assert.match(body, /temporarily unavailable/i, `${what}: the error page`);
+        assert.doesNotMatch(body, /\bat .+\.(ts|js):\d+|Error:|ECONNREFUSED|pg-pool|node_modules/, `${what}: no stack or internals`);
+        assert.doesNotMatch(body, /name="password"/, `${what}: not the login form`);
+      };
+      await shown('the interaction page', () => browser.request(pageUrl, { signal: AbortSignal.timeout(5_000) }));
+      await shown('the login POST', () =>
+        browser.request(login.action, {
+          method: 'POST',
+          headers: { 'content-type': 'application/x-www-form-urlencoded' },
+          body: new URLSearchParams({ csrf: login.csrf, username: 'outage-user', password: 'correct horse battery staple' }),
+          signal: AbortSignal.timeout(5_000),
+        }),
+      );
+      await shown('a new authorization request', () =>
+        browser.request(oidc.buildAuthorizationUrl(config, params), { headers: { accept: 'text/html' }, signal: AbortSignal.timeout(5_000) }),
+      );
+    } finally {
+      await proxy.restore();
+    }
+
+    await waitFor(async () => (await readyz(server)).status === 200, 30_000, 200);
+    // The same sign-in carries on: its interaction was kept in the database.
+    const again = await browser.request(pageUrl);
+    assert.equal(again.status, 200);
+    assert.match(await again.text(), /name="password"/);
+    // An outage is logged as a warning, never as an error with a stack.
+    const levels = server.logs.lines.slice(logLinesBefore).map((line) => (JSON.parse(line) as { level?: string }).level);
+    assert.ok(!levels.includes('error') && !levels.includes('fatal'), server.logs.lines.slice(logLinesBefore).join('\n'));
   });
 });
