@@ -1,9 +1,21 @@
 import type { Middleware } from 'koa';
 import getRawBody from 'raw-body';
+import { hasLoneSurrogate } from '../db/database.js';
 import { ProblemError } from './problem.js';
 
 /** The largest admin API request body. */
 export const BODY_LIMIT = '64kb';
+
+class LoneSurrogateError extends Error {}
+
+/**
+ * RFC 8259 §8.2: a string with an unpaired surrogate escape ("\ud800") is not Unicode; stored, it
+ * would silently become U+FFFD (or fail in jsonb). Refused as malformed, keys included.
+ */
+function refuseLoneSurrogates(key: string, value: unknown): unknown {
+  if (hasLoneSurrogate(key) || (typeof value === 'string' && hasLoneSurrogate(value))) throw new LoneSurrogateError();
+  return value;
+}
 
 /**
  * JSON bodies for the admin API only (a global body parser in front of oidc-provider would
@@ -33,8 +45,9 @@ export function jsonBody(): Middleware {
       throw new ProblemError('malformed_body', 'The body could not be read.');
     }
     try {
-      ctx.state['body'] = text.trim() === '' ? undefined : (JSON.parse(text) as unknown);
-    } catch {
+      ctx.state['body'] = text.trim() === '' ? undefined : (JSON.parse(text, refuseLoneSurrogates) as unknown);
+    } catch (error) {
+      if (error instanceof LoneSurrogateError) throw new ProblemError('malformed_body', 'The body contains an unpaired surrogate escape (\\uD800-\\uDFFF), which is not Unicode text.');
       throw new ProblemError('malformed_body', 'The body is not valid JSON.');
     }
     await next();

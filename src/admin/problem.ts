@@ -137,7 +137,7 @@ export function problemErrors(logger: Logger): Middleware {
       }
     } catch (error) {
       if (error instanceof ProblemError) return writeProblem(ctx, error);
-      if (error instanceof InvalidTextError) return writeProblem(ctx, new ProblemError('validation_failed', 'Input must not contain NUL characters.'));
+      if (error instanceof InvalidTextError) return writeProblem(ctx, new ProblemError('validation_failed', 'Input must not contain NUL characters or unpaired surrogates.'));
       if (isUnavailable(error)) {
         ctx.set('Retry-After', '5');
         return writeProblem(ctx, new ProblemError('service_unavailable', 'The database is unavailable; retry shortly.'));

@@ -20,6 +20,7 @@ import type { ResourceServerService } from './resource-servers/service.js';
 import type { AdminScope } from './scopes.js';
 import { createUserBody, patchUserBody, userListQuery } from './users/schema.js';
 import type { UserService } from './users/service.js';
+import { ROUTER_METHODS } from '../http/errors.js';
 
 export const ADMIN_PREFIX = '/admin/v1';
 
@@ -53,7 +54,7 @@ function respondWithProblem(ctx: ParameterizedContext, failure: BearerFailure): 
  * and JSON bodies, in that order (no body is read before the caller is authenticated).
  */
 export function createAdminApi(deps: AdminApiDeps): Middleware {
-  const router = new Router({ prefix: ADMIN_PREFIX });
+  const router = new Router({ prefix: ADMIN_PREFIX, methods: [...ROUTER_METHODS] });
   const guards = new Map<AdminScope, Middleware>();
   const guard = (scope: AdminScope) => {
     let middleware = guards.get(scope);

@@ -63,7 +63,7 @@ export function reportError(error: unknown, output: Output, command?: Command): 
     return EXIT.failure;
   }
   if (error instanceof InvalidTextError) {
-    line('input must not contain NUL characters');
+    line('input must not contain NUL characters or unpaired surrogates');
     return EXIT.usage;
   }
   if (error instanceof MigrationError) {

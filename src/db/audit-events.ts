@@ -1,4 +1,4 @@
-import type { Queryable } from './database.js';
+import { jsonParam, type Queryable } from './database.js';
 
 export interface AuditEvent {
   readonly type: string;
@@ -30,7 +30,7 @@ export function createAuditEventStore(db: Queryable) {
       await db.query(
         `INSERT INTO audit_events (type, actor, target, client_ip, request_id, outcome, details)
          VALUES ($1, $2, $3, $4, $5, $6, $7)`,
-        [event.type, event.actor, event.target, event.clientIp, event.requestId, event.outcome, JSON.stringify(event.details)],
+        [event.type, event.actor, event.target, event.clientIp, event.requestId, event.outcome, jsonParam(event.details)],
       );
     },
     async list(filter: {

@@ -1,4 +1,4 @@
-import { onlyRow, type Queryable } from './database.js';
+import { jsonParam, onlyRow, type Queryable } from './database.js';
 
 export interface ClientRow extends Record<string, unknown> {
   client_id: string;
@@ -67,7 +67,7 @@ export function createClientStore(db: Queryable) {
           client.clientId,
           client.clientName,
           client.clientSecretHash,
-          JSON.stringify(client.metadata),
+          jsonParam(client.metadata),
           client.allowedResources,
           client.requireMfa,
           client.firstParty ?? false,
@@ -85,7 +85,7 @@ export function createClientStore(db: Queryable) {
            metadata = EXCLUDED.metadata, allowed_resources = EXCLUDED.allowed_resources,
            require_mfa = EXCLUDED.require_mfa, updated_at = now()
          RETURNING ${COLUMNS}`,
-        [client.clientId, client.clientName, client.clientSecretHash, JSON.stringify(client.metadata), client.allowedResources, client.requireMfa],
+        [client.clientId, client.clientName, client.clientSecretHash, jsonParam(client.metadata), client.allowedResources, client.requireMfa],
       );
       return onlyRow(result);
     },
@@ -105,7 +105,7 @@ export function createClientStore(db: Queryable) {
           changes.clientName ?? null,
           changes.clientSecretHash !== undefined,
           changes.clientSecretHash ?? null,
-          changes.metadata === undefined ? null : JSON.stringify(changes.metadata),
+          changes.metadata === undefined ? null : jsonParam(changes.metadata),
           changes.allowedResources ?? null,
           changes.requireMfa ?? null,
           changes.firstParty ?? null,

@@ -74,7 +74,8 @@ export function isUnavailable(error: unknown): boolean {
 
 /**
  * PostgreSQL text cannot hold U+0000, so a parameter containing it can match nothing and would
- * fail inside the database (SQLSTATE 22021). Refused before the query as a client error.
+ * fail inside the database (SQLSTATE 22021). Refused before the query as a client error; so is
+ * JSON for a jsonb column holding U+0000 or a lone surrogate, which jsonb refuses (22P05, 22P02).
  */
 export class InvalidTextError extends Error {
   readonly code = 'invalid_text' as const;
@@ -82,7 +83,7 @@ export class InvalidTextError extends Error {
   readonly expose = true;
 
   constructor() {
-    super('input contains a NUL character');
+    super('input contains a NUL character or an unpaired surrogate');
     this.name = 'InvalidTextError';
   }
 }
@@ -93,6 +94,26 @@ export function containsNul(value: unknown): boolean {
 
 function rejectNul(params: readonly unknown[]): void {
   if (params.some(containsNul)) throw new InvalidTextError();
+}
+
+// A high surrogate not followed by a low one, or a low one not preceded by a high one.
+const LONE_SURROGATE = /[\ud800-\udbff](?![\udc00-\udfff])|(?<![\ud800-\udbff])[\udc00-\udfff]/;
+
+/** True if `text` is not well-formed UTF-16 (String.prototype.isWellFormed is ES2024). */
+export function hasLoneSurrogate(text: string): boolean {
+  return LONE_SURROGATE.test(text);
+}
+
+function unstorableInJsonb(text: string): boolean {
+  return text.includes('\u0000') || hasLoneSurrogate(text);
+}
+
+/** JSON text for a jsonb parameter; throws InvalidTextError if a key or string in it holds U+0000 or a lone surrogate. */
+export function jsonParam(value: unknown): string {
+  return JSON.stringify(value, (key: string, item: unknown) => {
+    if (unstorableInJsonb(key) || (typeof item === 'string' && unstorableInJsonb(item))) throw new InvalidTextError();
+    return item;
+  });
 }
 
 function classify(error: unknown): never {

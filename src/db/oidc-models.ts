@@ -1,4 +1,4 @@
-import type { Queryable } from './database.js';
+import { jsonParam, type Queryable } from './database.js';
 
 /** Rows of oidc_models: every oidc-provider model except Client, keyed by (model, id). */
 
@@ -32,7 +32,7 @@ export function createOidcModelStore(db: Queryable) {
          ON CONFLICT (model, id) DO UPDATE SET
            payload = EXCLUDED.payload, grant_id = EXCLUDED.grant_id, client_id = EXCLUDED.client_id, account_id = EXCLUDED.account_id,
            uid = EXCLUDED.uid, user_code = EXCLUDED.user_code, expires_at = EXCLUDED.expires_at`,
-        [model, id, JSON.stringify(payload), str('grantId'), str('clientId'), str('accountId'), str('uid'), str('userCode'), expiresInSeconds ?? null],
+        [model, id, jsonParam(payload), str('grantId'), str('clientId'), str('accountId'), str('uid'), str('userCode'), expiresInSeconds ?? null],
       );
     },
     find: (model: string, id: string) => findBy('id', model, id),

@@ -1,5 +1,5 @@
 import type { JsonWebKey } from 'node:crypto';
-import { onlyRow, type Queryable } from './database.js';
+import { jsonParam, onlyRow, type Queryable } from './database.js';
 
 export interface ResourceServerRow extends Record<string, unknown> {
   id: string;
@@ -66,7 +66,7 @@ export function createResourceServerStore(db: Queryable) {
           fields.scopes,
           fields.accessTokenTtl,
           fields.signingAlg,
-          fields.innerEncryptionJwk === null ? null : JSON.stringify(fields.innerEncryptionJwk),
+          fields.innerEncryptionJwk === null ? null : jsonParam(fields.innerEncryptionJwk),
           fields.encryptWholeToken,
         ],
       );
@@ -83,7 +83,7 @@ export function createResourceServerStore(db: Queryable) {
           fields.scopes,
           fields.accessTokenTtl,
           fields.signingAlg,
-          fields.innerEncryptionJwk === null ? null : JSON.stringify(fields.innerEncryptionJwk),
+          fields.innerEncryptionJwk === null ? null : jsonParam(fields.innerEncryptionJwk),
           fields.encryptWholeToken,
         ],
       );

@@ -1,3 +1,4 @@
+import { METHODS } from 'node:http';
 import type { Middleware } from 'koa';
 import type { Logger } from 'pino';
 import { isUnavailable } from '../db/database.js';
@@ -19,6 +20,13 @@ export class HttpError extends Error {
     this.expose = status < 500;
   }
 }
+
+/**
+ * The methods Gatehouse's routers count as implemented: every one Node's HTTP parser accepts. A
+ * method a route lacks is then 405 (RFC 9110 §15.5.6) and an unrouted path stays 404, instead of
+ * @koa/router's default 501 for TRACE, PROPFIND and the like: a client's mistake, not a 5xx.
+ */
+export const ROUTER_METHODS: readonly string[] = METHODS;
 
 function statusOf(error: unknown): number {
   if (isUnavailable(error)) return 503;

@@ -3,6 +3,7 @@ import Router from '@koa/router';
 import type { Database } from '../db/database.js';
 import { migrationsCurrent, type Migration } from '../db/migrator.js';
 import type { Metrics } from './metrics.js';
+import { ROUTER_METHODS } from './errors.js';
 import { loadPublicJwks } from '../oidc/keys.js';
 
 const READINESS_TIMEOUT_MS = 2_000;
@@ -17,7 +18,7 @@ function withTimeout<T>(promise: Promise<T>, ms: number): Promise<T> {
 
 /** /healthz, /readyz, /metrics and the hosted pages' stylesheet (SPEC §6). */
 export function opsRoutes(deps: { db: Database; migrations: readonly Migration[]; metrics: Metrics; stylesheet: string }): Router {
-  const router = new Router();
+  const router = new Router({ methods: [...ROUTER_METHODS] });
   const stylesheetEtag = `"${createHash('sha256').update(deps.stylesheet).digest('base64url').slice(0, 16)}"`;
 
   router.get('/healthz', function healthz(ctx) {

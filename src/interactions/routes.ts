@@ -9,6 +9,7 @@ import { recordAudit } from '../admin/audit.js';
 import { InvalidTextError, isUnavailable, type Database } from '../db/database.js';
 import { createUserStore } from '../db/users.js';
 import type { Metrics } from '../http/metrics.js';
+import { ROUTER_METHODS } from '../http/errors.js';
 import { ACR_PASSWORD } from '../oidc/accounts.js';
 import type { ProviderHost } from '../oidc/provider-host.js';
 import type { ResourceServerRegistry } from '../oidc/resource-server-registry.js';
@@ -89,7 +90,7 @@ function param(ctx: ParameterizedContext, name: string): string {
 }
 
 export function interactionRoutes(deps: InteractionDeps): Router {
-  const router = new Router({ prefix: '/interaction' });
+  const router = new Router({ prefix: '/interaction', methods: [...ROUTER_METHODS] });
   const users = createUserStore(deps.db);
 
   const render = (ctx: ParameterizedContext, template: string, data: Record<string, unknown>, status = 200) => {

@@ -1,5 +1,5 @@
-import type { Adapter, AdapterFactory, AdapterPayload } from 'oidc-provider';
-import { containsNul, type Queryable } from '../db/database.js';
+import { errors, type Adapter, type AdapterFactory, type AdapterPayload } from 'oidc-provider';
+import { containsNul, InvalidTextError, type Queryable } from '../db/database.js';
 import { createClientStore } from '../db/clients.js';
 import { createOidcModelStore } from '../db/oidc-models.js';
 import { clientMetadataFromRow } from './clients.js';
@@ -57,16 +57,24 @@ export function createAdapterFactory(db: Queryable): AdapterFactory {
     constructor(private readonly model: string) {}
 
     async upsert(id: string, payload: AdapterPayload, expiresIn: number): Promise<void> {
-      await models.upsert(this.model, id, payload, expiresIn);
+      try {
+        await models.upsert(this.model, id, payload, expiresIn);
+      } catch (error) {
+        // A request parameter the provider keeps (state, nonce, login_hint...) that PostgreSQL cannot
+        // store is the client's mistake: RFC 6749 invalid_request, not a server_error.
+        if (error instanceof InvalidTextError) throw new errors.InvalidRequest('a parameter contains a NUL character or an unpaired surrogate');
+        throw error;
+      }
     }
+    // Nothing stored has an id with U+0000 (text cannot hold it): such a token, code or uid is unknown.
     async find(id: string): Promise<AdapterPayload | undefined> {
-      return asPayload(await models.find(this.model, id));
+      return containsNul(id) ? undefined : asPayload(await models.find(this.model, id));
     }
     async findByUid(uid: string): Promise<AdapterPayload | undefined> {
-      return asPayload(await models.findByUid(this.model, uid));
+      return containsNul(uid) ? undefined : asPayload(await models.findByUid(this.model, uid));
     }
     async findByUserCode(userCode: string): Promise<AdapterPayload | undefined> {
-      return asPayload(await models.findByUserCode(this.model, userCode));
+      return containsNul(userCode) ? undefined : asPayload(await models.findByUserCode(this.model, userCode));
     }
     async consume(id: string): Promise<void> {
       await models.consume(this.model, id);
