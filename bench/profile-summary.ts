@@ -79,7 +79,13 @@ function top(map: Map<string, number>, busy: number, count: number): FrameCost[]
     .map(([frame, micros]) => ({ frame, ms: micros / 1000, percent: busy === 0 ? 0 : (100 * micros) / busy }));
 }
 
-export function summarizeProfile(profile: CpuProfile, count = 25): ProfileSummary {
+/** A stretch of a profile, in the profile's own clock (microseconds; `process.hrtime` on Linux, in any process). */
+export interface ProfileWindow {
+  readonly startMicros: number;
+  readonly endMicros: number;
+}
+
+export function summarizeProfile(profile: CpuProfile, count = 25, window?: ProfileWindow): ProfileSummary {
   const byId = new Map<number, ProfileNode>();
   const parent = new Map<number, number>();
   for (const node of profile.nodes) {
@@ -91,8 +97,11 @@ export function summarizeProfile(profile: CpuProfile, count = 25): ProfileSummar
   const areas = new Map<string, number>();
   let busy = 0;
   let total = 0;
+  let at = profile.startTime;
   for (let i = 0; i < profile.samples.length; i++) {
     const id = profile.samples[i]!;
+    at += profile.timeDeltas[i] ?? 0;
+    if (window !== undefined && (at < window.startMicros || at > window.endMicros)) continue;
     // timeDeltas[i] is the time since the previous sample; attribute the next delta to this one.
     const micros = profile.timeDeltas[i + 1] ?? profile.timeDeltas[i] ?? 0;
     const node = byId.get(id);
@@ -106,8 +115,8 @@ export function summarizeProfile(profile: CpuProfile, count = 25): ProfileSummar
     areas.set(area, (areas.get(area) ?? 0) + micros);
     // Inclusive: every distinct frame on the stack, once per sample (recursion counted once).
     const seen = new Set<string>();
-    for (let at: number | undefined = id; at !== undefined; at = parent.get(at)) {
-      const frame = byId.get(at)?.callFrame;
+    for (let node: number | undefined = id; node !== undefined; node = parent.get(node)) {
+      const frame = byId.get(node)?.callFrame;
       if (frame === undefined || frame.functionName === '(root)') continue;
       const key = frameName(frame);
       if (seen.has(key)) continue;
@@ -118,8 +127,8 @@ export function summarizeProfile(profile: CpuProfile, count = 25): ProfileSummar
   return { busyMs: busy / 1000, totalMs: total / 1000, self: top(self, busy, count), inclusive: top(inclusive, busy, count), areas: top(areas, busy, count) };
 }
 
-export async function summarizeProfileFile(file: string, count = 25): Promise<ProfileSummary> {
-  return summarizeProfile(JSON.parse(await readFile(file, 'utf8')) as CpuProfile, count);
+export async function summarizeProfileFile(file: string, count = 25, window?: ProfileWindow): Promise<ProfileSummary> {
+  return summarizeProfile(JSON.parse(await readFile(file, 'utf8')) as CpuProfile, count, window);
 }
 
 export function profileMarkdown(summary: ProfileSummary, title: string): string {

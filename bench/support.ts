@@ -1,0 +1,427 @@
+import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { once } from 'node:events';
+import { mkdtemp, writeFile } from 'node:fs/promises';
+import { createServer } from 'node:net';
+import { loadavg, tmpdir } from 'node:os';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import autocannon from 'autocannon';
+import pg from 'pg';
+import { profileMarkdown, summarizeProfileFile, type ProfileWindow } from './profile-summary.js';
+
+/**
+ * What the benchmarks (bench/tokens.ts, bench/login.ts) share: settings from the environment,
+ * child processes that cannot outlive the run, a throwaway PostgreSQL database, Gatehouse
+ * started as a child and reached through its admin API, client-credentials load with
+ * autocannon, report helpers, and the run's watchdog and clean-up. All traffic goes to 127.0.0.1.
+ */
+
+export const ROOT = fileURLToPath(new URL('../', import.meta.url));
+export const RESULTS_DIR = path.join(ROOT, 'bench', 'results');
+
+export const log = (message: string) => process.stderr.write(`[bench] ${message}\n`);
+
+/** The commit measured, and whether src/ had uncommitted changes (then the commit alone does not say what ran). */
+export function sourceVersion(): string {
+  try {
+    const git = (...args: string[]) => execFileSync('git', args, { cwd: ROOT, encoding: 'utf8', timeout: 10_000 }).trim();
+    const dirty = git('status', '--porcelain', '--', 'src', 'migrations') !== '';
+    return `${git('rev-parse', '--short', 'HEAD')}${dirty ? ' + uncommitted src changes' : ''}`;
+  } catch {
+    return 'unknown';
+  }
+}
+
+export function envNumber(name: string, fallback: number, min: number, max: number): number {
+  const raw = process.env[name];
+  if (raw === undefined || raw === '') return fallback;
+  const value = Number(raw);
+  if (!Number.isFinite(value) || value < min || value > max) throw new Error(`${name} must be a number between ${min} and ${max} (got ${raw})`);
+  return value;
+}
+
+export function envFlag(name: string): boolean {
+  return ['1', 'true', 'yes'].includes(process.env[name] ?? '');
+}
+
+export const DEFAULT_DATABASE_URL = 'postgres://postgres@127.0.0.1:5432/postgres';
+
+/** `2026-11-23T14-01-32Z`: a run's date as used in result file names. */
+export function fileStamp(date: Date): string {
+  return date.toISOString().replace(/\.\d+Z$/, 'Z').replaceAll(':', '-');
+}
+
+// ---------------------------------------------------------------------------------------------
+// Child processes: each one is tracked, stopped on every exit path, and stops itself when this
+// process dies (bench/exit-with-parent.ts watches the stdin pipe).
+
+export interface Child {
+  readonly name: string;
+  readonly process: ChildProcess;
+  readonly output: { stdout: string; stderr: string };
+  readonly exited: Promise<number | string>;
+  /** Resolves once the process has exited and its stdio has closed. */
+  readonly closed: Promise<unknown>;
+  stop(): Promise<void>;
+}
+
+const children = new Set<Child>();
+const OUTPUT_CAP = 256 * 1024;
+
+export function alive(child: ChildProcess): boolean {
+  return child.exitCode === null && child.signalCode === null;
+}
+
+export function spawnChild(name: string, nodeArgs: readonly string[], env: Record<string, string>): Child {
+  const child = spawn(process.execPath, [...nodeArgs], {
+    cwd: ROOT,
+    env: { PATH: process.env['PATH'] ?? '', HOME: process.env['HOME'] ?? tmpdir(), ...env },
+    stdio: ['pipe', 'pipe', 'pipe'],
+  });
+  const output = { stdout: '', stderr: '' };
+  const keep = (key: 'stdout' | 'stderr') => (chunk: Buffer) => {
+    if (output[key].length < OUTPUT_CAP) output[key] += chunk.toString('utf8');
+  };
+  child.stdout?.on('data', keep('stdout'));
+  child.stderr?.on('data', keep('stderr'));
+  const exited = once(child, 'exit').then(([code, signal]) => (code ?? signal) as number | string);
+  const closed = once(child, 'close');
+  const handle: Child = {
+    name,
+    process: child,
+    output,
+    exited,
+    closed,
+    async stop() {
+      if (alive(child)) {
+        child.kill('SIGTERM');
+        const timer = setTimeout(() => alive(child) && child.kill('SIGKILL'), 20_000);
+        await exited;
+        clearTimeout(timer);
+      }
+      children.delete(handle);
+    },
+  };
+  children.add(handle);
+  return handle;
+}
+
+process.on('exit', () => {
+  for (const child of children) if (alive(child.process)) child.process.kill('SIGKILL');
+});
+
+export function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const probe = createServer();
+    probe.once('error', reject);
+    probe.listen(0, '127.0.0.1', () => {
+      const address = probe.address();
+      probe.close(() => (typeof address === 'object' && address !== null ? resolve(address.port) : reject(new Error('no port'))));
+    });
+  });
+}
+
+export async function waitUntil(what: string, child: Child, check: () => Promise<boolean>, timeoutMs: number): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    if (!alive(child.process)) {
+      // 'exit' can come before the last output: wait (briefly) for stdio to close.
+      await Promise.race([child.closed, new Promise((resolve) => setTimeout(resolve, 2_000))]);
+      throw new Error(`${child.name} exited (${child.process.exitCode ?? child.process.signalCode}) before ${what}:\n${child.output.stderr.slice(-4000)}${child.output.stdout.slice(-2000)}`);
+    }
+    if (await check().catch(() => false)) return;
+    if (Date.now() > deadline) throw new Error(`${child.name}: ${what} not reached within ${timeoutMs} ms:\n${child.output.stderr.slice(-4000)}`);
+    await new Promise((resolve) => setTimeout(resolve, 100));
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Database: a uniquely named PostgreSQL database, or PGlite in a temp dir when unreachable.
+
+export interface BenchDatabase {
+  readonly kind: 'postgres' | 'pglite';
+  readonly url: string | undefined;
+  drop(): Promise<void>;
+}
+
+export async function createBenchDatabase(serverUrl: string): Promise<BenchDatabase> {
+  const admin = new pg.Client({ connectionString: serverUrl, connectionTimeoutMillis: 3_000 });
+  try {
+    await admin.connect();
+  } catch (error) {
+    log(`PostgreSQL unreachable (${(error as Error).message}); falling back to PGlite`);
+    await admin.end().catch(() => undefined);
+    return { kind: 'pglite', url: undefined, drop: () => Promise.resolve() };
+  }
+  const name = `gatehouse_bench_${Date.now().toString(36)}_${randomBytes(4).toString('hex')}`;
+  try {
+    await admin.query(`CREATE DATABASE ${name}`);
+  } finally {
+    await admin.end();
+  }
+  const url = new URL(serverUrl);
+  url.pathname = `/${name}`;
+  let dropped = false;
+  return {
+    kind: 'postgres',
+    url: url.toString(),
+    async drop() {
+      if (dropped) return;
+      dropped = true;
+      const client = new pg.Client({ connectionString: serverUrl, connectionTimeoutMillis: 3_000 });
+      await client.connect();
+      try {
+        await client.query(`DROP DATABASE IF EXISTS ${name} WITH (FORCE)`);
+      } finally {
+        await client.end();
+      }
+    },
+  };
+}
+
+// ---------------------------------------------------------------------------------------------
+// HTTP helpers (127.0.0.1 only).
+
+export function basic(id: string, secret: string): string {
+  // RFC 6749 §2.3.1: form-urlencode each part, then Base64.
+  const encode = (value: string) => encodeURIComponent(value).replaceAll('%20', '+');
+  return `Basic ${Buffer.from(`${encode(id)}:${encode(secret)}`).toString('base64')}`;
+}
+
+/** The client-credentials request every benchmark times (resource servers define `bench:read`). */
+export const TOKEN_BODY = 'grant_type=client_credentials&scope=bench%3Aread';
+
+export async function requestToken(baseUrl: string, authorization: string, body: string): Promise<string> {
+  const response = await fetch(`${baseUrl}/token`, {
+    method: 'POST',
+    headers: { authorization, 'content-type': 'application/x-www-form-urlencoded', accept: 'application/json' },
+    body,
+  });
+  const text = await response.text();
+  if (response.status !== 200) throw new Error(`POST ${baseUrl}/token answered ${response.status}: ${text}`);
+  const token = (JSON.parse(text) as { access_token?: unknown }).access_token;
+  if (typeof token !== 'string') throw new Error(`POST ${baseUrl}/token: no access_token in ${text}`);
+  return token;
+}
+
+export async function adminPost<T>(baseUrl: string, adminToken: string, route: string, body: unknown): Promise<T> {
+  const response = await fetch(`${baseUrl}/admin/v1${route}`, {
+    method: 'POST',
+    headers: { authorization: `Bearer ${adminToken}`, 'content-type': 'application/json', accept: 'application/json' },
+    body: JSON.stringify(body),
+  });
+  const text = await response.text();
+  if (response.status !== 201) throw new Error(`POST /admin/v1${route} answered ${response.status}: ${text}`);
+  return JSON.parse(text) as T;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Gatehouse as a child process.
+
+export interface Gatehouse {
+  readonly child: Child;
+  readonly url: string;
+  readonly dataDir: string;
+  readonly profileFile: string | undefined;
+  /** An admin-API access token with these scopes (the bootstrap admin client's credentials). */
+  adminToken(scopes: readonly string[]): Promise<string>;
+}
+
+/**
+ * Starts Gatehouse (`src/main.ts` through tsx, `LOG_LEVEL=warn`) on a free 127.0.0.1 port and
+ * `database` (PGlite in a temp dir when it has no URL), and waits until /readyz answers 200.
+ * With `profileFile`, it runs under `--cpu-prof` and writes that file when stopped.
+ */
+export async function launchGatehouse(database: BenchDatabase, options: { profileFile?: string | undefined } = {}): Promise<Gatehouse> {
+  const port = await freePort();
+  const url = `http://127.0.0.1:${port}`;
+  const dataDir = await mkdtemp(path.join(tmpdir(), 'gatehouse-bench-'));
+  const admin = { id: 'bench-admin', secret: randomBytes(32).toString('base64url') };
+  const { profileFile } = options;
+  const nodeArgs = [
+    ...(profileFile === undefined ? [] : ['--cpu-prof', `--cpu-prof-dir=${path.dirname(profileFile)}`, `--cpu-prof-name=${path.basename(profileFile)}`]),
+    '--import',
+    'tsx',
+    '--import',
+    './bench/exit-with-parent.ts',
+    'src/main.ts',
+  ];
+  const child = spawnChild('gatehouse', nodeArgs, {
+    PORT: String(port),
+    HOST: '127.0.0.1',
+    ISSUER: url,
+    DATA_DIR: dataDir,
+    MASTER_KEY: randomBytes(32).toString('base64url'),
+    BOOTSTRAP_ADMIN_CLIENT_ID: admin.id,
+    BOOTSTRAP_ADMIN_CLIENT_SECRET: admin.secret,
+    LOG_LEVEL: 'warn',
+    SHUTDOWN_TIMEOUT_MS: '5000',
+    ...(database.url === undefined ? {} : { DATABASE_URL: database.url }),
+  });
+  await waitUntil('ready (/readyz 200)', child, async () => (await fetch(`${url}/readyz`)).status === 200, 120_000);
+  return {
+    child,
+    url,
+    dataDir,
+    profileFile,
+    adminToken: (scopes) =>
+      requestToken(url, basic(admin.id, admin.secret), `grant_type=client_credentials&scope=${encodeURIComponent(scopes.join(' '))}`),
+  };
+}
+
+/**
+ * Stops `gatehouse` (so --cpu-prof writes its file), summarises the profile (only `window`, when
+ * given: see `profileClockMicros`), writes `outFile` and prints it.
+ */
+export async function writeProfileSummary(gatehouse: Gatehouse, title: string, outFile: string, window?: ProfileWindow): Promise<void> {
+  if (gatehouse.profileFile === undefined) return;
+  await gatehouse.child.stop();
+  const summary = await summarizeProfileFile(gatehouse.profileFile, 25, window);
+  const text = profileMarkdown(summary, `${title} (${path.basename(gatehouse.profileFile)})`);
+  await writeFile(outFile, text + '\n');
+  process.stdout.write(`\n${text}\n`);
+  log(`written ${path.relative(ROOT, outFile)}`);
+}
+
+/** Now, in the clock of a child's `--cpu-prof` samples (CLOCK_MONOTONIC on Linux, shared by every process). */
+export function profileClockMicros(): number {
+  return Number(process.hrtime.bigint() / 1000n);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Client-credentials load on POST /token.
+
+export interface TokenTarget {
+  /** Names the target in messages. */
+  readonly row: string;
+  readonly url: string;
+  readonly authorization: string;
+}
+
+export interface RunResult {
+  readonly tokensPerSecond: number;
+  readonly p50Ms: number;
+  readonly p99Ms: number;
+  readonly requests: number;
+  readonly non2xx: number;
+  readonly errors: number;
+  readonly timeouts: number;
+  readonly durationSeconds: number;
+  /** 1-minute load average at the end of the row: well above ~2 means something else was running. */
+  readonly loadAverage: number;
+}
+
+export interface DriveOptions {
+  readonly connections: number;
+  /** Requests per second across all connections; unlimited when absent. */
+  readonly overallRate?: number | undefined;
+  /** autocannon worker threads: 1 keeps the load generator off this process's event loop. */
+  readonly workers?: number | undefined;
+}
+
+/** autocannon on `POST /token` (client_credentials) for `seconds`. */
+export async function drive(target: TokenTarget, seconds: number, options: DriveOptions): Promise<RunResult> {
+  const result = await autocannon({
+    url: `${target.url}/token`,
+    method: 'POST',
+    connections: options.connections,
+    duration: seconds,
+    timeout: 10,
+    ...(options.overallRate === undefined ? {} : { overallRate: options.overallRate }),
+    ...(options.workers === undefined ? {} : { workers: options.workers }),
+    headers: { authorization: target.authorization, 'content-type': 'application/x-www-form-urlencoded', accept: 'application/json' },
+    body: TOKEN_BODY,
+  });
+  const ok = result['2xx'];
+  return {
+    tokensPerSecond: ok / result.duration,
+    p50Ms: result.latency.p50,
+    p99Ms: result.latency.p99,
+    requests: ok + result.non2xx,
+    non2xx: result.non2xx,
+    errors: result.errors,
+    timeouts: result.timeouts,
+    durationSeconds: result.duration,
+    loadAverage: loadavg()[0] ?? 0,
+  };
+}
+
+/** Fails the run when any response was not 2xx, or a connection failed or timed out. */
+export async function failOnBadResponses(target: TokenTarget, run: RunResult): Promise<void> {
+  if (run.non2xx === 0 && run.errors === 0 && run.timeouts === 0 && run.requests > 0) return;
+  let sample: string;
+  try {
+    const response = await fetch(`${target.url}/token`, {
+      method: 'POST',
+      headers: { authorization: target.authorization, 'content-type': 'application/x-www-form-urlencoded' },
+      body: TOKEN_BODY,
+    });
+    sample = `; a request now answers ${response.status}: ${(await response.text()).slice(0, 500)}`;
+  } catch (error) {
+    sample = `; a request now fails: ${(error as Error).message}`;
+  }
+  throw new Error(
+    `row ${target.row}: ${run.non2xx} non-2xx responses, ${run.errors} connection errors, ${run.timeouts} timeouts out of ${run.requests} requests${sample}`,
+  );
+}
+
+// ---------------------------------------------------------------------------------------------
+// Report helpers.
+
+export interface Check {
+  readonly name: string;
+  readonly value: number;
+  readonly display: string;
+  readonly target: string;
+  readonly met: boolean | undefined;
+}
+
+export function median<T>(values: readonly T[], key: (value: T) => number): T {
+  const sorted = [...values].sort((a, b) => key(a) - key(b));
+  return sorted[Math.floor((sorted.length - 1) / 2)]!;
+}
+
+export const fmt = (value: number, digits = 0) => value.toLocaleString('en-US', { minimumFractionDigits: digits, maximumFractionDigits: digits });
+export const pct = (value: number) => `${(value * 100).toFixed(1)} %`;
+
+export function checksTable(checks: readonly Check[]): string[] {
+  return [
+    '| ratio | value | target | met |',
+    '|---|---:|---:|---|',
+    ...checks.map((check) => `| ${check.name} | ${check.display} | ${check.target} | ${check.met === undefined ? '' : check.met ? 'met' : '**NOT met**'} |`),
+  ];
+}
+
+// ---------------------------------------------------------------------------------------------
+// The run: a watchdog bounds it, SIGINT/SIGTERM stop it, and registered clean-ups (stop the
+// children, drop the database) run on every path.
+
+const cleanups: (() => Promise<void>)[] = [];
+
+/** Registers a clean-up that also runs when the run is aborted (watchdog, signal). */
+export function onAbort(cleanup: () => Promise<void>): void {
+  cleanups.push(cleanup);
+}
+
+async function abort(reason: string, code: number): Promise<never> {
+  log(reason);
+  await Promise.race([Promise.allSettled(cleanups.map((cleanup) => cleanup())), new Promise((resolve) => setTimeout(resolve, 25_000))]);
+  process.exit(code);
+}
+
+/** Runs `main` (its result is the exit code) under a watchdog of `budgetMs`. */
+export async function runBench(budgetMs: number, main: () => Promise<number>): Promise<void> {
+  const watchdog = setTimeout(() => void abort(`watchdog: the run exceeded ${Math.round(budgetMs / 1000)} s; stopping`, 2), budgetMs);
+  process.once('SIGINT', () => void abort('interrupted', 130));
+  process.once('SIGTERM', () => void abort('terminated', 143));
+  try {
+    process.exitCode = await main();
+  } catch (error) {
+    log(`FAILED: ${error instanceof Error ? (error.stack ?? error.message) : String(error)}`);
+    process.exitCode = 1;
+  } finally {
+    // Nothing should outlive main(); if something does, the watchdog still ends the run.
+    watchdog.unref();
+  }
+}
