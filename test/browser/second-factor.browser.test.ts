@@ -1,57 +1,21 @@
 /// <reference lib="dom" />
 import assert from 'node:assert/strict';
-import { existsSync } from 'node:fs';
-import { mkdir, readFile } from 'node:fs/promises';
-import { createRequire } from 'node:module';
 import { after, before, describe, test } from 'node:test';
-import { fileURLToPath } from 'node:url';
 import jsqr from 'jsqr';
 import * as oidc from 'openid-client';
-import { chromium, type Browser, type BrowserContext, type Page } from 'playwright-core';
+import type { Browser, BrowserContext, Page } from 'playwright-core';
 import { PNG } from 'pngjs';
 import { adminCall, adminToken } from '../support/admin-api.js';
 import { freezeClock, type FrozenClock } from '../support/clock.js';
 import { startTestServer, type TestServer } from '../support/server.js';
+import { ARTIFACTS, assertAccessible, chromiumMissing, launchChromium, screenshots } from '../support/browser.js';
 import { totpCode } from '../support/totp.js';
 
-const CHROMIUM = '/usr/bin/chromium';
-const ARTIFACTS = fileURLToPath(new URL('../artifacts/', import.meta.url));
 const REDIRECT = 'http://127.0.0.1:8089/callback';
 const PASSWORD = 'correct horse battery staple';
-const axeSource = await readFile(createRequire(import.meta.url).resolve('axe-core/axe.min.js'), 'utf8');
 
-interface AxeViolation {
-  id: string;
-  impact: string | null;
-  help: string;
-  nodes: { target: string[] }[];
-}
 
-/** Runs axe-core in the page; fails on any serious or critical violation. */
-async function assertAccessible(page: Page, label: string): Promise<void> {
-  await page.addScriptTag({ content: axeSource });
-  const violations = await page.evaluate(async () => {
-    const axe = (globalThis as unknown as { axe: { run: () => Promise<{ violations: AxeViolation[] }> } }).axe;
-    return (await axe.run()).violations;
-  });
-  const serious = violations.filter((v) => v.impact === 'serious' || v.impact === 'critical');
-  assert.deepEqual(
-    serious.map((v) => `${v.id}: ${v.help} (${v.nodes.map((n) => n.target.join(' ')).join(', ')})`),
-    [],
-    `${label} has serious accessibility violations`,
-  );
-}
 
-/** Screenshots at phone and desktop widths, kept as CI artifacts (test/artifacts is git-ignored). */
-async function screenshots(page: Page, name: string): Promise<void> {
-  for (const width of [360, 1280]) {
-    await page.setViewportSize({ width, height: width === 360 ? 740 : 800 });
-    await page.screenshot({ path: `${ARTIFACTS}${name}-${width}.png`, fullPage: true });
-    // Readable on a narrow screen: nothing wider than the viewport.
-    const overflow = await page.evaluate(() => document.documentElement.scrollWidth - document.documentElement.clientWidth);
-    assert.ok(overflow <= 0, `${name} scrolls sideways at ${width}px`);
-  }
-}
 
 /** Decodes the QR code in a PNG screenshot. */
 function decodeQr(png: Buffer): string | undefined {
@@ -62,7 +26,7 @@ function decodeQr(png: Buffer): string | undefined {
 
 const activeId = (page: Page) => page.evaluate(() => document.activeElement?.id ?? '');
 
-describe('second-factor pages in headless Chromium', { skip: existsSync(CHROMIUM) ? false : `${CHROMIUM} not installed (.ci/run installs it)` }, () => {
+describe('second-factor pages in headless Chromium', { skip: chromiumMissing }, () => {
   let clock: FrozenClock;
   let server: TestServer;
   let browser: Browser;
@@ -107,7 +71,6 @@ describe('second-factor pages in headless Chromium', { skip: existsSync(CHROMIUM
   }
 
   before(async () => {
-    await mkdir(ARTIFACTS, { recursive: true });
     clock = freezeClock();
     server = await startTestServer();
     const token = await adminToken(server, 'admin:clients admin:users');
@@ -123,10 +86,7 @@ describe('second-factor pages in headless Chromium', { skip: existsSync(CHROMIUM
     assert.equal(user.status, 201, JSON.stringify(user.body));
     userId = user.body.id;
     config = await oidc.discovery(new URL(server.issuer), client.body.client_id, client.body.client_secret, undefined, { execute: [oidc.allowInsecureRequests] });
-    browser = await chromium.launch({
-      executablePath: CHROMIUM,
-      args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-background-networking', '--disable-component-update', '--no-first-run'],
-    });
+    browser = await launchChromium();
   });
   after(async () => {
     await browser?.close();
