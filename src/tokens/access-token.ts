@@ -28,7 +28,7 @@ interface JwtStructure {
   payload: Record<string, unknown>;
 }
 
-/** Extra inner-layer claims for tokens issued to a person (the sign-in issue provides them). */
+/** Extra inner-layer claims for tokens issued to a person (src/tokens/person-claims.ts). */
 export type PersonClaims = (ctx: KoaContextWithOIDC, token: TokenLike) => Promise<Record<string, unknown> | undefined>;
 
 /** Set by the customizer when the token being issued must be encrypted whole. */
