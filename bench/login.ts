@@ -7,6 +7,7 @@ import path from 'node:path';
 import { performance } from 'node:perf_hooks';
 import argon2 from 'argon2';
 import { createRemoteJWKSet, jwtVerify } from 'jose';
+import pg from 'pg';
 import { PASSWORD_PARAMS } from '../src/accounts/passwords.js';
 import { CookieClient, formAction, hiddenField } from '../test/support/cookie-client.js';
 import {
@@ -88,6 +89,9 @@ const TARGETS = { signInsOverArgon2: 0.8, ccP99StormOverIdle: 2 } as const;
 const REDIRECT_URI = 'http://127.0.0.1:9/cb';
 const CC_RESOURCE = 'https://cc.bench.invalid';
 
+/** prom-client's default `eventLoopMonitoringPrecision`, which Gatehouse keeps. */
+const EVENT_LOOP_RESOLUTION_MS = 10;
+
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
 function percentile(sorted: readonly number[], p: number): number {
@@ -154,8 +158,9 @@ interface User {
 
 interface Setup {
   readonly gatehouse: Gatehouse;
-  /** The bench database's name, to tell its PostgreSQL backends from others. */
+  /** The bench database's name, to tell its PostgreSQL backends from others, and its URL (PGlite: none). */
   readonly databaseName: string | undefined;
+  readonly databaseUrl: string | undefined;
   readonly url: string;
   readonly authorizationEndpoint: string;
   readonly signInClient: { readonly id: string; readonly authorization: string };
@@ -197,6 +202,7 @@ async function configure(gatehouse: Gatehouse, database: BenchDatabase): Promise
   return {
     gatehouse,
     databaseName: database.url === undefined ? undefined : new URL(database.url).pathname.slice(1),
+    databaseUrl: database.url,
     url,
     authorizationEndpoint,
     signInClient: { id: signInClient.client_id, authorization: basic(signInClient.client_id, signInClient.client_secret) },
@@ -443,8 +449,22 @@ function coresBetween(before: CpuSample, after: CpuSample): CpuCores {
   return used;
 }
 
+/** Transactions committed in the bench database so far (PostgreSQL's statistics lag by up to ~1 s). */
+async function commitsSoFar(databaseUrl: string | undefined): Promise<number> {
+  if (databaseUrl === undefined) return Number.NaN;
+  const client = new pg.Client({ connectionString: databaseUrl, connectionTimeoutMillis: 3_000 });
+  await client.connect();
+  try {
+    const { rows } = await client.query<{ commits: string }>('SELECT xact_commit::text AS commits FROM pg_stat_database WHERE datname = current_database()');
+    return Number(rows[0]?.commits ?? Number.NaN);
+  } finally {
+    await client.end();
+  }
+}
+
 interface Scrape {
   readonly cpu: CpuSample;
+  readonly commits: number;
   readonly eventLoopP99Ms: number;
   readonly loginSuccesses: number;
   /** Request time per "METHOD route" (summed over statuses), from gatehouse_http_request_duration_seconds. */
@@ -465,7 +485,9 @@ async function scrape(setup: Setup): Promise<Scrape> {
   }
   return {
     cpu: sampleCpu(setup.gatehouse.child.process.pid, setup.databaseName),
-    eventLoopP99Ms: value(/^gatehouse_nodejs_eventloop_lag_p99_seconds(?:\{[^}]*\})? (\S+)$/m) * 1000,
+    commits: await commitsSoFar(setup.databaseUrl),
+    // perf_hooks.monitorEventLoopDelay records whole timer intervals: less prom-client's 10 ms resolution, the delay.
+    eventLoopP99Ms: Math.max(0, value(/^gatehouse_nodejs_eventloop_lag_p99_seconds(?:\{[^}]*\})? (\S+)$/m) * 1000 - EVENT_LOOP_RESOLUTION_MS),
     loginSuccesses: value(/^gatehouse_login_outcomes_total\{outcome="success"\} (\S+)$/m) || 0,
     routes,
   };
@@ -480,6 +502,8 @@ interface RouteTime {
 interface ServerView {
   /** CPU time over wall time in the window, by who used it. */
   readonly cores: CpuCores;
+  /** Transactions committed per second in the bench database. */
+  readonly commitsPerSecond: number;
   /** Gatehouse's event-loop delay p99 in the window. */
   readonly eventLoopP99Ms: number;
   readonly loginSuccesses: number;
@@ -497,6 +521,7 @@ function serverView(before: Scrape, after: Scrape): ServerView {
   routes.sort((a, b) => b.requests * b.meanMs - a.requests * a.meanMs);
   return {
     cores: coresBetween(before.cpu, after.cpu),
+    commitsPerSecond: (after.commits - before.commits) / ((after.cpu.at - before.cpu.at) / 1000),
     eventLoopP99Ms: after.eventLoopP99Ms,
     loginSuccesses: after.loginSuccesses - before.loginSuccesses,
     routes,
@@ -541,7 +566,7 @@ function markdown(report: Report): string {
   const env = report.environment;
   const { argon2Bound: bound, storm, cc } = report;
   const ccRow = (phase: string, run: RunResult & ServerView) =>
-    `| ${phase} | ${fmt(run.tokensPerSecond)} | ${fmt(run.p50Ms, 1)} | ${fmt(run.p99Ms, 1)} | ${fmt(run.requests)} | ${run.non2xx} | ${fmt(run.eventLoopP99Ms, 1)} |`;
+    `| ${phase} | ${fmt(run.tokensPerSecond)} | ${fmt(run.p50Ms, 1)} | ${fmt(run.p99Ms, 1)} | ${fmt(run.requests)} | ${run.non2xx} | ${fmt(run.eventLoopP99Ms, 1)} | ${fmt(run.commitsPerSecond)} |`;
   const coresRow = (phase: string, cores: CpuCores) =>
     `| ${phase} | ${fmt(cores.gatehouse, 2)} | ${fmt(cores.postgres, 2)} | ${fmt(cores.bench, 2)} | ${fmt(cores.other, 2)} | ${fmt(cores.machine, 2)} |`;
   const lines = [
@@ -559,12 +584,13 @@ function markdown(report: Report): string {
     `| successful sign-ins/s through the pages (${storm.workers} loops, ${fmt(storm.windowSeconds, 1)} s window) | ${fmt(storm.signInsPerSecond, 1)} |`,
     `| sign-ins completed in the window (Gatehouse's own success counter over the probe phase and wind-down: ${fmt(cc.storm.loginSuccesses)}) | ${fmt(storm.signIns)} |`,
     `| one sign-in, 4–5 requests: p50 / p99 ms | ${fmt(storm.p50Ms, 0)} / ${fmt(storm.p99Ms, 0)} |`,
+    `| PostgreSQL commits per sign-in, ≈ (storm − idle commits/s) ÷ sign-ins/s | ${fmt((cc.storm.commitsPerSecond - cc.idle.commitsPerSecond) / storm.signInsPerSecond, 1)} |`,
     `| failed sign-ins (ramp-up, window, wind-down) | ${storm.failures} |`,
     '',
     'Client-credentials probe (POST /token, plain ES256 JWT):',
     '',
-    '| phase | tokens/s | p50 ms | p99 ms | requests | non-2xx | Gatehouse event-loop p99 ms |',
-    '|---|---:|---:|---:|---:|---:|---:|',
+    '| phase | tokens/s | p50 ms | p99 ms | requests | non-2xx | Gatehouse event-loop p99 ms | PostgreSQL commits/s |',
+    '|---|---:|---:|---:|---:|---:|---:|---:|',
     ccRow('idle', cc.idle),
     ccRow('during the sign-in storm', cc.storm),
     '',
