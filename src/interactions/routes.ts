@@ -99,10 +99,10 @@ export function interactionRoutes(deps: InteractionDeps): Router {
     ctx.body = deps.views.render(template, data);
   };
 
-  const clientName = async (clientId: unknown) => {
-    const client = typeof clientId === 'string' ? await deps.providers.current().Client.find(clientId) : undefined;
-    return client?.clientName ?? (typeof clientId === 'string' ? clientId : 'the application');
-  };
+  const findClient = (clientId: unknown) => (typeof clientId === 'string' ? deps.providers.current().Client.find(clientId) : Promise.resolve(undefined));
+  const nameOf = (client: { clientName?: string | undefined } | undefined, clientId: unknown) =>
+    client?.clientName ?? (typeof clientId === 'string' ? clientId : 'the application');
+  const clientName = async (clientId: unknown) => nameOf(await findClient(clientId), clientId);
 
   const auditContext = (ctx: ParameterizedContext, actor: string | null) => ({
     actor,
@@ -249,7 +249,9 @@ export function interactionRoutes(deps: InteractionDeps): Router {
     const details = await provider.interactionDetails(ctx.req, ctx.res);
     if (details.prompt.name !== 'login' || details.uid !== uid) throw new PageError(400, 'Request refused', 'This sign-in step is already complete.');
     const form = await checkedForm(ctx, uid);
-    const name = await clientName(details.params['client_id']);
+    // Looked up once: its name is on the page, its require_mfa decides the second factor.
+    const client = await findClient(details.params['client_id']);
+    const name = nameOf(client, details.params['client_id']);
     const username = (form['username'] ?? '').slice(0, 256);
     const password = form['password'] ?? '';
     // PostgreSQL text cannot hold U+0000 (no username contains it): refused here, not a failed query.
@@ -289,7 +291,6 @@ export function interactionRoutes(deps: InteractionDeps): Router {
     await deps.db.transaction((tx) =>
       recordAudit(tx, auditContext(ctx, user.id), { type: 'login.success', target: user.id, details: { client_id: details.params['client_id'] } }),
     );
-    const client = typeof details.params['client_id'] === 'string' ? await provider.Client.find(details.params['client_id']) : undefined;
     const needsSecondFactor = secondFactorRequired({
       userRequiresMfa: user.mfa_required,
       clientRequiresMfa: (client as unknown as { require_mfa?: unknown } | undefined)?.require_mfa === true,
