@@ -28,13 +28,18 @@ import {
   profileClockMicros,
   requestToken,
   RESULTS_DIR,
+  rssCheck,
+  rssLine,
   runBench,
+  sampleRss,
   sourceVersion,
   TOKEN_BODY,
+  writeBenchOutput,
   writeProfileSummary,
   type BenchDatabase,
   type Check,
   type Gatehouse,
+  type RssReport,
   type RunResult,
   type TokenTarget,
 } from './support.js';
@@ -537,6 +542,8 @@ interface Report {
   readonly argon2Bound: Argon2Bound;
   readonly storm: StormResult;
   readonly cc: { readonly idle: RunResult & ServerView; readonly storm: RunResult & ServerView };
+  /** Gatehouse's memory from the probe's warm-up to the end of the storm. */
+  readonly memory: RssReport | undefined;
   readonly checks: Check[];
 }
 
@@ -608,6 +615,8 @@ function markdown(report: Report): string {
     '|---|---:|---:|',
     ...cc.storm.routes.slice(0, 8).map((route) => `| ${route.route} | ${fmt(route.requests)} | ${fmt(route.meanMs, 1)} |`),
     '',
+    rssLine('probe, then sign-in storm with the probe', report.memory),
+    '',
     ...checksTable(report.checks),
     '',
     ...(storm.failures > 0 ? ['Failed sign-ins by reason:', '', ...Object.entries(storm.failureReasons).map(([reason, n]) => `- ${n} × ${reason}`), ''] : []),
@@ -652,6 +661,7 @@ async function main(): Promise<number> {
     await checkSetup(setup);
     log('checked: a sign-in through the pages yields a code that exchanges for an ID token; the probe gets a valid JWT');
 
+    const memorySampler = sampleRss(gatehouse.child.process.pid);
     const probe = { connections: settings.ccConnections, overallRate: settings.ccRate > 0 ? settings.ccRate : undefined, workers: 1 };
     if (settings.warmupSeconds > 0) {
       log(`probe: warm-up ${settings.warmupSeconds} s`);
@@ -685,6 +695,7 @@ async function main(): Promise<number> {
       stormResult = await storm.stop();
     }
     const during = { ...duringRun, ...serverView(before, await scrape(setup)) };
+    const memory = memorySampler.stop();
     await failOnBadResponses(setup.cc, duringRun);
     log(
       `storm: ${stormResult.signInsPerSecond.toFixed(1)} sign-ins/s, ${stormResult.failures} failures; ` +
@@ -700,7 +711,7 @@ async function main(): Promise<number> {
     const bound = argon2Bound([firstArgon2, lastArgon2]);
 
     const cc = { idle, storm: during };
-    const checks = buildChecks(bound, stormResult, cc);
+    const checks = [...buildChecks(bound, stormResult, cc), ...rssCheck('bench:login probe and sign-in storm', memory)];
     const report: Report = {
       date: started.toISOString(),
       environment: {
@@ -721,6 +732,7 @@ async function main(): Promise<number> {
       argon2Bound: bound,
       storm: stormResult,
       cc,
+      memory,
       checks,
     };
 
@@ -729,6 +741,7 @@ async function main(): Promise<number> {
     await writeFile(path.join(RESULTS_DIR, `login-${stamp}.json`), JSON.stringify(report, null, 2) + '\n');
     process.stdout.write(text);
     log(`written bench/results/login-${stamp}.md and .json`);
+    await writeBenchOutput({ title: 'Sign-ins through the pages vs the argon2 bound; client-credentials p99 idle vs storm', markdown: text, checks, data: report });
 
     await writeProfileSummary(
       gatehouse,

@@ -1,6 +1,7 @@
 import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { once } from 'node:events';
+import { readFileSync, writeFileSync } from 'node:fs';
 import { mkdtemp, writeFile } from 'node:fs/promises';
 import { createServer } from 'node:net';
 import { loadavg, tmpdir } from 'node:os';
@@ -424,4 +425,127 @@ export async function runBench(budgetMs: number, main: () => Promise<number>): P
     // Nothing should outlive main(); if something does, the watchdog still ends the run.
     watchdog.unref();
   }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Memory of a child process (Linux /proc; figures are undefined elsewhere).
+
+const MIB = 1024 * 1024;
+
+/** VmRSS (resident now) and VmHWM (peak resident since start or the last reset) of `pid`, in MiB. */
+export function readRss(pid: number): { rssMiB: number; hwmMiB: number } | undefined {
+  try {
+    const status = readFileSync(`/proc/${pid}/status`, 'utf8');
+    const kib = (field: string) => Number(new RegExp(`^${field}:\\s+(\\d+) kB$`, 'm').exec(status)?.[1] ?? Number.NaN);
+    const rss = kib('VmRSS');
+    const hwm = kib('VmHWM');
+    return Number.isFinite(rss) && Number.isFinite(hwm) ? { rssMiB: (rss * 1024) / MIB, hwmMiB: (hwm * 1024) / MIB } : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+export interface RssReport {
+  /** VmRSS when sampling began: the process at rest before the load. */
+  readonly idleMiB: number;
+  /**
+   * Peak resident set during the sampling: VmHWM after it was reset at the start (exact, includes
+   * spikes between samples), else the largest sampled VmRSS.
+   */
+  readonly peakMiB: number;
+  /** The largest VmRSS seen by polling every `intervalMs`. */
+  readonly sampledPeakMiB: number;
+  /** Whether VmHWM could be reset at the start (writing 5 to /proc/<pid>/clear_refs). */
+  readonly hwmReset: boolean;
+  /** VmHWM before the reset: the peak since the process started (start-up included). */
+  readonly lifetimePeakBeforeMiB: number;
+  readonly samples: number;
+}
+
+export interface RssSampler {
+  /** Stops sampling; undefined when /proc could not be read (not Linux, or the process is gone). */
+  stop(): RssReport | undefined;
+}
+
+/**
+ * Samples a process's resident memory while a load runs: idle RSS now, then the peak until
+ * `stop()`. VmHWM is reset first where the kernel allows it, so the peak is the load's own and
+ * not start-up's, and no spike between two samples is missed.
+ */
+export function sampleRss(pid: number | undefined, intervalMs = 100): RssSampler {
+  const first = pid === undefined ? undefined : readRss(pid);
+  if (pid === undefined || first === undefined) return { stop: () => undefined };
+  let hwmReset = false;
+  try {
+    writeFileSync(`/proc/${pid}/clear_refs`, '5');
+    hwmReset = true;
+  } catch {
+    // Not allowed here: fall back to polling VmRSS.
+  }
+  let sampledPeak = first.rssMiB;
+  let samples = 1;
+  const timer = setInterval(() => {
+    const now = readRss(pid);
+    if (now === undefined) return;
+    samples += 1;
+    sampledPeak = Math.max(sampledPeak, now.rssMiB);
+  }, intervalMs);
+  timer.unref();
+  return {
+    stop() {
+      clearInterval(timer);
+      const last = readRss(pid);
+      if (last !== undefined) {
+        samples += 1;
+        sampledPeak = Math.max(sampledPeak, last.rssMiB);
+      }
+      const peak = hwmReset && last !== undefined ? Math.max(last.hwmMiB, sampledPeak) : sampledPeak;
+      return { idleMiB: first.rssMiB, peakMiB: peak, sampledPeakMiB: sampledPeak, hwmReset, lifetimePeakBeforeMiB: first.hwmMiB, samples };
+    },
+  };
+}
+
+/** The peak-RSS target (issue "Performance": RSS ≤ 250 MB under load), as a check. */
+export const RSS_TARGET_MIB = 250;
+
+export function rssCheck(what: string, report: RssReport | undefined): Check[] {
+  if (report === undefined) return [];
+  return [
+    {
+      name: `Gatehouse peak RSS under load (${what})`,
+      value: report.peakMiB,
+      display: `${fmt(report.peakMiB)} MiB`,
+      target: `≤ ${RSS_TARGET_MIB} MiB`,
+      met: report.peakMiB <= RSS_TARGET_MIB,
+    },
+  ];
+}
+
+/** One Markdown line on a load's memory. */
+export function rssLine(what: string, report: RssReport | undefined): string {
+  if (report === undefined) return `Gatehouse memory (${what}): not measured (/proc not readable).`;
+  return (
+    `Gatehouse memory (${what}): ${fmt(report.idleMiB)} MiB resident before the load, peak ${fmt(report.peakMiB)} MiB during it ` +
+    `(${report.hwmReset ? 'VmHWM reset at the start of the load' : `largest of ${report.samples} VmRSS samples`}; ` +
+    `peak since start-up before the load: ${fmt(report.lifetimePeakBeforeMiB)} MiB).`
+  );
+}
+
+// ---------------------------------------------------------------------------------------------
+// The suite protocol (bench/run.ts): with BENCH_OUTPUT=<file>, a bench also writes its title,
+// Markdown, checks and data there as JSON.
+
+export interface BenchOutput {
+  readonly title: string;
+  readonly markdown: string;
+  readonly checks: readonly Check[];
+  readonly data: unknown;
+}
+
+/** Writes `output` to $BENCH_OUTPUT when it is set (the suite runner reads it); otherwise nothing. */
+export async function writeBenchOutput(output: BenchOutput): Promise<void> {
+  const file = process.env['BENCH_OUTPUT'];
+  if (file === undefined || file === '') return;
+  await writeFile(file, JSON.stringify(output, null, 2) + '\n');
+  log(`suite output written to ${file}`);
 }

@@ -23,18 +23,23 @@ import {
   onAbort,
   pct,
   requestToken,
+  rssCheck,
+  rssLine,
   RESULTS_DIR,
   ROOT,
   runBench,
+  sampleRss,
   sourceVersion,
   spawnChild,
   TOKEN_BODY,
   waitUntil,
+  writeBenchOutput,
   writeProfileSummary,
   type BenchDatabase,
   type Check,
   type Child,
   type Gatehouse,
+  type RssReport,
   type RunResult,
   type TokenTarget,
 } from './support.js';
@@ -281,6 +286,8 @@ interface Report {
   readonly environment: Record<string, string | number>;
   readonly rows: Partial<Record<RowName, RunResult & { label: string; rounds: RunResult[] }>>;
   readonly cryptoBound: CryptoBound;
+  /** Gatehouse's memory over its rows (undefined: no Gatehouse row, or /proc not readable). */
+  readonly memory: RssReport | undefined;
   readonly checks: Check[];
 }
 
@@ -314,6 +321,7 @@ function markdown(report: Report): string {
     `| inner: sign + inner JWE | ${fmt(bound.signEncryptMicros, 1)} | ${fmt(bound.innerTokensPerSecond)} |`,
     `| nested: sign + inner JWE + whole-token JWE | ${fmt(bound.nestedMicros, 1)} | ${fmt(bound.nestedTokensPerSecond)} |`,
     '',
+    ...(report.memory === undefined ? [] : [rssLine('its rows', report.memory), '']),
     ...checksTable(report.checks),
     '',
     'Figures drift ±30 % between runs on a shared machine; compare the ratios within one run. ' +
@@ -362,6 +370,7 @@ async function main(): Promise<number> {
 
     const targets = settings.rows.map((row) => (row === 'bare' ? bare!.target : gatehouse!.targets[row]));
     const runs = new Map<RowName, RunResult[]>();
+    const memorySampler = sampleRss(gatehouse?.gatehouse.child.process.pid);
     for (let round = 1; round <= settings.rounds; round++) {
       for (const target of targets) {
         if (round === 1 && settings.warmupSeconds > 0) {
@@ -374,13 +383,14 @@ async function main(): Promise<number> {
         runs.set(target.row, [...(runs.get(target.row) ?? []), run]);
       }
     }
+    const memory = memorySampler.stop();
 
     const rows: Report['rows'] = {};
     for (const target of targets) {
       const rounds = runs.get(target.row) ?? [];
       rows[target.row] = { ...median(rounds, (run) => run.tokensPerSecond), label: target.label, rounds };
     }
-    const checks = buildChecks(rows, cryptoBound);
+    const checks = [...buildChecks(rows, cryptoBound), ...rssCheck('bench:tokens rows', memory)];
     const nodeVersion = process.version;
     const report: Report = {
       date: started.toISOString(),
@@ -399,6 +409,7 @@ async function main(): Promise<number> {
       },
       rows,
       cryptoBound,
+      memory,
       checks,
     };
 
@@ -407,6 +418,7 @@ async function main(): Promise<number> {
     await writeFile(path.join(RESULTS_DIR, `tokens-${stamp}.json`), JSON.stringify(report, null, 2) + '\n');
     process.stdout.write(text);
     log(`written bench/results/tokens-${stamp}.md and .json`);
+    await writeBenchOutput({ title: 'Client credentials: plain, inner, nested vs bare oidc-provider and the crypto bound', markdown: text, checks, data: report });
 
     if (gatehouse !== undefined) {
       await writeProfileSummary(gatehouse.gatehouse, `Gatehouse CPU profile, rows ${settings.rows.join(', ')}`, path.join(RESULTS_DIR, `tokens-${stamp}-profile.md`));
