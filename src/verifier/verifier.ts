@@ -6,7 +6,9 @@ import {
   decodeProtectedHeader,
   errors as joseErrors,
   jwtVerify,
+  type FlattenedJWSInput,
   type JSONWebKeySet,
+  type CompactJWSHeaderParameters,
   type JWTPayload,
   type JWTVerifyGetKey,
 } from 'jose';
@@ -49,6 +51,7 @@ export interface InnerClaims {
   [claim: string]: unknown;
 }
 
+/** Frozen (deeply): the same result may be handed out again for the same token (`cacheMaxAgeSeconds`). */
 export interface VerifiedToken {
   readonly claims: AccessTokenClaims;
   /** Undefined when no `innerKey` was given or the token has no inner layer. */
@@ -70,11 +73,50 @@ export interface VerifierOptions {
   readonly jwks?: () => JSONWebKeySet;
   /** Decrypted inner layers remembered per `jti` (bounded LRU; a token is checked for `exp` before its cache entry is used). Default 10 000. */
   readonly innerCacheSize?: number;
+  /**
+   * Seconds a successful verification is remembered for the exact token string, so a token seen
+   * again skips the signature check and decryption. Default 5; 0 turns the cache off.
+   * A remembered result is still refused as `token_expired` / `token_not_yet_valid` by the current
+   * clock (with `clockTolerance`), never outlives the token's `exp`, and is used only while the
+   * token's `kid` still resolves to the very key that verified it: a key removed from (or replaced
+   * in) the JWKS the verifier holds is not honoured through the cache. (A fetched JWKS is itself kept
+   * until a token names an unknown `kid`, at most once per 5 s, or for 10 minutes; an in-process `jwks`
+   * is read on every call.) Failures are not remembered.
+   */
+  readonly cacheMaxAgeSeconds?: number;
+  /** Verifications remembered at most (least recently used forgotten first). Default 10 000; 0 turns the cache off. */
+  readonly cacheSize?: number;
 }
 
 export interface Verifier {
   /** Verifies a JWS access token, or an `encrypt_whole_token` JWE (needs `innerKey`). */
   verify(token: string): Promise<VerifiedToken>;
+}
+
+/** A successful verification, remembered for the exact token string. */
+interface Remembered {
+  readonly result: VerifiedToken;
+  /** The signed token's protected header and parts: resolving them again must yield `key`. */
+  readonly header: CompactJWSHeaderParameters;
+  readonly input: FlattenedJWSInput;
+  readonly key: unknown;
+  /** Forgotten at the earlier of "verified + cacheMaxAgeSeconds" and the token's `exp`. */
+  readonly expiresAtMs: number;
+}
+
+function nonNegative(name: string, value: number | undefined, fallback: number): number {
+  if (value === undefined) return fallback;
+  if (typeof value !== 'number' || !Number.isFinite(value) || value < 0) throw new TypeError(`${name} must be a finite number ≥ 0`);
+  return value;
+}
+
+/** Freezes a JSON value all the way down, so a caller cannot alter what the cache hands out next. */
+function deepFreeze<T>(value: T): T {
+  if (typeof value === 'object' && value !== null && !Object.isFrozen(value)) {
+    Object.freeze(value);
+    for (const child of Object.values(value)) deepFreeze(child);
+  }
+  return value;
 }
 
 function toKeyObject(key: JsonWebKey | KeyObject): KeyObject {
@@ -179,6 +221,39 @@ export function createVerifier(options: VerifierOptions): Verifier {
   const innerKey = options.innerKey === undefined ? undefined : toKeyObject(options.innerKey);
   const getKey = keyResolver({ ...options, issuer });
   const innerCache = new BoundedCache<string, { ciphertext: string; inner: InnerClaims }>(options.innerCacheSize ?? 10_000);
+  const cacheMaxAgeMs = nonNegative('cacheMaxAgeSeconds', options.cacheMaxAgeSeconds, 5) * 1000;
+  const cacheSize = Math.floor(nonNegative('cacheSize', options.cacheSize, 10_000));
+  const results = cacheMaxAgeMs > 0 && cacheSize > 0 ? new BoundedCache<string, Remembered>(cacheSize) : undefined;
+
+  /** The time checks jose's jwtVerify makes (RFC 7519 §4.1.4, §4.1.5), applied to a remembered result. */
+  function checkTimes(claims: AccessTokenClaims, nowMs: number): void {
+    const now = Math.floor(nowMs / 1000);
+    if (typeof claims.nbf === 'number' && claims.nbf > now + clockTolerance) throw new VerifierError('token_not_yet_valid', 'token is not valid yet');
+    if (claims.exp <= now - clockTolerance) throw new VerifierError('token_expired', 'token has expired');
+  }
+
+  /** The remembered result when it may still stand in for a fresh verification; undefined to verify afresh. */
+  async function recall(entry: Remembered): Promise<VerifiedToken | undefined> {
+    const now = Date.now();
+    checkTimes(entry.result.claims, now);
+    if (now >= entry.expiresAtMs) return undefined;
+    let key: unknown;
+    try {
+      key = await getKey(entry.header, entry.input);
+    } catch {
+      // The kid no longer resolves (key removed, JWKS unavailable): the full path says why.
+      return undefined;
+    }
+    // A reloaded or changed key set imports its keys anew, so identity means "the same key, still published".
+    return key === entry.key ? entry.result : undefined;
+  }
+
+  function remember(token: string, result: VerifiedToken, used: { header: CompactJWSHeaderParameters; input: FlattenedJWSInput; key: unknown } | undefined): void {
+    if (results === undefined || used === undefined) return;
+    const { header, input, key } = used;
+    const expiresAtMs = Math.min(Date.now() + cacheMaxAgeMs, result.claims.exp * 1000);
+    if (expiresAtMs > Date.now()) results.set(token, { result, header, input, key, expiresAtMs });
+  }
 
   async function decryptInner(claims: AccessTokenClaims): Promise<InnerClaims | undefined> {
     if (innerKey === undefined || claims.inner === undefined) return undefined;
@@ -233,8 +308,25 @@ export function createVerifier(options: VerifierOptions): Verifier {
     async verify(token) {
       try {
         if (typeof token !== 'string' || token.length === 0) throw new VerifierError('token_malformed', 'no token');
+        const entry = results?.get(token);
+        if (entry !== undefined) {
+          let recalled: VerifiedToken | undefined;
+          try {
+            recalled = await recall(entry);
+          } finally {
+            if (recalled === undefined) results?.delete(token);
+          }
+          if (recalled !== undefined) return recalled;
+        }
         const jws = await unwrap(token);
-        const { payload } = await jwtVerify(jws, getKey, {
+        // The key the signature was checked with, so a remembered result can be tied to it.
+        let used: { header: CompactJWSHeaderParameters; input: FlattenedJWSInput; key: unknown } | undefined;
+        const resolve: JWTVerifyGetKey = async (header, input) => {
+          const key = await getKey(header, input);
+          used = { header, input, key };
+          return key;
+        };
+        const { payload } = await jwtVerify(jws, resolve, {
           issuer,
           audience: options.audience,
           typ: 'at+jwt',
@@ -243,7 +335,9 @@ export function createVerifier(options: VerifierOptions): Verifier {
           requiredClaims: ['iss', 'sub', 'aud', 'exp', 'iat', 'jti', 'client_id'],
         });
         const claims = payload as AccessTokenClaims;
-        return { claims, inner: await decryptInner(claims) };
+        const result: VerifiedToken = deepFreeze({ claims, inner: await decryptInner(claims) });
+        remember(token, result, used);
+        return result;
       } catch (error) {
         throw classify(error);
       }

@@ -424,6 +424,216 @@ describe('verifier: Gatehouse access tokens against a loopback issuer', () => {
     });
   });
 
+  describe('a token seen before: the verification cache', () => {
+    /** The same token with one base64url character changed in the middle of `part` (0 header, 1 payload, 2 signature). */
+    const tamper = (token: string, part: number): string => {
+      const parts = token.split('.');
+      const segment = parts[part]!;
+      const at = Math.floor(segment.length / 2);
+      parts[part] = `${segment.slice(0, at)}${segment[at] === 'A' ? 'B' : 'A'}${segment.slice(at + 1)}`;
+      return parts.join('.');
+    };
+
+    test('a token verified before is answered from the cache: the same frozen result, for JWS and whole-token JWE', async () => {
+      const verifier = verifierFor({ innerKey: innerKey.privateJwk });
+      const token = await issuer.mint(es256, audience, { innerTo: innerKey, inner: { email: 'ada@example.com', roles: ['buyer'] } });
+      const first = await verifier.verify(token);
+      const second = await verifier.verify(token);
+      assert.equal(second, first, 'a token seen before is answered from the cache');
+      assert.equal(second.inner?.email, 'ada@example.com');
+
+      const jwe = await encryptTo(innerKey, await issuer.mint(es256, audience, { innerTo: innerKey }), { cty: 'JWT' });
+      const nested = await verifier.verify(jwe);
+      assert.equal(await verifier.verify(jwe), nested);
+
+      // Concurrent first sightings both succeed with the same claims.
+      const fresh = await issuer.mint(es256, audience, { innerTo: innerKey });
+      const [a, b] = await Promise.all([verifier.verify(fresh), verifier.verify(fresh)]);
+      assert.equal(a.claims.jti, b.claims.jti);
+    });
+
+    test('a caller cannot alter what the cache hands out next: the result is frozen all the way down', async () => {
+      const verifier = verifierFor({ innerKey: innerKey.privateJwk });
+      const token = await issuer.mint(es256, audience, {
+        claims: { aud: [audience, 'https://billing.example.com'] },
+        innerTo: innerKey,
+        inner: { roles: ['buyer'] },
+      });
+      const first = await verifier.verify(token);
+      assert.throws(() => {
+        (first.claims as { scope?: string }).scope = 'orders:admin';
+      }, TypeError);
+      assert.throws(() => (first.claims.aud as string[]).push('https://evil.example'), TypeError);
+      assert.throws(() => first.inner!.roles!.push('admin'), TypeError);
+      assert.throws(() => {
+        (first as { inner: unknown }).inner = { roles: ['admin'] };
+      }, TypeError);
+      const again = await verifier.verify(token);
+      assert.equal(again.claims.scope, 'orders:read');
+      assert.deepEqual(again.claims.aud, [audience, 'https://billing.example.com']);
+      assert.deepEqual(again.inner?.roles, ['buyer']);
+      // Also frozen with the cache off, so callers see one behaviour.
+      assert.ok(Object.isFrozen((await verifierFor({ cacheSize: 0 }).verify(token)).claims));
+    });
+
+    test('cacheSize 0 or cacheMaxAgeSeconds 0 turns the cache off; a bad value is refused at creation', async () => {
+      const token = await issuer.mint(es256, audience);
+      for (const options of [{ cacheSize: 0 }, { cacheMaxAgeSeconds: 0 }]) {
+        const verifier = verifierFor(options);
+        const first = await verifier.verify(token);
+        assert.notEqual(await verifier.verify(token), first, JSON.stringify(options));
+      }
+      for (const options of [{ cacheSize: -1 }, { cacheMaxAgeSeconds: -5 }, { cacheMaxAgeSeconds: Number.NaN }, { cacheSize: Infinity }]) {
+        assert.throws(() => verifierFor(options), TypeError, JSON.stringify(options));
+      }
+    });
+
+    test('an entry is forgotten after cacheMaxAgeSeconds (default a few seconds) and the token verified afresh', async (t) => {
+      t.mock.timers.enable({ apis: ['Date'], now: Date.now() });
+      const token = await issuer.mint(es256, audience);
+      const byDefault = verifierFor();
+      const first = await byDefault.verify(token);
+      t.mock.timers.tick(4_000);
+      assert.equal(await byDefault.verify(token), first, 'still remembered after 4 s');
+      t.mock.timers.tick(1_500);
+      const after = await byDefault.verify(token);
+      assert.notEqual(after, first, 'verified afresh after 5.5 s');
+      assert.equal(after.claims.jti, first.claims.jti);
+
+      const configured = verifierFor({ cacheMaxAgeSeconds: 60 });
+      const remembered = await configured.verify(token);
+      t.mock.timers.tick(59_000);
+      assert.equal(await configured.verify(token), remembered);
+      t.mock.timers.tick(2_000);
+      assert.notEqual(await configured.verify(token), remembered);
+    });
+
+    test('a cached token is refused as token_expired once its exp passes, as a fresh verification would', async (t) => {
+      t.mock.timers.enable({ apis: ['Date'], now: Date.now() });
+      const now = Math.floor(Date.now() / 1000);
+      const token = await issuer.mint(es256, audience, { claims: { iat: now, exp: now + 10 } });
+
+      const strict = verifierFor({ clockTolerance: 0, cacheMaxAgeSeconds: 3600 });
+      const first = await strict.verify(token);
+      t.mock.timers.tick(9_000);
+      assert.equal(await strict.verify(token), first);
+      t.mock.timers.tick(1_000);
+      await assertRefused(strict.verify(token), 'token_expired');
+      await assertRefused(strict.verify(token), 'token_expired');
+
+      // With a tolerance, an entry still ends at exp; within the tolerance the token is verified
+      // afresh and accepted, beyond it refused.
+      t.mock.timers.setTime((now - 5) * 1000);
+      const tolerant = verifierFor({ clockTolerance: 5, cacheMaxAgeSeconds: 3600 });
+      const remembered = await tolerant.verify(token);
+      t.mock.timers.setTime((now + 12) * 1000);
+      const within = await tolerant.verify(token);
+      assert.notEqual(within, remembered, 'the entry did not outlive exp');
+      t.mock.timers.setTime((now + 15) * 1000);
+      await assertRefused(tolerant.verify(token), 'token_expired');
+    });
+
+    test('a cached token is refused as token_not_yet_valid when the clock steps back before nbf', async (t) => {
+      t.mock.timers.enable({ apis: ['Date'], now: Date.now() });
+      const now = Math.floor(Date.now() / 1000);
+      const token = await issuer.mint(es256, audience, { claims: { nbf: now + 3 } });
+      const verifier = verifierFor({ clockTolerance: 5, cacheMaxAgeSeconds: 3600 });
+      const first = await verifier.verify(token);
+      assert.equal(await verifier.verify(token), first);
+      t.mock.timers.setTime((now - 10) * 1000);
+      await assertRefused(verifier.verify(token), 'token_not_yet_valid');
+    });
+
+    test('a key removed from, or replaced in, an in-process key set is not honoured through the cache', async () => {
+      let keys = { keys: [es256.publicJwk, eddsa.publicJwk] };
+      const verifier = verifierFor({ jwks: () => keys, cacheMaxAgeSeconds: 3600 });
+      const token = await issuer.mint(es256, audience);
+      const first = await verifier.verify(token);
+      assert.equal(await verifier.verify(token), first);
+
+      keys = { keys: [eddsa.publicJwk] };
+      await assertRefused(verifier.verify(token), 'unknown_key');
+
+      // Another public key published under the same kid: the cached result was verified with the old one.
+      keys = { keys: [es256.publicJwk] };
+      assert.notEqual(await verifier.verify(token), first);
+      const impostor = await createSigningKey('ES256', es256.kid);
+      keys = { keys: [impostor.publicJwk] };
+      await assertRefused(verifier.verify(token), 'signature_invalid');
+    });
+
+    test('a key removed at the issuer is not honoured once the verifier refetches the JWKS, even with an entry still young', async (t) => {
+      t.mock.timers.enable({ apis: ['Date'], now: Date.now() });
+      const leaving = await createSigningKey('ES256');
+      const previous = issuer.published;
+      issuer.published = [...previous, leaving];
+      try {
+        const verifier = verifierFor({ cacheMaxAgeSeconds: 3600 });
+        const token = await issuer.mint(leaving, audience, { claims: { exp: Math.floor(Date.now() / 1000) + 7200 } });
+        const first = await verifier.verify(token);
+        assert.equal(await verifier.verify(token), first);
+
+        issuer.published = previous;
+        // An unknown kid after the cooldown makes the verifier refetch: the removed key goes with it.
+        t.mock.timers.tick(pastCooldown);
+        await assertRefused(verifier.verify(await issuer.mint(await createSigningKey('ES256'), audience)), 'unknown_key');
+        await assertRefused(verifier.verify(token), 'unknown_key');
+
+        // Without any unknown kid, the JWKS copy's own age (10 min) bounds it.
+        issuer.published = [...previous, leaving];
+        const other = verifierFor({ cacheMaxAgeSeconds: 3600 });
+        const remembered = await other.verify(token);
+        issuer.published = previous;
+        t.mock.timers.tick(9 * 60_000);
+        assert.equal(await other.verify(token), remembered, 'the JWKS copy is still fresh');
+        t.mock.timers.tick(2 * 60_000);
+        await assertRefused(other.verify(token), 'unknown_key');
+      } finally {
+        issuer.published = previous;
+      }
+    });
+
+    test('a token with one character changed is not a cache hit', async () => {
+      const verifier = verifierFor({ innerKey: innerKey.privateJwk });
+      const token = await issuer.mint(es256, audience, { innerTo: innerKey });
+      await verifier.verify(token);
+      await verifier.verify(token);
+      await assertRefused(verifier.verify(tamper(token, 2)), 'signature_invalid');
+      await assertRefused(verifier.verify(tamper(token, 1)), 'signature_invalid', 'token_malformed');
+      await assertRefused(verifier.verify(tamper(token, 0)), 'signature_invalid', 'token_malformed', 'unknown_key');
+      await assertRefused(verifier.verify(`${token}A`), 'signature_invalid', 'token_malformed');
+
+      const jwe = await encryptTo(innerKey, token, { cty: 'JWT' });
+      await verifier.verify(jwe);
+      await assertRefused(verifier.verify(tamper(jwe, 3)), 'inner_invalid');
+    });
+
+    test('a failed verification is not remembered: the same token succeeds once its key is published', async () => {
+      let keys = { keys: [eddsa.publicJwk] };
+      const verifier = verifierFor({ jwks: () => keys, innerKey: innerKey.privateJwk });
+      const token = await issuer.mint(es256, audience);
+      await assertRefused(verifier.verify(token), 'unknown_key');
+      keys = { keys: [eddsa.publicJwk, es256.publicJwk] };
+      assert.equal((await verifier.verify(token)).claims.iss, issuer.issuer);
+
+      // A signed token whose inner layer fails is refused every time, not accepted from a cache.
+      const badInner = await issuer.mint(es256, audience, { innerTo: otherInnerKey });
+      await assertRefused(verifier.verify(badInner), 'inner_invalid');
+      await assertRefused(verifier.verify(badInner), 'inner_invalid');
+    });
+
+    test('the cache is bounded: the least recently used token is forgotten first', async () => {
+      const verifier = verifierFor({ cacheSize: 2 });
+      const [one, two, three] = await Promise.all([issuer.mint(es256, audience), issuer.mint(es256, audience), issuer.mint(es256, audience)]);
+      const first = await verifier.verify(one);
+      const second = await verifier.verify(two);
+      assert.equal(await verifier.verify(one), first, 'one is now the most recently used');
+      await verifier.verify(three);
+      assert.equal(await verifier.verify(one), first, 'one stayed');
+      assert.notEqual(await verifier.verify(two), second, 'two was forgotten');
+    });
+  });
+
   describe('the issuer is unreachable', () => {
     test('issuer down (refused connection) is jwks_unavailable; a later call succeeds once it is back', async () => {
       const token = await issuer.mint(es256, audience);
