@@ -23,7 +23,10 @@ import { requestId } from './http/request-id.js';
 import { securityHeaders } from './http/security-headers.js';
 import { createProvider } from './oidc/provider.js';
 import { createProviderHost, type ProviderHost } from './oidc/provider-host.js';
-import { createResourceServerRegistry, type ResourceServerRegistry } from './oidc/resource-server-registry.js';
+import { createResourceServerRegistry, CACHE_TTL_MS, type ResourceServerRegistry } from './oidc/resource-server-registry.js';
+import type { ClientMetadataCache } from './oidc/adapter.js';
+import { createLookupCache } from './oidc/lookup-cache.js';
+import { subscribeToChanges } from './db/change-feed.js';
 import type { Runtime } from './runtime.js';
 import { startMaintenance } from './maintenance.js';
 import { createVerifier } from './verifier/index.js';
@@ -46,7 +49,22 @@ export async function createApp(runtime: Runtime): Promise<GatehouseApp> {
   const { config, logger, db } = runtime;
   const views = createViews();
   const metrics = createMetrics(() => db.poolStats());
-  const resourceServers = createResourceServerRegistry(db);
+  // Clients and resource servers are cached for the token path, and every committed change to
+  // them is announced by the database (migrations/0005): the caches drop the row on the
+  // announcement, and stop caching while announcements might be lost (src/oidc/lookup-cache.ts).
+  const isLive = () => changes.live();
+  const resourceServers = createResourceServerRegistry(db, { isLive });
+  const clientCache: ClientMetadataCache = createLookupCache({ ttlMs: CACHE_TTL_MS, maxEntries: 10_000, isLive });
+  const changes = subscribeToChanges(db, {
+    onChange(kind, key) {
+      if (kind === 'client') clientCache.invalidate(key);
+      else resourceServers.invalidate(key);
+    },
+    onState() {
+      clientCache.clear();
+      resourceServers.invalidate();
+    },
+  });
   const accounts = createAccounts(db);
   // Created once here, not per provider: a key rotation rebuilds the provider but keeps the counts.
   const rateLimits = createTokenRateLimits(config.tokenRateLimits, (scope) => metrics.rateLimited.inc({ scope }));
@@ -74,6 +92,7 @@ export async function createApp(runtime: Runtime): Promise<GatehouseApp> {
         views,
         logger,
         resourceServers,
+        clientCache,
         metrics,
         tokenEscrowKey: runtime.tokenEscrowKey,
         accounts,
@@ -97,6 +116,7 @@ export async function createApp(runtime: Runtime): Promise<GatehouseApp> {
       db,
       hasher: runtime.clientSecrets,
       validateWithProvider: (metadata) => providers.current().Client.validate(metadata as ClientMetadata),
+      forget: (clientId) => clientCache.invalidate(clientId),
     }),
     resourceServers: createResourceServerService({ db, registry: resourceServers }),
     keys: createKeyService({ db, envelope: runtime.envelope, onRotated: () => providers.refresh() }),
@@ -151,6 +171,8 @@ export async function createApp(runtime: Runtime): Promise<GatehouseApp> {
     stop: () => {
       providers.stop();
       stopMaintenance();
+      // Ends the LISTEN connection; closing the database would too.
+      void changes.close();
     },
   };
 }

@@ -1,6 +1,7 @@
 import { mkdir, readFile, rm, writeFile } from 'node:fs/promises';
 import pg from 'pg';
 import type { PGlite as PGliteType, Transaction as PGliteTransaction } from '@electric-sql/pglite';
+import { listenPostgres, type Listener, type ListenHandlers } from './listener.js';
 
 /**
  * One query interface over two backends: a `pg` Pool when DATABASE_URL is set, otherwise
@@ -45,6 +46,8 @@ export interface Database extends Queryable {
   transaction<T>(fn: (tx: Queryable) => Promise<T>): Promise<T>;
   /** Runs `fn` on one connection (session-level advisory locks need that). */
   withSession<T>(fn: (session: Queryable) => Promise<T>): Promise<T>;
+  /** LISTEN on `channel` (src/db/listener.ts); `close()` ends every listener too. */
+  listen(channel: string, handlers: ListenHandlers): Listener;
   poolStats(): PoolStats;
   close(): Promise<void>;
 }
@@ -156,6 +159,7 @@ export function connectPostgres(options: PostgresOptions): Database {
   // An idle client losing its connection emits here; without a listener the process would crash.
   pool.on('error', (error) => options.onPoolError?.(error));
   const direct = pgQueryable(pool);
+  const listeners = new Set<Listener>();
 
   async function withClient<T>(fn: (client: pg.PoolClient) => Promise<T>): Promise<T> {
     const client = await pool.connect().catch(classify);
@@ -195,10 +199,21 @@ export function connectPostgres(options: PostgresOptions): Database {
     withSession(fn) {
       return withClient((client) => fn(pgQueryable(client)));
     },
+    listen(channel, handlers) {
+      const listener = listenPostgres(options.connectionString, channel, handlers);
+      listeners.add(listener);
+      return {
+        close: () => {
+          listeners.delete(listener);
+          return listener.close();
+        },
+      };
+    },
     poolStats() {
       return { total: pool.totalCount, idle: pool.idleCount, waiting: pool.waitingCount };
     },
     async close() {
+      await Promise.all([...listeners].map((listener) => listener.close()));
       await pool.end();
     },
   };
@@ -282,6 +297,20 @@ export async function openPglite(dataDir: string | undefined): Promise<Database>
     // PGlite is a single connection, so the instance itself is the session.
     withSession(fn) {
       return fn(direct);
+    },
+    // One process, one connection: notifications cannot be missed while the instance is open.
+    listen(channel, handlers) {
+      const subscribed = db.listen(channel, handlers.onNotify).then((unsubscribe) => {
+        handlers.onState(true);
+        return unsubscribe;
+      });
+      return {
+        async close() {
+          handlers.onState(false);
+          const unsubscribe = await subscribed.catch(() => undefined);
+          await unsubscribe?.().catch(() => undefined);
+        },
+      };
     },
     poolStats() {
       return { total: 1, idle: 1, waiting: 0 };

@@ -3,6 +3,7 @@ import { containsNul, InvalidTextError, type Queryable } from '../db/database.js
 import { createClientStore } from '../db/clients.js';
 import { createOidcModelStore } from '../db/oidc-models.js';
 import { clientMetadataFromRow } from './clients.js';
+import type { LookupCache } from './lookup-cache.js';
 
 /**
  * oidc-provider's storage. All models share oidc_models keyed by (model, id), except Client,
@@ -17,7 +18,18 @@ export class ClientWriteRefusedError extends Error {
   }
 }
 
-export function createAdapterFactory(db: Queryable): AdapterFactory {
+/** Client metadata as the provider reads it; frozen, because one object serves many requests. */
+export type ClientMetadataCache = LookupCache<Readonly<Record<string, unknown>>>;
+
+function deepFreeze<T>(value: T): T {
+  if (value !== null && typeof value === 'object' && !Object.isFrozen(value)) {
+    Object.freeze(value);
+    for (const item of Object.values(value)) deepFreeze(item);
+  }
+  return value;
+}
+
+export function createAdapterFactory(db: Queryable, clientCache: ClientMetadataCache): AdapterFactory {
   const models = createOidcModelStore(db);
   const clients = createClientStore(db);
 
@@ -30,8 +42,12 @@ export function createAdapterFactory(db: Queryable): AdapterFactory {
     async find(id: string): Promise<AdapterPayload | undefined> {
       // No client id contains NUL; such input is simply unknown (not a database error).
       if (containsNul(id)) return undefined;
-      const row = await clients.find(id);
-      return row === undefined ? undefined : (clientMetadataFromRow(row));
+      // Every token request authenticates its client: served from the cache (src/oidc/lookup-cache.ts).
+      const metadata = await clientCache.get(id, async () => {
+        const row = await clients.find(id);
+        return row === undefined ? undefined : deepFreeze(clientMetadataFromRow(row));
+      });
+      return metadata;
     }
     upsert(): Promise<never> {
       return Promise.reject(new ClientWriteRefusedError());

@@ -5,7 +5,7 @@ import type { ClientSecretHasher } from '../crypto/client-secret.js';
 import { SIGNING_ALGS } from '../crypto/signing-keys.js';
 import { isUnavailable, type Database } from '../db/database.js';
 import type { Views } from '../views.js';
-import { createAdapterFactory } from './adapter.js';
+import { createAdapterFactory, type ClientMetadataCache } from './adapter.js';
 import { EXTRA_CLIENT_METADATA, OIDC_SCOPES } from './clients.js';
 import { createResourceIndicators } from './resource-indicators.js';
 import type { ResourceServerRegistry } from './resource-server-registry.js';
@@ -35,6 +35,8 @@ export interface ProviderDependencies {
   readonly views: Views;
   readonly logger: Logger;
   readonly resourceServers: ResourceServerRegistry;
+  /** Shared by every provider this process builds; emptied by change notifications (app.ts). */
+  readonly clientCache: ClientMetadataCache;
   readonly metrics: Metrics;
   /** Wraps whole-token encrypted tokens' content keys so introspection can open them. */
   readonly tokenEscrowKey: Buffer;
@@ -63,7 +65,7 @@ const DEFAULT_ACCESS_TOKEN_TTL = 900;
 export function createProvider(deps: ProviderDependencies): Provider {
   const configuration: Configuration = {
     // Storage in PostgreSQL/PGlite; clients come from the admin API's table.
-    adapter: createAdapterFactory(deps.db),
+    adapter: createAdapterFactory(deps.db, deps.clientCache),
     // No static clients: one source of truth for clients is the clients table.
     clients: [],
     jwks: deps.jwks,

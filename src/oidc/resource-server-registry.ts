@@ -1,13 +1,15 @@
 import type { Queryable } from '../db/database.js';
 import { createResourceServerStore, type ResourceServerRow } from '../db/resource-servers.js';
 import { importRecipient, type JweRecipient } from '../tokens/jwe.js';
+import { createLookupCache } from './lookup-cache.js';
 
 /**
  * Resource servers as the token path needs them, with the inner-layer key imported once.
  *
  * Every token request needs its resource server two or three times (policy, inner layer,
- * whole-token encryption); a short cache keeps that off the database. Bound: an admin change
- * is seen at once on the instance that made it and within CACHE_TTL_MS on the others.
+ * whole-token encryption); a cache keeps that off the database. Bound (src/oidc/lookup-cache.ts):
+ * a change is seen at once on the instance that made it, on the others when its notification
+ * arrives, and never later than CACHE_TTL_MS.
  */
 export const CACHE_TTL_MS = 3_000;
 
@@ -19,15 +21,23 @@ export interface ResourceServerEntry {
 
 export interface ResourceServerRegistry {
   get(identifier: string): Promise<ResourceServerEntry | undefined>;
-  /** Forget one identifier (or everything) after an admin change on this instance. */
+  /** Forget one identifier (or everything) after a change. */
   invalidate(identifier?: string): void;
 }
 
-export function createResourceServerRegistry(db: Queryable, options: { ttlMs?: number; now?: () => number } = {}): ResourceServerRegistry {
+export function createResourceServerRegistry(
+  db: Queryable,
+  options: { isLive: () => boolean; ttlMs?: number; now?: () => number },
+): ResourceServerRegistry {
   const store = createResourceServerStore(db);
-  const ttl = options.ttlMs ?? CACHE_TTL_MS;
-  const now = options.now ?? Date.now;
-  const cache = new Map<string, { expires: number; entry: Promise<ResourceServerEntry | undefined> }>();
+  // Unknown identifiers are cached too: a resource server's creation is announced like any change.
+  const cache = createLookupCache<ResourceServerEntry>({
+    ttlMs: options.ttlMs ?? CACHE_TTL_MS,
+    maxEntries: 10_000,
+    isLive: options.isLive,
+    cacheMisses: true,
+    ...(options.now === undefined ? {} : { now: options.now }),
+  });
   // Imported keys survive cache expiry as long as the row did not change.
   const recipients = new Map<string, { version: number; recipient: JweRecipient }>();
 
@@ -38,6 +48,7 @@ export function createResourceServerRegistry(db: Queryable, options: { ttlMs?: n
     if (known?.version === version) return known.recipient;
     const recipient = importRecipient(row.inner_encryption_jwk);
     recipients.set(row.id, { version, recipient });
+    if (recipients.size > 10_000) recipients.delete(recipients.keys().next().value as string);
     return recipient;
   }
 
@@ -47,19 +58,10 @@ export function createResourceServerRegistry(db: Queryable, options: { ttlMs?: n
   }
 
   return {
-    get(identifier) {
-      const cached = cache.get(identifier);
-      if (cached !== undefined && cached.expires > now()) return cached.entry;
-      const entry = load(identifier);
-      cache.set(identifier, { expires: now() + ttl, entry });
-      // A failed load is not cached: the next request tries the database again.
-      entry.catch(() => cache.delete(identifier));
-      if (cache.size > 10_000) cache.delete(cache.keys().next().value as string);
-      return entry;
-    },
+    get: (identifier) => cache.get(identifier, () => load(identifier)),
     invalidate(identifier) {
       if (identifier === undefined) cache.clear();
-      else cache.delete(identifier);
+      else cache.invalidate(identifier);
     },
   };
 }

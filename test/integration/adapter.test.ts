@@ -6,6 +6,7 @@ import { createClientStore } from '../../src/db/clients.js';
 import type { Database } from '../../src/db/database.js';
 import { migrate } from '../../src/db/migrator.js';
 import { ClientWriteRefusedError, createAdapterFactory } from '../../src/oidc/adapter.js';
+import { createLookupCache } from '../../src/oidc/lookup-cache.js';
 import { backends, createTestDatabase, type TestDatabase } from '../support/database.js';
 
 /**
@@ -159,7 +160,8 @@ for (const backend of backends) {
       db = await database.connect();
       await migrate(db);
       raw = backend === 'postgres' ? await database.connect() : db;
-      adapterFor = createAdapterFactory(db);
+      // No caching here (never live): these tests are about what is stored.
+      adapterFor = createAdapterFactory(db, createLookupCache({ ttlMs: 0, maxEntries: 0, isLive: () => false }));
     });
 
     after(async () => {

@@ -16,6 +16,11 @@ export interface ClientServiceDeps {
   readonly hasher: ClientSecretHasher;
   /** oidc-provider's own metadata validation, so the admin API never stores a client the provider would refuse. */
   readonly validateWithProvider: (metadata: Record<string, unknown>) => Promise<void>;
+  /**
+   * Drops this instance's cached copy once a change has committed, so it takes effect here at
+   * once; other instances drop theirs on the database's change notification.
+   */
+  readonly forget?: (clientId: string) => void;
 }
 
 function notFound(): ProblemError {
@@ -160,6 +165,7 @@ export function createClientService(deps: ClientServiceDeps) {
         });
         return updated;
       });
+      deps.forget?.(clientId);
       return withSecret(presentClient(row), secret);
     },
 
@@ -170,6 +176,7 @@ export function createClientService(deps: ClientServiceDeps) {
         const revoked = await createOidcModelStore(tx).revokeByClientId(clientId);
         await recordAudit(tx, audit, { type: 'client.deleted', target: clientId, details: { revoked_artifacts: revoked } });
       });
+      deps.forget?.(clientId);
     },
 
     async rotateSecret(clientId: string, audit: AuditContext): Promise<ClientSecretResponse> {
@@ -184,6 +191,7 @@ export function createClientService(deps: ClientServiceDeps) {
         await store.update(clientId, { clientSecretHash: hasher.hash(secret) });
         await recordAudit(tx, audit, { type: 'client.secret_rotated', target: clientId });
       });
+      deps.forget?.(clientId);
       return { client_id: clientId, client_secret: secret, client_secret_expires_at: 0 };
     },
   };

@@ -1,0 +1,45 @@
+import type { Database } from './database.js';
+
+/**
+ * Committed changes to clients and resource servers, as announced by the triggers of
+ * migrations/0005_change_notifications.sql on this channel.
+ */
+export const CHANGE_CHANNEL = 'gatehouse_changes';
+
+export type ChangeKind = 'client' | 'resource_server';
+
+export interface ChangeHandlers {
+  /** One row changed (inserted, updated or deleted); `key` is its client_id or identifier. */
+  readonly onChange: (kind: ChangeKind, key: string) => void;
+  /** Notifications stopped (`false`: some may be lost) or flow again (`true`). */
+  readonly onState: (live: boolean) => void;
+}
+
+export interface ChangeFeed {
+  /** True while notifications are known to arrive. */
+  live(): boolean;
+  close(): Promise<void>;
+}
+
+function parse(payload: string): { kind: ChangeKind; key: string } | undefined {
+  const separator = payload.indexOf(':');
+  const kind = payload.slice(0, separator);
+  if (separator < 0 || (kind !== 'client' && kind !== 'resource_server')) return undefined;
+  return { kind, key: payload.slice(separator + 1) };
+}
+
+export function subscribeToChanges(db: Database, handlers: ChangeHandlers): ChangeFeed {
+  let live = false;
+  const listener = db.listen(CHANGE_CHANNEL, {
+    onNotify(payload) {
+      const change = parse(payload);
+      if (change !== undefined) handlers.onChange(change.kind, change.key);
+    },
+    onState(next) {
+      if (next === live) return;
+      live = next;
+      handlers.onState(next);
+    },
+  });
+  return { live: () => live, close: () => listener.close() };
+}
