@@ -1,3 +1,4 @@
+import { availableParallelism } from 'node:os';
 import path from 'node:path';
 import { z } from 'zod';
 import type { RateLimitPolicy } from './http/rate-limit.js';
@@ -24,6 +25,14 @@ const burst = z.coerce.number({ error: 'must be a number of requests' }).int('mu
  */
 const DEFAULT_TOKEN_RATE_PER_CLIENT = 5_000;
 const DEFAULT_TOKEN_RATE_PER_IP = 10_000;
+
+// Worker processes (src/cluster.ts); each holds its own database pool, so this bounds them too.
+const MAX_WORKERS = 64;
+const workerCount = z
+  .string()
+  .trim()
+  .refine((value) => value === 'auto' || (/^\d+$/.test(value) && Number(value) >= 1 && Number(value) <= MAX_WORKERS), `must be a whole number from 1 to ${MAX_WORKERS}, or auto`)
+  .transform((value) => ({ auto: value === 'auto', count: value === 'auto' ? Math.min(MAX_WORKERS, availableParallelism()) : Number(value) }));
 
 /** Unset burst: two seconds' worth, so a client may catch up after a short pause. */
 function rateLimitPolicy(rate: number, burstSize: number | undefined): RateLimitPolicy {
@@ -80,6 +89,8 @@ const environmentSchema = z
     TOKEN_RATE_LIMIT_PER_CLIENT_BURST: burst,
     TOKEN_RATE_LIMIT_PER_IP: ratePerSecond.default(DEFAULT_TOKEN_RATE_PER_IP),
     TOKEN_RATE_LIMIT_PER_IP_BURST: burst,
+    WORKERS: workerCount.optional(),
+    CRYPTO_THREADS: z.coerce.number({ error: 'must be a number' }).int('must be a whole number').min(0).max(16, 'must be at most 16').default(1),
   })
   .superRefine((env, ctx) => {
     if ((env.BOOTSTRAP_ADMIN_CLIENT_ID === undefined) !== (env.BOOTSTRAP_ADMIN_CLIENT_SECRET === undefined)) {
@@ -87,6 +98,15 @@ const environmentSchema = z
         code: 'custom',
         path: [env.BOOTSTRAP_ADMIN_CLIENT_ID === undefined ? 'BOOTSTRAP_ADMIN_CLIENT_ID' : 'BOOTSTRAP_ADMIN_CLIENT_SECRET'],
         message: 'must be set together with its pair (BOOTSTRAP_ADMIN_CLIENT_ID and BOOTSTRAP_ADMIN_CLIENT_SECRET)',
+      });
+    }
+    // PGlite is one process's database (a pid lock on DATA_DIR says so); `auto` counts too, so the
+    // same settings do not start on one machine and fail on a bigger one.
+    if (env.WORKERS !== undefined && (env.WORKERS.auto || env.WORKERS.count > 1) && env.DATABASE_URL === undefined) {
+      ctx.addIssue({
+        code: 'custom',
+        path: ['WORKERS'],
+        message: 'must be 1 when DATABASE_URL is unset: embedded PGlite serves one process; set DATABASE_URL (PostgreSQL) to run several',
       });
     }
     if (env.NODE_ENV === 'production') {
@@ -124,6 +144,10 @@ export interface Config {
    * A rate of 0 disables that limit.
    */
   readonly tokenRateLimits: { readonly perClient: RateLimitPolicy; readonly perIp: RateLimitPolicy };
+  /** Processes serving requests: 1 is this process alone; more forks that many (src/cluster.ts). */
+  readonly workers: number;
+  /** Worker threads per process for the inner layer's ECDH (src/tokens/crypto-pool.ts); 0 keeps it on the event loop. */
+  readonly cryptoThreads: number;
 }
 
 export class ConfigError extends Error {
@@ -182,6 +206,8 @@ export function loadConfig(env: Environment = process.env): Config {
       perClient: rateLimitPolicy(e.TOKEN_RATE_LIMIT_PER_CLIENT, e.TOKEN_RATE_LIMIT_PER_CLIENT_BURST),
       perIp: rateLimitPolicy(e.TOKEN_RATE_LIMIT_PER_IP, e.TOKEN_RATE_LIMIT_PER_IP_BURST),
     },
+    workers: e.WORKERS?.count ?? 1,
+    cryptoThreads: e.CRYPTO_THREADS,
   };
 }
 
