@@ -10,6 +10,18 @@ export interface ThrottlePolicy {
 }
 
 /**
+ * The throttle state of some keys as one row, for a statement that reads something else in the
+ * same round trip (src/db/users.ts, the sign-in's first read): `locked_seconds`, until the latest
+ * lock among the keys ends (0 when none is locked), and `counted`, whether `countedKey` has a row
+ * (failures a success would clear). `keys` and `countedKey` are the caller's $n placeholders.
+ */
+export function throttleStateSql(keys: string, countedKey: string): string {
+  return `SELECT coalesce(ceil(extract(epoch FROM max(locked_until) FILTER (WHERE locked_until > now()) - now()))::int, 0) AS locked_seconds,
+                 coalesce(bool_or(key = ${countedKey}), false) AS counted
+            FROM login_throttle WHERE key = ANY(${keys})`;
+}
+
+/**
  * Failure counters for sign-in throttling. Every update is one atomic statement, so several
  * instances (and concurrent requests) count correctly without locks held across requests.
  */
@@ -17,12 +29,8 @@ export function createLoginThrottleStore(db: Queryable) {
   return {
     /** Seconds until the latest lock among `keys` ends, or 0 when none is locked. */
     async lockedFor(keys: readonly string[]): Promise<number> {
-      const { rows } = await db.query<{ seconds: number | null }>(
-        `SELECT ceil(extract(epoch FROM max(locked_until) - now()))::int AS seconds
-           FROM login_throttle WHERE key = ANY($1) AND locked_until > now()`,
-        [keys],
-      );
-      return rows[0]?.seconds ?? 0;
+      const result = await db.query<{ locked_seconds: number }>(throttleStateSql('$1', 'NULL'), [keys]);
+      return onlyRow(result).locked_seconds;
     },
     /** Counts one failure for `key`; returns the failures in the window and whether it is now locked. */
     async recordFailure(key: string, policy: ThrottlePolicy): Promise<{ failures: number; locked: boolean }> {
@@ -42,8 +50,9 @@ export function createLoginThrottleStore(db: Queryable) {
       );
       return onlyRow(result);
     },
-    async reset(key: string): Promise<void> {
-      await db.query('DELETE FROM login_throttle WHERE key = $1', [key]);
+    /** `tx`: the transaction of the change this reset belongs to (default: on its own). */
+    async reset(key: string, tx: Queryable = db): Promise<void> {
+      await tx.query('DELETE FROM login_throttle WHERE key = $1', [key]);
     },
   };
 }

@@ -1,4 +1,5 @@
 import { onlyRow, type Queryable } from './database.js';
+import { throttleStateSql } from './login-throttle.js';
 
 export interface UserRow extends Record<string, unknown> {
   id: string;
@@ -50,6 +51,24 @@ export function createUserStore(db: Queryable) {
     async findByUsername(normalized: string): Promise<UserRow | undefined> {
       const { rows } = await db.query<UserRow>(`SELECT ${COLUMNS} FROM users WHERE username_normalized = $1`, [normalized]);
       return rows[0];
+    },
+    /**
+     * The sign-in's first read, in one round trip: the throttle state of `throttle.keys` (see
+     * throttleStateSql) and the person's row, if any. The row is read even when a lock refuses
+     * the attempt; the answer then does not depend on it.
+     */
+    async findForSignIn(
+      normalized: string,
+      throttle: { readonly keys: readonly string[]; readonly countedKey: string },
+    ): Promise<{ user: UserRow | undefined; lockedSeconds: number; counted: boolean }> {
+      const result = await db.query<Partial<UserRow> & { locked_seconds: number; counted: boolean }>(
+        `SELECT ${COLUMNS}, throttle.locked_seconds, throttle.counted
+           FROM (${throttleStateSql('$2', '$3')}) AS throttle
+           LEFT JOIN users ON users.username_normalized = $1`,
+        [normalized, throttle.keys, throttle.countedKey],
+      );
+      const { locked_seconds: lockedSeconds, counted, ...row } = onlyRow(result);
+      return { user: typeof row.id === 'string' ? (row as UserRow) : undefined, lockedSeconds, counted };
     },
     async list(page: { after: string | undefined; limit: number; usernamePrefix?: string | undefined; emailPrefix?: string | undefined }): Promise<UserRow[]> {
       const params: unknown[] = [page.after ?? '0', page.limit];

@@ -6,7 +6,7 @@ import type { PasswordHasher } from '../accounts/passwords.js';
 import type { LoginThrottle } from '../accounts/throttle.js';
 import { normalizeUsername } from '../accounts/usernames.js';
 import { recordAudit } from '../admin/audit.js';
-import { InvalidTextError, isUnavailable, type Database } from '../db/database.js';
+import { InvalidTextError, isUnavailable, type Database, type Queryable } from '../db/database.js';
 import { createUserStore } from '../db/users.js';
 import type { Metrics } from '../http/metrics.js';
 import { ROUTER_METHODS } from '../http/errors.js';
@@ -190,16 +190,17 @@ export function interactionRoutes(deps: InteractionDeps): Router {
     );
   }
 
-  async function finishSignIn(ctx: ParameterizedContext, accountId: string, secondFactorUsed: boolean) {
-    const provider = deps.providers.current();
-    const result: InteractionResults = {
+  async function finishSignIn(ctx: ParameterizedContext, details: Interaction, accountId: string, secondFactorUsed: boolean) {
+    details.result = {
       login: secondFactorUsed
         ? { accountId, amr: ['pwd', 'otp'], acr: ACR_MFA, remember: true }
         : { accountId, amr: ['pwd'], acr: ACR_PASSWORD, remember: true },
-    };
-    await provider.interactionFinished(ctx.req, ctx.res, result, { mergeWithLastSubmission: false });
-    // interactionFinished wrote the redirect to the raw response.
-    ctx.respond = false;
+    } satisfies InteractionResults;
+    // What provider.interactionFinished(..., { mergeWithLastSubmission: false }) does, without
+    // reading the interaction again: this request read it (and checked its cookie and session).
+    await details.persist();
+    ctx.status = 303;
+    ctx.redirect(details.returnTo);
   }
 
   router.get('/:uid', async function showInteraction(ctx) {
@@ -261,7 +262,8 @@ export function interactionRoutes(deps: InteractionDeps): Router {
     }
 
     const normalized = normalizeUsername(username);
-    const retryAfter = await deps.throttle.retryAfter(normalized, ctx.ip);
+    // The throttle and the account in one read; a locked attempt goes no further.
+    const { retryAfter, user, accountCounted } = await deps.throttle.check(normalized, ctx.ip);
     if (retryAfter > 0) {
       deps.metrics.loginOutcomes.inc({ outcome: 'throttled' });
       ctx.set('Retry-After', String(retryAfter));
@@ -269,7 +271,6 @@ export function interactionRoutes(deps: InteractionDeps): Router {
       return;
     }
 
-    const user = await users.findByUsername(normalized);
     // Always one argon2 verify, against a dummy hash when the user is unknown: same time either way.
     const passwordOk = await deps.passwords.verify(user?.password_hash, password);
     if (user === undefined || !passwordOk || user.disabled) {
@@ -288,21 +289,30 @@ export function interactionRoutes(deps: InteractionDeps): Router {
     if (deps.passwords.needsRehash(user.password_hash)) {
       await users.setPasswordHash(user.id, await deps.passwords.hash(password), { changed: false });
     }
-    await deps.db.transaction((tx) =>
-      recordAudit(tx, auditContext(ctx, user.id), { type: 'login.success', target: user.id, details: { client_id: details.params['client_id'] } }),
-    );
     const needsSecondFactor = secondFactorRequired({
       userRequiresMfa: user.mfa_required,
       clientRequiresMfa: (client as unknown as { require_mfa?: unknown } | undefined)?.require_mfa === true,
       acrValues: details.params['acr_values'],
-      enrolled: await deps.secondFactor.isEnrolled(user.id),
+      enrolled: user.mfa_enrolled,
     });
+    const success = (tx: Queryable) =>
+      recordAudit(tx, auditContext(ctx, user.id), { type: 'login.success', target: user.id, details: { client_id: details.params['client_id'] } });
     if (!needsSecondFactor) {
-      await deps.throttle.succeeded(normalized);
+      // The account's failures are forgotten with the success (when there are any: nothing to
+      // clear is nothing to write). A failure counted since the read above stays counted.
+      if (accountCounted) {
+        await deps.db.transaction(async (tx) => {
+          await success(tx);
+          await deps.throttle.succeeded(normalized, tx);
+        });
+      } else {
+        await success(deps.db);
+      }
       deps.metrics.loginOutcomes.inc({ outcome: 'success' });
-      await finishSignIn(ctx, user.id, false);
+      await finishSignIn(ctx, details, user.id, false);
       return;
     }
+    await success(deps.db);
     // The password was right; the sign-in completes after the second factor (or its enrollment).
     // Failures are forgotten only then: wrong codes count toward the lockout, and a new attempt
     // with the known password must not wipe them.
@@ -326,7 +336,7 @@ export function interactionRoutes(deps: InteractionDeps): Router {
     // After enrollment the recovery-codes page continues here.
     if (pending.enrolled === true) {
       deps.metrics.loginOutcomes.inc({ outcome: 'success' });
-      await finishSignIn(ctx, pending.accountId, true);
+      await finishSignIn(ctx, details, pending.accountId, true);
       return;
     }
 
@@ -360,7 +370,7 @@ export function interactionRoutes(deps: InteractionDeps): Router {
         await deps.throttle.succeeded(username);
         await deps.db.transaction((tx) => recordAudit(tx, audit, { type: 'login.success', target: pending.accountId, details: { second_factor: result.method } }));
         deps.metrics.loginOutcomes.inc({ outcome: 'success' });
-        await finishSignIn(ctx, pending.accountId, true);
+        await finishSignIn(ctx, details, pending.accountId, true);
         return;
       }
     } else {
