@@ -27,6 +27,7 @@ import { createResourceServerRegistry, CACHE_TTL_MS, type ResourceServerRegistry
 import type { ClientMetadataCache } from './oidc/adapter.js';
 import { createLookupCache } from './oidc/lookup-cache.js';
 import { subscribeToChanges } from './db/change-feed.js';
+import { createJweEncryptor } from './tokens/crypto-pool.js';
 import type { Runtime } from './runtime.js';
 import { startMaintenance } from './maintenance.js';
 import { createVerifier } from './verifier/index.js';
@@ -76,6 +77,11 @@ export async function createApp(runtime: Runtime): Promise<GatehouseApp> {
     hasher: runtime.clientSecrets,
   });
 
+  const jweEncryptor = createJweEncryptor({
+    threads: config.cryptoThreads,
+    onWorkerError: (error) => logger.error({ err: { message: error.message } }, 'crypto worker failed; its work continues on the event loop'),
+  });
+
   const providers = await createProviderHost({
     db,
     envelope: runtime.envelope,
@@ -95,6 +101,7 @@ export async function createApp(runtime: Runtime): Promise<GatehouseApp> {
         clientCache,
         metrics,
         tokenEscrowKey: runtime.tokenEscrowKey,
+        jweEncryptor,
         accounts,
         secondFactor,
         rateLimits,
@@ -173,6 +180,7 @@ export async function createApp(runtime: Runtime): Promise<GatehouseApp> {
       stopMaintenance();
       // Ends the LISTEN connection; closing the database would too.
       void changes.close();
+      void jweEncryptor.close();
     },
   };
 }

@@ -10,6 +10,7 @@ import { EXTRA_CLIENT_METADATA, OIDC_SCOPES } from './clients.js';
 import { createResourceIndicators } from './resource-indicators.js';
 import type { ResourceServerRegistry } from './resource-server-registry.js';
 import { encryptWholeTokens, innerLayer } from '../tokens/access-token.js';
+import type { JweEncryptor } from '../tokens/crypto-pool.js';
 import { introspectJwtAccessTokens } from './jwt-introspection.js';
 import { recordAudit } from '../admin/audit.js';
 import { ACR_MFA, ACR_PASSWORD, CLAIMS_BY_SCOPE, type Accounts } from './accounts.js';
@@ -40,6 +41,8 @@ export interface ProviderDependencies {
   readonly metrics: Metrics;
   /** Wraps whole-token encrypted tokens' content keys so introspection can open them. */
   readonly tokenEscrowKey: Buffer;
+  /** Builds the inner layer and whole-token JWEs, off the event loop (src/tokens/crypto-pool.ts). */
+  readonly jweEncryptor: JweEncryptor;
   readonly accounts: Accounts;
   readonly secondFactor: SecondFactor;
   /** Shared by every provider this process builds, so a key rotation does not reset them. */
@@ -183,7 +186,7 @@ export function createProvider(deps: ProviderDependencies): Provider {
     },
     formats: {
       // The double-wrapped token's inner layer is added here, before the provider signs (SPEC §3).
-      customizers: { jwt: innerLayer(deps.resourceServers, innerPersonClaims(deps.accounts)) },
+      customizers: { jwt: innerLayer(deps.resourceServers, deps.jweEncryptor, innerPersonClaims(deps.accounts)) },
     },
     interactions: {
       // Hosted pages live under /interaction (src/interactions).
@@ -287,7 +290,7 @@ export function createProvider(deps: ProviderDependencies): Provider {
   });
 
   // SPEC §3 encrypt_whole_token: nested JWT with cty "JWT" (see src/tokens/access-token.ts).
-  provider.use(encryptWholeTokens(deps.tokenEscrowKey));
+  provider.use(encryptWholeTokens(deps.tokenEscrowKey, deps.jweEncryptor));
   // RFC 7662 for Gatehouse's JWT access tokens, which the provider does not store.
   const publicJwks = publicHalves(deps.jwks);
   provider.use(introspectJwtAccessTokens({ issuer: deps.issuer, db: deps.db, publicJwks: () => publicJwks, escrowKey: deps.tokenEscrowKey }));

@@ -1,6 +1,7 @@
 import type { Middleware } from 'koa';
 import type { KoaContextWithOIDC } from 'oidc-provider';
 import type { ResourceServerRegistry } from '../oidc/resource-server-registry.js';
+import type { JweEncryptor } from './crypto-pool.js';
 import type { JweRecipient } from './jwe.js';
 
 /**
@@ -34,7 +35,7 @@ export type PersonClaims = (ctx: KoaContextWithOIDC, token: TokenLike) => Promis
 /** Set by the customizer when the token being issued must be encrypted whole. */
 const WHOLE_TOKEN_RECIPIENT = 'gatehouseWholeTokenRecipient';
 
-export function innerLayer(registry: ResourceServerRegistry, personClaims?: PersonClaims) {
+export function innerLayer(registry: ResourceServerRegistry, encryptor: JweEncryptor, personClaims?: PersonClaims) {
   return async function addInnerLayer(ctx: KoaContextWithOIDC, token: TokenLike, jwt: JwtStructure): Promise<void> {
     const identifier = token.resourceServer?.identifier();
     if (identifier === undefined) return;
@@ -46,13 +47,13 @@ export function innerLayer(registry: ResourceServerRegistry, personClaims?: Pers
       client_name: token.client?.clientName ?? jwt.payload['client_id'],
       ...(personClaims === undefined ? undefined : await personClaims(ctx, token)),
     };
-    jwt.payload['inner'] = entry.recipient.encrypt(JSON.stringify(inner));
+    jwt.payload['inner'] = await encryptor.encrypt(entry.recipient, JSON.stringify(inner));
     // Tells encryptWholeTokens, later in this request, to wrap the signed token for this server.
     if (entry.row.encrypt_whole_token) (ctx.state as Record<string, unknown>)[WHOLE_TOKEN_RECIPIENT] = entry.recipient;
   };
 }
 
-export function encryptWholeTokens(escrowKey: Buffer): Middleware {
+export function encryptWholeTokens(escrowKey: Buffer, encryptor: JweEncryptor): Middleware {
   return async function encryptWholeToken(ctx, next) {
     await next();
     const recipient = (ctx.state as Record<string, unknown>)[WHOLE_TOKEN_RECIPIENT] as JweRecipient | undefined;
@@ -60,6 +61,6 @@ export function encryptWholeTokens(escrowKey: Buffer): Middleware {
     const body = ctx.body as { access_token?: unknown } | undefined;
     const jws = body?.access_token;
     if (typeof jws !== 'string' || jws.split('.').length !== 3) return;
-    (body as { access_token: string }).access_token = recipient.encrypt(jws, { cty: 'JWT' }, escrowKey);
+    (body as { access_token: string }).access_token = await encryptor.encrypt(recipient, jws, { extraHeader: { cty: 'JWT' }, escrowKey });
   };
 }

@@ -40,6 +40,8 @@ export class JweKeyError extends Error {
 export interface JweRecipient {
   readonly alg: KeyManagementAlg;
   readonly kid: string | undefined;
+  /** The JWK it was imported from, as JSON: a worker thread imports the same key from it. */
+  readonly source: string;
   /**
    * Encrypts `plaintext` into a compact JWE; `extraHeader` goes into the protected header.
    * With `escrowKey`, the content key is also wrapped to that key in the `gatehouse_ek` header
@@ -48,6 +50,8 @@ export interface JweRecipient {
    */
   encrypt(plaintext: Buffer | string, extraHeader?: Record<string, string>, escrowKey?: Buffer): string;
 }
+
+type ImportedKey = Omit<JweRecipient, 'source'>;
 
 /** The protected-header parameter that carries the escrowed content key. */
 export const ESCROW_HEADER = 'gatehouse_ek';
@@ -106,7 +110,7 @@ function sealCompact(
   return [encodedHeader, b64u(encryptedKey), b64u(iv), b64u(ciphertext), b64u(cipher.getAuthTag())].join('.');
 }
 
-function ecRecipient(jwk: JsonWebKey, kid: string | undefined): JweRecipient {
+function ecRecipient(jwk: JsonWebKey, kid: string | undefined): ImportedKey {
   const curve = EC_CURVES[jwk.crv ?? ''];
   if (curve === undefined || typeof jwk.x !== 'string' || typeof jwk.y !== 'string') {
     throw new JweKeyError('EC keys must be P-256, P-384 or P-521 with x and y');
@@ -135,7 +139,7 @@ function ecRecipient(jwk: JsonWebKey, kid: string | undefined): JweRecipient {
   };
 }
 
-function x25519Recipient(jwk: JsonWebKey, kid: string | undefined): JweRecipient {
+function x25519Recipient(jwk: JsonWebKey, kid: string | undefined): ImportedKey {
   const publicKey = createPublicKey({ key: jwk, format: 'jwk' });
   // RFC 7748 §6.1: a low-order point yields an all-zero secret, which OpenSSL refuses; refuse the
   // key now rather than fail every token encrypted to it.
@@ -155,7 +159,7 @@ function x25519Recipient(jwk: JsonWebKey, kid: string | undefined): JweRecipient
   };
 }
 
-function rsaRecipient(jwk: JsonWebKey, kid: string | undefined): JweRecipient {
+function rsaRecipient(jwk: JsonWebKey, kid: string | undefined): ImportedKey {
   const publicKey: KeyObject = createPublicKey({ key: jwk, format: 'jwk' });
   if ((publicKey.asymmetricKeyDetails?.modulusLength ?? 0) < 2048) throw new JweKeyError('RSA keys must be at least 2048 bits');
   const alg = 'RSA-OAEP-256';
@@ -181,7 +185,7 @@ export function importRecipient(jwk: JsonWebKey & { kid?: string; use?: string; 
   }
   if (jwk.use !== undefined && jwk.use !== 'enc') throw new JweKeyError('the key must be for encryption (use "enc")');
   const kid = typeof jwk.kid === 'string' ? jwk.kid : undefined;
-  let recipient: JweRecipient;
+  let recipient: ImportedKey;
   try {
     if (jwk.kty === 'EC') recipient = ecRecipient(jwk, kid);
     else if (jwk.kty === 'OKP' && jwk.crv === 'X25519') recipient = x25519Recipient(jwk, kid);
@@ -192,7 +196,7 @@ export function importRecipient(jwk: JsonWebKey & { kid?: string; use?: string; 
     throw new JweKeyError(`the key is not a valid public JWK: ${(error as Error).message}`);
   }
   if (jwk.alg !== undefined && jwk.alg !== recipient.alg) throw new JweKeyError(`a ${String(jwk.kty)} key is used with ${recipient.alg}, not ${jwk.alg}`);
-  return recipient;
+  return { ...recipient, source: JSON.stringify(jwk) };
 }
 
 /**
