@@ -139,8 +139,9 @@ export interface Config {
   /** Audit events older than this are pruned by the background job. */
   readonly auditRetentionDays: number;
   /**
-   * Per instance, in memory (src/http/rate-limit.ts says why): token requests per authenticated
-   * client, and POSTs to the token, introspection and revocation endpoints per client IP.
+   * Per process (each WORKERS worker is one), in memory (src/http/rate-limit.ts says why): token
+   * requests per authenticated client, and POSTs to the token, introspection and revocation
+   * endpoints per client IP.
    * A rate of 0 disables that limit.
    */
   readonly tokenRateLimits: { readonly perClient: RateLimitPolicy; readonly perIp: RateLimitPolicy };

@@ -5,11 +5,11 @@ import { errors } from 'oidc-provider';
  * Rate limits for the token endpoint (per authenticated client) and for the token,
  * introspection and revocation endpoints (per client IP): a token bucket per key, in memory.
  *
- * Why in memory, per instance, and not in PostgreSQL (SPEC §1 would keep counters there): the
+ * Why in memory, per process, and not in PostgreSQL (SPEC §1 would keep counters there): the
  * token endpoint must issue well over a thousand tokens a second per process, and a counter
  * write per request would add a round trip and row contention on exactly the hot path the limit
- * protects. A bucket here costs a few Map operations (well under a microsecond). The price is that limits are per instance:
- * with N instances behind a load balancer the cluster-wide limit is N × the configured one.
+ * protects. A bucket here costs a few Map operations (well under a microsecond). The price is that limits are per process
+ * (each WORKERS worker is one): with N processes in all, the deployment-wide limit is N × the configured one.
  * Sign-in throttling stays in the database (src/accounts/throttle.ts): it must hold across
  * instances, and its traffic is small.
  */
