@@ -232,9 +232,13 @@ export interface Gatehouse {
 /**
  * Starts Gatehouse (`src/main.ts` through tsx, `LOG_LEVEL=warn`) on a free 127.0.0.1 port and
  * `database` (PGlite in a temp dir when it has no URL), and waits until /readyz answers 200.
- * With `profileFile`, it runs under `--cpu-prof` and writes that file when stopped.
+ * With `profileFile`, it runs under `--cpu-prof` and writes that file when stopped; `env` adds to
+ * (or overrides) its environment, e.g. `WORKERS`.
  */
-export async function launchGatehouse(database: BenchDatabase, options: { profileFile?: string | undefined } = {}): Promise<Gatehouse> {
+export async function launchGatehouse(
+  database: BenchDatabase,
+  options: { profileFile?: string | undefined; env?: Readonly<Record<string, string>> } = {},
+): Promise<Gatehouse> {
   const port = await freePort();
   const url = `http://127.0.0.1:${port}`;
   const dataDir = await mkdtemp(path.join(tmpdir(), 'gatehouse-bench-'));
@@ -259,6 +263,7 @@ export async function launchGatehouse(database: BenchDatabase, options: { profil
     LOG_LEVEL: 'warn',
     SHUTDOWN_TIMEOUT_MS: '5000',
     ...(database.url === undefined ? {} : { DATABASE_URL: database.url }),
+    ...options.env,
   });
   await waitUntil('ready (/readyz 200)', child, async () => (await fetch(`${url}/readyz`)).status === 200, 120_000);
   return {

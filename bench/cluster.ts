@@ -1,0 +1,486 @@
+import { execFileSync } from 'node:child_process';
+import { generateKeyPairSync, randomBytes } from 'node:crypto';
+import { readdirSync, readFileSync, readlinkSync } from 'node:fs';
+import { mkdir, rm, writeFile } from 'node:fs/promises';
+import http from 'node:http';
+import { cpus, loadavg } from 'node:os';
+import path from 'node:path';
+import { createRemoteJWKSet, jwtVerify } from 'jose';
+import {
+  adminPost,
+  basic,
+  checksTable,
+  createBenchDatabase,
+  DEFAULT_DATABASE_URL,
+  drive,
+  envFlag,
+  envNumber,
+  failOnBadResponses,
+  fileStamp,
+  fmt,
+  launchGatehouse,
+  log,
+  onAbort,
+  readRss,
+  requestToken,
+  RESULTS_DIR,
+  runBench,
+  sourceVersion,
+  TOKEN_BODY,
+  writeBenchOutput,
+  type BenchDatabase,
+  type Check,
+  type Gatehouse,
+  type RunResult,
+  type TokenTarget,
+} from './support.js';
+
+/**
+ * `npm run bench:cluster`: does Gatehouse use a second core? Client-credentials throughput of
+ * one Gatehouse with WORKERS=1 and one with WORKERS=2 (src/cluster.ts), both on the same
+ * PostgreSQL database, for a plain and an inner resource server, with the same autocannon load as
+ * bench:tokens. Rows alternate (plain ×1, plain ×2, inner ×1, inner ×2) so drift hits both sides.
+ *
+ * Beside tokens/s it reports who used the cores in each window (Linux /proc): Gatehouse (primary
+ * and workers), PostgreSQL, the load generator (autocannon runs in this process) and anything
+ * else. On a 2-core machine the load generator and PostgreSQL share the cores with the workers,
+ * so the ratio is bounded by the cores left to Gatehouse, which the report shows next to it.
+ *
+ * Environment (all optional):
+ *   BENCH_SECONDS=7           measured seconds per row
+ *   BENCH_WARMUP_SECONDS=3    warm-up per row
+ *   BENCH_CONNECTIONS=16      autocannon connections (as bench:tokens)
+ *   BENCH_WORKERS=2           the clustered instance's WORKERS
+ *   BENCH_ROWS=plain,inner    a subset
+ *   BENCH_DATABASE_URL=postgres://postgres@127.0.0.1:5432/postgres  (PostgreSQL is required)
+ *   BENCH_ENFORCE=1           exit 1 when the target is not met
+ *   BENCH_OUTPUT=<file>       also write the suite's JSON there
+ */
+
+type RowName = 'plain' | 'inner';
+const ALL_ROWS: readonly RowName[] = ['plain', 'inner'];
+
+const settings = {
+  seconds: envNumber('BENCH_SECONDS', 7, 1, 300),
+  warmupSeconds: envNumber('BENCH_WARMUP_SECONDS', 3, 0, 60),
+  connections: envNumber('BENCH_CONNECTIONS', 16, 1, 256),
+  workers: envNumber('BENCH_WORKERS', 2, 2, 64),
+  databaseUrl: process.env['BENCH_DATABASE_URL'] || DEFAULT_DATABASE_URL,
+  enforce: envFlag('BENCH_ENFORCE'),
+  rows: (process.env['BENCH_ROWS'] ?? ALL_ROWS.join(','))
+    .split(',')
+    .map((row) => row.trim())
+    .filter(Boolean)
+    .map((row) => {
+      if (!(ALL_ROWS as readonly string[]).includes(row)) throw new Error(`BENCH_ROWS: unknown row ${row} (rows: ${ALL_ROWS.join(', ')})`);
+      return row as RowName;
+    }),
+};
+
+/** Issue "Performance": throughput scales ≥ 1.7× on 2 cores. */
+const TARGET_SCALING = 1.7;
+
+// ---------------------------------------------------------------------------------------------
+// Who used the cores (Linux /proc; NaN elsewhere).
+
+const CLOCK_TICKS = (() => {
+  try {
+    return Number(execFileSync('getconf', ['CLK_TCK'], { encoding: 'utf8', timeout: 5_000 }).trim()) || 100;
+  } catch {
+    return 100;
+  }
+})();
+
+interface ProcessCpu {
+  readonly ppid: number;
+  readonly seconds: number;
+  readonly postgres: boolean;
+  /** For PostgreSQL processes: a client backend, and whose database (from its title). */
+  readonly command: string;
+}
+
+interface CpuSample {
+  readonly at: number;
+  /** Busy CPU seconds of the whole machine. */
+  readonly machine: number;
+  readonly processes: ReadonlyMap<number, ProcessCpu>;
+}
+
+function sampleCpu(): CpuSample {
+  let machine = 0;
+  for (const cpu of cpus()) machine += cpu.times.user + cpu.times.nice + cpu.times.sys + cpu.times.irq;
+  const processes = new Map<number, ProcessCpu>();
+  let pids: string[] = [];
+  try {
+    pids = readdirSync('/proc').filter((name) => /^\d+$/.test(name));
+  } catch {
+    // Not Linux.
+  }
+  for (const name of pids) {
+    try {
+      const stat = readFileSync(`/proc/${name}/stat`, 'utf8');
+      const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+      const postgres = stat.includes('(postgres)');
+      processes.set(Number(name), {
+        ppid: Number(fields[1]),
+        seconds: (Number(fields[11]) + Number(fields[12])) / CLOCK_TICKS,
+        postgres,
+        command: postgres ? readFileSync(`/proc/${name}/cmdline`, 'utf8') : '',
+      });
+    } catch {
+      // The process ended while being read.
+    }
+  }
+  return { at: performance.now(), machine: machine / 1000, processes };
+}
+
+interface Cores {
+  /** Primary and workers together. */
+  readonly gatehouse: number;
+  /** Each Gatehouse process: the primary first. */
+  readonly perProcess: readonly { readonly pid: number; readonly role: 'primary' | 'worker' | 'single'; readonly cores: number; readonly rssMiB: number }[];
+  readonly postgres: number;
+  /** This process: autocannon runs on its event loop. */
+  readonly loadGenerator: number;
+  readonly other: number;
+  readonly machine: number;
+}
+
+/** The processes of one Gatehouse: the one launched, and its cluster workers (its children). */
+function gatehousePids(sample: CpuSample, rootPid: number): number[] {
+  return [rootPid, ...[...sample.processes].filter(([, proc]) => proc.ppid === rootPid).map(([pid]) => pid)];
+}
+
+function coresBetween(before: CpuSample, after: CpuSample, rootPid: number, databaseName: string, clustered: boolean): Cores {
+  const seconds = (after.at - before.at) / 1000;
+  const used = (pid: number) => ((after.processes.get(pid)?.seconds ?? 0) - (before.processes.get(pid)?.seconds ?? 0)) / seconds;
+  if (after.processes.size === 0) {
+    const nan = Number.NaN;
+    return { gatehouse: nan, perProcess: [], postgres: nan, loadGenerator: nan, other: nan, machine: (after.machine - before.machine) / seconds };
+  }
+  const perProcess = gatehousePids(after, rootPid).map((pid) => ({
+    pid,
+    role: pid === rootPid ? (clustered ? ('primary' as const) : ('single' as const)) : ('worker' as const),
+    cores: used(pid),
+    // Resident memory at the end of the window.
+    rssMiB: readRss(pid)?.rssMiB ?? Number.NaN,
+  }));
+  const gatehouse = perProcess.reduce((sum, proc) => sum + proc.cores, 0);
+  let postgres = 0;
+  for (const [pid, proc] of after.processes) {
+    if (!proc.postgres) continue;
+    // Backends of other databases (other work on the machine) are not ours; shared processes
+    // (WAL writer, checkpointer, ...) serve every database, ours included, so they count.
+    const clientBackend = /\d+\.\d+\.\d+\.\d+\(\d+\)|\[local\]/.test(proc.command);
+    if (!clientBackend || proc.command.includes(` ${databaseName} `)) postgres += used(pid);
+  }
+  const loadGenerator = used(process.pid);
+  const machine = (after.machine - before.machine) / seconds;
+  return { gatehouse, perProcess, postgres, loadGenerator, other: Math.max(0, machine - gatehouse - postgres - loadGenerator), machine };
+}
+
+// ---------------------------------------------------------------------------------------------
+// Every worker must be serving before a row is measured: /readyz answers as soon as one does.
+
+/** Inodes of established TCP sockets whose local port is `port` (IPv4 and IPv6 tables). */
+function socketInodes(port: number): Set<string> {
+  const inodes = new Set<string>();
+  for (const table of ['/proc/net/tcp', '/proc/net/tcp6']) {
+    let text: string;
+    try {
+      text = readFileSync(table, 'utf8');
+    } catch {
+      continue;
+    }
+    for (const line of text.split('\n').slice(1)) {
+      const fields = line.trim().split(/\s+/);
+      const local = fields[1];
+      if (local === undefined || fields[3] !== '01') continue; // 01: ESTABLISHED
+      if (Number.parseInt(local.slice(local.lastIndexOf(':') + 1), 16) === port && fields[9] !== undefined) inodes.add(fields[9]);
+    }
+  }
+  return inodes;
+}
+
+function socketsHeldBy(pid: number, inodes: ReadonlySet<string>): number {
+  let held = 0;
+  try {
+    for (const fd of readdirSync(`/proc/${pid}/fd`)) {
+      try {
+        const match = /^socket:\[(\d+)\]$/.exec(readlinkSync(`/proc/${pid}/fd/${fd}`));
+        if (match?.[1] !== undefined && inodes.has(match[1])) held += 1;
+      } catch {
+        // Closed meanwhile.
+      }
+    }
+  } catch {
+    // Gone.
+  }
+  return held;
+}
+
+/**
+ * Opens two kept-alive connections per worker and looks (in /proc) at which processes hold them:
+ * node:cluster hands new connections to the listening workers in turn, so once every worker holds
+ * one, every worker is serving.
+ */
+async function everyWorkerServing(gatehouse: Gatehouse, workers: number): Promise<boolean> {
+  const rootPid = gatehouse.child.process.pid!;
+  const agent = new http.Agent({ keepAlive: true, maxSockets: 2 * workers });
+  try {
+    await Promise.all(
+      Array.from(
+        { length: 2 * workers },
+        () =>
+          new Promise<void>((resolve, reject) => {
+            http
+              .get(`${gatehouse.url}/healthz`, { agent }, (response) => {
+                response.resume();
+                response.on('end', () => resolve());
+              })
+              .on('error', reject);
+          }),
+      ),
+    );
+    const port = Number(new URL(gatehouse.url).port);
+    const inodes = socketInodes(port);
+    const workerPids = gatehousePids(sampleCpu(), rootPid).slice(1);
+    return workerPids.length === workers && workerPids.every((pid) => socketsHeldBy(pid, inodes) > 0);
+  } finally {
+    agent.destroy();
+  }
+}
+
+async function waitForWorkers(gatehouse: Gatehouse, workers: number): Promise<void> {
+  const deadline = Date.now() + 120_000;
+  while (!(await everyWorkerServing(gatehouse, workers))) {
+    if (Date.now() > deadline) throw new Error(`not all ${workers} workers were serving within 120 s:\n${gatehouse.child.output.stderr.slice(-4000)}`);
+    await new Promise((resolve) => setTimeout(resolve, 200));
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Set-up: two resource servers and a client for each, created once in the shared database.
+
+interface Instance {
+  readonly workers: number;
+  readonly gatehouse: Gatehouse;
+}
+
+async function createTargets(gatehouse: Gatehouse): Promise<Record<RowName, { identifier: string; authorization: string }>> {
+  const adminToken = await gatehouse.adminToken(['admin:clients', 'admin:resource-servers']);
+  const { publicKey } = generateKeyPairSync('ec', { namedCurve: 'P-256' });
+  const innerJwk = { ...publicKey.export({ format: 'jwk' }), kid: 'bench-inner', use: 'enc', alg: 'ECDH-ES+A256KW' };
+  const targets = {} as Record<RowName, { identifier: string; authorization: string }>;
+  for (const row of ALL_ROWS) {
+    const identifier = `https://${row}.cluster.bench.invalid`;
+    await adminPost(gatehouse.url, adminToken, '/resource-servers', {
+      identifier,
+      name: `bench cluster ${row}`,
+      scopes: ['bench:read'],
+      signing_alg: 'ES256',
+      ...(row === 'inner' ? { inner_encryption_jwk: innerJwk } : {}),
+    });
+    const client = await adminPost<{ client_id: string; client_secret: string }>(gatehouse.url, adminToken, '/clients', {
+      client_name: `bench cluster ${row}`,
+      grant_types: ['client_credentials'],
+      allowed_resources: [identifier],
+    });
+    targets[row] = { identifier, authorization: basic(client.client_id, client.client_secret) };
+  }
+  return targets;
+}
+
+/** Both instances issue what the rows claim: signed at+jwt for the audience, `inner` only on the inner row. */
+async function checkTokens(instances: readonly Instance[], targets: Record<RowName, { identifier: string; authorization: string }>): Promise<void> {
+  for (const { gatehouse } of instances) {
+    const jwks = createRemoteJWKSet(new URL(`${gatehouse.url}/jwks`));
+    for (const row of ALL_ROWS) {
+      const token = await requestToken(gatehouse.url, targets[row].authorization, TOKEN_BODY);
+      const { payload } = await jwtVerify(token, jwks, { issuer: gatehouse.url, audience: targets[row].identifier, typ: 'at+jwt', algorithms: ['ES256'] });
+      if ((row === 'inner') !== (typeof payload['inner'] === 'string')) throw new Error(`${row} row: unexpected inner layer on ${gatehouse.url}`);
+    }
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Report.
+
+interface Measured extends RunResult {
+  readonly row: RowName;
+  readonly workers: number;
+  readonly cores: Cores;
+}
+
+interface Report {
+  readonly date: string;
+  readonly environment: Record<string, string | number>;
+  readonly runs: readonly Measured[];
+  readonly checks: Check[];
+}
+
+function find(runs: readonly Measured[], row: RowName, workers: number): Measured | undefined {
+  return runs.find((run) => run.row === row && run.workers === workers);
+}
+
+function buildChecks(runs: readonly Measured[]): Check[] {
+  const checks: Check[] = [];
+  for (const row of settings.rows) {
+    const one = find(runs, row, 1);
+    const many = find(runs, row, settings.workers);
+    if (one === undefined || many === undefined) continue;
+    const ratio = many.tokensPerSecond / one.tokensPerSecond;
+    checks.push({
+      name: `${row}: tokens/s WORKERS=${settings.workers} ÷ WORKERS=1`,
+      value: ratio,
+      display: `${ratio.toFixed(2)}×`,
+      target: `≥ ${TARGET_SCALING.toFixed(2)}×`,
+      met: ratio >= TARGET_SCALING,
+    });
+    const coreRatio = many.cores.gatehouse / one.cores.gatehouse;
+    checks.push({
+      name: `${row}: Gatehouse cores used, WORKERS=${settings.workers} ÷ WORKERS=1`,
+      value: coreRatio,
+      display: `${coreRatio.toFixed(2)}× (${fmt(many.cores.gatehouse, 2)} ÷ ${fmt(one.cores.gatehouse, 2)})`,
+      target: '—',
+      met: undefined,
+    });
+    const perCore = many.tokensPerSecond / many.cores.gatehouse / (one.tokensPerSecond / one.cores.gatehouse);
+    checks.push({
+      name: `${row}: tokens per Gatehouse CPU-second, WORKERS=${settings.workers} ÷ WORKERS=1`,
+      value: perCore,
+      display: `${perCore.toFixed(2)}×`,
+      target: '—',
+      met: undefined,
+    });
+  }
+  return checks;
+}
+
+function markdown(report: Report): string {
+  const env = report.environment;
+  const c = (value: number) => (Number.isFinite(value) ? fmt(value, 2) : 'n/a');
+  const rss = (mib: number) => (Number.isFinite(mib) ? fmt(mib) : 'n/a');
+  const lines = [
+    `# Cluster scaling benchmark, ${report.date}`,
+    '',
+    `Node ${env['node']}, ${env['cpus']} × ${env['cpuModel']}; one Gatehouse with WORKERS=1 and one with WORKERS=${env['workers']} on the same ` +
+      `PostgreSQL database; autocannon (in the bench process) ${env['connections']} connections, POST /token (client_secret_basic, client_credentials), ` +
+      `${env['seconds']} s per row after ${env['warmupSeconds']} s warm-up; load average ${env['loadAverageAtStart']} at start; source ${env['source']}.`,
+    '',
+    '| row | WORKERS | tokens/s | p50 ms | p99 ms | non-2xx | Gatehouse cores | PostgreSQL cores | load generator cores | anything else | whole machine | Gatehouse RSS MiB | load avg |',
+    '|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|',
+    ...report.runs.map(
+      (run) =>
+        `| ${run.row} | ${run.workers} | ${fmt(run.tokensPerSecond)} | ${fmt(run.p50Ms, 1)} | ${fmt(run.p99Ms, 1)} | ${run.non2xx} | ${c(run.cores.gatehouse)} | ` +
+        `${c(run.cores.postgres)} | ${c(run.cores.loadGenerator)} | ${c(run.cores.other)} | ${c(run.cores.machine)} | ${rss(run.cores.perProcess.reduce((sum, proc) => sum + proc.rssMiB, 0))} | ${run.loadAverage.toFixed(1)} |`,
+    ),
+    '',
+    'Gatehouse processes (primary, then workers): cores used, resident memory at the end of the row:',
+    '',
+    ...report.runs
+      .filter((run) => run.workers > 1)
+      .map((run) => `- ${run.row}, WORKERS=${run.workers}: ${run.cores.perProcess.map((proc) => `${proc.role} ${c(proc.cores)} cores, ${rss(proc.rssMiB)} MiB`).join('; ')}`),
+    '',
+    ...checksTable(report.checks),
+    '',
+    `Cores are CPU time ÷ wall time from /proc during each measured row (the machine has ${env['cpus']}). ` +
+      'The load generator and PostgreSQL run on the same cores as Gatehouse, so with every core busy the workers get what those two leave: ' +
+      'the tokens/s ratio cannot exceed the ratio of Gatehouse cores used, and "tokens per Gatehouse CPU-second" shows whether a worker ' +
+      'does as much with a core as the single process does (near 1.00× means the cluster itself costs nothing; the shortfall is cores). ' +
+      '"anything else" well above 0 means other work shared the machine; repeat the run.',
+    '',
+  ];
+  return lines.join('\n');
+}
+
+// ---------------------------------------------------------------------------------------------
+
+async function main(): Promise<number> {
+  const started = new Date();
+  const loadAtStart = loadavg()[0] ?? 0;
+  const stamp = fileStamp(started);
+  await mkdir(RESULTS_DIR, { recursive: true });
+
+  let database: BenchDatabase | undefined;
+  const instances: Instance[] = [];
+  const cleanup = async () => {
+    await Promise.allSettled(instances.map((instance) => instance.gatehouse.child.stop()));
+    await database?.drop().catch((error: unknown) => log(`could not drop the bench database: ${(error as Error).message}`));
+    await Promise.allSettled(instances.map((instance) => rm(instance.gatehouse.dataDir, { recursive: true, force: true })));
+  };
+  onAbort(cleanup);
+
+  try {
+    database = await createBenchDatabase(settings.databaseUrl);
+    if (database.kind !== 'postgres' || database.url === undefined) throw new Error(`WORKERS > 1 needs PostgreSQL, and ${settings.databaseUrl} is unreachable`);
+    const databaseName = new URL(database.url).pathname.slice(1);
+
+    // One database, so one master key for both. One after the other: each launch ensures its
+    // own bootstrap admin, so the first sets the database up before the second replaces that
+    // admin's secret.
+    const masterKey = randomBytes(32).toString('base64url');
+    log('starting Gatehouse with WORKERS=1');
+    const single: Instance = { workers: 1, gatehouse: await launchGatehouse(database, { env: { WORKERS: '1', MASTER_KEY: masterKey } }) };
+    instances.push(single);
+    const targets = await createTargets(single.gatehouse);
+    log(`starting Gatehouse with WORKERS=${settings.workers}`);
+    const clustered: Instance = { workers: settings.workers, gatehouse: await launchGatehouse(database, { env: { WORKERS: String(settings.workers), MASTER_KEY: masterKey } }) };
+    instances.push(clustered);
+    await waitForWorkers(clustered.gatehouse, settings.workers);
+    log(`every one of the ${settings.workers} workers is serving`);
+    await checkTokens(instances, targets);
+    log('tokens checked on both instances: signatures, typ, audience, inner layer');
+
+    const runs: Measured[] = [];
+    for (const row of settings.rows) {
+      for (const instance of instances) {
+        const target: TokenTarget = { row: `${row} (WORKERS=${instance.workers})`, url: instance.gatehouse.url, authorization: targets[row].authorization };
+        if (settings.warmupSeconds > 0) await failOnBadResponses(target, await drive(target, settings.warmupSeconds, { connections: settings.connections }));
+        const rootPid = instance.gatehouse.child.process.pid!;
+        const before = sampleCpu();
+        const run = await drive(target, settings.seconds, { connections: settings.connections });
+        const after = sampleCpu();
+        await failOnBadResponses(target, run);
+        const cores = coresBetween(before, after, rootPid, databaseName, instance.workers > 1);
+        runs.push({ ...run, row, workers: instance.workers, cores });
+        log(
+          `${target.row}: ${run.tokensPerSecond.toFixed(0)} tokens/s, p99 ${run.p99Ms} ms; cores: Gatehouse ${cores.gatehouse.toFixed(2)}, ` +
+            `PostgreSQL ${cores.postgres.toFixed(2)}, load generator ${cores.loadGenerator.toFixed(2)}, other ${cores.other.toFixed(2)}`,
+        );
+      }
+    }
+
+    const checks = buildChecks(runs);
+    const report: Report = {
+      date: started.toISOString(),
+      environment: {
+        node: process.version,
+        cpus: cpus().length,
+        cpuModel: cpus()[0]?.model.trim() ?? 'unknown',
+        database: database.kind,
+        workers: settings.workers,
+        connections: settings.connections,
+        seconds: settings.seconds,
+        warmupSeconds: settings.warmupSeconds,
+        loadAverageAtStart: Number(loadAtStart.toFixed(2)),
+        source: sourceVersion(),
+      },
+      runs,
+      checks,
+    };
+    const text = markdown(report);
+    await writeFile(path.join(RESULTS_DIR, `cluster-${stamp}.md`), text);
+    await writeFile(path.join(RESULTS_DIR, `cluster-${stamp}.json`), JSON.stringify(report, null, 2) + '\n');
+    process.stdout.write(text);
+    log(`written bench/results/cluster-${stamp}.md and .json`);
+    await writeBenchOutput({ title: `Using all cores: WORKERS=${settings.workers} vs WORKERS=1`, markdown: text, checks, data: report });
+    return settings.enforce && checks.some((check) => check.met === false) ? 1 : 0;
+  } finally {
+    await cleanup();
+  }
+}
+
+// Start-ups (up to 2 minutes each when the machine is slow), every row's warm-up and measurement, slack.
+const budgetMs = (settings.rows.length * 2 * (settings.seconds + settings.warmupSeconds + 5) + 300) * 1000;
+await runBench(budgetMs, main);
