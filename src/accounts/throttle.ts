@@ -46,8 +46,11 @@ export function createLoginThrottle(db: Queryable): LoginThrottle {
       return { retryAfter: lockedSeconds, user, accountCounted: counted };
     },
     async failed(username, ip) {
-      const [account, address] = await Promise.all([store.recordFailure(accountKey(username), ACCOUNT_POLICY), store.recordFailure(ipKey(ip), IP_POLICY)]);
-      return { accountLocked: account.locked, ipLocked: address.locked };
+      const [account, address] = await store.recordFailures([
+        { key: accountKey(username), policy: ACCOUNT_POLICY },
+        { key: ipKey(ip), policy: IP_POLICY },
+      ]);
+      return { accountLocked: account!.locked, ipLocked: address!.locked };
     },
     succeeded: (username, tx) => store.reset(accountKey(username), tx),
   };

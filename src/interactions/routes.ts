@@ -275,11 +275,17 @@ export function interactionRoutes(deps: InteractionDeps): Router {
     const passwordOk = await deps.passwords.verify(user?.password_hash, password);
     if (user === undefined || !passwordOk || user.disabled) {
       const { accountLocked } = await deps.throttle.failed(normalized, ctx.ip);
-      await deps.db.transaction(async (tx) => {
-        const context = auditContext(ctx, user?.id ?? null);
-        await recordAudit(tx, context, { type: 'login.failure', target: user?.id ?? 'unknown', outcome: 'failure', details: { client_id: details.params['client_id'] } });
-        if (accountLocked) await recordAudit(tx, context, { type: 'login.locked', target: user?.id ?? 'unknown', outcome: 'failure' });
-      });
+      const context = auditContext(ctx, user?.id ?? null);
+      const failure = (tx: Queryable) =>
+        recordAudit(tx, context, { type: 'login.failure', target: user?.id ?? 'unknown', outcome: 'failure', details: { client_id: details.params['client_id'] } });
+      if (accountLocked) {
+        await deps.db.transaction(async (tx) => {
+          await failure(tx);
+          await recordAudit(tx, context, { type: 'login.locked', target: user?.id ?? 'unknown', outcome: 'failure' });
+        });
+      } else {
+        await failure(deps.db);
+      }
       deps.metrics.loginOutcomes.inc({ outcome: accountLocked ? 'locked' : 'failure' });
       if (accountLocked) deps.metrics.lockouts.inc();
       loginPage(ctx, uid, name, { username, error: SIGN_IN_FAILED }, 401);
