@@ -63,6 +63,17 @@ async function ensureLedger(session: Queryable): Promise<void> {
   )`);
 }
 
+/** The applied migrations in order, or `undefined` when the ledger does not exist yet. */
+async function readLedger(db: Queryable): Promise<AppliedRow[] | undefined> {
+  try {
+    return (await db.query<AppliedRow>('SELECT id, name, checksum FROM schema_migrations ORDER BY id')).rows;
+  } catch (error) {
+    // 42P01: undefined table.
+    if ((error as { code?: unknown }).code === '42P01') return undefined;
+    throw error;
+  }
+}
+
 /** Refuses to go on when an applied migration's file changed or is missing. */
 function verifyApplied(applied: readonly AppliedRow[], migrations: readonly Migration[]): void {
   for (const row of applied) {
@@ -89,6 +100,13 @@ export interface MigrationReport {
 
 export async function migrate(db: Database, migrations?: readonly Migration[]): Promise<MigrationReport> {
   const all = migrations ?? (await loadMigrations());
+  // The usual start: everything is applied. One read verifies every checksum, without the lock
+  // and the ledger DDL (one query instead of four); anything pending takes the locked path.
+  const ledger = await readLedger(db);
+  if (ledger !== undefined) {
+    verifyApplied(ledger, all);
+    if (ledger.length === all.length) return { applied: [], current: all.at(-1)?.id ?? 0 };
+  }
   return db.withSession(async (session) => {
     await session.query('SELECT pg_advisory_lock($1)', [MIGRATION_LOCK]);
     try {
@@ -123,11 +141,7 @@ export async function migrate(db: Database, migrations?: readonly Migration[]): 
 
 /** For /readyz: true when every known migration is applied with a matching checksum. */
 export async function migrationsCurrent(db: Queryable, migrations: readonly Migration[]): Promise<boolean> {
-  const { rows } = await db.query<AppliedRow>('SELECT id, name, checksum FROM schema_migrations ORDER BY id').catch((error: unknown) => {
-    // 42P01: the ledger does not exist yet, so nothing is applied.
-    if ((error as { code?: unknown }).code === '42P01') return { rows: [] as AppliedRow[] };
-    throw error;
-  });
+  const rows = (await readLedger(db)) ?? [];
   if (rows.length !== migrations.length) return false;
   return migrations.every((m, i) => rows[i]?.id === m.id && rows[i]?.checksum === m.checksum);
 }
