@@ -270,6 +270,14 @@ async function lockDataDir(dataDir: string): Promise<() => Promise<void>> {
   }
 }
 
+/**
+ * PGlite's postgresql.conf keeps PostgreSQL's 128MB shared_buffers, which PGlite allocates and
+ * zero-fills at every start: ~110 MB of resident memory and page faults before the first query.
+ * One embedded process's working set is far smaller; 32MB leaves it room (measured: idle RSS
+ * ~345 → ~250 MB, bench/startup.ts).
+ */
+const PGLITE_SETTINGS = ['-c', 'shared_buffers=32MB'];
+
 /** Embedded PostgreSQL (WASM) persisted in `dataDir`; `undefined` keeps it in memory. */
 export async function openPglite(dataDir: string | undefined): Promise<Database> {
   const { PGlite } = await import('@electric-sql/pglite');
@@ -278,10 +286,18 @@ export async function openPglite(dataDir: string | undefined): Promise<Database>
     await mkdir(dataDir, { recursive: true });
     unlock = await lockDataDir(dataDir);
   }
-  const db = await PGlite.create(dataDir === undefined ? {} : { dataDir }).catch(async (error: unknown) => {
-    await unlock();
-    throw error;
-  });
+  // PGlite compiles its WASM on V8's threads. Meanwhile the event loop has nothing pending, so
+  // Node drains V8's task queue, which blocks the main thread until *every* background job is
+  // done, including the optimising compiles of PostgreSQL's hot WASM functions queued as it
+  // starts (0.15 s on an idle machine, over 1 s on a busy one: bench/startup.ts). A ref'd timer
+  // keeps the loop alive, so start-up goes on while V8 compiles.
+  const keepAlive = setInterval(() => undefined, 60_000);
+  const db = await PGlite.create({ ...(dataDir === undefined ? {} : { dataDir }), startParams: [...PGlite.defaultStartParams, ...PGLITE_SETTINGS] })
+    .catch(async (error: unknown) => {
+      await unlock();
+      throw error;
+    })
+    .finally(() => clearInterval(keepAlive));
   const direct = pgliteQueryable(db);
   return {
     kind: 'pglite',
