@@ -1,4 +1,5 @@
 import cluster from 'node:cluster';
+import { enableCompileCache } from 'node:module';
 import type { Logger } from 'pino';
 import { ConfigError, loadConfig, type Config } from './config.js';
 import { createLogger } from './logger.js';
@@ -20,6 +21,10 @@ function configOrExit(): Config {
   }
 }
 
+// Node keeps the compiled code of the modules loaded from here on (the app, oidc-provider, koa,
+// PGlite: most of start-up's parsing) in a disk cache, os.tmpdir()/node-compile-cache; later
+// starts skip that work. NODE_DISABLE_COMPILE_CACHE=1 turns it off; an unwritable dir is ignored.
+enableCompileCache();
 const config = configOrExit();
 const rootLogger = createLogger(config.logLevel);
 const started = performance.now();
