@@ -133,7 +133,10 @@ async function runOne(bench: SuiteBench, scratch: string): Promise<BenchRun> {
     return { ...base, status: 'ok', note: '', seconds, output };
   }
   const why = code === 0 ? problem : `exit ${code}${problem === '' ? '' : `; ${problem}`}`;
-  const lastLines = child.output.stderr.trim().split('\n').slice(-3).join(' / ').slice(0, 500);
+  // The bench's own "FAILED: <message>" line says most; else its last lines.
+  const stderr = child.output.stderr.trim().split('\n');
+  const failure = stderr.findLast((line) => line.includes('FAILED'));
+  const lastLines = (failure ?? stderr.slice(-3).join(' / ')).trim().slice(0, 500);
   log(`${bench.name}: FAILED (${why})`);
   return { ...base, status: 'failed', note: `${why}${lastLines === '' ? '' : `. Last output: ${lastLines}`}`, seconds, output };
 }
@@ -170,6 +173,7 @@ function markdown(date: string, environment: Environment, runs: readonly BenchRu
   const load = (values: readonly number[]) => values.map((value) => value.toFixed(2)).join(' / ');
   const targets = runs.flatMap((run) => (run.output?.checks ?? []).map((check) => ({ bench: run.name, check })));
   const withTarget = targets.filter(({ check }) => check.met !== undefined && check.met !== null);
+  const withoutTarget = targets.filter(({ check }) => check.met === undefined || check.met === null);
   const notMet = withTarget.filter(({ check }) => check.met === false).length;
   const lines = [
     `# Gatehouse benchmark suite, ${date}`,
@@ -181,16 +185,24 @@ function markdown(date: string, environment: Environment, runs: readonly BenchRu
     `${withTarget.length - notMet} of ${withTarget.length} targets met.` +
       (runs.some((run) => run.status !== 'ok') ? ` Benches not run or failed: ${runs.filter((run) => run.status !== 'ok').map((run) => `${run.name} (${run.status})`).join(', ')}.` : ''),
     '',
-    '| bench | measure | measured | target | |',
-    '|---|---|---:|---:|---|',
-    ...withTarget.map(({ bench, check }) => `| ${bench} | ${cell(check.name)} | ${cell(check.display)} | ${cell(check.target)} | ${metCell(check)} |`),
-    '',
-    'Ratios reported without a target:',
-    '',
-    '| bench | measure | measured |',
-    '|---|---|---:|',
-    ...targets.filter(({ check }) => check.met === undefined || check.met === null).map(({ bench, check }) => `| ${bench} | ${cell(check.name)} | ${cell(check.display)} |`),
-    '',
+    ...(withTarget.length === 0
+      ? []
+      : [
+          '| bench | measure | measured | target | |',
+          '|---|---|---:|---:|---|',
+          ...withTarget.map(({ bench, check }) => `| ${bench} | ${cell(check.name)} | ${cell(check.display)} | ${cell(check.target)} | ${metCell(check)} |`),
+          '',
+        ]),
+    ...(withoutTarget.length === 0
+      ? []
+      : [
+          'Ratios reported without a target:',
+          '',
+          '| bench | measure | measured |',
+          '|---|---|---:|',
+          ...withoutTarget.map(({ bench, check }) => `| ${bench} | ${cell(check.name)} | ${cell(check.display)} |`),
+          '',
+        ]),
     '| bench | status | seconds | suite settings | note |',
     '|---|---|---:|---|---|',
     ...runs.map((run) => {
