@@ -291,7 +291,8 @@ interface Snapshot {
   /** Busy CPU seconds: the whole machine, Gatehouse (all its threads), every postgres process, this process. */
   readonly machine: number;
   readonly gatehouse: number;
-  readonly postgres: number;
+  /** Per process: one that ends during a window must not take its past CPU time with it. */
+  readonly postgres: ReadonlyMap<number, number>;
   readonly bench: number;
   readonly walBytes: number;
   /** Full-page images written to WAL, server-wide (pg_stat_wal, PostgreSQL 14+; NaN before). */
@@ -330,7 +331,7 @@ async function snapshot(setup: Setup, db: pg.Client): Promise<Snapshot> {
   let machine = 0;
   for (const cpu of cpus()) machine += (cpu.times.user + cpu.times.nice + cpu.times.sys + cpu.times.irq) / 1000;
   let gatehouse = 0;
-  let postgres = 0;
+  const postgres = new Map<number, number>();
   let names: string[] = [];
   try {
     names = readdirSync('/proc').filter((name) => /^\d+$/.test(name));
@@ -343,7 +344,7 @@ async function snapshot(setup: Setup, db: pg.Client): Promise<Snapshot> {
       const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
       const seconds = (Number(fields[11]) + Number(fields[12])) / CLOCK_TICKS;
       if (Number(name) === setup.gatehouse.child.process.pid) gatehouse += seconds;
-      else if (stat.includes(' (postgres) ')) postgres += seconds;
+      else if (stat.includes(' (postgres) ')) postgres.set(Number(name), seconds);
     } catch {
       // The process ended while being read.
     }
@@ -364,9 +365,12 @@ async function snapshot(setup: Setup, db: pg.Client): Promise<Snapshot> {
 
 function serverBetween(before: Snapshot, after: Snapshot): ServerView {
   const seconds = (after.at - before.at) / 1000;
-  const per = (key: 'machine' | 'gatehouse' | 'postgres' | 'bench') => (after[key] - before[key]) / seconds;
+  const per = (key: 'machine' | 'gatehouse' | 'bench') => (after[key] - before[key]) / seconds;
   const gatehouse = per('gatehouse');
-  const postgres = per('postgres');
+  // Processes that started in the window count from zero; those that ended in it count as "anything else".
+  let postgresSeconds = 0;
+  for (const [pid, end] of after.postgres) postgresSeconds += end - (before.postgres.get(pid) ?? 0);
+  const postgres = postgresSeconds / seconds;
   const bench = per('bench');
   return {
     cores: { gatehouse, postgres, bench, other: Math.max(0, per('machine') - gatehouse - postgres - bench) },
