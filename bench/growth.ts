@@ -725,10 +725,10 @@ async function explainAll(db: pg.Client, setup: Setup, salt: string): Promise<Qu
   const generated = async (model: string) => {
     const i = 20 * Math.floor(Math.random() * Math.floor(settings.modelRows / 20)) + slotOf(model);
     const { rows } = await db.query<{ id: string; grant_id: string | null; account_id: string | null; client_id: string | null; uid: string | null }>(
-      `SELECT id, grant_id, account_id, client_id, uid FROM oidc_models WHERE model = $2 AND id = ${tokenId(`'model:' || $3::text`)}`,
+      `SELECT id, grant_id, account_id, client_id, uid FROM oidc_models WHERE model = $2 AND id = ${tokenId(`'model:' || $3::text`)} AND expires_at > now()`,
       [salt, model, i],
     );
-    // The pruner may have deleted it (5 % are expired): try another.
+    // Expired (the adapter would not find it) or pruned: the caller tries another.
     return rows[0];
   };
   const pick = async <K extends 'id' | 'grant_id' | 'account_id' | 'client_id' | 'uid'>(model: string, key: K): Promise<string> => {
