@@ -4,7 +4,7 @@ import { cpus, loadavg, tmpdir, totalmem } from 'node:os';
 import path from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { z } from 'zod';
-import { alive, fmt, log, RESULTS_DIR, ROOT, sourceVersion, spawnChild, type Child } from './support.js';
+import { alive, ensureBuilt, fmt, log, RESULTS_DIR, ROOT, sourceVersion, spawnChild, type Child } from './support.js';
 
 /**
  * `npm run bench`: the whole benchmark suite in one command, about five minutes on a 2-core
@@ -92,7 +92,7 @@ function childEnvironment(bench: SuiteBench, outputFile: string): Record<string,
     if (name.startsWith('BENCH_') && name !== 'BENCH_DATABASE_URL' && name !== 'BENCH_ENFORCE') continue;
     env[name] = value;
   }
-  return { ...env, ...bench.env, BENCH_OUTPUT: outputFile };
+  return { ...env, ...bench.env, BENCH_OUTPUT: outputFile, BENCH_SKIP_BUILD: '1' };
 }
 
 let current: Child | undefined;
@@ -239,6 +239,8 @@ async function main(): Promise<number> {
   const scratch = await mkdtemp(path.join(tmpdir(), 'gatehouse-suite-'));
   log(`suite: ${benches.map((bench) => bench.name).join(', ')}; load average ${loadAverageAtStart.map((value) => value.toFixed(2)).join(' / ')}`);
 
+  // Once for the whole suite: every bench runs Gatehouse's production build (bench/support.ts).
+  await ensureBuilt();
   const runs: BenchRun[] = [];
   try {
     for (const bench of benches) runs.push(await runOne(bench, scratch));

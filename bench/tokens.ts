@@ -145,7 +145,7 @@ interface BareSetup {
 async function startBare(): Promise<BareSetup> {
   const port = await freePort();
   const client = { id: 'bench-bare', secret: randomBytes(32).toString('base64url') };
-  const child = spawnChild('bare oidc-provider', ['--import', 'tsx', '--import', './bench/exit-with-parent.ts', 'bench/bare-provider.ts'], {
+  const child = spawnChild('bare oidc-provider', ['--import', './bench/exit-with-parent.ts', 'bench/bare-provider.ts'], {
     PORT: String(port),
     BARE_CLIENT_ID: client.id,
     BARE_CLIENT_SECRET: client.secret,
