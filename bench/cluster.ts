@@ -1,4 +1,3 @@
-import { execFileSync } from 'node:child_process';
 import { generateKeyPairSync, randomBytes } from 'node:crypto';
 import { readdirSync, readFileSync, readlinkSync } from 'node:fs';
 import { mkdir, rm, writeFile } from 'node:fs/promises';
@@ -26,12 +25,15 @@ import {
   requestToken,
   RESULTS_DIR,
   runBench,
+  sampleCpu,
+  servesDatabase,
   sourceVersion,
   spawnChild,
   TOKEN_BODY,
   writeBenchOutput,
   type BenchDatabase,
   type Check,
+  type CpuSample,
   type Gatehouse,
   type RunResult,
   type TokenTarget,
@@ -91,66 +93,6 @@ const TARGET_SCALING = 1.7;
 // ---------------------------------------------------------------------------------------------
 // Who used the cores (Linux /proc; NaN elsewhere).
 
-const CLOCK_TICKS = (() => {
-  try {
-    return Number(execFileSync('getconf', ['CLK_TCK'], { encoding: 'utf8', timeout: 5_000 }).trim()) || 100;
-  } catch {
-    return 100;
-  }
-})();
-
-interface ProcessCpu {
-  readonly ppid: number;
-  readonly seconds: number;
-  readonly postgres: boolean;
-  /** For PostgreSQL processes: a client backend, and whose database (from its title). */
-  readonly command: string;
-}
-
-interface CpuSample {
-  readonly at: number;
-  /** Busy CPU seconds of the whole machine. */
-  readonly machine: number;
-  /** CPU seconds the hypervisor gave to others while this VM's vCPUs wanted to run (/proc/stat "steal"). */
-  readonly steal: number;
-  readonly processes: ReadonlyMap<number, ProcessCpu>;
-}
-
-function sampleCpu(): CpuSample {
-  let machine = 0;
-  for (const cpu of cpus()) machine += cpu.times.user + cpu.times.nice + cpu.times.sys + cpu.times.irq;
-  const processes = new Map<number, ProcessCpu>();
-  let pids: string[] = [];
-  try {
-    pids = readdirSync('/proc').filter((name) => /^\d+$/.test(name));
-  } catch {
-    // Not Linux.
-  }
-  for (const name of pids) {
-    try {
-      const stat = readFileSync(`/proc/${name}/stat`, 'utf8');
-      const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-      const postgres = stat.includes('(postgres)');
-      processes.set(Number(name), {
-        ppid: Number(fields[1]),
-        seconds: (Number(fields[11]) + Number(fields[12])) / CLOCK_TICKS,
-        postgres,
-        command: postgres ? readFileSync(`/proc/${name}/cmdline`, 'utf8') : '',
-      });
-    } catch {
-      // The process ended while being read.
-    }
-  }
-  let steal = Number.NaN;
-  try {
-    // cpu  user nice system idle iowait irq softirq steal ...
-    steal = Number(readFileSync('/proc/stat', 'utf8').split('\n')[0]?.trim().split(/\s+/)[8]) / CLOCK_TICKS;
-  } catch {
-    // Not Linux.
-  }
-  return { at: performance.now(), machine: machine / 1000, steal, processes };
-}
-
 interface Cores {
   /** Primary and workers together. */
   readonly gatehouse: number;
@@ -186,13 +128,7 @@ function coresBetween(before: CpuSample, after: CpuSample, rootPid: number, data
   }));
   const gatehouse = perProcess.reduce((sum, proc) => sum + proc.cores, 0);
   let postgres = 0;
-  for (const [pid, proc] of after.processes) {
-    if (!proc.postgres) continue;
-    // Backends of other databases (other work on the machine) are not ours; shared processes
-    // (WAL writer, checkpointer, ...) serve every database, ours included, so they count.
-    const clientBackend = /\d+\.\d+\.\d+\.\d+\(\d+\)|\[local\]/.test(proc.command);
-    if (!clientBackend || proc.command.includes(` ${databaseName} `)) postgres += used(pid);
-  }
+  for (const [pid, proc] of after.processes) if (servesDatabase(proc, databaseName)) postgres += used(pid);
   const loadGenerator = used(process.pid);
   const machine = (after.machine - before.machine) / seconds;
   const stolen = (after.steal - before.steal) / seconds;

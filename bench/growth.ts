@@ -1,6 +1,4 @@
-import { execFileSync } from 'node:child_process';
 import { createHash, generateKeyPairSync, randomBytes } from 'node:crypto';
-import { readdirSync, readFileSync } from 'node:fs';
 import { mkdir, rm, writeFile } from 'node:fs/promises';
 import { cpus, loadavg } from 'node:os';
 import path from 'node:path';
@@ -34,6 +32,7 @@ import {
   rssCheck,
   rssLine,
   runBench,
+  sampleCpu,
   sampleRss,
   sourceVersion,
   TOKEN_BODY,
@@ -278,14 +277,6 @@ interface PathRun {
 // this says whether Gatehouse did more work per request, PostgreSQL was busier (WAL, the pruner's
 // deletes), or something outside the run took the cores.
 
-const CLOCK_TICKS = (() => {
-  try {
-    return Number(execFileSync('getconf', ['CLK_TCK'], { encoding: 'utf8', timeout: 5_000 }).trim()) || 100;
-  } catch {
-    return 100;
-  }
-})();
-
 interface Snapshot {
   readonly at: number;
   /** Busy CPU seconds: the whole machine, Gatehouse (all its threads), every postgres process, this process. */
@@ -328,31 +319,14 @@ async function snapshot(setup: Setup, db: pg.Client): Promise<Snapshot> {
     .query<{ fpi: string }>('SELECT wal_fpi::text AS fpi FROM pg_stat_wal')
     .then((result) => Number(result.rows[0]?.fpi ?? Number.NaN))
     .catch(() => Number.NaN);
-  let machine = 0;
-  for (const cpu of cpus()) machine += (cpu.times.user + cpu.times.nice + cpu.times.sys + cpu.times.irq) / 1000;
-  let gatehouse = 0;
-  const postgres = new Map<number, number>();
-  let names: string[] = [];
-  try {
-    names = readdirSync('/proc').filter((name) => /^\d+$/.test(name));
-  } catch {
-    // Not Linux: no per-process figures.
-  }
-  for (const name of names) {
-    try {
-      const stat = readFileSync(`/proc/${name}/stat`, 'utf8');
-      const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-      const seconds = (Number(fields[11]) + Number(fields[12])) / CLOCK_TICKS;
-      if (Number(name) === setup.gatehouse.child.process.pid) gatehouse += seconds;
-      else if (stat.includes(' (postgres) ')) postgres.set(Number(name), seconds);
-    } catch {
-      // The process ended while being read.
-    }
-  }
+  const cpu = sampleCpu();
+  // Every PostgreSQL process counts: the shared ones and every database's backends.
+  const postgres = new Map([...cpu.processes].filter(([, proc]) => proc.postgres).map(([pid, proc]) => [pid, proc.seconds]));
+  const gatehouse = cpu.processes.get(setup.gatehouse.child.process.pid ?? -1)?.seconds ?? 0;
   const usage = process.cpuUsage();
   return {
-    at: performance.now(),
-    machine,
+    at: cpu.at,
+    machine: cpu.machine,
     gatehouse,
     postgres,
     bench: (usage.user + usage.system) / 1e6,

@@ -1,6 +1,4 @@
 import { createHash, randomBytes } from 'node:crypto';
-import { execFileSync } from 'node:child_process';
-import { readdirSync, readFileSync } from 'node:fs';
 import { mkdir, rm, writeFile } from 'node:fs/promises';
 import { cpus, loadavg } from 'node:os';
 import path from 'node:path';
@@ -31,6 +29,8 @@ import {
   rssCheck,
   rssLine,
   runBench,
+  sampleCpu,
+  servesDatabase,
   sampleRss,
   sourceVersion,
   TOKEN_BODY,
@@ -132,7 +132,7 @@ async function measureArgon2(seconds: number, concurrency: number): Promise<Argo
     if (!(await argon2.verify(hash, password))) throw new Error('argon2 bound: verify returned false');
   };
   for (let i = 0; i < 2; i++) await Promise.all(Array.from({ length: concurrency }, verify));
-  const before = sampleCpu(undefined, undefined);
+  const before = groupedCpu(undefined, undefined);
   const deadline = before.at + seconds * 1000;
   let verifies = 0;
   await Promise.all(
@@ -143,7 +143,7 @@ async function measureArgon2(seconds: number, concurrency: number): Promise<Argo
       }
     }),
   );
-  const after = sampleCpu(undefined, undefined);
+  const after = groupedCpu(undefined, undefined);
   const elapsed = (after.at - before.at) / 1000;
   return { verifies, seconds: elapsed, verifiesPerSecond: verifies / elapsed, msPerVerify: (elapsed * 1000 * concurrency) / verifies, cores: coresBetween(before, after) };
 }
@@ -382,17 +382,9 @@ function startStorm(setup: Setup, workers: number): Storm {
 // /metrics (prom-client resets the event-loop histogram at every scrape, so a scrape before and
 // after a window brackets it).
 
-const CLOCK_TICKS = (() => {
-  try {
-    return Number(execFileSync('getconf', ['CLK_TCK'], { encoding: 'utf8', timeout: 5_000 }).trim()) || 100;
-  } catch {
-    return 100;
-  }
-})();
-
 type CpuGroup = 'gatehouse' | 'bench' | 'postgres' | 'other';
 
-interface CpuSample {
+interface GroupedCpu {
   readonly at: number;
   /** Busy CPU seconds of the whole machine (all cores, all processes). */
   readonly machine: number;
@@ -404,45 +396,27 @@ interface CpuSample {
  * Gatehouse, PostgreSQL (the bench database's backends and the server's shared processes, such as
  * the WAL writer), and anything else. A process that ends inside a window counts as "other".
  */
-function sampleCpu(gatehousePid: number | undefined, databaseName: string | undefined): CpuSample {
-  let machine = 0;
-  for (const cpu of cpus()) machine += cpu.times.user + cpu.times.nice + cpu.times.sys + cpu.times.irq;
+function groupedCpu(gatehousePid: number | undefined, databaseName: string | undefined): GroupedCpu {
+  const sample = sampleCpu();
   const processes = new Map<number, { group: CpuGroup; seconds: number }>();
-  let pids: string[] = [];
-  try {
-    pids = readdirSync('/proc').filter((name) => /^\d+$/.test(name));
-  } catch {
+  for (const [pid, proc] of sample.processes) {
+    let group: CpuGroup = 'other';
+    if (pid === process.pid) group = 'bench';
+    else if (pid === gatehousePid) group = 'gatehouse';
+    else if (servesDatabase(proc, databaseName)) group = 'postgres';
+    processes.set(pid, { group, seconds: proc.seconds });
+  }
+  if (processes.size === 0) {
     // Not Linux: only the machine total and this process are known.
-  }
-  for (const name of pids) {
-    try {
-      const stat = readFileSync(`/proc/${name}/stat`, 'utf8');
-      const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-      const seconds = (Number(fields[11]) + Number(fields[12])) / CLOCK_TICKS;
-      const pid = Number(name);
-      let group: CpuGroup = 'other';
-      if (pid === process.pid) group = 'bench';
-      else if (pid === gatehousePid) group = 'gatehouse';
-      else if (stat.includes('(postgres)')) {
-        const command = readFileSync(`/proc/${name}/cmdline`, 'utf8');
-        const clientBackend = /\d+\.\d+\.\d+\.\d+\(\d+\)|\[local\]/.test(command);
-        if (!clientBackend || (databaseName !== undefined && command.includes(` ${databaseName} `))) group = 'postgres';
-      }
-      processes.set(pid, { group, seconds });
-    } catch {
-      // The process ended while being read.
-    }
-  }
-  if (pids.length === 0) {
     const usage = process.cpuUsage();
     processes.set(process.pid, { group: 'bench', seconds: (usage.user + usage.system) / 1e6 });
   }
-  return { at: performance.now(), machine: machine / 1000, processes };
+  return { at: sample.at, machine: sample.machine, processes };
 }
 
 type CpuCores = Record<CpuGroup | 'machine', number>;
 
-function coresBetween(before: CpuSample, after: CpuSample): CpuCores {
+function coresBetween(before: GroupedCpu, after: GroupedCpu): CpuCores {
   const seconds = (after.at - before.at) / 1000;
   const used: CpuCores = { gatehouse: 0, bench: 0, postgres: 0, other: 0, machine: (after.machine - before.machine) / seconds };
   for (const [pid, end] of after.processes) {
@@ -468,7 +442,7 @@ async function commitsSoFar(databaseUrl: string | undefined): Promise<number> {
 }
 
 interface Scrape {
-  readonly cpu: CpuSample;
+  readonly cpu: GroupedCpu;
   readonly commits: number;
   readonly eventLoopP99Ms: number;
   readonly loginSuccesses: number;
@@ -489,7 +463,7 @@ async function scrape(setup: Setup): Promise<Scrape> {
     routes.set(key, entry);
   }
   return {
-    cpu: sampleCpu(setup.gatehouse.child.process.pid, setup.databaseName),
+    cpu: groupedCpu(setup.gatehouse.child.process.pid, setup.databaseName),
     commits: await commitsSoFar(setup.databaseUrl),
     // perf_hooks.monitorEventLoopDelay records whole timer intervals: less prom-client's 10 ms resolution, the delay.
     eventLoopP99Ms: Math.max(0, value(/^gatehouse_nodejs_eventloop_lag_p99_seconds(?:\{[^}]*\})? (\S+)$/m) * 1000 - EVENT_LOOP_RESOLUTION_MS),

@@ -1,5 +1,4 @@
 import { randomBytes } from 'node:crypto';
-import { readFileSync } from 'node:fs';
 import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { cpus, loadavg, tmpdir } from 'node:os';
 import path from 'node:path';
@@ -22,6 +21,7 @@ import {
   readRss,
   RESULTS_DIR,
   runBench,
+  statCpuSeconds,
   sourceVersion,
   spawnChild,
   writeBenchOutput,
@@ -75,7 +75,6 @@ const ORPHAN_GUARD =
   'data:text/javascript,const parent = process.ppid; setInterval(() => { if (process.ppid !== parent) process.kill(process.pid, "SIGTERM"); }, 1000).unref();';
 const POLL_MS = 20;
 const START_DEADLINE_MS = 120_000;
-const CLOCK_TICK_MS = 1000 / 100; // USER_HZ: /proc's CPU times are in 1/100 s on Linux.
 
 interface Start {
   readonly readyMs: number;
@@ -93,14 +92,8 @@ interface Start {
 
 /** utime + stime of a process (all threads) or of one thread, in ms. */
 function cpuMs(statFile: string): number | undefined {
-  try {
-    const stat = readFileSync(statFile, 'utf8');
-    // Fields after the command name, which is in parentheses and may hold spaces.
-    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-    return (Number(fields[11]) + Number(fields[12])) * CLOCK_TICK_MS;
-  } catch {
-    return undefined;
-  }
+  const seconds = statCpuSeconds(statFile);
+  return seconds === undefined ? undefined : seconds * 1000;
 }
 
 function startupMsFrom(stdout: string): number | undefined {

@@ -1,10 +1,10 @@
 import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { once } from 'node:events';
-import { readFileSync, writeFileSync } from 'node:fs';
+import { readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { mkdtemp, writeFile } from 'node:fs/promises';
 import { createServer } from 'node:net';
-import { loadavg, tmpdir } from 'node:os';
+import { cpus, loadavg, tmpdir } from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import autocannon from 'autocannon';
@@ -453,6 +453,95 @@ export async function runBench(budgetMs: number, main: () => Promise<number>): P
     // Nothing should outlive main(); if something does, the watchdog still ends the run.
     watchdog.unref();
   }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Who used the cores (Linux /proc; empty or NaN elsewhere). Each bench groups the processes its
+// own way (Gatehouse, PostgreSQL, the load generator, anything else) from one sample.
+
+/** USER_HZ: the unit of /proc's CPU times. */
+const CLOCK_TICKS = (() => {
+  try {
+    return Number(execFileSync('getconf', ['CLK_TCK'], { encoding: 'utf8', timeout: 5_000 }).trim()) || 100;
+  } catch {
+    return 100;
+  }
+})();
+
+/** utime + stime, in seconds, from a /proc stat file: a process (all threads) or one thread. */
+export function statCpuSeconds(statFile: string): number | undefined {
+  try {
+    const stat = readFileSync(statFile, 'utf8');
+    // Fields after the command name, which is in parentheses and may hold spaces.
+    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    return (Number(fields[11]) + Number(fields[12])) / CLOCK_TICKS;
+  } catch {
+    return undefined;
+  }
+}
+
+export interface ProcessCpu {
+  readonly ppid: number;
+  readonly seconds: number;
+  readonly postgres: boolean;
+  /** For PostgreSQL processes, their title (a client backend names its database). */
+  readonly command: string;
+}
+
+export interface CpuSample {
+  readonly at: number;
+  /** Busy CPU seconds of the whole machine (all cores, all processes). */
+  readonly machine: number;
+  /** CPU seconds the hypervisor gave to others while this VM's vCPUs wanted to run (/proc/stat "steal"). */
+  readonly steal: number;
+  /** Every process /proc lists; empty when /proc is not readable. */
+  readonly processes: ReadonlyMap<number, ProcessCpu>;
+}
+
+export function sampleCpu(): CpuSample {
+  let machine = 0;
+  for (const cpu of cpus()) machine += cpu.times.user + cpu.times.nice + cpu.times.sys + cpu.times.irq;
+  const processes = new Map<number, ProcessCpu>();
+  let pids: string[] = [];
+  try {
+    pids = readdirSync('/proc').filter((name) => /^\d+$/.test(name));
+  } catch {
+    // Not Linux.
+  }
+  for (const name of pids) {
+    try {
+      const stat = readFileSync(`/proc/${name}/stat`, 'utf8');
+      const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+      const postgres = stat.includes(' (postgres) ');
+      processes.set(Number(name), {
+        ppid: Number(fields[1]),
+        seconds: (Number(fields[11]) + Number(fields[12])) / CLOCK_TICKS,
+        postgres,
+        command: postgres ? readFileSync(`/proc/${name}/cmdline`, 'utf8') : '',
+      });
+    } catch {
+      // The process ended while being read.
+    }
+  }
+  let steal = Number.NaN;
+  try {
+    // cpu  user nice system idle iowait irq softirq steal ...
+    steal = Number(readFileSync('/proc/stat', 'utf8').split('\n')[0]?.trim().split(/\s+/)[8]) / CLOCK_TICKS;
+  } catch {
+    // Not Linux.
+  }
+  return { at: performance.now(), machine: machine / 1000, steal, processes };
+}
+
+/**
+ * A PostgreSQL process that works for `databaseName`: its client backends, and the server's shared
+ * processes (WAL writer, checkpointer, ...), which serve every database, ours included. Backends of
+ * other databases (other work on the machine) are not ours.
+ */
+export function servesDatabase(proc: ProcessCpu, databaseName: string | undefined): boolean {
+  if (!proc.postgres) return false;
+  const clientBackend = /\d+\.\d+\.\d+\.\d+\(\d+\)|\[local\]/.test(proc.command);
+  return !clientBackend || (databaseName !== undefined && proc.command.includes(` ${databaseName} `));
 }
 
 // ---------------------------------------------------------------------------------------------
