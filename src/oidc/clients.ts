@@ -41,16 +41,15 @@ export function clientMetadataFromRow(row: ClientRow): Record<string, unknown> {
 }
 
 /**
- * The earliest `iat` (seconds) of a token this client still stands behind: a token from before
- * the row was created (an earlier client with this client_id) or from before its credentials
- * last changed is not. iat has second precision, so a token issued in the second of the change
- * cannot be told apart from one issued just before it: such tokens are refused (the admin API
- * hands out a new secret only once that second is over, src/admin/clients/service.ts).
+ * The earliest `iat` (seconds) of a token this client still stands behind: tokens from before its
+ * credentials last changed (migrations/0007) are not. iat has second precision, so a token issued
+ * in the second of the change cannot be told apart from one issued just before it: such tokens are
+ * refused (the admin API hands out a new secret only once that second is over,
+ * src/admin/clients/service.ts). The change time is the database's clock and iat the issuing
+ * instance's: they are assumed to agree to well within a second (NTP).
  */
 function tokensNotBeforeOf(row: ClientRow): number {
-  const created = Math.floor(row.created_at.getTime() / 1000);
-  const changed = row.credentials_changed_at === null ? 0 : Math.floor(row.credentials_changed_at.getTime() / 1000) + 1;
-  return Math.max(created, changed);
+  return row.credentials_changed_at === null ? 0 : Math.floor(row.credentials_changed_at.getTime() / 1000) + 1;
 }
 
 /** See tokensNotBeforeOf; undefined for metadata that does not carry it. */

@@ -111,11 +111,10 @@ describe('an admin password reset or second-factor removal ends the person’s s
 
     const reset = await api.request('PATCH', `/users/${id}`, { json: { password: NEW_PASSWORD } });
     assert.equal(reset.status, 200, reset.text);
-    const event = await assertAudited(server, reset.requestId, 'user.password_changed', id);
-    assert.ok((event.details['revoked_artifacts'] as number) >= 4, `sessions, grants and refresh tokens revoked: ${JSON.stringify(event.details)}`);
-
     await assertSignedOut(session.browser, refreshToken);
     await assertSignedOut(bystander.browser, bystander.refreshToken);
+    const event = await assertAudited(server, reset.requestId, 'user.password_changed', id);
+    assert.ok((event.details['revoked_artifacts'] as number) >= 4, `sessions, grants and refresh tokens revoked: ${JSON.stringify(event.details)}`);
     const { rows } = await server.db.query<{ n: number }>('SELECT count(*)::int AS n FROM oidc_models WHERE account_id = $1', [id]);
     assert.equal(rows[0]!.n, 0, 'nothing of the person is left in the provider’s storage');
     await assertSignedIn(await signedIn('reset-me', NEW_PASSWORD));
@@ -128,10 +127,9 @@ describe('an admin password reset or second-factor removal ends the person’s s
 
     const removed = await api.request('DELETE', `/users/${id}/mfa`);
     assert.equal(removed.status, 204, removed.text);
+    await assertSignedOut(session.browser, refreshToken);
     const event = await assertAudited(server, removed.requestId, 'mfa.reset', id);
     assert.ok((event.details['revoked_artifacts'] as number) >= 2, JSON.stringify(event.details));
-
-    await assertSignedOut(session.browser, refreshToken);
   });
 
   test('another person’s session and refresh token are untouched', async () => {
