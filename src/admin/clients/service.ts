@@ -112,10 +112,7 @@ function added(before: Access, after: Access): Access {
  * alone could mint itself a client with every admin scope, or take over a stronger one.
  */
 function assertMayManage(context: AdminContext, verb: string, ...accesses: ClientAccess[]): void {
-  const missing = missingPrivileges(
-    context.privileges,
-    accesses.flatMap((a) => a.privileged.scopes),
-  );
+  const missing = missingPrivileges(context.privileges, accesses.flatMap((access) => access.privileged.scopes));
   if (missing.length > 0) {
     throw new ProblemError(
       'forbidden',
