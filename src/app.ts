@@ -26,6 +26,7 @@ import { createProviderHost, type ProviderHost } from './oidc/provider-host.js';
 import { createResourceServerRegistry, CACHE_TTL_MS, type ResourceServerRegistry } from './oidc/resource-server-registry.js';
 import type { ClientMetadataCache } from './oidc/adapter.js';
 import { createLookupCache } from './oidc/lookup-cache.js';
+import { tokensNotBefore } from './oidc/clients.js';
 import { subscribeToChanges } from './db/change-feed.js';
 import { createJweEncryptor } from './tokens/crypto-pool.js';
 import type { Runtime } from './runtime.js';
@@ -33,7 +34,7 @@ import { startMaintenance } from './maintenance.js';
 import { createVerifier } from './verifier/index.js';
 import { createViews } from './views.js';
 
-export type AdminServices = Omit<AdminApiDeps, 'issuer' | 'verifier' | 'logger'>;
+export type AdminServices = Omit<AdminApiDeps, 'issuer' | 'verifier' | 'logger' | 'tokenClient'>;
 
 export interface GatehouseApp {
   readonly app: Koa;
@@ -130,7 +131,17 @@ export async function createApp(runtime: Runtime): Promise<GatehouseApp> {
     users: createUserService({ db, hasher: passwordHasher }),
     auditEvents: createAuditEventService({ db }),
   };
-  const adminApi = createAdminApi({ issuer: config.issuer, verifier: adminVerifier, logger, ...services });
+  const adminApi = createAdminApi({
+    issuer: config.issuer,
+    verifier: adminVerifier,
+    logger,
+    ...services,
+    // The client as the token endpoint finds it (through clientCache), so both see one state.
+    tokenClient: async (clientId) => {
+      const client = await providers.current().Client.find(clientId);
+      return client === undefined ? undefined : { tokensNotBefore: tokensNotBefore(client) ?? Number.POSITIVE_INFINITY };
+    },
+  });
 
   const app = new Koa();
   // The provider is mounted, so its cookies are read through this app: same keys, same proxy trust.

@@ -13,9 +13,32 @@ export interface AuditContext {
   readonly logger?: Logger | undefined;
 }
 
-export function auditContext(ctx: ParameterizedContext): AuditContext {
+/**
+ * What the one making a change holds, for changes that can grant privileges (SPEC §5: a client
+ * that may use the admin API needs "every scope that client may get"). Passed explicitly by each
+ * front door: the admin API grants what its token was granted; the operator CLI, run by someone
+ * who holds the database and MASTER_KEY already, holds everything.
+ */
+export type Privileges = { readonly kind: 'operator' } | { readonly kind: 'scopes'; readonly scopes: ReadonlySet<string> };
+
+export const OPERATOR: Privileges = { kind: 'operator' };
+
+/** The scopes of `wanted` that `privileges` do not include (none for the operator). */
+export function missingPrivileges(privileges: Privileges, wanted: Iterable<string>): string[] {
+  if (privileges.kind === 'operator') return [];
+  return [...new Set(wanted)].filter((scope) => !privileges.scopes.has(scope)).sort();
+}
+
+/** An audit context that also says what its caller may grant. */
+export interface AdminContext extends AuditContext {
+  readonly privileges: Privileges;
+}
+
+export function auditContext(ctx: ParameterizedContext): AdminContext {
   const token = ctx.state['token'] as VerifiedToken | undefined;
   return {
+    // No token means no privileges (the guard runs first; this only keeps the default closed).
+    privileges: { kind: 'scopes', scopes: new Set((token?.claims.scope ?? '').split(' ').filter(Boolean)) },
     actor: token?.claims.client_id ?? null,
     clientIp: ctx.ip || null,
     requestId: typeof ctx.state['requestId'] === 'string' ? ctx.state['requestId'] : null,

@@ -76,12 +76,14 @@ const ERROR_RESPONSES = {
   },
   401: {
     name: 'Unauthorized',
-    description: 'No valid access token for the admin API (`unauthorized`); `WWW-Authenticate: Bearer` says why (RFC 6750 §3).',
+    description:
+      'No valid access token for the admin API (`unauthorized`), or a token whose client was deleted or whose credentials changed after it was issued; `WWW-Authenticate: Bearer` says why (RFC 6750 §3).',
     headers: ['WWW-Authenticate'],
   },
   403: {
     name: 'Forbidden',
-    description: 'The token lacks the scope this area needs (`forbidden`); `WWW-Authenticate` carries `error="insufficient_scope"` and the scope.',
+    description:
+      'The token lacks the scope this area needs (`forbidden`; `WWW-Authenticate` carries `error="insufficient_scope"` and the scope), or, for a client that may use the admin API, a scope that client may get (`forbidden`).',
     headers: ['WWW-Authenticate'],
   },
   404: { name: 'NotFound', description: 'No such resource (`not-found`).' },
@@ -201,7 +203,7 @@ const OPERATIONS: readonly OperationSpec[] = [
     tag: 'Clients',
     summary: 'Create a client',
     description:
-      'The body is RFC 7591 client metadata plus `allowed_resources`, `require_mfa` and `first_party`. Every resource in `allowed_resources` must exist, and `scope` may name only OpenID scopes and scopes of those resource servers. A client with a secret-based `token_endpoint_auth_method` gets its `client_secret` in this response only.',
+      'The body is RFC 7591 client metadata plus `allowed_resources`, `require_mfa` and `first_party`. Every resource in `allowed_resources` must exist, and `scope` may name only OpenID scopes and scopes of those resource servers. A client with a secret-based `token_endpoint_auth_method` gets its `client_secret` in this response only. A client whose `allowed_resources` include the admin API (`<issuer>/admin`) is privileged: creating, changing, rotating the secret of or deleting it needs a token holding every admin scope that client may get (before and after a change), `403` otherwise. Without a `scope`, such a client gets no admin scope.',
     scope: 'admin:clients',
     body: { schema: 'ClientCreate', required: true, example: CREATE_EXAMPLES.ClientCreate },
     success: { status: 201, description: 'The stored client, with its secret this once.', schema: 'ClientWithSecret', headers: ['Location'] },
@@ -225,7 +227,7 @@ const OPERATIONS: readonly OperationSpec[] = [
     tag: 'Clients',
     summary: 'Update a client',
     description:
-      'Given fields replace the stored ones (`null` removes `scope`, `jwks` or `jwks_uri`); the result is validated like a create. A switch to a secret-based authentication method issues a secret, shown in this response only; a switch away from one removes it.',
+      'Given fields replace the stored ones (`null` removes `scope`, `jwks` or `jwks_uri`); the result is validated like a create. A switch to a secret-based authentication method issues a secret, shown in this response only; a switch away from one removes it. A client whose `allowed_resources` include the admin API (`<issuer>/admin`) is privileged: creating, changing, rotating the secret of or deleting it needs a token holding every admin scope that client may get (before and after a change), `403` otherwise. Without a `scope`, such a client gets no admin scope.',
     scope: 'admin:clients',
     pathParams: [clientId],
     ifMatch: true,
@@ -239,7 +241,8 @@ const OPERATIONS: readonly OperationSpec[] = [
     operationId: 'deleteClient',
     tag: 'Clients',
     summary: 'Delete a client',
-    description: 'The client can no longer authenticate; its grants, codes and refresh tokens are revoked.',
+    description:
+      'The client can no longer authenticate; its grants, codes and refresh tokens are revoked, and the admin API refuses its access tokens within seconds. A client whose `allowed_resources` include the admin API (`<issuer>/admin`) is privileged: creating, changing, rotating the secret of or deleting it needs a token holding every admin scope that client may get (before and after a change), `403` otherwise. Without a `scope`, such a client gets no admin scope.',
     scope: 'admin:clients',
     pathParams: [clientId],
     success: { status: 204, description: 'Deleted.' },
@@ -251,7 +254,8 @@ const OPERATIONS: readonly OperationSpec[] = [
     operationId: 'rotateClientSecret',
     tag: 'Clients',
     summary: 'Rotate a client’s secret',
-    description: 'Issues a new secret, shown in this response only; the old one stops working at once. No body is needed.',
+    description:
+      'Issues a new secret, shown in this response only; the old one stops working at once, and the admin API refuses access tokens issued before the rotation within seconds (for an admin client the response waits for the next whole second, so tokens obtained with the new secret are told apart by `iat`). No body is needed. A client whose `allowed_resources` include the admin API (`<issuer>/admin`) is privileged: creating, changing, rotating the secret of or deleting it needs a token holding every admin scope that client may get (before and after a change), `403` otherwise. Without a `scope`, such a client gets no admin scope.',
     scope: 'admin:clients',
     pathParams: [clientId],
     success: { status: 200, description: 'The new secret.', schema: 'ClientSecret' },

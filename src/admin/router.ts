@@ -2,7 +2,7 @@ import Router from '@koa/router';
 import compose from 'koa-compose';
 import type { Middleware, ParameterizedContext } from 'koa';
 import type { Logger } from 'pino';
-import { requireToken, type BearerFailure, type Verifier } from '../verifier/index.js';
+import { requireToken, type BearerFailure, type Verifier, type VerifiedToken } from '../verifier/index.js';
 import { auditContext } from './audit.js';
 import { auditEventQuery } from './audit-events/schema.js';
 import type { AuditEventService } from './audit-events/service.js';
@@ -34,6 +34,11 @@ export interface AdminApiDeps {
   readonly keys: ReturnType<typeof createKeyService>;
   readonly users: UserService;
   readonly auditEvents: AuditEventService;
+  /**
+   * The token's client as the token endpoint sees it (cached, dropped on the database's change
+   * notifications): undefined once deleted, with the earliest `iat` it still stands behind.
+   */
+  readonly tokenClient: (clientId: string) => Promise<{ readonly tokensNotBefore: number } | undefined>;
 }
 
 function respondWithProblem(ctx: ParameterizedContext, failure: BearerFailure): void {
@@ -47,6 +52,25 @@ function respondWithProblem(ctx: ParameterizedContext, failure: BearerFailure): 
   ctx.status = status;
 }
 
+/**
+ * SPEC §5: "An admin token stops working within a few seconds of its client being deleted or its
+ * secret rotated." The JWT itself stays valid for its 900 s, so its client is looked up: through
+ * the client cache, a change is seen here within the cache bound (src/oidc/lookup-cache.ts), and
+ * no request costs a query while the cache is warm.
+ */
+function requireLiveClient(lookup: AdminApiDeps['tokenClient']): Middleware {
+  return async function refuseTokensOfGoneClients(ctx, next) {
+    const { claims } = ctx.state['token'] as VerifiedToken;
+    const client = typeof claims.client_id === 'string' ? await lookup(claims.client_id) : undefined;
+    if (client === undefined || typeof claims.iat !== 'number' || claims.iat < client.tokensNotBefore) {
+      // RFC 6750 §3.1 invalid_token: "revoked ... or invalid for other reasons".
+      ctx.set('WWW-Authenticate', 'Bearer error="invalid_token", error_description="the token was revoked: its client was deleted or its credentials changed"');
+      writeProblem(ctx, new ProblemError('unauthorized', 'The token was revoked: its client was deleted or its credentials changed after it was issued.'));
+      return;
+    }
+    await next();
+  };
+}
 
 /**
  * The admin API (SPEC §5) under /admin/v1, with its own middleware chain: problem+json errors,
@@ -56,10 +80,11 @@ function respondWithProblem(ctx: ParameterizedContext, failure: BearerFailure): 
 export function createAdminApi(deps: AdminApiDeps): Middleware {
   const router = new Router({ prefix: ADMIN_PREFIX, methods: [...ROUTER_METHODS] });
   const guards = new Map<AdminScope, Middleware>();
+  const liveClient = requireLiveClient(deps.tokenClient);
   const guard = (scope: AdminScope) => {
     let middleware = guards.get(scope);
     if (middleware === undefined) {
-      middleware = compose([requireToken(deps.verifier, { scopes: [scope], respond: respondWithProblem }), jsonBody()]);
+      middleware = compose([requireToken(deps.verifier, { scopes: [scope], respond: respondWithProblem }), liveClient, jsonBody()]);
       guards.set(scope, middleware);
     }
     return middleware;

@@ -1,7 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import type { Logger } from 'pino';
 import type { AdminServices } from '../app.js';
-import type { AuditContext } from '../admin/audit.js';
+import { OPERATOR, type AdminContext } from '../admin/audit.js';
 import { loadConfig, type Config } from '../config.js';
 import type { Database } from '../db/database.js';
 import { createLogger } from '../logger.js';
@@ -14,8 +14,11 @@ import type { Output } from './command.js';
 export interface CliServices {
   readonly config: Config;
   readonly services: AdminServices;
-  /** Changes are audited with actor `cli` and one request id per invocation, to group its events. */
-  readonly audit: AuditContext;
+  /**
+   * Changes are audited with actor `cli` and one request id per invocation, to group its events.
+   * The operator holds every privilege: whoever runs the CLI holds the database and MASTER_KEY.
+   */
+  readonly audit: AdminContext;
 }
 
 /** Quieter than the server by default, and on stderr: stdout carries the command's result. */
@@ -54,7 +57,7 @@ export async function withServices<T>(output: Output, fn: (cli: CliServices) => 
     announceGeneratedAdmin(runtime.bootstrap, (text) => (output.json ? output.err(text) : output.out(text)));
     const built = await createApp(runtime);
     try {
-      return await fn({ config, services: built.services, audit: { actor: 'cli', clientIp: null, requestId: randomUUID(), logger } });
+      return await fn({ config, services: built.services, audit: { actor: 'cli', clientIp: null, requestId: randomUUID(), logger, privileges: OPERATOR } });
     } finally {
       built.stop();
     }

@@ -11,6 +11,8 @@ export interface ClientRow extends Record<string, unknown> {
   first_party: boolean;
   created_at: Date;
   updated_at: Date;
+  /** When the secret hash or key set last changed (migrations/0007); null if never since creation. */
+  credentials_changed_at: Date | null;
 }
 
 export interface NewClient {
@@ -27,7 +29,7 @@ export interface NewClient {
 export type ClientChanges = Partial<Omit<NewClient, 'clientId'>>;
 
 const COLUMNS =
-  'client_id, seq::text AS seq, client_name, client_secret_hash, metadata, allowed_resources, require_mfa, first_party, created_at, updated_at';
+  'client_id, seq::text AS seq, client_name, client_secret_hash, metadata, allowed_resources, require_mfa, first_party, created_at, updated_at, credentials_changed_at';
 
 export function createClientStore(db: Queryable) {
   return {

@@ -4,7 +4,7 @@ import type { ClientRow } from '../db/clients.js';
 export const OIDC_SCOPES = ['openid', 'offline_access', 'profile', 'email'] as const;
 
 /** Gatehouse metadata that oidc-provider should carry on its Client model. */
-export const EXTRA_CLIENT_METADATA = ['allowed_resources', 'require_mfa', 'first_party', 'registered_scope'] as const;
+export const EXTRA_CLIENT_METADATA = ['allowed_resources', 'require_mfa', 'first_party', 'registered_scope', 'tokens_not_before'] as const;
 
 function splitScope(scope: unknown): string[] {
   return typeof scope === 'string' ? scope.split(' ').filter(Boolean) : [];
@@ -36,13 +36,54 @@ export function clientMetadataFromRow(row: ClientRow): Record<string, unknown> {
     allowed_resources: row.allowed_resources,
     require_mfa: row.require_mfa,
     first_party: row.first_party,
+    tokens_not_before: tokensNotBeforeOf(row),
   };
+}
+
+/**
+ * The earliest `iat` (seconds) of a token this client still stands behind: tokens from before its
+ * credentials last changed (migrations/0007) are not. iat has second precision, so a token issued
+ * in the second of the change cannot be told apart from one issued just before it: such tokens are
+ * refused (the admin API hands out a new secret only once that second is over,
+ * src/admin/clients/service.ts). The change time is the database's clock and iat the issuing
+ * instance's: they are assumed to agree to well within a second (NTP).
+ */
+function tokensNotBeforeOf(row: ClientRow): number {
+  return row.credentials_changed_at === null ? 0 : Math.floor(row.credentials_changed_at.getTime() / 1000) + 1;
+}
+
+/** See tokensNotBeforeOf; undefined for metadata that does not carry it. */
+export function tokensNotBefore(client: object): number | undefined {
+  const value = (client as { tokens_not_before?: unknown }).tokens_not_before;
+  return typeof value === 'number' ? value : undefined;
 }
 
 /** The scopes a client registered, or undefined when it registered no restriction. */
 export function registeredScopes(client: object): string[] | undefined {
   const value = (client as { registered_scope?: unknown }).registered_scope;
   return typeof value === 'string' ? splitScope(value) : undefined;
+}
+
+/** What grantableScopes needs of a resource server row. */
+export interface ScopedResourceServer {
+  readonly scopes: readonly string[];
+  /** Gatehouse's own admin API (SPEC §5: privileged). */
+  readonly built_in: boolean;
+}
+
+/**
+ * The scopes of `server` a client may obtain tokens with: the one rule, used by the token path
+ * (src/oidc/resource-indicators.ts) and by the admin API's privilege check
+ * (src/admin/clients/service.ts), so the two can never disagree.
+ *
+ * - A client that registered a `scope` gets those of the server's scopes, never more.
+ * - A client that registered none gets every scope of an ordinary resource server (SPEC §2: "with
+ *   scopes that resource server defines"), but none of a privileged one: for the admin API a
+ *   missing `scope` never widens, so removing a client's scope cannot grant it every admin scope.
+ */
+export function grantableScopes(registered: readonly string[] | undefined, server: ScopedResourceServer): string[] {
+  if (registered === undefined) return server.built_in ? [] : [...server.scopes];
+  return server.scopes.filter((scope) => registered.includes(scope));
 }
 
 export function allowedResources(client: object): string[] {

@@ -1,6 +1,6 @@
 import { errors, type Client, type KoaContextWithOIDC, type ResourceServer } from 'oidc-provider';
 import type { SigningAlg } from '../crypto/signing-keys.js';
-import { allowedResources, OIDC_SCOPES, registeredScopes } from './clients.js';
+import { allowedResources, grantableScopes, OIDC_SCOPES, registeredScopes } from './clients.js';
 import type { ResourceServerRegistry } from './resource-server-registry.js';
 
 /**
@@ -36,9 +36,9 @@ export function createResourceIndicators(registry: ResourceServerRegistry) {
       if (entry === undefined) throw new errors.InvalidTarget('unknown resource');
       const server = entry.row;
 
-      // A client that registered a `scope` may only get those of the server's scopes.
-      const clientScopes = registeredScopes(client);
-      const available = clientScopes === undefined ? server.scopes : server.scopes.filter((s) => clientScopes.includes(s));
+      // A client that registered a `scope` may only get those of the server's scopes; one that
+      // registered none gets no scope of the privileged admin API (src/oidc/clients.ts).
+      const available = grantableScopes(registeredScopes(client), server);
 
       // RFC 6749 §5.2 invalid_scope: a requested scope the resource server does not offer this
       // client is refused, never silently dropped.

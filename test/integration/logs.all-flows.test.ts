@@ -212,7 +212,8 @@ before(async () => {
   const changed = await adminCall(server, 'PATCH', `/users/${user.body.id}`, { password: newPassword }, bearer);
   assert.equal(changed.status, 200, JSON.stringify(changed.body));
   const second = new CookieClient();
-  const again = await pkceParams(REDIRECT, 'openid offline_access');
+  // prompt=consent: the password change ended sign-in one's grant, so offline_access is asked again.
+  const again = await pkceParams(REDIRECT, 'openid offline_access', { prompt: 'consent' });
   remember('PKCE verifier 2', again.verifier);
   const codePage = await submitLogin(second, server.url, await (await startAuthorization(second, config, server.url, again.params)).text(), { username: 'logged-user', password: newPassword });
   const codeHtml = await codePage.text();
@@ -229,10 +230,12 @@ before(async () => {
   rememberCookies('sign-in 2', second);
   flowsRun.push('sign-in: new password, wrong code, recovery code, code exchange');
 
-  // Refresh (for the API's double-wrapped token), userinfo, introspection, revocation.
-  const refreshed = await oidc.refreshTokenGrant(config, tokens.refresh_token, { resource: ORDERS });
+  // Refresh (for the API's double-wrapped token), userinfo, introspection, revocation: with sign-in
+  // two's tokens, since the password change ended sign-in one's session and tokens (SPEC §4).
+  assert.ok(tokens2.refresh_token && tokens2.id_token, 'refresh and ID tokens after the new password');
+  const refreshed = await oidc.refreshTokenGrant(config, tokens2.refresh_token, { resource: ORDERS });
   rememberTokens('refresh', refreshed);
-  await oidc.fetchUserInfo(config, tokens.access_token, user.body.id);
+  await oidc.fetchUserInfo(config, tokens2.access_token, user.body.id);
   for (const value of [refreshed.access_token, refreshed.refresh_token!]) {
     const introspected = await fetch(`${server.url}/token/introspection`, { method: 'POST', headers: { ...FORM, authorization: basic(app.id, app.secret) }, body: new URLSearchParams({ token: value }).toString() });
     assert.equal(introspected.status, 200);
@@ -243,15 +246,15 @@ before(async () => {
   flowsRun.push('refresh, userinfo, introspection, revocation');
 
   // Logout with the ID token in the query (RP-initiated logout), confirmed on the page.
-  const ask = await browser.request(
-    `${server.url}/session/end?${new URLSearchParams({ id_token_hint: tokens.id_token, post_logout_redirect_uri: LOGOUT_REDIRECT })}`,
+  const ask = await second.request(
+    `${server.url}/session/end?${new URLSearchParams({ id_token_hint: tokens2.id_token, post_logout_redirect_uri: LOGOUT_REDIRECT })}`,
     { headers: { accept: 'text/html' } },
   );
   assert.equal(ask.status, 200);
   const logoutHtml = await ask.text();
   const xsrf = hiddenField(logoutHtml, 'xsrf');
   remember('logout xsrf', xsrf);
-  const confirmed = await browser.postForm(new URL(formAction(logoutHtml, /session\/end/)!, server.url), { xsrf: xsrf!, logout: 'yes' });
+  const confirmed = await second.postForm(new URL(formAction(logoutHtml, /session\/end/)!, server.url), { xsrf: xsrf!, logout: 'yes' });
   assert.ok(confirmed.status >= 300 && confirmed.status < 400, `the logout redirects, got ${confirmed.status}`);
   flowsRun.push('logout');
 

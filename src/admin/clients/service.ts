@@ -1,10 +1,11 @@
+import { setTimeout as delay } from 'node:timers/promises';
 import { createClientStore, type ClientRow } from '../../db/clients.js';
 import type { Database, Queryable } from '../../db/database.js';
 import { createOidcModelStore } from '../../db/oidc-models.js';
 import { createResourceServerStore } from '../../db/resource-servers.js';
 import { generateClientId, generateClientSecret, type ClientSecretHasher } from '../../crypto/client-secret.js';
-import { clientMetadataFromRow, OIDC_SCOPES } from '../../oidc/clients.js';
-import { recordAudit, type AuditContext } from '../audit.js';
+import { clientMetadataFromRow, grantableScopes, OIDC_SCOPES, registeredScopes, tokensNotBefore } from '../../oidc/clients.js';
+import { missingPrivileges, recordAudit, type AdminContext } from '../audit.js';
 import { decodeCursor, toPage, type Page } from '../pagination.js';
 import { fieldErrors, ProblemError, type FieldError } from '../problem.js';
 import { presentClient, withSecret, type ClientResponse, type ClientSecretResponse } from './presenter.js';
@@ -64,6 +65,79 @@ async function checkAgainstResourceServers(db: Queryable, definition: ClientDefi
   if (errors.length > 0) throw invalid(errors);
 }
 
+/** What a client row lets its holder get: the resources, and the scopes across them. */
+interface Access {
+  readonly resources: string[];
+  readonly scopes: string[];
+}
+
+/** Access, and the part of it on privileged resource servers (the admin API). */
+interface ClientAccess {
+  readonly access: Access;
+  readonly privileged: { readonly resources: string[]; readonly scopes: string[] };
+}
+
+/**
+ * What `row` may get, computed exactly as the token path computes it: from the metadata the
+ * provider is given (clientMetadataFromRow) through grantableScopes (src/oidc/clients.ts).
+ */
+async function accessOf(db: Queryable, row: ClientRow): Promise<ClientAccess> {
+  const servers = await createResourceServerStore(db).findByIdentifiers(row.allowed_resources);
+  const registered = registeredScopes(clientMetadataFromRow(row));
+  const oidcScopes = (registered ?? []).filter((s) => (OIDC_SCOPES as readonly string[]).includes(s));
+  const scopes = new Set<string>(oidcScopes);
+  const privileged = { resources: [] as string[], scopes: new Set<string>() };
+  for (const server of servers) {
+    const grantable = grantableScopes(registered, server);
+    for (const scope of grantable) scopes.add(scope);
+    if (server.built_in) {
+      privileged.resources.push(server.identifier);
+      for (const scope of grantable) privileged.scopes.add(scope);
+    }
+  }
+  return {
+    access: { resources: [...row.allowed_resources].sort(), scopes: [...scopes].sort() },
+    privileged: { resources: privileged.resources.sort(), scopes: [...privileged.scopes].sort() },
+  };
+}
+
+/** What `after` has that `before` has not. */
+function added(before: Access, after: Access): Access {
+  return { resources: after.resources.filter((r) => !before.resources.includes(r)), scopes: after.scopes.filter((s) => !before.scopes.includes(s)) };
+}
+
+/**
+ * SPEC §5: "creating, changing, rotating the secret of, or deleting a client that may use it
+ * [the admin API] needs every scope that client may get". Otherwise a token with `admin:clients`
+ * alone could mint itself a client with every admin scope, or take over a stronger one.
+ */
+function assertMayManage(context: AdminContext, verb: string, ...accesses: ClientAccess[]): void {
+  const missing = missingPrivileges(context.privileges, accesses.flatMap((access) => access.privileged.scopes));
+  if (missing.length > 0) {
+    throw new ProblemError(
+      'forbidden',
+      `To ${verb} a client that may use the admin API, the caller must hold every scope that client may get; this token lacks: ${missing.join(' ')}.`,
+    );
+  }
+}
+
+/**
+ * Tokens carry `iat` in whole seconds, and the admin API refuses tokens from the second its
+ * client's credentials changed or before (src/oidc/clients.ts). A new credential is handed out
+ * only once that second is over, so every token obtained with it is accepted.
+ */
+async function untilNewCredentialsCount(row: ClientRow): Promise<void> {
+  const notBefore = tokensNotBefore(clientMetadataFromRow(row));
+  if (notBefore === undefined) return;
+  const wait = notBefore * 1000 - Date.now();
+  // Bounded: a database clock far ahead of this one must not hold the request for long.
+  if (wait > 0) await delay(Math.min(wait, 2_000));
+}
+
+function credentialsChanged(before: ClientRow, after: ClientRow): boolean {
+  return before.credentials_changed_at?.getTime() !== after.credentials_changed_at?.getTime();
+}
+
 /** Clients: the admin API and the CLI both go through here (one code path). */
 export function createClientService(deps: ClientServiceDeps) {
   const { db, hasher } = deps;
@@ -88,7 +162,7 @@ export function createClientService(deps: ClientServiceDeps) {
       return presentClient(row);
     },
 
-    async create(definition: ClientDefinition, audit: AuditContext): Promise<ClientResponse & { client_secret?: string }> {
+    async create(definition: ClientDefinition, audit: AdminContext): Promise<ClientResponse & { client_secret?: string }> {
       const clientId = generateClientId();
       const secret = SECRET_AUTH_METHODS.includes(definition.token_endpoint_auth_method) ? generateClientSecret() : undefined;
       const row = await db.transaction(async (tx) => {
@@ -102,20 +176,28 @@ export function createClientService(deps: ClientServiceDeps) {
           requireMfa: definition.require_mfa,
           firstParty: definition.first_party,
         });
+        const access = await accessOf(tx, created);
+        assertMayManage(audit, 'create', access);
         // Inside the transaction: a client the provider would refuse is never committed.
         await validateWithProvider(created);
         await recordAudit(tx, audit, {
           type: 'client.created',
           target: clientId,
-          details: { grant_types: definition.grant_types, auth_method: definition.token_endpoint_auth_method, allowed_resources: definition.allowed_resources },
+          details: {
+            grant_types: definition.grant_types,
+            auth_method: definition.token_endpoint_auth_method,
+            allowed_resources: definition.allowed_resources,
+            granted: access.access,
+          },
         });
         return created;
       });
       return withSecret(presentClient(row), secret);
     },
 
-    async update(clientId: string, patch: PatchClientBody, audit: AuditContext, ifMatch?: string): Promise<ClientResponse & { client_secret?: string }> {
+    async update(clientId: string, patch: PatchClientBody, audit: AdminContext, ifMatch?: string): Promise<ClientResponse & { client_secret?: string }> {
       let secret: string | undefined;
+      let waitForCredentials = false;
       const row = await db.transaction(async (tx) => {
         const store = createClientStore(tx);
         const current = await store.findForUpdate(clientId);
@@ -157,41 +239,65 @@ export function createClientService(deps: ClientServiceDeps) {
           ...(secretHash === undefined ? {} : { clientSecretHash: secretHash }),
         });
         if (updated === undefined) throw notFound();
+        // SPEC §5: both what the client could get before the change and what it may get after.
+        const before = await accessOf(tx, current);
+        const after = await accessOf(tx, updated);
+        assertMayManage(audit, 'change', before, after);
         await validateWithProvider(updated);
         await recordAudit(tx, audit, {
           type: 'client.updated',
           target: clientId,
-          details: { fields: Object.keys(patch).sort(), secret_issued: secret !== undefined },
+          details: {
+            fields: Object.keys(patch).sort(),
+            secret_issued: secret !== undefined,
+            before: before.access,
+            after: after.access,
+            granted: added(before.access, after.access),
+            removed: added(after.access, before.access),
+          },
         });
+        waitForCredentials = credentialsChanged(current, updated) && after.privileged.resources.length > 0;
         return updated;
       });
       deps.forget?.(clientId);
+      if (waitForCredentials) await untilNewCredentialsCount(row);
       return withSecret(presentClient(row), secret);
     },
 
     /** SPEC §5: the client can no longer authenticate; its grants, codes and refresh tokens go too. */
-    async delete(clientId: string, audit: AuditContext): Promise<void> {
-      await db.transaction(async (tx) => {
-        if (!(await createClientStore(tx).delete(clientId))) throw notFound();
-        const revoked = await createOidcModelStore(tx).revokeByClientId(clientId);
-        await recordAudit(tx, audit, { type: 'client.deleted', target: clientId, details: { revoked_artifacts: revoked } });
-      });
-      deps.forget?.(clientId);
-    },
-
-    async rotateSecret(clientId: string, audit: AuditContext): Promise<ClientSecretResponse> {
-      const secret = generateClientSecret();
+    async delete(clientId: string, audit: AdminContext): Promise<void> {
       await db.transaction(async (tx) => {
         const store = createClientStore(tx);
         const current = await store.findForUpdate(clientId);
         if (current === undefined) throw notFound();
+        const access = await accessOf(tx, current);
+        assertMayManage(audit, 'delete', access);
+        if (!(await store.delete(clientId))) throw notFound();
+        const revoked = await createOidcModelStore(tx).revokeByClientId(clientId);
+        await recordAudit(tx, audit, { type: 'client.deleted', target: clientId, details: { revoked_artifacts: revoked, revoked: access.access } });
+      });
+      deps.forget?.(clientId);
+    },
+
+    async rotateSecret(clientId: string, audit: AdminContext): Promise<ClientSecretResponse> {
+      const secret = generateClientSecret();
+      const { row, privileged } = await db.transaction(async (tx) => {
+        const store = createClientStore(tx);
+        const current = await store.findForUpdate(clientId);
+        if (current === undefined) throw notFound();
+        const access = await accessOf(tx, current);
+        // Whoever holds the new secret gets everything the client may get.
+        assertMayManage(audit, 'rotate the secret of', access);
         if (!SECRET_AUTH_METHODS.includes(current.metadata['token_endpoint_auth_method'] as string)) {
           throw new ProblemError('conflict', 'This client does not authenticate with a secret.');
         }
-        await store.update(clientId, { clientSecretHash: hasher.hash(secret) });
-        await recordAudit(tx, audit, { type: 'client.secret_rotated', target: clientId });
+        const updated = await store.update(clientId, { clientSecretHash: hasher.hash(secret) });
+        if (updated === undefined) throw notFound();
+        await recordAudit(tx, audit, { type: 'client.secret_rotated', target: clientId, details: { granted: access.access } });
+        return { row: updated, privileged: access.privileged.resources.length > 0 };
       });
       deps.forget?.(clientId);
+      if (privileged) await untilNewCredentialsCount(row);
       return { client_id: clientId, client_secret: secret, client_secret_expires_at: 0 };
     },
   };

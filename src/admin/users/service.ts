@@ -129,8 +129,9 @@ export function createUserService(deps: UserServiceDeps) {
           throw error;
         }
         if (passwordHash !== undefined) await store.setPasswordHash(id, passwordHash, { changed: true });
-        // SPEC §5: disabling ends the person's sessions and grants now, in the same transaction.
-        const revoked = changes.disabled === true ? await createOidcModelStore(tx).revokeByAccountId(id) : 0;
+        // SPEC §4: "A password set by an admin, a removed second factor or a disabled user ends that
+        // person's sessions, grants and refresh tokens at once": in the same transaction as the change.
+        const revoked = changes.disabled === true || passwordHash !== undefined ? await createOidcModelStore(tx).revokeByAccountId(id) : 0;
         const updated = await store.findById(id);
         if (updated === undefined) throw notFound();
 
@@ -141,7 +142,10 @@ export function createUserService(deps: UserServiceDeps) {
           await recordAudit(tx, audit, { type: 'user.updated', target: id, details: { fields } });
         }
         if (disabledNow) await recordAudit(tx, audit, { type: 'user.disabled', target: id, details: { revoked_artifacts: revoked } });
-        if (passwordHash !== undefined) await recordAudit(tx, audit, { type: 'user.password_changed', target: id });
+        if (passwordHash !== undefined) {
+          // Counted on the disable event when both happen in one request (one revocation).
+          await recordAudit(tx, audit, { type: 'user.password_changed', target: id, details: { revoked_artifacts: disabledNow ? 0 : revoked } });
+        }
         return presentUser(updated);
       });
     },
@@ -151,7 +155,9 @@ export function createUserService(deps: UserServiceDeps) {
       await db.transaction(async (tx) => {
         if ((await createUserStore(tx).findById(id, { forUpdate: true })) === undefined) throw notFound();
         const removed = await createSecondFactorStore(tx).reset(id);
-        await recordAudit(tx, audit, { type: 'mfa.reset', target: id, details: { removed } });
+        // SPEC §4: a removed second factor ends the person's sessions, grants and refresh tokens at once.
+        const revoked = await createOidcModelStore(tx).revokeByAccountId(id);
+        await recordAudit(tx, audit, { type: 'mfa.reset', target: id, details: { removed, revoked_artifacts: revoked } });
       });
     },
 

@@ -109,7 +109,7 @@ export const clientCommands: readonly Command[] = [
     positionals: CLIENT_ID,
     summary: 'delete a client and revoke its grants and refresh tokens',
     description: [
-      'Deletes the client: it can no longer authenticate, and its grants, authorization codes and refresh tokens are revoked at once. Access tokens already issued are stateless JWTs and stay valid until they expire (access_token_ttl).',
+      'Deletes the client: it can no longer authenticate, and its grants, authorization codes and refresh tokens are revoked at once. Access tokens already issued are stateless JWTs and stay valid until they expire (access_token_ttl) at resource servers; the admin API itself refuses its tokens within seconds.',
     ],
     examples: ['gatehouse clients delete JfPBaTJu3wUfQFC2LEWMVQ'],
     async run(invocation) {
@@ -126,7 +126,7 @@ export const clientCommands: readonly Command[] = [
     positionals: CLIENT_ID,
     summary: 'issue a new client secret; prints it once',
     description: [
-      'Issues a new client_secret for a client that authenticates with one (client_secret_basic or client_secret_post). The old secret stops working at once. The new one is printed this once.',
+      'Issues a new client_secret for a client that authenticates with one (client_secret_basic or client_secret_post). The old secret stops working at once, and the admin API refuses access tokens issued with it within seconds. The new one is printed this once (for a client of the admin API, once the second of the rotation is over, so that tokens obtained with it are told apart from older ones).',
     ],
     examples: ['gatehouse clients rotate-secret JfPBaTJu3wUfQFC2LEWMVQ', 'gatehouse clients rotate-secret JfPBaTJu3wUfQFC2LEWMVQ --json | jq -r .client_secret'],
     async run(invocation) {
