@@ -12,7 +12,11 @@ export function generateClientSecret(): string {
 }
 
 export function generateClientId(): string {
-  return randomBytes(16).toString('base64url');
+  // Never a leading '-': operators pass client ids as CLI arguments, where it reads as an option.
+  for (;;) {
+    const id = randomBytes(16).toString('base64url');
+    if (!id.startsWith('-')) return id;
+  }
 }
 
 export interface ClientSecretHasher {

@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { createHmac, randomBytes } from 'node:crypto';
 import { describe, test } from 'node:test';
-import { createClientSecretHasher, generateClientSecret } from '../../src/crypto/client-secret.js';
+import { createClientSecretHasher, generateClientId, generateClientSecret } from '../../src/crypto/client-secret.js';
 
 describe('client secrets: keyed hash at rest', () => {
   const key = randomBytes(32);
@@ -11,6 +11,13 @@ describe('client secrets: keyed hash at rest', () => {
     const secret = generateClientSecret();
     assert.equal(Buffer.from(secret, 'base64url').length, 32);
     assert.notEqual(generateClientSecret(), secret);
+  });
+
+  test('client ids carry 128 random bits and never start with "-" (a CLI argument would read as an option)', () => {
+    // 1 in 64 base64url ids would start with '-': 2,000 draws meet one with near certainty.
+    const ids = Array.from({ length: 2_000 }, () => generateClientId());
+    assert.ok(ids.every((id) => Buffer.from(id, 'base64url').length === 16 && !id.startsWith('-')));
+    assert.equal(new Set(ids).size, ids.length);
   });
 
   test('the stored form is HMAC-SHA-256 under the server key, not the secret', () => {
