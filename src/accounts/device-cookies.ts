@@ -34,37 +34,44 @@ export function createDeviceCookies(options: { readonly keys: readonly Buffer[];
   const [signingKey] = options.keys;
   if (signingKey === undefined || signingKey.length < 32) throw new Error('device cookies need a key of at least 32 bytes');
   const mac = (key: Buffer, payload: string) => createHmac('sha256', key).update(LABEL).update(payload).digest();
-  const tagOf = (normalizedUsername: string) => createHmac('sha256', signingKey).update('gatehouse device account\0').update(normalizedUsername).digest().subarray(0, 16).toString('base64url');
+  // Tags are made with the key that signs the cookie, so a cookie signed before a key rotation still finds its entries.
+  const tagOf = (key: Buffer, normalizedUsername: string) => createHmac('sha256', key).update('gatehouse device account\0').update(normalizedUsername).digest().subarray(0, 16).toString('base64url');
   const now = () => Math.floor(Date.now() / 1000);
 
-  function entriesOf(cookie: string | undefined): Entry[] {
-    if (cookie === undefined || cookie.length > 1024) return [];
+  /** The cookie's live entries and the key that signed it; nothing when it does not verify or parse. */
+  function entriesOf(cookie: string | undefined): { entries: Entry[]; key: Buffer } | undefined {
+    if (cookie === undefined || cookie.length > 1024) return undefined;
     const [payload, signature, extra] = cookie.split('.');
-    if (payload === undefined || signature === undefined || extra !== undefined) return [];
+    if (payload === undefined || signature === undefined || extra !== undefined) return undefined;
     const presented = Buffer.from(signature, 'base64url');
-    const genuine = options.keys.some((key) => {
-      const expected = mac(key, payload);
+    const key = options.keys.find((candidate) => {
+      const expected = mac(candidate, payload);
       return expected.length === presented.length && timingSafeEqual(expected, presented);
     });
-    if (!genuine) return [];
+    if (key === undefined) return undefined;
     try {
       const parsed = Entries.safeParse(JSON.parse(Buffer.from(payload, 'base64url').toString('utf8')));
-      return parsed.success ? parsed.data.filter(([, , issuedAt]) => now() - issuedAt < MAX_AGE_SECONDS) : [];
+      return parsed.success ? { entries: parsed.data.filter(([, , issuedAt]) => now() - issuedAt < MAX_AGE_SECONDS), key } : undefined;
     } catch {
-      return [];
+      return undefined;
     }
   }
 
   return {
     nonceFor(cookie, normalizedUsername) {
-      const tag = tagOf(normalizedUsername);
-      return entriesOf(cookie).find(([entryTag]) => entryTag === tag)?.[1];
+      const found = entriesOf(cookie);
+      if (found === undefined) return undefined;
+      const tag = tagOf(found.key, normalizedUsername);
+      return found.entries.find(([entryTag]) => entryTag === tag)?.[1];
     },
     issue(cookie, normalizedUsername) {
-      const tag = tagOf(normalizedUsername);
+      const tag = tagOf(signingKey, normalizedUsername);
+      // Other accounts' entries are kept while their tags are under the signing key (not across a rotation).
+      const found = entriesOf(cookie);
+      const others = found?.key === signingKey ? found.entries.filter(([entryTag]) => entryTag !== tag) : [];
       const nonce = randomBytes(16).toString('base64url');
       const fresh: Entry = [tag, nonce, now()];
-      const entries: Entry[] = [fresh, ...entriesOf(cookie).filter(([entryTag]) => entryTag !== tag)].slice(0, MAX_ENTRIES);
+      const entries: Entry[] = [fresh, ...others].slice(0, MAX_ENTRIES);
       const payload = Buffer.from(JSON.stringify(entries)).toString('base64url');
       return { value: `${payload}.${mac(signingKey, payload).toString('base64url')}`, nonce };
     },
