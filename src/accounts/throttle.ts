@@ -57,8 +57,6 @@ export interface LoginThrottle {
   release(reservation: AttemptReservation, tx?: Queryable): Promise<void>;
   /** The sign-in completed: the subject's failures are forgotten, the attempt is taken back from the address. */
   succeeded(reservation: AttemptReservation, tx?: Queryable): Promise<void>;
-  /** Forgets a subject's counter (a device cookie replaced by a new one). */
-  forgetSubject(subject: ThrottleSubject, tx?: Queryable): Promise<void>;
 }
 
 function policyOf(subject: ThrottleSubject): ThrottlePolicy {
@@ -95,6 +93,5 @@ export function createLoginThrottle(db: Queryable): LoginThrottle {
       await store.forget(reservation.subject, tx);
       await store.release([reservation.address], tx);
     },
-    forgetSubject: (subject, tx) => store.drop(subject, tx),
   };
 }

@@ -117,33 +117,25 @@ export function createLoginThrottleStore(db: Queryable) {
      * to the one before it (which had ended, or the attempt would have been refused).
      */
     async release(reservations: readonly Reservation[], tx: Queryable = db): Promise<void> {
-      if (reservations.length === 0) return;
-      await tx.query(
-        `UPDATE login_throttle t SET
-           failures = t.failures - 1,
-           locked_until = CASE
-             WHEN t.failures - 1 < r.threshold THEN NULL
-             WHEN t.locked_until = r.locked_until::timestamptz THEN r.previous_locked_until::timestamptz
-             ELSE t.locked_until END,
-           updated_at = now()
-          FROM unnest($1::text[], $2::text[], $3::int[], $4::text[], $5::text[]) AS r(key, window_start, threshold, locked_until, previous_locked_until)
-         WHERE t.key = r.key AND t.window_start = r.window_start::timestamptz AND t.failures > 0`,
-        [
-          reservations.map((r) => r.key),
-          reservations.map((r) => r.windowStart),
-          reservations.map((r) => r.threshold),
-          reservations.map((r) => r.lockedUntil),
-          reservations.map((r) => r.previousLockedUntil),
-        ],
-      );
+      // One key per statement, in key order: the order reservations lock rows in, so a release
+      // inside a transaction never waits on a reservation that waits on it.
+      for (const r of [...reservations].sort((a, b) => (a.key < b.key ? -1 : a.key > b.key ? 1 : 0))) {
+        await tx.query(
+          `UPDATE login_throttle SET
+             failures = failures - 1,
+             locked_until = CASE
+               WHEN failures - 1 < $3::int THEN NULL
+               WHEN locked_until = $4::timestamptz THEN $5::timestamptz
+               ELSE locked_until END,
+             updated_at = now()
+           WHERE key = $1 AND window_start = $2::timestamptz AND failures > 0`,
+          [r.key, r.windowStart, r.threshold, r.lockedUntil, r.previousLockedUntil],
+        );
+      }
     },
     /** Forgets a key's failures in the reservation's window (a completed sign-in). `tx`: the sign-in's audit transaction. */
     async forget(reservation: Reservation, tx: Queryable = db): Promise<void> {
       await tx.query('DELETE FROM login_throttle WHERE key = $1 AND window_start = $2::timestamptz', [reservation.key, reservation.windowStart]);
-    },
-    /** Forgets a key entirely (a device cookie replaced by a new one). */
-    async drop(key: string, tx: Queryable = db): Promise<void> {
-      await tx.query('DELETE FROM login_throttle WHERE key = $1', [key]);
     },
   };
 }

@@ -174,13 +174,11 @@ export function interactionRoutes(deps: InteractionDeps): Router {
   }
 
   /**
-   * After a completed sign-in: a fresh device cookie entry for the account, and the counter of the
-   * one it replaces forgotten (its nonce is never presented again by this browser).
+   * After a completed sign-in (password, and second factor when asked): a fresh device cookie
+   * entry for the account. The counter of the entry it replaces was forgotten with the success.
    */
-  async function rememberDevice(ctx: ParameterizedContext, cookie: string | undefined, normalized: string, subject: ThrottleSubject, tx: Queryable) {
-    const issued = deps.deviceCookies.issue(cookie, normalized);
-    if (subject.startsWith('device:')) await deps.throttle.forgetSubject(subject, tx);
-    ctx.append('Set-Cookie', deps.deviceCookies.header(issued.value));
+  function rememberDevice(ctx: ParameterizedContext, cookie: string | undefined, normalized: string) {
+    ctx.append('Set-Cookie', deps.deviceCookies.header(deps.deviceCookies.issue(cookie, normalized).value));
   }
 
   /** Runs a check the attempt was reserved for; when it throws (it never ran to a verdict), the try is taken back. */
@@ -349,8 +347,8 @@ export function interactionRoutes(deps: InteractionDeps): Router {
       await deps.db.transaction(async (tx) => {
         await success(tx);
         await deps.throttle.succeeded(reservation, tx);
-        await rememberDevice(ctx, device, normalized, subject, tx);
       });
+      rememberDevice(ctx, device, normalized);
       deps.metrics.loginOutcomes.inc({ outcome: 'success' });
       await finishSignIn(ctx, details, user.id, false);
       return;
@@ -434,9 +432,9 @@ export function interactionRoutes(deps: InteractionDeps): Router {
         await deps.db.transaction(async (tx) => {
           await deps.throttle.succeeded(reservation, tx);
           await codeAttempts.close(pending.attemptId, tx);
-          await rememberDevice(ctx, device, pending.normalized, pending.subject, tx);
           await recordAudit(tx, audit, { type: 'login.success', target: pending.accountId, details: { second_factor: result.method } });
         });
+        rememberDevice(ctx, device, pending.normalized);
         deps.metrics.loginOutcomes.inc({ outcome: 'success' });
         await finishSignIn(ctx, details, pending.accountId, true);
         return;
@@ -447,8 +445,8 @@ export function interactionRoutes(deps: InteractionDeps): Router {
         await deps.db.transaction(async (tx) => {
           await deps.throttle.succeeded(reservation, tx);
           await codeAttempts.close(pending.attemptId, tx);
-          await rememberDevice(ctx, device, pending.normalized, pending.subject, tx);
         });
+        rememberDevice(ctx, device, pending.normalized);
         await savePending(details, { ...pending, enrolled: true });
         render(ctx, 'recovery-codes', {
           title: 'Save your recovery codes',

@@ -6,6 +6,7 @@ import { createDeviceCookies, DEVICE_COOKIE } from '../../src/accounts/device-co
 import { adminCall, adminToken } from '../support/admin-api.js';
 import { CookieClient, formAction, hiddenField } from '../support/cookie-client.js';
 import { pkceParams } from '../support/sign-in.js';
+import { totpCode } from '../support/totp.js';
 import { startTestServer, type TestServer } from '../support/server.js';
 
 /**
@@ -138,5 +139,37 @@ describe('device cookies: a browser that signed in before is not locked out by f
     const { rows } = await server.db.query<{ key: string; failures: number }>("SELECT key, failures FROM login_throttle WHERE key LIKE 'device:%' AND failures = 5");
     assert.equal(rows.length, 1, 'counted under the device key');
     assert.ok(signedIn(await attempt(new CookieClient(), 'typist', PASSWORD)), 'the account itself is not locked by them');
+  });
+
+  test('with a second factor: the cookie comes only with the completed sign-in, and then the code step is the device\'s too', async () => {
+    const created = await adminCall(server, 'POST', '/users', { username: 'careful', password: PASSWORD, mfa_required: true }, await adminToken(server, 'admin:users'));
+    assert.equal(created.status, 201);
+    const browser = new CookieClient();
+    const codeStep = async (): Promise<{ response: Response; html: string }> => {
+      const form = await loginForm(browser);
+      const response = await browser.postForm(form.action, { csrf: form.csrf, username: 'careful', password: PASSWORD });
+      if (response.status !== 303) return { response, html: await response.text() };
+      const page = await browser.follow(response, server.url);
+      return { response, html: await page.text() };
+    };
+    const submit = async (html: string, code: string) => {
+      const action = formAction(html, /\/second-factor$/);
+      assert.ok(action, 'a code form');
+      return browser.postForm(new URL(action, server.url), { csrf: hiddenField(html, 'csrf') ?? '', code });
+    };
+
+    const enrolling = await codeStep();
+    assert.equal(enrolling.response.headers.getSetCookie().some((h) => h.startsWith(`${DEVICE_COOKIE}=`)), false, 'no device cookie for a password alone');
+    const secret = new URL(/href="(otpauth:\/\/totp\/[^"]+)"/.exec(enrolling.html)![1]!.replaceAll('&amp;', '&')).searchParams.get('secret')!;
+    const confirmed = await submit(enrolling.html, totpCode(secret));
+    assert.equal(confirmed.status, 200);
+    assert.ok(browser.cookies.get(DEVICE_COOKIE), 'the device cookie once the second factor is set up');
+    assert.equal((await submit(await confirmed.text(), '')).status, 303);
+
+    await lockFromElsewhere('careful');
+    const step = await codeStep();
+    assert.match(step.html, /Two-step verification/, 'the trusted browser reaches the code step while the account is locked');
+    const done = await submit(step.html, totpCode(secret, Date.now(), 1));
+    assert.ok(signedIn(done), `and signs in with the code (got ${done.status})`);
   });
 });
