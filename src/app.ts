@@ -2,6 +2,7 @@ import Koa from 'koa';
 import type { ClientMetadata } from 'oidc-provider';
 import { createPasswordHasher } from './accounts/passwords.js';
 import { createLoginThrottle } from './accounts/throttle.js';
+import { createDeviceCookies } from './accounts/device-cookies.js';
 import { createSecondFactor } from './accounts/second-factor.js';
 import { createTotp } from './accounts/totp.js';
 import { createCsrf } from './interactions/csrf.js';
@@ -160,6 +161,8 @@ export async function createApp(runtime: Runtime): Promise<GatehouseApp> {
     passwords: passwordHasher,
     throttle: createLoginThrottle(db),
     csrf: createCsrf(Buffer.from(runtime.cookieKeys[0] ?? '', 'base64url')),
+    // Signed with the cookie keys every instance shares; Secure under an https issuer (SPEC §1).
+    deviceCookies: createDeviceCookies({ keys: runtime.cookieKeys.map((key) => Buffer.from(key, 'base64url')), secure: config.issuer.startsWith('https://') }),
     secondFactor,
     resourceServers,
     metrics,

@@ -11,6 +11,7 @@ export interface MaintenanceReport {
   readonly models: number;
   readonly throttleRows: number;
   readonly auditEvents: number;
+  readonly codeAttempts: number;
 }
 
 /** Deletes in batches until a batch comes back short (or the per-run cap is reached). */
@@ -24,7 +25,7 @@ async function inBatches(deleteBatch: (batch: number) => Promise<number>): Promi
   return total;
 }
 
-/** One pruning pass: expired provider models, stale sign-in throttle counters, old audit events. */
+/** One pruning pass: expired provider models, stale sign-in throttle counters and code attempts, old audit events. */
 export async function pruneOnce(db: Database, options: { auditRetentionDays: number }): Promise<MaintenanceReport> {
   const store = createMaintenanceStore(db);
   const windowSeconds = Math.max(ACCOUNT_POLICY.windowSeconds, IP_POLICY.windowSeconds);
@@ -32,6 +33,7 @@ export async function pruneOnce(db: Database, options: { auditRetentionDays: num
     models: await inBatches((batch) => store.pruneExpiredModels(batch)),
     throttleRows: await inBatches((batch) => store.pruneThrottleRows(windowSeconds, batch)),
     auditEvents: await inBatches((batch) => store.pruneAuditEvents(options.auditRetentionDays, batch)),
+    codeAttempts: await inBatches((batch) => store.pruneCodeAttempts(batch)),
   };
 }
 
@@ -44,7 +46,7 @@ export function startMaintenance(db: Database, logger: Logger, options: { auditR
       running = true;
       pruneOnce(db, options)
         .then((report) => {
-          if (report.models + report.throttleRows + report.auditEvents > 0) logger.debug({ pruned: report }, 'expired rows pruned');
+          if (report.models + report.throttleRows + report.auditEvents + report.codeAttempts > 0) logger.debug({ pruned: report }, 'expired rows pruned');
         })
         .catch((error: unknown) => logger.debug({ err: { message: (error as Error).message } }, 'pruning failed'))
         .finally(() => {

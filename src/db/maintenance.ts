@@ -43,5 +43,16 @@ export function createMaintenanceStore(db: Queryable) {
       );
       return rowCount;
     },
+    /** Second-factor attempts whose interaction has expired. */
+    async pruneCodeAttempts(batch: number): Promise<number> {
+      const { rowCount } = await db.query(
+        `DELETE FROM sign_in_code_attempts a USING (
+           SELECT attempt_id FROM sign_in_code_attempts WHERE expires_at < now() ORDER BY expires_at LIMIT $1 FOR UPDATE SKIP LOCKED
+         ) expired
+         WHERE a.attempt_id = expired.attempt_id`,
+        [batch],
+      );
+      return rowCount;
+    },
   };
 }

@@ -1,5 +1,5 @@
 import { onlyRow, type Queryable } from './database.js';
-import { throttleStateSql } from './login-throttle.js';
+import { reservationSql, reserveResultOf, type Reservation, type ReserveResult, type ThrottleKey } from './login-throttle.js';
 
 export interface UserRow extends Record<string, unknown> {
   id: string;
@@ -53,22 +53,21 @@ export function createUserStore(db: Queryable) {
       return rows[0];
     },
     /**
-     * The sign-in's first read, in one round trip: the throttle state of `throttle.keys` (see
-     * throttleStateSql) and the person's row, if any. The row is read even when a lock refuses
-     * the attempt; the answer then does not depend on it.
+     * The password step's first statement, in one round trip: the attempt is reserved for
+     * `throttle` (see reservationSql: counted before the password is checked, or refused while a
+     * key is locked) and the person's row is read, if any. The row is read even when the attempt
+     * is refused; the answer then does not depend on it.
      */
-    async findForSignIn(
-      normalized: string,
-      throttle: { readonly keys: readonly string[]; readonly countedKey: string },
-    ): Promise<{ user: UserRow | undefined; lockedSeconds: number; counted: boolean }> {
-      const result = await db.query<Partial<UserRow> & { locked_seconds: number; counted: boolean }>(
-        `SELECT ${COLUMNS}, throttle.locked_seconds, throttle.counted
-           FROM (${throttleStateSql('$2', '$3')}) AS throttle
-           LEFT JOIN users ON users.username_normalized = $1`,
-        [normalized, throttle.keys, throttle.countedKey],
+    async findForSignIn(normalized: string, throttle: readonly ThrottleKey[]): Promise<{ user: UserRow | undefined } & ReserveResult> {
+      const { ctes, params } = reservationSql(throttle, 2);
+      const result = await db.query<Partial<UserRow> & { locked_seconds: number; reservations: Reservation[] }>(
+        `WITH ${ctes}
+         SELECT ${COLUMNS}, reserved.locked_seconds, reserved.reservations
+           FROM reserved LEFT JOIN users ON users.username_normalized = $1`,
+        [normalized, ...params],
       );
-      const { locked_seconds: lockedSeconds, counted, ...row } = onlyRow(result);
-      return { user: typeof row.id === 'string' ? (row as UserRow) : undefined, lockedSeconds, counted };
+      const { locked_seconds, reservations, ...row } = onlyRow(result);
+      return { user: typeof row.id === 'string' ? (row as UserRow) : undefined, ...reserveResultOf({ locked_seconds, reservations }) };
     },
     async list(page: { after: string | undefined; limit: number; usernamePrefix?: string | undefined; emailPrefix?: string | undefined }): Promise<UserRow[]> {
       const params: unknown[] = [page.after ?? '0', page.limit];

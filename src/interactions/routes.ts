@@ -3,10 +3,13 @@ import type { ParameterizedContext } from 'koa';
 import { errors, type Interaction, type InteractionResults } from 'oidc-provider';
 import type { Logger } from 'pino';
 import type { PasswordHasher } from '../accounts/passwords.js';
-import type { LoginThrottle } from '../accounts/throttle.js';
+import { randomBytes } from 'node:crypto';
+import { DEVICE_COOKIE, type DeviceCookies } from '../accounts/device-cookies.js';
+import { subjectFor, type AttemptReservation, type LoginThrottle, type ThrottleSubject } from '../accounts/throttle.js';
 import { normalizeUsername } from '../accounts/usernames.js';
 import { recordAudit } from '../admin/audit.js';
 import { InvalidTextError, isUnavailable, type Database, type Queryable } from '../db/database.js';
+import { createCodeAttemptStore } from '../db/code-attempts.js';
 import { createUserStore } from '../db/users.js';
 import type { Metrics } from '../http/metrics.js';
 import { ROUTER_METHODS } from '../http/errors.js';
@@ -37,6 +40,7 @@ export interface InteractionDeps {
   readonly metrics: Metrics;
   readonly logger: Logger;
   readonly secondFactor: SecondFactor;
+  readonly deviceCookies: DeviceCookies;
 }
 
 /**
@@ -46,8 +50,12 @@ export interface InteractionDeps {
 interface PendingSignIn {
   readonly accountId: string;
   readonly username: string;
-  /** Wrong codes so far; five end the attempt (SPEC §4). */
-  readonly failures: number;
+  /** The normalised username typed at the password step (its device cookie entry is for it). */
+  readonly normalized: string;
+  /** The counter the password step was charged to; codes are charged to it too. */
+  readonly subject: ThrottleSubject;
+  /** This attempt's row in sign_in_code_attempts: its five tries are counted there (SPEC §4). */
+  readonly attemptId: string;
   /** Set once enrollment is confirmed and the recovery codes were shown. */
   readonly enrolled?: boolean;
 }
@@ -57,7 +65,7 @@ const PENDING_KEY = 'gatehouse_pending';
 
 function pendingOf(details: { result?: Record<string, unknown> | undefined }): PendingSignIn | undefined {
   const value = details.result?.[PENDING_KEY] as PendingSignIn | undefined;
-  return typeof value?.accountId === 'string' ? value : undefined;
+  return typeof value?.accountId === 'string' && typeof value.attemptId === 'string' ? value : undefined;
 }
 
 async function savePending(details: Interaction, pending: PendingSignIn | undefined): Promise<void> {
@@ -156,6 +164,31 @@ export function interactionRoutes(deps: InteractionDeps): Router {
       throw new PageError(403, 'Request refused', 'This form has expired or did not come from this page. Go back to the application and start again.');
     }
     return form;
+  }
+
+  const codeAttempts = createCodeAttemptStore(deps.db);
+
+  function deviceCookieOf(ctx: ParameterizedContext): string | undefined {
+    // Signed by deviceCookies itself, not by Koa's `.sig` companion cookie.
+    return ctx.cookies.get(DEVICE_COOKIE, { signed: false });
+  }
+
+  /**
+   * After a completed sign-in (password, and second factor when asked): a fresh device cookie
+   * entry for the account. The counter of the entry it replaces was forgotten with the success.
+   */
+  function rememberDevice(ctx: ParameterizedContext, cookie: string | undefined, normalized: string) {
+    ctx.append('Set-Cookie', deps.deviceCookies.header(deps.deviceCookies.issue(cookie, normalized).value));
+  }
+
+  /** Runs a check the attempt was reserved for; when it throws (it never ran to a verdict), the try is taken back. */
+  async function verifiedOrReleased<T>(reservation: AttemptReservation, check: () => Promise<T>): Promise<T> {
+    try {
+      return await check();
+    } catch (error) {
+      await deps.throttle.release(reservation).catch(() => undefined);
+      throw error;
+    }
   }
 
   /** The code page for an enrolled user, or the enrollment page (QR, link, secret) for one who must enroll. */
@@ -262,19 +295,25 @@ export function interactionRoutes(deps: InteractionDeps): Router {
     }
 
     const normalized = normalizeUsername(username);
-    // The throttle and the account in one read; a locked attempt goes no further.
-    const { retryAfter, user, accountCounted } = await deps.throttle.check(normalized, ctx.ip);
-    if (retryAfter > 0) {
+    const device = deviceCookieOf(ctx);
+    // A browser that signed in to this account before is charged to its own counter (OWASP device
+    // cookies); anyone else to the account's (SPEC §4).
+    const subject = subjectFor(normalized, deps.deviceCookies.nonceFor(device, normalized));
+    // The attempt is counted before the password is checked, and the account read, in one statement.
+    const attempt = await deps.throttle.reservePassword(normalized, subject, ctx.ip);
+    if (!attempt.allowed) {
       deps.metrics.loginOutcomes.inc({ outcome: 'throttled' });
-      ctx.set('Retry-After', String(retryAfter));
+      ctx.set('Retry-After', String(attempt.retryAfter));
       loginPage(ctx, uid, name, { username, error: SIGN_IN_FAILED }, 429);
       return;
     }
+    const { user, reservation } = attempt;
 
     // Always one argon2 verify, against a dummy hash when the user is unknown: same time either way.
-    const passwordOk = await deps.passwords.verify(user?.password_hash, password);
+    const passwordOk = await verifiedOrReleased(reservation, () => deps.passwords.verify(user?.password_hash, password));
     if (user === undefined || !passwordOk || user.disabled) {
-      const { accountLocked } = await deps.throttle.failed(normalized, ctx.ip);
+      // Already counted by the reservation; whether it locked the account is known from it.
+      const accountLocked = attempt.subjectLocked;
       const context = auditContext(ctx, user?.id ?? null);
       const failure = (tx: Queryable) =>
         recordAudit(tx, context, { type: 'login.failure', target: user?.id ?? 'unknown', outcome: 'failure', details: { client_id: details.params['client_id'] } });
@@ -304,25 +343,27 @@ export function interactionRoutes(deps: InteractionDeps): Router {
     const success = (tx: Queryable) =>
       recordAudit(tx, auditContext(ctx, user.id), { type: 'login.success', target: user.id, details: { client_id: details.params['client_id'] } });
     if (!needsSecondFactor) {
-      // The account's failures are forgotten with the success (when there are any: nothing to
-      // clear is nothing to write). A failure counted since the read above stays counted.
-      if (accountCounted) {
-        await deps.db.transaction(async (tx) => {
-          await success(tx);
-          await deps.throttle.succeeded(normalized, tx);
-        });
-      } else {
-        await success(deps.db);
-      }
+      // The subject's failures are forgotten with the success, in its audit transaction.
+      await deps.db.transaction(async (tx) => {
+        await success(tx);
+        await deps.throttle.succeeded(reservation, tx);
+      });
+      rememberDevice(ctx, device, normalized);
       deps.metrics.loginOutcomes.inc({ outcome: 'success' });
       await finishSignIn(ctx, details, user.id, false);
       return;
     }
-    await success(deps.db);
     // The password was right; the sign-in completes after the second factor (or its enrollment).
-    // Failures are forgotten only then: wrong codes count toward the lockout, and a new attempt
-    // with the known password must not wipe them.
-    await savePending(details, { accountId: user.id, username: user.username, failures: 0 });
+    // The right password is no failure, but earlier failures are forgotten only then: wrong codes
+    // count toward the lockout, and a new attempt with the known password must not wipe them.
+    const attemptId = randomBytes(16).toString('base64url');
+    await deps.db.transaction(async (tx) => {
+      await success(tx);
+      await deps.throttle.release(reservation, tx);
+      // As long as the interaction lives (its expiry does not move when it is saved again).
+      await createCodeAttemptStore(tx).open(attemptId, user.id, Math.max(60, details.exp - Math.floor(Date.now() / 1000)) + 60);
+    });
+    await savePending(details, { accountId: user.id, username: user.username, normalized, subject, attemptId });
     ctx.status = 303;
     ctx.redirect(`/interaction/${uid}`);
   });
@@ -346,43 +387,66 @@ export function interactionRoutes(deps: InteractionDeps): Router {
       return;
     }
 
-    /** Counts a refused code toward this attempt's five; the fifth ends it. */
-    const refuseCode = async (message: string, status: number) => {
-      const failures = pending.failures + 1;
-      if (failures >= MAX_CODE_FAILURES) {
-        await savePending(details, undefined);
-        loginPage(ctx, uid, name, { username: pending.username, error: 'Too many wrong codes. Sign in again.' }, 401);
-        return;
-      }
-      await savePending(details, { ...pending, failures });
-      await secondFactorPage(ctx, uid, name, { ...pending, failures }, message, status);
+    const endAttempt = async (save: boolean) => {
+      // The database already refuses this attempt's codes; the interaction forgets it so that the
+      // page asks for the password again. (A post refused by the count does not save: it must not
+      // overwrite what a concurrent, allowed post of the same attempt saved.)
+      if (save) await savePending(details, undefined);
+      loginPage(ctx, uid, name, { username: pending.username, error: 'Too many wrong codes. Sign in again.' }, 401);
     };
 
-    const username = normalizeUsername(pending.username);
-    // While the account (or address) is locked no code is checked, so attempts opened before the
-    // lock cannot go on guessing (SPEC §4); the refusal still counts toward this attempt's five.
-    const retryAfter = await deps.throttle.retryAfter(username, ctx.ip);
-    if (retryAfter > 0) {
+    // Each post takes one of the attempt's five tries before anything is checked (SPEC §4), in one
+    // atomic update: concurrent posts, on any instance, get five tries between them.
+    const tries = await codeAttempts.take(pending.attemptId, pending.accountId, MAX_CODE_FAILURES);
+    if (tries === undefined) {
+      deps.metrics.loginOutcomes.inc({ outcome: 'second_factor_failure' });
+      await endAttempt(false);
+      return;
+    }
+    /** A refused code: the page again, or the end of the attempt at its fifth try. */
+    const refuseCode = async (message: string, status: number) => {
+      if (tries >= MAX_CODE_FAILURES) {
+        await endAttempt(true);
+        return;
+      }
+      await secondFactorPage(ctx, uid, name, pending, message, status);
+    };
+
+    // The code is counted toward the lockout before it is checked. While the account (or device,
+    // or address) is locked no code is checked, so attempts opened before the lock cannot go on
+    // guessing (SPEC §4); the refusal still used one of this attempt's five tries.
+    const attempt = await deps.throttle.reserveCode(pending.subject, ctx.ip);
+    if (!attempt.allowed) {
       deps.metrics.loginOutcomes.inc({ outcome: 'throttled' });
-      ctx.set('Retry-After', String(retryAfter));
+      ctx.set('Retry-After', String(attempt.retryAfter));
       await refuseCode('Too many failed attempts. Wait a few minutes, then enter a new code.', 429);
       return;
     }
+    const { reservation } = attempt;
 
     const code = (form['code'] ?? '').slice(0, 64);
+    const device = deviceCookieOf(ctx);
     if (await deps.secondFactor.isEnrolled(pending.accountId)) {
-      const result = await deps.secondFactor.verify(pending.accountId, code, audit);
+      const result = await verifiedOrReleased(reservation, () => deps.secondFactor.verify(pending.accountId, code, audit));
       if (result.ok) {
-        await deps.throttle.succeeded(username);
-        await deps.db.transaction((tx) => recordAudit(tx, audit, { type: 'login.success', target: pending.accountId, details: { second_factor: result.method } }));
+        await deps.db.transaction(async (tx) => {
+          await deps.throttle.succeeded(reservation, tx);
+          await codeAttempts.close(pending.attemptId, tx);
+          await recordAudit(tx, audit, { type: 'login.success', target: pending.accountId, details: { second_factor: result.method } });
+        });
+        rememberDevice(ctx, device, pending.normalized);
         deps.metrics.loginOutcomes.inc({ outcome: 'success' });
         await finishSignIn(ctx, details, pending.accountId, true);
         return;
       }
     } else {
-      const codes = await deps.secondFactor.confirmEnrollment(pending.accountId, code, audit);
+      const codes = await verifiedOrReleased(reservation, () => deps.secondFactor.confirmEnrollment(pending.accountId, code, audit));
       if (codes !== undefined) {
-        await deps.throttle.succeeded(username);
+        await deps.db.transaction(async (tx) => {
+          await deps.throttle.succeeded(reservation, tx);
+          await codeAttempts.close(pending.attemptId, tx);
+        });
+        rememberDevice(ctx, device, pending.normalized);
         await savePending(details, { ...pending, enrolled: true });
         render(ctx, 'recovery-codes', {
           title: 'Save your recovery codes',
@@ -395,10 +459,10 @@ export function interactionRoutes(deps: InteractionDeps): Router {
       }
     }
 
-    // A wrong code counts toward the account lockout; five end this sign-in attempt.
-    const { accountLocked } = await deps.throttle.failed(username, ctx.ip);
+    // The wrong code stays counted toward the lockout; five end this sign-in attempt.
+    const accountLocked = attempt.subjectLocked;
     await deps.db.transaction(async (tx) => {
-      await recordAudit(tx, audit, { type: 'mfa.failure', target: pending.accountId, outcome: 'failure', details: { failures: pending.failures + 1 } });
+      await recordAudit(tx, audit, { type: 'mfa.failure', target: pending.accountId, outcome: 'failure', details: { failures: tries } });
       if (accountLocked) await recordAudit(tx, audit, { type: 'login.locked', target: pending.accountId, outcome: 'failure' });
     });
     if (accountLocked) deps.metrics.lockouts.inc();

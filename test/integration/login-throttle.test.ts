@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
-import { ACCOUNT_POLICY, createLoginThrottle, IP_POLICY } from '../../src/accounts/throttle.js';
+import { ACCOUNT_POLICY, accountKey, createLoginThrottle, IP_POLICY } from '../../src/accounts/throttle.js';
 import type { Database } from '../../src/db/database.js';
 import { createLoginThrottleStore, type ThrottlePolicy } from '../../src/db/login-throttle.js';
 import { migrate } from '../../src/db/migrator.js';
@@ -8,9 +8,10 @@ import { createUserStore } from '../../src/db/users.js';
 import { backends, createTestDatabase, type TestDatabase } from '../support/database.js';
 
 /**
- * The sign-in throttle's statements against the real database: the account and the address are
- * counted in one statement, each by its own policy; the sign-in's first read returns the lock,
- * whether the account has failures to clear, and the person's row.
+ * The sign-in throttle's statements against the real database: an attempt is reserved (counted)
+ * for the account and the address in one statement, each by its own policy, only while neither is
+ * locked; concurrent reservations get exactly the threshold; an attempt that was no failure is
+ * taken back; the password step's statement also returns the person's row.
  */
 
 const TIGHT: ThrottlePolicy = { threshold: 2, windowSeconds: 900, baseDelaySeconds: 30, maxDelaySeconds: 100 };
@@ -38,55 +39,80 @@ for (const backend of backends) {
       const { rows } = await db.query<{ seconds: number | null }>('SELECT extract(epoch FROM locked_until - now())::float8 AS seconds FROM login_throttle WHERE key = $1', [key]);
       return rows[0]?.seconds ?? null;
     }
+    async function failures(key: string): Promise<number | undefined> {
+      const { rows } = await db.query<{ failures: number }>('SELECT failures FROM login_throttle WHERE key = $1', [key]);
+      return rows[0]?.failures;
+    }
+    const endLocks = (keys: string[]) => db.query("UPDATE login_throttle SET locked_until = now() - interval '1 second' WHERE key = ANY($1)", [keys]);
 
-    test('two keys counted in one statement follow their own policies', async () => {
+    test('two keys reserved in one statement follow their own policies; a lock on either refuses and counts nothing', async () => {
       const store = createLoginThrottleStore(db);
       const tight = fresh('account');
       const loose = fresh('ip');
-      const seen: { failures: number; locked: boolean }[][] = [];
-      for (let i = 0; i < 5; i++) seen.push(await store.recordFailures([{ key: tight, policy: TIGHT }, { key: loose, policy: LOOSE }]));
-      assert.deepEqual(
-        seen.map(([a]) => a),
-        [1, 2, 3, 4, 5].map((failures) => ({ failures, locked: failures >= 2 })),
-      );
-      assert.deepEqual(
-        seen.map(([, b]) => b),
-        [1, 2, 3, 4, 5].map((failures) => ({ failures, locked: failures >= 4 })),
-      );
-      // TIGHT at its 5th failure: 30 s × 2^(5−2) = 240 s, capped at 100; LOOSE at its 5th: 60 × 2 = 120 s.
+      const keys = [{ key: tight, policy: TIGHT }, { key: loose, policy: LOOSE }];
+      const first = await store.reserve(keys);
+      assert.deepEqual(first.reservations.map((r) => [r.key, r.failures, r.locked]), [[tight, 1, false], [loose, 1, false]]);
+      const second = await store.reserve(keys);
+      assert.deepEqual(second.reservations.map((r) => [r.failures, r.locked]), [[2, true], [2, false]], 'the second reservation locks TIGHT');
+      const refused = await store.reserve(keys);
+      assert.equal(refused.reservations.length, 0);
+      assert.ok(refused.lockedSeconds > 25 && refused.lockedSeconds <= 30, `locked for ${refused.lockedSeconds}`);
+      assert.equal(await failures(loose), 2, 'the refused attempt counted for neither key');
+
+      // Growing delay: TIGHT at its 3rd failure 30 s × 2 = 60 s; at its 4th 120 s, capped at 100.
+      await endLocks([tight]);
+      await store.reserve(keys);
+      const third = await lockSeconds(tight);
+      assert.ok(third !== null && third > 55 && third <= 60, `third ${third}`);
+      await endLocks([tight]);
+      const fourth = await store.reserve(keys);
+      assert.deepEqual(fourth.reservations.map((r) => [r.failures, r.locked]), [[4, true], [4, true]], 'LOOSE locks at its 4th');
       const tightLock = await lockSeconds(tight);
       const looseLock = await lockSeconds(loose);
       assert.ok(tightLock !== null && tightLock > 95 && tightLock <= 100, `tight lock ${tightLock}`);
-      assert.ok(looseLock !== null && looseLock > 115 && looseLock <= 120, `loose lock ${looseLock}`);
-      // The order of the answer is the order asked, whatever order the rows come back in.
-      const [looseAgain, tightAgain] = await store.recordFailures([{ key: loose, policy: LOOSE }, { key: tight, policy: TIGHT }]);
-      assert.equal(looseAgain!.failures, 6);
-      assert.equal(tightAgain!.failures, 6);
-      await assert.rejects(store.recordFailures([{ key: tight, policy: TIGHT }, { key: tight, policy: LOOSE }]), /distinct/);
+      assert.ok(looseLock !== null && looseLock > 55 && looseLock <= 60, `loose lock ${looseLock}`);
+      // The answer's order is the order asked.
+      await endLocks([tight, loose]);
+      const reversed = await store.reserve([{ key: loose, policy: LOOSE }, { key: tight, policy: TIGHT }]);
+      assert.deepEqual(reversed.reservations.map((r) => [r.key, r.failures]), [[loose, 5], [tight, 5]]);
+      await assert.rejects(store.reserve([{ key: tight, policy: TIGHT }, { key: tight, policy: LOOSE }]), /distinct/);
     });
 
     test('a window that ran out starts counting again from one', async () => {
       const store = createLoginThrottleStore(db);
       const key = fresh('account');
-      await store.recordFailures([{ key, policy: TIGHT }]);
-      await store.recordFailures([{ key, policy: TIGHT }]);
-      await db.query("UPDATE login_throttle SET window_start = now() - interval '901 seconds', locked_until = NULL WHERE key = $1", [key]);
-      assert.deepEqual(await store.recordFailures([{ key, policy: TIGHT }]), [{ failures: 1, locked: false }]);
+      await store.reserve([{ key, policy: LOOSE }]);
+      await store.reserve([{ key, policy: LOOSE }]);
+      await db.query("UPDATE login_throttle SET window_start = now() - interval '901 seconds' WHERE key = $1", [key]);
+      const again = await store.reserve([{ key, policy: LOOSE }]);
+      assert.deepEqual(again.reservations.map((r) => [r.failures, r.locked]), [[1, false]]);
     });
 
-    test('concurrent failures are all counted (PostgreSQL: several connections)', async () => {
+    test('concurrent reservations get exactly the threshold between them (PostgreSQL: several connections)', async () => {
       const store = createLoginThrottleStore(db);
       const account = fresh('account');
       const address = fresh('ip');
-      await Promise.all(Array.from({ length: 12 }, () => store.recordFailures([{ key: account, policy: LOOSE }, { key: address, policy: LOOSE }])));
-      const { rows } = await db.query<{ key: string; failures: number }>('SELECT key, failures FROM login_throttle WHERE key = ANY($1) ORDER BY key', [[account, address]]);
-      assert.deepEqual(
-        rows.map((row) => row.failures),
-        [12, 12],
-      );
+      const results = await Promise.all(Array.from({ length: 12 }, () => store.reserve([{ key: account, policy: LOOSE }, { key: address, policy: LOOSE }])));
+      const allowed = results.filter((r) => r.reservations.length > 0);
+      assert.equal(allowed.length, LOOSE.threshold, 'as many tries as sequential attempts get');
+      assert.deepEqual(allowed.map((r) => r.reservations[0]!.failures).sort(), [1, 2, 3, 4]);
+      assert.deepEqual([await failures(account), await failures(address)], [4, 4]);
     });
 
-    test("the sign-in's first read: lock, failures to clear, and the person's row", async () => {
+    test('an attempt taken back is no failure: the count drops and the lock it set is lifted', async () => {
+      const store = createLoginThrottleStore(db);
+      const key = fresh('account');
+      for (let i = 1; i < TIGHT.threshold; i += 1) await store.reserve([{ key, policy: TIGHT }]);
+      const locking = await store.reserve([{ key, policy: TIGHT }]);
+      assert.equal(locking.reservations[0]!.locked, true);
+      assert.equal((await store.reserve([{ key, policy: TIGHT }])).reservations.length, 0, 'locked meanwhile');
+      await store.release(locking.reservations);
+      assert.equal(await failures(key), TIGHT.threshold - 1);
+      assert.equal(await lockSeconds(key), null, 'no lock left');
+      assert.equal((await store.reserve([{ key, policy: TIGHT }])).reservations.length, 1);
+    });
+
+    test("the password step's statement: the reservation and the person's row; a success forgets the account's failures, not the address's", async () => {
       const throttle = createLoginThrottle(db);
       const users = createUserStore(db);
       const username = fresh('user').replace(':', '-');
@@ -97,46 +123,41 @@ for (const backend of backends) {
       );
       assert.ok(user);
 
-      const clean = await throttle.check(username, ip);
-      assert.equal(clean.retryAfter, 0);
-      assert.equal(clean.accountCounted, false, 'no row: a success has nothing to clear');
-      assert.equal(clean.user?.id, user.id);
-      assert.equal(clean.user?.mfa_enrolled, false);
+      const first = await throttle.reservePassword(username, accountKey(username), ip);
+      assert.ok(first.allowed);
+      assert.equal(first.user?.id, user.id);
+      assert.equal(first.user?.mfa_enrolled, false);
+      assert.equal(first.reservation.subject.failures, 1, 'counted before any password is checked');
 
-      const unknown = await throttle.check(`${username}-nobody`, ip);
+      const unknown = await throttle.reservePassword(`${username}-nobody`, accountKey(`${username}-nobody`), ip);
+      assert.ok(unknown.allowed);
       assert.equal(unknown.user, undefined);
-      assert.equal(unknown.retryAfter, 0);
 
-      await throttle.failed(username, ip);
-      const counted = await throttle.check(username, ip);
-      assert.equal(counted.accountCounted, true);
-      assert.equal(counted.retryAfter, 0, 'one failure does not lock');
-
-      for (let i = 1; i < ACCOUNT_POLICY.threshold; i++) await throttle.failed(username, ip);
-      const locked = await throttle.check(username, ip);
-      assert.ok(locked.retryAfter > 0 && locked.retryAfter <= ACCOUNT_POLICY.baseDelaySeconds, `retryAfter ${locked.retryAfter}`);
-      assert.equal(locked.user?.id, user.id);
+      for (let i = 1; i < ACCOUNT_POLICY.threshold; i += 1) assert.ok((await throttle.reservePassword(username, accountKey(username), ip)).allowed);
+      const locked = await throttle.reservePassword(username, accountKey(username), ip);
+      assert.equal(locked.allowed, false);
+      assert.ok(!locked.allowed && locked.retryAfter > 0 && locked.retryAfter <= ACCOUNT_POLICY.baseDelaySeconds);
+      assert.equal(locked.user?.id, user.id, 'the row is read even when refused');
 
       // Another account from the same address is not locked by it (the address allows more).
       assert.ok(ACCOUNT_POLICY.threshold < IP_POLICY.threshold);
-      assert.equal((await throttle.check(`${username}-other`, ip)).retryAfter, 0);
+      const other = await throttle.reservePassword(`${username}-other`, accountKey(`${username}-other`), ip);
+      assert.ok(other.allowed);
 
-      await throttle.succeeded(username);
-      const cleared = await throttle.check(username, ip);
-      assert.equal(cleared.accountCounted, false);
-      assert.equal(cleared.retryAfter, 0);
-      // The address keeps its count: only the account is forgiven by a success.
-      const address = await db.query<{ failures: number }>('SELECT failures FROM login_throttle WHERE key = $1', [`ip:${ip}`]);
-      assert.equal(address.rows[0]?.failures, ACCOUNT_POLICY.threshold);
+      await throttle.succeeded(other.reservation);
+      assert.equal(await failures(accountKey(`${username}-other`)), undefined, "the account's counter is gone");
+      // The address keeps the failures; the successful attempt itself is taken back from it.
+      assert.equal(await failures(`ip:${ip}`), ACCOUNT_POLICY.threshold + 1);
     });
 
-    test('a lock on the address alone refuses any account from it', async () => {
+    test('a lock on the address alone refuses any account from it, and counts nothing', async () => {
       const throttle = createLoginThrottle(db);
       const ip = `198.51.100.${counter % 250}`;
       await db.query("INSERT INTO login_throttle (key, failures, window_start, locked_until, updated_at) VALUES ($1, 40, now(), now() + interval '60 seconds', now())", [`ip:${ip}`]);
-      const check = await throttle.check(fresh('anyone'), ip);
-      assert.ok(check.retryAfter > 55 && check.retryAfter <= 60, `retryAfter ${check.retryAfter}`);
-      assert.equal(check.accountCounted, false);
+      const anyone = fresh('anyone');
+      const refused = await throttle.reservePassword(anyone, accountKey(anyone), ip);
+      assert.ok(!refused.allowed && refused.retryAfter > 55 && refused.retryAfter <= 60, JSON.stringify(refused));
+      assert.equal(await failures(accountKey(anyone)), undefined);
     });
   });
 }

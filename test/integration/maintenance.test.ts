@@ -21,7 +21,7 @@ for (const backend of backends) {
       await database.drop();
     });
 
-    test('expired models and stale throttle rows go; live ones stay', async () => {
+    test('expired models, stale throttle rows and expired code attempts go; live ones stay', async () => {
       const models = createOidcModelStore(db);
       await db.query(
         `INSERT INTO oidc_models (model, id, payload, expires_at)
@@ -40,7 +40,18 @@ for (const backend of backends) {
         `INSERT INTO audit_events (occurred_at, type, target) VALUES
            (now() - interval '91 days', 'old.event', 'x'), (now() - interval '89 days', 'kept.event', 'y')`,
       );
+      const [user] = (
+        await db.query<{ id: string }>("INSERT INTO users (username, username_normalized, password_hash) VALUES ('pruned', 'pruned', 'x') RETURNING id")
+      ).rows;
+      await db.query(
+        `INSERT INTO sign_in_code_attempts (attempt_id, account_id, codes, expires_at) VALUES
+           ('attempt-expired', $1, 2, now() - interval '1 second'), ('attempt-live', $1, 1, now() + interval '30 minutes')`,
+        [user!.id],
+      );
       const report = await pruneOnce(db, { auditRetentionDays: 90 });
+      assert.equal(report.codeAttempts, 1, 'the expired code attempt');
+      const attempts = await db.query<{ attempt_id: string }>('SELECT attempt_id FROM sign_in_code_attempts');
+      assert.deepEqual(attempts.rows.map((r) => r.attempt_id), ['attempt-live']);
       assert.equal(report.models, 1_200, 'more than one batch of expired models');
       assert.equal(report.throttleRows, 1);
       assert.equal(report.auditEvents, 1);
