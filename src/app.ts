@@ -7,6 +7,7 @@ import { createSecondFactor } from './accounts/second-factor.js';
 import { createTotp } from './accounts/totp.js';
 import { createCsrf } from './interactions/csrf.js';
 import { interactionRoutes } from './interactions/routes.js';
+import { limitPagesPerIp } from './http/page-rate-limit.js';
 import { createAccounts } from './oidc/accounts.js';
 import { createClientService } from './admin/clients/service.js';
 import { createKeyService } from './admin/keys/service.js';
@@ -177,6 +178,7 @@ export async function createApp(runtime: Runtime): Promise<GatehouseApp> {
   app.use(ops.routes());
   app.use(ops.allowedMethods());
   app.use(adminApi);
+  app.use(limitPagesPerIp({ db, views, limit: config.pageRateLimitPerMinute, onLimited: () => metrics.rateLimited.inc({ scope: 'page_ip' }) }));
   app.use(pages.routes());
   app.use(pages.allowedMethods());
   app.use(providers.middleware);

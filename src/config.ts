@@ -25,6 +25,12 @@ const burst = z.coerce.number({ error: 'must be a number of requests' }).int('mu
  */
 const DEFAULT_TOKEN_RATE_PER_CLIENT = 5_000;
 const DEFAULT_TOKEN_RATE_PER_IP = 10_000;
+/*
+ * Requests a minute per client IP to /auth, the hosted pages and end-session (SPEC §6). One
+ * sign-in is about five of them, so this is ~60 sign-ins a minute from one address (a NAT of an
+ * office), far above one person, and it caps what one address can store (interactions live 30 min).
+ */
+const DEFAULT_PAGE_RATE_PER_IP_PER_MINUTE = 300;
 
 // Worker processes (src/cluster.ts); each holds its own database pool, so this bounds them too.
 const MAX_WORKERS = 64;
@@ -89,6 +95,12 @@ const environmentSchema = z
     TOKEN_RATE_LIMIT_PER_CLIENT_BURST: burst,
     TOKEN_RATE_LIMIT_PER_IP: ratePerSecond.default(DEFAULT_TOKEN_RATE_PER_IP),
     TOKEN_RATE_LIMIT_PER_IP_BURST: burst,
+    AUTH_RATE_LIMIT_PER_IP: z.coerce
+      .number({ error: 'must be a number of requests per minute' })
+      .int('must be a whole number')
+      .min(0, 'must be 0 (off) or more')
+      .max(1_000_000, 'must be at most 1000000')
+      .default(DEFAULT_PAGE_RATE_PER_IP_PER_MINUTE),
     WORKERS: workerCount.optional(),
     CRYPTO_THREADS: z.coerce.number({ error: 'must be a number' }).int('must be a whole number').min(0).max(16, 'must be at most 16').default(1),
   })
@@ -145,6 +157,11 @@ export interface Config {
    * A rate of 0 disables that limit.
    */
   readonly tokenRateLimits: { readonly perClient: RateLimitPolicy; readonly perIp: RateLimitPolicy };
+  /**
+   * Requests a minute per client IP to the authorization endpoint, the hosted pages and
+   * end-session, counted in the database (shared by every instance); 0 disables.
+   */
+  readonly pageRateLimitPerMinute: number;
   /** Processes serving requests: 1 is this process alone; more forks that many (src/cluster.ts). */
   readonly workers: number;
   /** Worker threads per process for the inner layer's ECDH (src/tokens/crypto-pool.ts); 0 keeps it on the event loop. */
@@ -207,6 +224,7 @@ export function loadConfig(env: Environment = process.env): Config {
       perClient: rateLimitPolicy(e.TOKEN_RATE_LIMIT_PER_CLIENT, e.TOKEN_RATE_LIMIT_PER_CLIENT_BURST),
       perIp: rateLimitPolicy(e.TOKEN_RATE_LIMIT_PER_IP, e.TOKEN_RATE_LIMIT_PER_IP_BURST),
     },
+    pageRateLimitPerMinute: e.AUTH_RATE_LIMIT_PER_IP,
     workers: e.WORKERS?.count ?? 1,
     cryptoThreads: e.CRYPTO_THREADS,
   };

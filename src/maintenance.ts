@@ -2,6 +2,7 @@ import type { Logger } from 'pino';
 import { ACCOUNT_POLICY, IP_POLICY } from './accounts/throttle.js';
 import type { Database } from './db/database.js';
 import { createMaintenanceStore } from './db/maintenance.js';
+import { PAGE_RATE_WINDOW_SECONDS } from './http/page-rate-limit.js';
 
 const BATCH = 1_000;
 // Enough batches per run to keep up with heavy traffic without holding the pool for long.
@@ -12,6 +13,7 @@ export interface MaintenanceReport {
   readonly throttleRows: number;
   readonly auditEvents: number;
   readonly codeAttempts: number;
+  readonly requestRateLimits: number;
 }
 
 /** Deletes in batches until a batch comes back short (or the per-run cap is reached). */
@@ -34,6 +36,7 @@ export async function pruneOnce(db: Database, options: { auditRetentionDays: num
     throttleRows: await inBatches((batch) => store.pruneThrottleRows(windowSeconds, batch)),
     auditEvents: await inBatches((batch) => store.pruneAuditEvents(options.auditRetentionDays, batch)),
     codeAttempts: await inBatches((batch) => store.pruneCodeAttempts(batch)),
+    requestRateLimits: await inBatches((batch) => store.pruneRequestRateLimits(PAGE_RATE_WINDOW_SECONDS, batch)),
   };
 }
 
@@ -46,7 +49,7 @@ export function startMaintenance(db: Database, logger: Logger, options: { auditR
       running = true;
       pruneOnce(db, options)
         .then((report) => {
-          if (report.models + report.throttleRows + report.auditEvents + report.codeAttempts > 0) logger.debug({ pruned: report }, 'expired rows pruned');
+          if (report.models + report.throttleRows + report.auditEvents + report.codeAttempts + report.requestRateLimits > 0) logger.debug({ pruned: report }, 'expired rows pruned');
         })
         .catch((error: unknown) => logger.debug({ err: { message: (error as Error).message } }, 'pruning failed'))
         .finally(() => {

@@ -54,5 +54,18 @@ export function createMaintenanceStore(db: Queryable) {
       );
       return rowCount;
     },
+    /** Request rate-limit counters whose window ended more than `windowSeconds` ago. */
+    async pruneRequestRateLimits(windowSeconds: number, batch: number): Promise<number> {
+      const { rowCount } = await db.query(
+        `DELETE FROM request_rate_limits r USING (
+           SELECT key FROM request_rate_limits
+            WHERE window_start < now() - make_interval(secs => 2 * $1::int)
+            LIMIT $2 FOR UPDATE SKIP LOCKED
+         ) stale
+         WHERE r.key = stale.key`,
+        [windowSeconds, batch],
+      );
+      return rowCount;
+    },
   };
 }

@@ -39,7 +39,7 @@ export function createMetrics(poolStats: () => PoolStats) {
   });
   const rateLimited = new Counter({
     name: 'gatehouse_rate_limited_total',
-    help: 'Requests refused with 429 by the token endpoint rate limits, by scope (client or ip)',
+    help: 'Requests refused with 429 by rate limits, by scope (client or ip: token endpoints; page_ip: /auth, interaction pages, end-session)',
     labelNames: ['scope'] as const,
     registers: [registry],
   });

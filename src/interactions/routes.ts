@@ -2,7 +2,7 @@ import Router from '@koa/router';
 import type { ParameterizedContext } from 'koa';
 import { errors, type Interaction, type InteractionResults } from 'oidc-provider';
 import type { Logger } from 'pino';
-import type { PasswordHasher } from '../accounts/passwords.js';
+import { PasswordCheckRefused, type PasswordHasher } from '../accounts/passwords.js';
 import { randomBytes } from 'node:crypto';
 import { DEVICE_COOKIE, type DeviceCookies } from '../accounts/device-cookies.js';
 import { subjectFor, type AttemptReservation, type LoginThrottle, type ThrottleSubject } from '../accounts/throttle.js';
@@ -140,6 +140,14 @@ export function interactionRoutes(deps: InteractionDeps): Router {
     try {
       await next();
     } catch (error) {
+      if (error instanceof PasswordCheckRefused) {
+        // SPEC §4: this address has its share of the password queue already (or the queue is full).
+        // The login page again, with the one generic message, as a throttled attempt gets.
+        deps.metrics.loginOutcomes.inc({ outcome: 'throttled' });
+        ctx.set('Retry-After', String(error.retryAfterSeconds));
+        loginPage(ctx, param(ctx, 'uid'), 'the application', { error: SIGN_IN_FAILED }, 429);
+        return;
+      }
       let page: PageError;
       if (error instanceof PageError) page = error;
       else if (error instanceof errors.SessionNotFound || error instanceof errors.InvalidRequest) {
@@ -310,7 +318,7 @@ export function interactionRoutes(deps: InteractionDeps): Router {
     const { user, reservation } = attempt;
 
     // Always one argon2 verify, against a dummy hash when the user is unknown: same time either way.
-    const passwordOk = await verifiedOrReleased(reservation, () => deps.passwords.verify(user?.password_hash, password));
+    const passwordOk = await verifiedOrReleased(reservation, () => deps.passwords.verify(user?.password_hash, password, { clientIp: ctx.ip }));
     if (user === undefined || !passwordOk || user.disabled) {
       // Already counted by the reservation; whether it locked the account is known from it.
       const accountLocked = attempt.subjectLocked;

@@ -113,6 +113,19 @@ describe('loadConfig', () => {
     );
   });
 
+  test('AUTH_RATE_LIMIT_PER_IP: 300 a minute by default, 0 disables, anything but a whole number >= 0 is refused', () => {
+    assert.equal(loadConfig({}).pageRateLimitPerMinute, 300);
+    assert.equal(loadConfig({ AUTH_RATE_LIMIT_PER_IP: '0' }).pageRateLimitPerMinute, 0);
+    assert.equal(loadConfig({ AUTH_RATE_LIMIT_PER_IP: '60' }).pageRateLimitPerMinute, 60);
+    for (const value of ['-1', '1.5', 'lots']) {
+      assert.throws(
+        () => loadConfig({ AUTH_RATE_LIMIT_PER_IP: value }),
+        (error: unknown) => error instanceof ConfigError && error.problems.length === 1 && error.problems[0]?.startsWith('AUTH_RATE_LIMIT_PER_IP ') === true,
+        value,
+      );
+    }
+  });
+
   test('empty strings count as unset', () => {
     const config = loadConfig({ PORT: '', ISSUER: '', DATABASE_URL: '', MASTER_KEY: '', BOOTSTRAP_ADMIN_CLIENT_ID: '', TRUST_PROXY: '', LOG_LEVEL: '' });
     assert.equal(config.port, 3000);
