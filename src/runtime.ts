@@ -7,8 +7,10 @@ import { createClientSecretHasher, type ClientSecretHasher } from './crypto/clie
 import { createEnvelope, type Envelope } from './crypto/envelope.js';
 import { resolveMasterKey } from './crypto/master-key.js';
 import { loadOrCreateServerSecret, SERVER_SECRETS } from './crypto/server-secrets.js';
+import { usernameSkeleton } from './accounts/usernames.js';
 import { connectPostgres, openPglite, type Database } from './db/database.js';
 import { loadMigrations, migrate, withStartupLock, type Migration } from './db/migrator.js';
+import { createUserStore } from './db/users.js';
 import { ensureSigningKeys, loadSigningJwks } from './oidc/keys.js';
 
 /** Everything the app needs, prepared once at start-up and passed in (STYLE.md §6). */
@@ -55,6 +57,15 @@ export async function openRuntime(config: Config, logger: Logger, existingDb?: D
       const tokenEscrowKey = await loadOrCreateServerSecret(session, envelope, SERVER_SECRETS.tokenEscrow);
       const clientSecrets = createClientSecretHasher(hmacKey);
       const bootstrap = await bootstrapAdmin(session, { issuer: config.issuer, hasher: clientSecrets, configured: config.bootstrapAdmin });
+      // migrations/0009: look-alike usernames are refused by a skeleton only code can compute.
+      const skeletons = await createUserStore(session).fillMissingSkeletons(usernameSkeleton);
+      if (skeletons.filled > 0) logger.info({ filled: skeletons.filled }, 'username skeletons filled');
+      if (skeletons.lookAlikes.count > 0) {
+        logger.warn(
+          { count: skeletons.lookAlikes.count, user_ids: skeletons.lookAlikes.ids },
+          'users whose usernames look like an older user\'s (created before look-alikes were refused): rename them',
+        );
+      }
       return { cookieKeys: [cookieKey.toString('base64url')], clientSecrets, tokenEscrowKey, bootstrap };
     });
 

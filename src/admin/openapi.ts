@@ -351,7 +351,7 @@ const OPERATIONS: readonly OperationSpec[] = [
     body: { schema: 'UserCreate', required: true, example: CREATE_EXAMPLES.UserCreate },
     success: { status: 201, description: 'The stored person.', schema: 'User', headers: ['Location'] },
     errors: [...WITH_BODY, 409, ...AUTHENTICATED],
-    conflict: 'The username is taken, compared ignoring case and width (`errors` points at `#/username`).',
+    conflict: 'The username is taken, compared ignoring case and width, or looks like an existing one (UTS #39 confusables; `errors` points at `#/username`).',
   },
   {
     method: 'get',
@@ -378,7 +378,7 @@ const OPERATIONS: readonly OperationSpec[] = [
     body: { schema: 'UserPatch', required: false },
     success: { status: 200, description: 'The updated person.', schema: 'User', headers: ['ETag'] },
     errors: [...WITH_BODY, 404, 409, 412, ...AUTHENTICATED],
-    conflict: 'The new username is taken, compared ignoring case and width (`errors` points at `#/username`).',
+    conflict: 'The new username is taken, compared ignoring case and width, or looks like an existing one (UTS #39 confusables; `errors` points at `#/username`).',
   },
   {
     method: 'delete',

@@ -6,6 +6,8 @@ export interface UserRow extends Record<string, unknown> {
   seq: string;
   username: string;
   username_normalized: string;
+  /** Null only for a row created before migrations/0009 whose look-alike an older row holds (see fillMissingSkeletons). */
+  username_skeleton: string | null;
   email: string | null;
   email_verified: boolean;
   name: string | null;
@@ -32,8 +34,18 @@ export interface UserFields {
 }
 
 const COLUMNS =
-  'id, seq::text AS seq, username, username_normalized, email, email_verified, name, roles, password_hash, disabled, mfa_required, created_at, updated_at, password_changed_at, ' +
+  'id, seq::text AS seq, username, username_normalized, username_skeleton, email, email_verified, name, roles, password_hash, disabled, mfa_required, created_at, updated_at, password_changed_at, ' +
   'EXISTS (SELECT 1 FROM user_totp t WHERE t.user_id = users.id AND t.confirmed_at IS NOT NULL) AS mfa_enrolled';
+
+/** The unique index a refused write hit: the normalised name, or the look-alike skeleton. */
+export type UsernameConstraint = 'username' | 'skeleton';
+
+/** SQLSTATE 23505 on one of the two username indexes, else undefined. */
+export function usernameConstraintViolated(error: unknown): UsernameConstraint | undefined {
+  const { code, constraint } = (error ?? {}) as { code?: unknown; constraint?: unknown };
+  if (code !== '23505') return undefined;
+  return constraint === 'users_username_skeleton_key' ? 'skeleton' : 'username';
+}
 
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
 
@@ -69,6 +81,21 @@ export function createUserStore(db: Queryable) {
       const { locked_seconds, reservations, ...row } = onlyRow(result);
       return { user: typeof row.id === 'string' ? (row as UserRow) : undefined, ...reserveResultOf({ locked_seconds, reservations }) };
     },
+    /**
+     * Whether another user (not `exceptId`) has this normalised username, or a look-alike (the same
+     * usernameSkeleton): 'username' first when both. One round trip over the two unique indexes.
+     */
+    async findUsernameConflict(normalized: string, skeleton: string, exceptId?: string): Promise<UsernameConstraint | undefined> {
+      const { rows } = await db.query<{ same_name: boolean }>(
+        `SELECT username_normalized = $1 AS same_name FROM users
+          WHERE (username_normalized = $1 OR username_skeleton = $2) AND id IS DISTINCT FROM $3::uuid
+          ORDER BY same_name DESC LIMIT 1`,
+        [normalized, skeleton, exceptId ?? null],
+      );
+      const row = rows[0];
+      if (row === undefined) return undefined;
+      return row.same_name ? 'username' : 'skeleton';
+    },
     async list(page: { after: string | undefined; limit: number; usernamePrefix?: string | undefined; emailPrefix?: string | undefined }): Promise<UserRow[]> {
       const params: unknown[] = [page.after ?? '0', page.limit];
       const filters: string[] = [];
@@ -87,23 +114,105 @@ export function createUserStore(db: Queryable) {
       );
       return rows;
     },
-    /** Undefined when the username is taken. */
-    async insert(fields: UserFields, passwordHash: string): Promise<UserRow | undefined> {
+    /**
+     * `usernameSkeleton` is usernameSkeleton(username) from src/accounts (NULL: filled at the next start).
+     * Undefined when the username or a look-alike is taken: no conflict target, so the unique index
+     * on the normalised name and the one on the skeleton both answer (a concurrent insert waits for
+     * the other's commit, then does nothing).
+     */
+    async insert(fields: UserFields, passwordHash: string, usernameSkeleton: string | null = null): Promise<UserRow | undefined> {
       const { rows } = await db.query<UserRow>(
-        `INSERT INTO users (username, username_normalized, email, email_verified, name, roles, password_hash, disabled, mfa_required)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) ON CONFLICT (username_normalized) DO NOTHING RETURNING ${COLUMNS}`,
-        [fields.username, fields.usernameNormalized, fields.email, fields.emailVerified, fields.name, fields.roles, passwordHash, fields.disabled, fields.mfaRequired],
+        `INSERT INTO users (username, username_normalized, username_skeleton, email, email_verified, name, roles, password_hash, disabled, mfa_required)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) ON CONFLICT DO NOTHING RETURNING ${COLUMNS}`,
+        [
+          fields.username,
+          fields.usernameNormalized,
+          usernameSkeleton,
+          fields.email,
+          fields.emailVerified,
+          fields.name,
+          fields.roles,
+          passwordHash,
+          fields.disabled,
+          fields.mfaRequired,
+        ],
       );
       return rows[0];
     },
-    async update(id: string, fields: UserFields): Promise<UserRow> {
+    /** Throws SQLSTATE 23505 (see usernameConstraintViolated) when the new username or a look-alike is taken. */
+    async update(id: string, fields: UserFields, usernameSkeleton: string | null): Promise<UserRow> {
       const result = await db.query<UserRow>(
-        `UPDATE users SET username = $2, username_normalized = $3, email = $4, email_verified = $5, name = $6, roles = $7,
-           disabled = $8, mfa_required = $9, updated_at = now()
+        `UPDATE users SET username = $2, username_normalized = $3, username_skeleton = $4, email = $5, email_verified = $6, name = $7, roles = $8,
+           disabled = $9, mfa_required = $10, updated_at = now()
          WHERE id = $1 RETURNING ${COLUMNS}`,
-        [id, fields.username, fields.usernameNormalized, fields.email, fields.emailVerified, fields.name, fields.roles, fields.disabled, fields.mfaRequired],
+        [
+          id,
+          fields.username,
+          fields.usernameNormalized,
+          usernameSkeleton,
+          fields.email,
+          fields.emailVerified,
+          fields.name,
+          fields.roles,
+          fields.disabled,
+          fields.mfaRequired,
+        ],
       );
       return onlyRow(result);
+    },
+    /**
+     * Gives rows without a skeleton (created before migrations/0009, or by an older instance during a
+     * rolling upgrade) theirs, oldest first, in batches. A row whose skeleton an older row holds keeps
+     * NULL, so the older account keeps the name and the upgrade never fails on existing look-alikes;
+     * those rows are returned (ids only, for the start-up log). `skeletonOf` is usernameSkeleton from
+     * src/accounts. Not inside a transaction: a concurrent create can fail one batch's statement.
+     */
+    async fillMissingSkeletons(
+      skeletonOf: (username: string) => string,
+      batchSize = 1000,
+    ): Promise<{ filled: number; lookAlikes: { count: number; ids: string[] } }> {
+      let filled = 0;
+      let after = '0';
+      for (;;) {
+        const { rows } = await db.query<{ id: string; seq: string; username: string }>(
+          'SELECT id, seq::text AS seq, username FROM users WHERE username_skeleton IS NULL AND seq > $1::bigint ORDER BY seq LIMIT $2',
+          [after, batchSize],
+        );
+        if (rows.length === 0) break;
+        after = rows.at(-1)!.seq;
+        // Within a batch too the oldest keeps the skeleton: one statement would not see its own rows.
+        const oldest = new Map<string, string>();
+        for (const row of rows) {
+          const skeleton = skeletonOf(row.username);
+          if (!oldest.has(skeleton)) oldest.set(skeleton, row.id);
+        }
+        const fill = (ids: readonly string[], skeletons: readonly string[]) =>
+          db.query(
+            `UPDATE users SET username_skeleton = v.skeleton FROM unnest($1::uuid[], $2::text[]) AS v(id, skeleton)
+              WHERE users.id = v.id AND users.username_skeleton IS NULL
+                AND NOT EXISTS (SELECT 1 FROM users other WHERE other.username_skeleton = v.skeleton)`,
+            [ids, skeletons],
+          );
+        try {
+          filled += (await fill([...oldest.values()], [...oldest.keys()])).rowCount;
+        } catch (error) {
+          if (usernameConstraintViolated(error) !== 'skeleton') throw error;
+          // A user created meanwhile took one of these skeletons: row by row, so only that row stays NULL.
+          for (const [skeleton, id] of oldest) {
+            filled += await fill([id], [skeleton]).then(
+              (result) => result.rowCount,
+              (rowError: unknown) => {
+                if (usernameConstraintViolated(rowError) === 'skeleton') return 0;
+                throw rowError;
+              },
+            );
+          }
+        }
+      }
+      const { rows } = await db.query<{ id: string; count: number }>(
+        'SELECT id, count(*) OVER ()::int AS count FROM users WHERE username_skeleton IS NULL ORDER BY seq LIMIT 20',
+      );
+      return { filled, lookAlikes: { count: rows[0]?.count ?? 0, ids: rows.map((row) => row.id) } };
     },
     async setPasswordHash(id: string, passwordHash: string, options: { changed: boolean }): Promise<void> {
       await db.query(

@@ -1,7 +1,7 @@
 import { z } from 'zod';
 import { pageQuery } from '../pagination.js';
 import { PASSWORD_MAX_LENGTH, PASSWORD_MIN_LENGTH } from '../../accounts/passwords.js';
-import { normalizeUsername, USERNAME_PATTERN } from '../../accounts/usernames.js';
+import { mixesScripts, normalizeUsername, USERNAME_PATTERN } from '../../accounts/usernames.js';
 import { unique } from '../schema-common.js';
 
 /** Lengths a person would count: code points, so an emoji or a CJK extension letter is one character. */
@@ -18,7 +18,16 @@ const username = z
   .trim()
   .refine((value) => codePoints(value) <= USERNAME_MAX_LENGTH, `must be at most ${USERNAME_MAX_LENGTH} characters`)
   .refine((value) => USERNAME_PATTERN.test(normalizeUsername(value)), 'must be 1 to 64 letters, digits or . _ - @ +')
-  .meta({ description: '1 to 64 letters, digits or . _ - @ +; unique ignoring case and width.' });
+  // SPEC §4: refused "when they mix scripts" ("pаypal" with a Cyrillic а). Checked on a name that passed
+  // the pattern, so one message says what is wrong.
+  .refine(
+    (value) => !USERNAME_PATTERN.test(normalizeUsername(value)) || !mixesScripts(value),
+    'must be written in one script (digits and . _ - @ + go with any; Latin may join Han with Hiragana and Katakana, Bopomofo or Hangul)',
+  )
+  .meta({
+    description:
+      '1 to 64 letters, digits or . _ - @ +, in one script (UTS #39 "highly restrictive"); unique ignoring case and width, and refused when it looks like an existing username (UTS #39 confusables).',
+  });
 
 // Not trimmed or normalised: every character the person chose is part of the secret.
 const password = z.string({ error: 'must be a string' }).superRefine((value, ctx) => {

@@ -1,8 +1,8 @@
 import type { PasswordHasher } from '../../accounts/passwords.js';
-import { normalizeUsername } from '../../accounts/usernames.js';
+import { normalizeUsername, usernameSkeleton } from '../../accounts/usernames.js';
 import type { Database } from '../../db/database.js';
 import { createOidcModelStore } from '../../db/oidc-models.js';
-import { createUserStore, type UserFields, type UserRow } from '../../db/users.js';
+import { createUserStore, usernameConstraintViolated, type UsernameConstraint, type UserFields, type UserRow } from '../../db/users.js';
 import { recordAudit, type AuditContext } from '../audit.js';
 import { decodeCursor, toPage, type Page } from '../pagination.js';
 import { ProblemError } from '../problem.js';
@@ -30,9 +30,15 @@ function usernameTaken(): ProblemError {
   });
 }
 
-/** SQLSTATE 23505: a concurrent request took the username between our check and our write. */
-function isUniqueViolation(error: unknown): boolean {
-  return (error as { code?: unknown } | null)?.code === '23505';
+/** SPEC §4: "refused when confusable with an existing one (Unicode TR39 skeletons)". */
+function usernameLooksAlike(): ProblemError {
+  return new ProblemError('conflict', 'A user with a username that looks like this one already exists.', {
+    errors: [{ pointer: '#/username', detail: 'looks like an existing username (Unicode TR39 confusables, ignoring case)' }],
+  });
+}
+
+function usernameRefused(conflict: UsernameConstraint): ProblemError {
+  return conflict === 'skeleton' ? usernameLooksAlike() : usernameTaken();
 }
 
 function changedFields(before: UserRow, after: UserRow): string[] {
@@ -64,8 +70,11 @@ export function createUserService(deps: UserServiceDeps) {
 
     async create(body: CreateUserBody, audit: AuditContext): Promise<UserResponse> {
       const usernameNormalized = normalizeUsername(body.username);
-      // A taken name is refused before spending a hash on it; the insert below still settles races.
-      if ((await createUserStore(db).findByUsername(usernameNormalized)) !== undefined) throw usernameTaken();
+      const skeleton = usernameSkeleton(body.username);
+      // A taken or look-alike name is refused before spending a hash on it; the insert below settles
+      // races: its unique indexes make two concurrent look-alikes end in one user.
+      const conflict = await createUserStore(db).findUsernameConflict(usernameNormalized, skeleton);
+      if (conflict !== undefined) throw usernameRefused(conflict);
       const passwordHash = await hasher.hash(body.password);
       const row = await db.transaction(async (tx) => {
         const created = await createUserStore(tx).insert(
@@ -80,8 +89,9 @@ export function createUserService(deps: UserServiceDeps) {
             mfaRequired: body.mfa_required,
           },
           passwordHash,
+          skeleton,
         );
-        if (created === undefined) throw usernameTaken();
+        if (created === undefined) throw usernameRefused((await createUserStore(tx).findUsernameConflict(usernameNormalized, skeleton)) ?? 'username');
         await recordAudit(tx, audit, {
           type: 'user.created',
           target: created.id,
@@ -118,14 +128,22 @@ export function createUserService(deps: UserServiceDeps) {
             errors: [{ pointer: '#/email_verified', detail: 'cannot be true without an email' }],
           });
         }
-        if (next.usernameNormalized !== current.username_normalized && (await store.findByUsername(next.usernameNormalized)) !== undefined) {
-          throw usernameTaken();
+        // Only a new username gets a new skeleton: a row left without one (a look-alike from before
+        // migrations/0009) can still have its other fields changed.
+        const renamed = changes.username !== undefined && changes.username !== current.username;
+        let skeleton = current.username_skeleton;
+        if (renamed) {
+          skeleton = usernameSkeleton(next.username);
+          const conflict = await store.findUsernameConflict(next.usernameNormalized, skeleton, id);
+          if (conflict !== undefined) throw usernameRefused(conflict);
         }
 
         try {
-          await store.update(id, next);
+          await store.update(id, next, skeleton);
         } catch (error) {
-          if (isUniqueViolation(error)) throw usernameTaken();
+          // SQLSTATE 23505: a concurrent request took the name or a look-alike between our check and our write.
+          const conflict = usernameConstraintViolated(error);
+          if (conflict !== undefined) throw usernameRefused(conflict);
           throw error;
         }
         if (passwordHash !== undefined) await store.setPasswordHash(id, passwordHash, { changed: true });
