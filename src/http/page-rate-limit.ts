@@ -1,5 +1,5 @@
 import type { Middleware } from 'koa';
-import type { Database } from '../db/database.js';
+import { isUnavailable, type Database } from '../db/database.js';
 import { createRequestRateLimitStore } from '../db/request-rate-limits.js';
 import type { Views } from '../views.js';
 
@@ -45,7 +45,24 @@ export function limitPagesPerIp(options: PageRateLimitOptions): Middleware {
       return;
     }
     // ctx.ip: the peer, or the X-Forwarded-For client under TRUST_PROXY (app.maxIpsCount = 1).
-    const { hits, secondsLeft } = await store.hit(`pages:${ctx.ip}`, PAGE_RATE_WINDOW_SECONDS);
+    let counted: { hits: number; secondsLeft: number };
+    try {
+      counted = await store.hit(`pages:${ctx.ip}`, PAGE_RATE_WINDOW_SECONDS);
+    } catch (error) {
+      if (!isUnavailable(error)) throw error;
+      // SPEC §6: without the database these pages fail fast with their own 503 page (the page
+      // itself would need the database too), not the app's generic problem+json.
+      ctx.status = 503;
+      ctx.set({ 'Retry-After': '5', 'Cache-Control': 'no-store' });
+      ctx.type = 'html';
+      ctx.body = options.views.render('error', {
+        title: 'Temporarily unavailable',
+        message: 'Sign-in is temporarily unavailable. Please try again in a moment.',
+        requestId: ctx.state['requestId'],
+      });
+      return;
+    }
+    const { hits, secondsLeft } = counted;
     if (hits <= options.limit) {
       await next();
       return;
