@@ -213,7 +213,10 @@ test('SIGTERM under 20 concurrent keep-alive clients: accepted requests all get 
       // on a kept-alive connection is never reset unread (src/server.ts keeps idle connections
       // open for a moment after the listener closes).
       assert.equal(attempt.reusedSocket, false, `${attempt.id} was sent on a kept-alive connection and got ${attempt.error}`);
-      assert.equal(attempt.error, 'ECONNREFUSED', `${attempt.id} on a new connection: ${attempt.error}`);
+      // A connect that reached the kernel's accept queue just before the listener closed is reset
+      // rather than refused (Linux answers RST for the queued, never-accepted socket); neither
+      // was read by the server.
+      assert.ok(attempt.error === 'ECONNREFUSED' || attempt.error === 'ECONNRESET', `${attempt.id} on a new connection: ${attempt.error}`);
       assert.ok(attempt.startedAt >= sigtermAt, `${attempt.id} refused before SIGTERM`);
     }
   }
