@@ -53,6 +53,21 @@ function likePrefix(value: string): string {
   return `${value.replace(/[\\%_]/g, (c) => `\\${c}`)}%`;
 }
 
+/** The profile columns insert and update write, in the order both statements name them. */
+function profileParams(fields: UserFields, usernameSkeleton: string | null): unknown[] {
+  return [
+    fields.username,
+    fields.usernameNormalized,
+    usernameSkeleton,
+    fields.email,
+    fields.emailVerified,
+    fields.name,
+    fields.roles,
+    fields.disabled,
+    fields.mfaRequired,
+  ];
+}
+
 export function createUserStore(db: Queryable) {
   return {
     async findById(id: string, options: { forUpdate?: boolean } = {}): Promise<UserRow | undefined> {
@@ -122,20 +137,9 @@ export function createUserStore(db: Queryable) {
      */
     async insert(fields: UserFields, passwordHash: string, usernameSkeleton: string | null = null): Promise<UserRow | undefined> {
       const { rows } = await db.query<UserRow>(
-        `INSERT INTO users (username, username_normalized, username_skeleton, email, email_verified, name, roles, password_hash, disabled, mfa_required)
+        `INSERT INTO users (username, username_normalized, username_skeleton, email, email_verified, name, roles, disabled, mfa_required, password_hash)
          VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) ON CONFLICT DO NOTHING RETURNING ${COLUMNS}`,
-        [
-          fields.username,
-          fields.usernameNormalized,
-          usernameSkeleton,
-          fields.email,
-          fields.emailVerified,
-          fields.name,
-          fields.roles,
-          passwordHash,
-          fields.disabled,
-          fields.mfaRequired,
-        ],
+        [...profileParams(fields, usernameSkeleton), passwordHash],
       );
       return rows[0];
     },
@@ -145,18 +149,7 @@ export function createUserStore(db: Queryable) {
         `UPDATE users SET username = $2, username_normalized = $3, username_skeleton = $4, email = $5, email_verified = $6, name = $7, roles = $8,
            disabled = $9, mfa_required = $10, updated_at = now()
          WHERE id = $1 RETURNING ${COLUMNS}`,
-        [
-          id,
-          fields.username,
-          fields.usernameNormalized,
-          usernameSkeleton,
-          fields.email,
-          fields.emailVerified,
-          fields.name,
-          fields.roles,
-          fields.disabled,
-          fields.mfaRequired,
-        ],
+        [id, ...profileParams(fields, usernameSkeleton)],
       );
       return onlyRow(result);
     },
