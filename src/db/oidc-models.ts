@@ -55,11 +55,12 @@ export function createOidcModelStore(db: Queryable) {
       return rowCount;
     },
     /**
-     * Every row issued from a grant goes at once (codes, tokens). The Grant row itself carries no
-     * grantId: oidc-provider destroys it separately, only when revokeGrantPolicy says so.
+     * The rows of one model issued from a grant (oidc-provider calls this per token model). Scoped
+     * to the model: an Interaction in flight also carries the grant id, and must survive the
+     * grant's revocation (ending a session mid-sign-in when the person switches account).
      */
-    async revokeByGrantId(grantId: string): Promise<void> {
-      await db.query('DELETE FROM oidc_models WHERE grant_id = $1', [grantId]);
+    async revokeByGrantId(model: string, grantId: string): Promise<void> {
+      await db.query('DELETE FROM oidc_models WHERE model = $1 AND grant_id = $2', [model, grantId]);
     },
   };
 }
