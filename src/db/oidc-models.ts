@@ -35,6 +35,20 @@ export function createOidcModelStore(db: Queryable) {
         [model, id, jsonParam(payload), str('grantId'), str('clientId'), str('accountId'), str('uid'), str('userCode'), expiresInSeconds ?? null],
       );
     },
+    /**
+     * Stores a row unless a live one with that id exists; true when this call stored it. One
+     * statement: of concurrent callers (on any instance) exactly one wins. An expired row not yet
+     * pruned does not count.
+     */
+    async insertOnce(model: string, id: string, payload: Record<string, unknown>, expiresInSeconds: number): Promise<boolean> {
+      const { rowCount } = await db.query(
+        `INSERT INTO oidc_models (model, id, payload, expires_at) VALUES ($1, $2, $3, now() + make_interval(secs => $4::double precision))
+         ON CONFLICT (model, id) DO UPDATE SET payload = EXCLUDED.payload, expires_at = EXCLUDED.expires_at, consumed_at = NULL
+           WHERE oidc_models.expires_at IS NOT NULL AND oidc_models.expires_at <= now()`,
+        [model, id, jsonParam(payload), expiresInSeconds],
+      );
+      return rowCount === 1;
+    },
     find: (model: string, id: string) => findBy('id', model, id),
     findByUid: (model: string, uid: string) => findBy('uid', model, uid),
     findByUserCode: (model: string, userCode: string) => findBy('user_code', model, userCode),

@@ -1,9 +1,10 @@
-import { createPublicKey, type JsonWebKey } from 'node:crypto';
+import { createPublicKey, hash, type JsonWebKey } from 'node:crypto';
 import Provider, { type CanBePromise, type Configuration, type KoaContextWithOIDC, type TokenEndpointGrantContext, type UnknownObject } from 'oidc-provider';
 import type { Logger } from 'pino';
 import type { ClientSecretHasher } from '../crypto/client-secret.js';
 import { SIGNING_ALGS } from '../crypto/signing-keys.js';
 import { isUnavailable, type Database } from '../db/database.js';
+import { createOidcModelStore } from '../db/oidc-models.js';
 import type { Views } from '../views.js';
 import { createAdapterFactory, type ClientMetadataCache } from './adapter.js';
 import { EXTRA_CLIENT_METADATA, OIDC_SCOPES } from './clients.js';
@@ -232,6 +233,15 @@ export function createProvider(deps: ProviderDependencies): Provider {
   // SPEC §2: secrets are stored as a keyed hash; this is the provider's one comparison point.
   provider.Client.prototype.compareClientSecret = function compareClientSecret(this: { clientSecret?: string }, actual: string) {
     return Promise.resolve(this.clientSecret !== undefined && deps.clientSecrets.verify(actual, this.clientSecret));
+  };
+
+  // SPEC §2: a client assertion's (and a DPoP proof's) jti is accepted once, across concurrent
+  // requests and instances. The provider's own unique() is find-then-save (FACTS.md), which lets
+  // two concurrent requests with one jti both pass; this claims the jti in one insert-only statement.
+  const replayRecords = createOidcModelStore(deps.db);
+  provider.ReplayDetection.unique = async function claimJtiOnce(iss: string, jti: string, exp: number): Promise<boolean> {
+    const id = hash('sha256', `${iss}${jti}`, 'base64url');
+    return replayRecords.insertOnce('ReplayDetection', id, { iss, jti: id, kind: 'ReplayDetection' }, Math.max(1, exp - Math.floor(Date.now() / 1000)));
   };
 
   provider.on('grant.success', (ctx: KoaContextWithOIDC) => {
