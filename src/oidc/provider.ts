@@ -7,7 +7,7 @@ import { isUnavailable, type Database } from '../db/database.js';
 import { createOidcModelStore } from '../db/oidc-models.js';
 import type { Views } from '../views.js';
 import { createAdapterFactory, type ClientMetadataCache } from './adapter.js';
-import { EXTRA_CLIENT_METADATA, OIDC_SCOPES } from './clients.js';
+import { allowedResources, EXTRA_CLIENT_METADATA, OIDC_SCOPES } from './clients.js';
 import { createResourceIndicators } from './resource-indicators.js';
 import type { ResourceServerRegistry } from './resource-server-registry.js';
 import { encryptWholeTokens, innerLayer } from '../tokens/access-token.js';
@@ -60,6 +60,12 @@ function publicHalves(jwks: { keys: JsonWebKey[] }): { keys: JsonWebKey[] } {
   };
 }
 
+/** The resource servers a stored token is for: an access token's audience, a refresh token's resources. */
+function tokenResources(token: { aud?: unknown; resource?: unknown }): string[] {
+  const values = [token.aud, token.resource].flat();
+  return values.filter((value): value is string => typeof value === 'string');
+}
+
 /** The endpoints the per-IP limit guards: every one of them authenticates a client. */
 const IP_LIMITED_ROUTES = ['token', 'introspection', 'revocation'] as const;
 
@@ -87,9 +93,11 @@ export function createProvider(deps: ProviderDependencies): Provider {
       // RFC 7662 and RFC 7009 (SPEC §2).
       introspection: {
         enabled: true,
-        // RFC 7662 §4: public clients only learn about their own tokens; confidential callers
-        // (typically resource servers) may introspect tokens presented to them.
-        allowedPolicy: (ctx, client, token) => client.clientAuthMethod !== 'none' || token.clientId === ctx.oidc.client?.clientId,
+        // SPEC §2, RFC 7662 §4: only the token's own client, or a confidential client allowed for
+        // the token's resource server (the service it was minted for), learns that it is active.
+        // JWT access tokens get the same rule in src/oidc/jwt-introspection.ts.
+        allowedPolicy: (_ctx, client, token) =>
+          token.clientId === client.clientId || (client.clientAuthMethod !== 'none' && tokenResources(token).some((resource) => allowedResources(client).includes(resource))),
       },
       revocation: {
         enabled: true,
