@@ -121,6 +121,15 @@ interface Fetched {
   readonly body: Buffer;
 }
 
+function parsesAsJson(body: Buffer): boolean {
+  try {
+    JSON.parse(body.toString('utf8'));
+    return true;
+  } catch {
+    return false;
+  }
+}
+
 function headersOf(message: IncomingMessage): Headers {
   const headers = new Headers();
   for (const [name, value] of Object.entries(message.headers)) {
@@ -133,8 +142,8 @@ function headersOf(message: IncomingMessage): Headers {
 /**
  * A `fetch` for oidc-provider's `fetch` option: http(s) only, no redirects, a timeout and a body
  * limit over the whole exchange, non-public addresses refused unless allowed, concurrent GETs of
- * one URL share one request, and a failed GET (network error, timeout, oversized body or a non-2xx
- * answer) is remembered for `failureTtlMs`, so a burst of client assertions for a client whose
+ * one URL share one request, and a failed GET (network error, timeout, oversized body, a non-2xx
+ * answer or one that is not JSON) is remembered for `failureTtlMs`, so a burst of client assertions for a client whose
  * jwks_uri is down costs one fetch, not one each. (oidc-provider caches a client's keys after a
  * success itself; it does not remember a failure.)
  */
@@ -201,6 +210,9 @@ export function createOutboundFetch(options: OutboundFetchOptions): Fetch {
       pending = exchange(url, 'GET', headers, undefined, undefined)
         .then((fetched) => {
           if (fetched.status < 200 || fetched.status > 299) remember(key, new OutboundFetchError(`answered ${fetched.status}`));
+          // oidc-provider keeps any answer that parses as JSON (even a bad key set) for 60 s itself,
+          // but retries one that does not parse on every request: that one is remembered here.
+          else if (!parsesAsJson(fetched.body)) remember(key, new OutboundFetchError('answered with a body that is not JSON'));
           return fetched;
         })
         .catch((error: unknown) => {
@@ -236,6 +248,7 @@ export function createOutboundFetch(options: OutboundFetchOptions): Fetch {
     }
     // A fresh Response per caller: callers sharing one request each read their own body.
     const status = fetched.status;
+    if (status < 200 || status > 599) throw new OutboundFetchError(`answered with status ${status}`);
     return new Response(status === 204 || status === 304 ? null : new Uint8Array(fetched.body), { status, headers: fetched.headers });
   };
 }
