@@ -227,8 +227,9 @@ export function createOutboundFetch(options: OutboundFetchOptions): Fetch {
     return Promise.race([
       pending,
       new Promise<never>((_resolve, reject) => {
-        if (signal.aborted) reject(signal.reason);
-        signal.addEventListener('abort', () => reject(signal.reason), { once: true });
+        const abort = () => reject(signal.reason instanceof Error ? signal.reason : new OutboundFetchError('aborted'));
+        if (signal.aborted) abort();
+        signal.addEventListener('abort', abort, { once: true });
       }),
     ]);
   }

@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { randomUUID } from 'node:crypto';
 import { after, before, describe, test } from 'node:test';
-import { base64url, CompactSign } from 'jose';
+import { base64url, CompactSign, type CompactJWSHeaderParameters } from 'jose';
 import { createVerifier, VerifierError } from '../../src/verifier/index.js';
 import type { VerifierErrorCode, VerifierOptions } from '../../src/verifier/index.js';
 import { createEncryptionKey, createSigningKey, encryptTo, startFakeIssuer, type EncryptionKey, type FakeIssuer, type SigningKey } from '../support/fake-issuer.js';
@@ -157,7 +157,7 @@ describe('verifier: backoff while the issuer fails, malformed JWS, requireEncryp
 
   test('a JWS whose payload or protected header is not JSON is token_malformed, whatever its signature', async () => {
     const verifier = verifierFor();
-    const sign = (payload: string, header: Record<string, unknown> = { alg: 'ES256', kid: es256.kid, typ: 'at+jwt' }) =>
+    const sign = (payload: string, header: CompactJWSHeaderParameters = { alg: 'ES256', kid: es256.kid, typ: 'at+jwt' }) =>
       new CompactSign(new TextEncoder().encode(payload)).setProtectedHeader(header).sign(es256.privateKey);
     const signedNotJson = await sign('not json');
     const [header, , signature] = signedNotJson.split('.');
