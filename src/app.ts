@@ -108,6 +108,7 @@ export async function createApp(runtime: Runtime): Promise<GatehouseApp> {
         accounts,
         secondFactor,
         rateLimits,
+        allowPrivateJwksUri: config.allowPrivateJwksUri,
       }),
   });
 
@@ -127,6 +128,7 @@ export async function createApp(runtime: Runtime): Promise<GatehouseApp> {
       hasher: runtime.clientSecrets,
       validateWithProvider: (metadata) => providers.current().Client.validate(metadata as ClientMetadata),
       forget: (clientId) => clientCache.invalidate(clientId),
+      allowPrivateJwksUri: config.allowPrivateJwksUri,
     }),
     resourceServers: createResourceServerService({ db, registry: resourceServers }),
     keys: createKeyService({ db, envelope: runtime.envelope, onRotated: () => providers.refresh() }),

@@ -20,6 +20,7 @@ import type { SecondFactor } from '../accounts/second-factor.js';
 import { loadExistingGrant } from './grants.js';
 import { innerPersonClaims, publicPersonClaims } from '../tokens/person-claims.js';
 import type { Metrics } from '../http/metrics.js';
+import { createOutboundFetch } from './outbound-fetch.js';
 import { limitGrantPerClient, limitPerIp, type TokenRateLimits } from '../http/rate-limit.js';
 
 /**
@@ -48,6 +49,8 @@ export interface ProviderDependencies {
   readonly secondFactor: SecondFactor;
   /** Shared by every provider this process builds, so a key rotation does not reset them. */
   readonly rateLimits: TokenRateLimits;
+  /** ALLOW_PRIVATE_JWKS_URI: client jwks_uri may be on loopback or private addresses. */
+  readonly allowPrivateJwksUri: boolean;
 }
 
 /** The public halves of the provider's signing keys, for verifying our own JWTs in-process. */
@@ -70,6 +73,10 @@ function tokenResources(token: { aud?: unknown; resource?: unknown }): string[] 
 const IP_LIMITED_ROUTES = ['token', 'introspection', 'revocation'] as const;
 
 const ALGS = [...SIGNING_ALGS];
+/** SPEC §2: a client's jwks_uri is fetched with a timeout, a size limit and a cache, failures too. */
+const JWKS_FETCH_TIMEOUT_MS = 2_500;
+const JWKS_MAX_BYTES = 64 * 1024;
+const JWKS_FAILURE_TTL_MS = 30_000;
 const DEFAULT_ACCESS_TOKEN_TTL = 900;
 
 export function createProvider(deps: ProviderDependencies): Provider {
@@ -79,6 +86,16 @@ export function createProvider(deps: ProviderDependencies): Provider {
     // No static clients: one source of truth for clients is the clients table.
     clients: [],
     jwks: deps.jwks,
+    // SPEC §2: jwks_uri fetches refuse non-public addresses before connecting (in DNS lookup, so a
+    // rebinding name cannot slip through), time out, cap the body and remember failures.
+    fetch: createOutboundFetch({
+      allowPrivate: deps.allowPrivateJwksUri,
+      timeoutMs: JWKS_FETCH_TIMEOUT_MS,
+      maxBodyBytes: JWKS_MAX_BYTES,
+      failureTtlMs: JWKS_FAILURE_TTL_MS,
+    }),
+    // The provider's default jwks_uri limit is none; the fetch above already enforces this one.
+    fetchResponseBodyLimits: { jwks_uri: JWKS_MAX_BYTES },
     cookies: {
       // Signed cookies; keys are random, sealed with MASTER_KEY and shared by every instance.
       keys: [...deps.cookieKeys],
