@@ -5,7 +5,7 @@ import * as oidc from 'openid-client';
 import { adminCall, adminToken } from '../support/admin-api.js';
 import { CookieClient, formAction, hiddenField } from '../support/cookie-client.js';
 import { pkceParams, signIn } from '../support/sign-in.js';
-import { startTestServer, type TestServer } from '../support/server.js';
+import { startTestServer, waitFor, type TestServer } from '../support/server.js';
 
 const ORDERS = 'https://orders.sign-in.example';
 const REDIRECT = 'http://127.0.0.1:9/callback';
@@ -117,8 +117,11 @@ describe('people sign in through the hosted pages (authorization code + PKCE)', 
     // The reuse revoked the grant: the newest refresh token is dead too.
     await assert.rejects(oidc.refreshTokenGrant(config, rotated.refresh_token), (error: unknown) => error instanceof oidc.ResponseBodyError && error.error === 'invalid_grant');
     // And it is a security event in the audit trail, with no token in it.
-    const { rows } = await server.db.query<Record<string, unknown>>("SELECT * FROM audit_events WHERE type = 'token.reuse_detected'");
-    assert.ok(rows.length >= 1);
+    // Recorded after the response is sent (src/oidc/provider.ts, grant.revoked): poll for it.
+    const rows = await waitFor(async () => {
+      const found = await server.db.query<Record<string, unknown>>("SELECT * FROM audit_events WHERE type = 'token.reuse_detected'");
+      return found.rows.length >= 1 && found.rows;
+    });
     assert.equal(rows[0]!['actor'], client.client_id);
     assert.deepEqual((rows[0]!['details'] as Record<string, unknown>)['grant_type'], 'refresh_token');
     for (const row of rows) assert.ok(!JSON.stringify(row).includes(first) && !JSON.stringify(row).includes(rotated.refresh_token));
