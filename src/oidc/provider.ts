@@ -7,7 +7,7 @@ import { isUnavailable, type Database } from '../db/database.js';
 import { createOidcModelStore } from '../db/oidc-models.js';
 import type { Views } from '../views.js';
 import { createAdapterFactory, type ClientMetadataCache } from './adapter.js';
-import { allowedResources, EXTRA_CLIENT_METADATA, OIDC_SCOPES } from './clients.js';
+import { allowedResources, EXTRA_CLIENT_METADATA, OIDC_SCOPES, registeredScopes } from './clients.js';
 import { createResourceIndicators } from './resource-indicators.js';
 import type { ResourceServerRegistry } from './resource-server-registry.js';
 import { encryptWholeTokens, innerLayer } from '../tokens/access-token.js';
@@ -68,6 +68,9 @@ function tokenResources(token: { aud?: unknown; resource?: unknown }): string[] 
   const values = [token.aud, token.resource].flat();
   return values.filter((value): value is string => typeof value === 'string');
 }
+
+/** Not a scope anyone can request: an allow-list that admits no OpenID scope. */
+const NO_OIDC_SCOPE = 'urn:gatehouse:no-openid-scope';
 
 /** The endpoints the per-IP limit guards: every one of them authenticates a client. */
 const IP_LIMITED_ROUTES = ['token', 'introspection', 'revocation'] as const;
@@ -268,6 +271,24 @@ export function createProvider(deps: ProviderDependencies): Provider {
     const id = hash('sha256', `${iss}${jti}`, 'base64url');
     return replayRecords.insertOnce('ReplayDetection', id, { iss, jti: id, kind: 'ReplayDetection' }, Math.max(1, exp - Math.floor(Date.now() / 1000)));
   };
+
+  // A registered scope bounds the OpenID scopes too. The provider's metadata `scope` holds only the
+  // OpenID part of it (src/oidc/clients.ts), and a client whose registered scope has none carries no
+  // `scope` at all, which the provider reads as "any scope". For exactly those clients this getter
+  // answers the registered scope, so the provider's allow-list check refuses every OpenID scope
+  // (invalid_scope); clients with OpenID scopes keep their own `scope` property, which shadows it.
+  Object.defineProperty(provider.Client.prototype, 'scope', {
+    configurable: true,
+    get(this: object): string | undefined {
+      const registered = registeredScopes(this);
+      if (registered === undefined) return undefined;
+      return registered.length > 0 ? registered.join(' ') : NO_OIDC_SCOPE;
+    },
+    // The provider assigns metadata onto each client: a `scope` it was given becomes the client's own.
+    set(this: object, value: unknown) {
+      Object.defineProperty(this, 'scope', { value, writable: true, enumerable: true, configurable: true });
+    },
+  });
 
   provider.on('grant.success', (ctx: KoaContextWithOIDC) => {
     const grantType = ctx.oidc.params?.['grant_type'];
