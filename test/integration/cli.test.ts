@@ -38,6 +38,8 @@ const EVERY_COMMAND = [
   'users reset-mfa',
   'keys list',
   'keys rotate',
+  'keys revoke',
+  'master-key rewrap',
   'admin-client create',
   'audit tail',
 ];
