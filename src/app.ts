@@ -59,14 +59,19 @@ export async function createApp(runtime: Runtime): Promise<GatehouseApp> {
   const isLive = () => changes.live();
   const resourceServers = createResourceServerRegistry(db, { isLive });
   const clientCache: ClientMetadataCache = createLookupCache({ ttlMs: CACHE_TTL_MS, maxEntries: 10_000, isLive });
+  // A change to the signing keys (a rotation or revocation on any instance) rebuilds the provider
+  // here at once; the provider host's polling stays as the fallback while notifications are down.
+  let refreshKeys = (): void => undefined;
   const changes = subscribeToChanges(db, {
     onChange(kind, key) {
       if (kind === 'client') clientCache.invalidate(key);
-      else resourceServers.invalidate(key);
+      else if (kind === 'resource_server') resourceServers.invalidate(key);
+      else refreshKeys();
     },
     onState() {
       clientCache.clear();
       resourceServers.invalidate();
+      refreshKeys();
     },
   });
   const accounts = createAccounts(db);
@@ -111,6 +116,10 @@ export async function createApp(runtime: Runtime): Promise<GatehouseApp> {
         allowPrivateJwksUri: config.allowPrivateJwksUri,
       }),
   });
+
+  refreshKeys = () => {
+    providers.refresh().catch((error: unknown) => logger.debug({ err: { message: (error as Error).message } }, 'key refresh failed'));
+  };
 
   // Gatehouse's own admin API trusts tokens through the same verifier resource servers use,
   // with the keys this instance holds (no HTTP round trip to itself).

@@ -45,6 +45,9 @@ function rateLimitPolicy(rate: number, burstSize: number | undefined): RateLimit
   return { ratePerSecond: rate, burst: burstSize ?? Math.max(1, Math.ceil(2 * rate)) };
 }
 
+const MASTER_KEY_FORMAT = 'must be 32 bytes encoded as base64url (43 characters, e.g. from `openssl rand -base64 32 | tr "+/" "-_" | tr -d "="`)';
+const isMasterKey = (value: string) => /^[A-Za-z0-9_-]+$/.test(value) && Buffer.from(value, 'base64url').length === 32;
+
 const environmentSchema = z
   .object({
     NODE_ENV: z.enum(['development', 'production', 'test'], { error: 'must be development, production or test' }).default('development'),
@@ -71,13 +74,12 @@ const environmentSchema = z
       .refine((value) => /^postgres(ql)?:\/\//.test(value), 'must be a postgres:// or postgresql:// URL')
       .optional(),
     DATA_DIR: z.string().trim().min(1, 'must not be empty').default('./data'),
-    MASTER_KEY: z
+    MASTER_KEY: z.string().trim().refine(isMasterKey, MASTER_KEY_FORMAT).optional(),
+    // Earlier master keys, still able to open what they sealed until `master-key rewrap` has run.
+    MASTER_KEY_PREVIOUS: z
       .string()
-      .trim()
-      .refine(
-        (value) => /^[A-Za-z0-9_-]+$/.test(value) && Buffer.from(value, 'base64url').length === 32,
-        'must be 32 bytes encoded as base64url (43 characters, e.g. from `openssl rand -base64 32 | tr "+/" "-_" | tr -d "="`)',
-      )
+      .transform((value) => value.split(',').map((key) => key.trim()))
+      .refine((keys) => keys.every(isMasterKey), `must be a comma-separated list of keys, each ${MASTER_KEY_FORMAT}`)
       .optional(),
     BOOTSTRAP_ADMIN_CLIENT_ID: z
       .string()
@@ -143,6 +145,8 @@ export interface Config {
   readonly dataDir: string;
   /** Raw 32-byte key, or undefined in development (then one is generated into dataDir). */
   readonly masterKey: Buffer | undefined;
+  /** Earlier master keys: values they sealed still open; nothing is sealed with them. */
+  readonly masterKeyPrevious: readonly Buffer[];
   readonly bootstrapAdmin: { readonly clientId: string; readonly clientSecret: string } | undefined;
   readonly trustProxy: boolean;
   readonly logLevel: LogLevel;
@@ -214,6 +218,7 @@ export function loadConfig(env: Environment = process.env): Config {
     databaseUrl: e.DATABASE_URL,
     dataDir: path.resolve(e.DATA_DIR),
     masterKey: e.MASTER_KEY === undefined ? undefined : Buffer.from(e.MASTER_KEY, 'base64url'),
+    masterKeyPrevious: (e.MASTER_KEY_PREVIOUS ?? []).map((key) => Buffer.from(key, 'base64url')),
     bootstrapAdmin:
       e.BOOTSTRAP_ADMIN_CLIENT_ID !== undefined && e.BOOTSTRAP_ADMIN_CLIENT_SECRET !== undefined
         ? { clientId: e.BOOTSTRAP_ADMIN_CLIENT_ID, clientSecret: e.BOOTSTRAP_ADMIN_CLIENT_SECRET }

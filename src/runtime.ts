@@ -47,7 +47,7 @@ export async function openRuntime(config: Config, logger: Logger, existingDb?: D
     if (report.applied.length > 0) logger.info({ applied: report.applied }, 'migrations applied');
 
     const masterKey = await resolveMasterKey(config.masterKey, config.dataDir, (message) => logger.warn(message));
-    const envelope = createEnvelope(masterKey);
+    const envelope = createEnvelope(masterKey, config.masterKeyPrevious);
 
     const prepared = await withStartupLock(db, async (session) => {
       const createdKeys = await ensureSigningKeys(session, envelope);

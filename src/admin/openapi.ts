@@ -147,6 +147,7 @@ interface OperationSpec {
 const clientId: PathParam = { name: 'client_id', schema: clientResponse.shape.client_id, description: 'The client’s client_id.' };
 const resourceServerId: PathParam = { name: 'id', schema: resourceServerResponse.shape.id, description: 'The resource server’s id.' };
 const userId: PathParam = { name: 'id', schema: userResponse.shape.id, description: 'The person’s id.' };
+const keyId: PathParam = { name: 'kid', schema: keyResponse.shape.kid, description: 'The key’s `kid`.' };
 
 /** Errors every authenticated operation can answer. */
 const AUTHENTICATED = [401, 403, 500, 503] as const;
@@ -426,7 +427,7 @@ const OPERATIONS: readonly OperationSpec[] = [
     operationId: 'listKeys',
     tag: 'Signing keys',
     summary: 'List signing keys',
-    description: 'Active, retired and expired keys; never private material.',
+    description: 'Next, active, retired, expired and revoked keys; never private material.',
     scope: 'admin:keys',
     query: listQuery,
     success: { status: 200, description: 'A page of signing keys.', schema: 'SigningKeyPage' },
@@ -439,11 +440,25 @@ const OPERATIONS: readonly OperationSpec[] = [
     tag: 'Signing keys',
     summary: 'Rotate signing keys',
     description:
-      'Makes a new active key for each algorithm asked for (every algorithm without a body). The old keys stay published until every token they signed has expired.',
+      'For each algorithm asked for (every algorithm without a body), the `next` key, published since the previous rotation, becomes active, and a fresh `next` key is published; so a verifier holding a JWKS fetched before the rotation knows the new key. The old keys stay published until every token they signed has expired.',
     scope: 'admin:keys',
     body: { schema: 'KeyRotation', required: false, example: CREATE_EXAMPLES.KeyRotation },
     success: { status: 201, description: 'The new active keys.', schema: 'KeyRotationResult' },
     errors: [...WITH_BODY, ...AUTHENTICATED],
+  },
+  {
+    method: 'post',
+    path: '/keys/{kid}/revoke',
+    operationId: 'revokeKey',
+    tag: 'Signing keys',
+    summary: 'Revoke a signing key (emergency)',
+    description:
+      'The key leaves the JWKS at once, on every instance; introspection answers `active: false` for the tokens it signed, and verifiers refuse them at their next JWKS refresh. Revoking the active key first makes the `next` key active and publishes a fresh `next`, so tokens keep being issued. No body is needed.',
+    scope: 'admin:keys',
+    pathParams: [keyId],
+    success: { status: 200, description: 'The revoked key.', schema: 'SigningKey' },
+    errors: [...WITH_BODY, 404, 409, ...AUTHENTICATED],
+    conflict: 'The key is already revoked.',
   },
 
   // This document

@@ -193,6 +193,9 @@ export function createAdminApi(deps: AdminApiDeps): Middleware {
     ctx.status = 201;
     ctx.body = { items: await deps.keys.rotate(body?.algs, auditContext(ctx)) };
   });
+  router.post('/keys/:kid/revoke', guard('admin:keys'), async function revokeKey(ctx) {
+    ctx.body = await deps.keys.revoke(param(ctx, 'kid'), auditContext(ctx));
+  });
 
   const api = compose([problemErrors(deps.logger), router.routes() as Middleware, router.allowedMethods({ throw: false }) as Middleware]);
   return async function adminApi(ctx, next) {

@@ -1,6 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import type { Logger } from 'pino';
 import type { AdminServices } from '../app.js';
+import type { MasterKeyService } from '../admin/master-key/service.js';
 import { OPERATOR, type AdminContext } from '../admin/audit.js';
 import { loadConfig, type Config } from '../config.js';
 import type { Database } from '../db/database.js';
@@ -14,6 +15,8 @@ import type { Output } from './command.js';
 export interface CliServices {
   readonly config: Config;
   readonly services: AdminServices;
+  /** MASTER_KEY rotation, which only the CLI offers. */
+  readonly masterKey: MasterKeyService;
   /**
    * Changes are audited with actor `cli` and one request id per invocation, to group its events.
    * The operator holds every privilege: whoever runs the CLI holds the database and MASTER_KEY.
@@ -45,10 +48,11 @@ export async function withDatabase<T>(fn: (db: Database) => Promise<T>): Promise
 export async function withServices<T>(output: Output, fn: (cli: CliServices) => Promise<T>): Promise<T> {
   const config = loadConfig();
   const logger = cliLogger(config);
-  const [{ openRuntime }, { createApp }, { announceGeneratedAdmin }] = await Promise.all([
+  const [{ openRuntime }, { createApp }, { announceGeneratedAdmin }, { createMasterKeyService }] = await Promise.all([
     import('../runtime.js'),
     import('../app.js'),
     import('../admin/bootstrap-client.js'),
+    import('../admin/master-key/service.js'),
   ]);
   const runtime = await openRuntime(config, logger);
   try {
@@ -57,7 +61,8 @@ export async function withServices<T>(output: Output, fn: (cli: CliServices) => 
     announceGeneratedAdmin(runtime.bootstrap, (text) => (output.json ? output.err(text) : output.out(text)));
     const built = await createApp(runtime);
     try {
-      return await fn({ config, services: built.services, audit: { actor: 'cli', clientIp: null, requestId: randomUUID(), logger, privileges: OPERATOR } });
+      const masterKey = createMasterKeyService({ db: runtime.db, envelope: runtime.envelope });
+      return await fn({ config, services: built.services, masterKey, audit: { actor: 'cli', clientIp: null, requestId: randomUUID(), logger, privileges: OPERATOR } });
     } finally {
       built.stop();
     }

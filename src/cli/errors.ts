@@ -1,5 +1,6 @@
 import { ProblemError } from '../admin/problem.js';
 import { ConfigError } from '../config.js';
+import { EnvelopeError } from '../crypto/envelope.js';
 import { InvalidTextError, isUnavailable } from '../db/database.js';
 import { MigrationError } from '../db/migrator.js';
 import { CliExit, commandName, EXIT, UsageError, usageLine, type Command, type Output } from './command.js';
@@ -65,6 +66,10 @@ export function reportError(error: unknown, output: Output, command?: Command): 
   if (error instanceof InvalidTextError) {
     line('input must not contain NUL characters or unpaired surrogates');
     return EXIT.usage;
+  }
+  if (error instanceof EnvelopeError) {
+    line(error.code === 'envelope_unknown_key' ? `${error.message}: put the key that sealed it in MASTER_KEY_PREVIOUS` : error.message);
+    return EXIT.failure;
   }
   if (error instanceof MigrationError) {
     line(error.message);

@@ -3,6 +3,7 @@ import { adminClientCommands } from './commands/admin-client.js';
 import { auditCommands } from './commands/audit.js';
 import { clientCommands } from './commands/clients.js';
 import { keyCommands } from './commands/keys.js';
+import { masterKeyCommands } from './commands/master-key.js';
 import { migrateCommand } from './commands/migrate.js';
 import { resourceServerCommands } from './commands/resource-servers.js';
 import { userCommands } from './commands/users.js';
@@ -23,6 +24,7 @@ const GROUPS: readonly Group[] = [
   { name: 'resource-servers', about: 'resource servers: the APIs that accept Gatehouse access tokens', commands: resourceServerCommands },
   { name: 'users', about: 'people who sign in on the hosted pages', commands: userCommands },
   { name: 'keys', about: 'token signing keys', commands: keyCommands },
+  { name: 'master-key', about: 'the MASTER_KEY that seals secrets at rest', commands: masterKeyCommands },
   { name: 'admin-client', about: 'clients for the admin API', commands: adminClientCommands },
   { name: 'audit', about: 'the audit trail of changes and sign-ins', commands: auditCommands },
 ];
@@ -46,6 +48,8 @@ const CONFIGURATION = `configuration: the server's environment variables, read t
   DATABASE_URL            PostgreSQL URL; unset: the embedded database (PGlite) in DATA_DIR
   DATA_DIR                embedded database and development key material (default ./data)
   MASTER_KEY              base64url 32-byte key that encrypts secrets at rest; required in production
+  MASTER_KEY_PREVIOUS     comma-separated earlier master keys: what they sealed still opens (see
+                          "master-key rewrap")
   ISSUER                  issuer identifier (default http://localhost:$PORT); must be the server's
   NODE_ENV                production refuses an http:// ISSUER and a missing MASTER_KEY
   BOOTSTRAP_ADMIN_CLIENT_ID, BOOTSTRAP_ADMIN_CLIENT_SECRET
@@ -62,8 +66,9 @@ const EXIT_CODES = `exit codes:
   ${EXIT.failure}  failure: invalid configuration, database unreachable, anything unexpected
   ${EXIT.usage}  usage: unknown command or option, missing argument, invalid value (each field error is
      printed as "gatehouse: <JSON pointer>: <detail> (<option>)")
-  ${EXIT.notFound}  not found: no client, user or resource server with that id
-  ${EXIT.conflict}  conflict: e.g. the identifier or username is taken, the client has no secret`;
+  ${EXIT.notFound}  not found: no client, user, resource server or signing key with that id
+  ${EXIT.conflict}  conflict: e.g. the identifier or username is taken, the client has no secret, the key
+     is already revoked`;
 
 const USAGE = `usage: gatehouse <command> [arguments] [options] [--json]
        gatehouse <command> --help          what a command does, its options, examples`;

@@ -24,6 +24,12 @@ export function masterKeyId(key: Buffer): string {
   return createHash('sha256').update('gatehouse master key id\0').update(key).digest('base64url').slice(0, 11);
 }
 
+/** The id of the master key that sealed `sealed`, or undefined when it is not an envelope. */
+export function sealedKeyId(sealed: string): string | undefined {
+  const parts = sealed.split('.');
+  return parts.length === 5 && parts[0] === PREFIX ? parts[1] : undefined;
+}
+
 export interface Envelope {
   readonly keyId: string;
   seal(plaintext: Buffer | string, purpose: string): string;

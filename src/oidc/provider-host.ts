@@ -14,10 +14,12 @@ import { loadPublicJwks, loadSigningJwks } from './keys.js';
  * this host builds a new Provider with the new keys and swaps it in. Requests already inside
  * the old provider finish there; all state lives in the database, so nothing is lost.
  *
- * Every instance polls a cheap fingerprint of the key set, so a rotation is picked up within
- * `intervalMs` everywhere. The JWKS is served from the database (ops routes): a new key is
- * published on every instance the moment it is committed, and an instance still signing with
- * the previous key for a moment signs with a key that is still published.
+ * The database announces every committed key change (migrations/0008) and the app calls
+ * `refresh()` on it, so a rotation or revocation is picked up at once everywhere; every instance
+ * also polls a cheap fingerprint of the key set every `intervalMs`, for changes announced while
+ * it was not listening. The JWKS is served from the database (ops routes): a change is published
+ * on every instance the moment it is committed, and an instance still signing with the previous
+ * key for a moment signs with a key that is still published.
  */
 export interface ProviderHost {
   /** The provider in service now. */

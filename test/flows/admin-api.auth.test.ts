@@ -211,13 +211,14 @@ describe('admin API: signing keys', () => {
     api = adminApi(server, await adminToken(server, 'admin:keys'));
   });
 
-  test('before any rotation, one active key per algorithm, without private material', async () => {
+  test('before any rotation, one active and one next key per algorithm, without private material', async () => {
     const keys = await listKeys();
-    assert.equal(keys.length, 4);
-    assert.deepEqual(keys.map((key) => key.alg).sort(), ['ES256', 'EdDSA', 'PS256', 'RS256']);
+    assert.equal(keys.length, 8);
+    for (const status of ['active', 'next']) {
+      assert.deepEqual(keys.filter((key) => key.status === status).map((key) => key.alg).sort(), ['ES256', 'EdDSA', 'PS256', 'RS256'], status);
+    }
     for (const key of keys) {
       assert.deepEqual(Object.keys(key).sort(), KEY_FIELDS);
-      assert.equal(key.status, 'active');
       assert.equal(typeof key.kid, 'string');
       assert.ok(key.kid.length > 0);
       assert.ok(!Number.isNaN(Date.parse(key.created_at)));
@@ -244,9 +245,10 @@ describe('admin API: signing keys', () => {
     assertInvalid(await api.request('GET', '/keys?cursor=%25%25'), '#/cursor');
   });
 
-  test('rotating ES256: a new active key signs new tokens; the old one stays published, retired', async () => {
+  test('rotating ES256: the next key becomes active and signs new tokens; the old one stays published, retired; a fresh next key is published', async () => {
     const before = await listKeys();
-    const oldEs256 = before.find((key) => key.alg === 'ES256')!;
+    const oldEs256 = before.find((key) => key.alg === 'ES256' && key.status === 'active')!;
+    const nextEs256 = before.find((key) => key.alg === 'ES256' && key.status === 'next')!;
     const others = before.filter((key) => key.alg !== 'ES256');
     const tokenBefore = await adminToken(server, 'admin:keys');
     assert.equal(decodeJwt(tokenBefore).header['kid'], oldEs256.kid);
@@ -260,11 +262,14 @@ describe('admin API: signing keys', () => {
     assert.deepEqual(Object.keys(fresh).sort(), KEY_FIELDS);
     assert.equal(fresh.alg, 'ES256');
     assert.equal(fresh.status, 'active');
-    assert.notEqual(fresh.kid, oldEs256.kid);
+    assert.equal(fresh.kid, nextEs256.kid, 'the key published ahead is the one that now signs');
     await assertAudited(server, response.requestId, 'key.rotated', fresh.kid);
 
     const after = await listKeys();
-    assert.equal(after.length, 5);
+    assert.equal(after.length, 9);
+    const newNext = after.filter((key) => key.alg === 'ES256' && key.status === 'next');
+    assert.equal(newNext.length, 1);
+    assert.ok(![oldEs256.kid, nextEs256.kid].includes(newNext[0]!.kid));
     const retired = after.find((key) => key.kid === oldEs256.kid)!;
     assert.equal(retired.status, 'retired');
     assert.ok(retired.retired_at !== null);
@@ -278,6 +283,7 @@ describe('admin API: signing keys', () => {
     const published = await publishedKids();
     assert.ok(published.includes(oldEs256.kid), 'the old key is still published');
     assert.ok(published.includes(fresh.kid), 'the new key is published');
+    assert.ok(published.includes(newNext[0]!.kid), 'the new next key is published');
 
     // The rotating instance signs with the new key at once; poll briefly in case that changes.
     await waitFor(async () => (await adminTokenKid()) === fresh.kid, 5_000);

@@ -14,11 +14,11 @@ describe('signing keys: sealed at rest, public in the JWKS', () => {
   });
   after(() => server.close());
 
-  test('the JWKS serves only public keys, one per supported algorithm', async () => {
+  test('the JWKS serves only public keys: the active and the next key of each supported algorithm', async () => {
     const response = await fetch(`${server.url}/jwks`);
     assert.equal(response.status, 200);
     const jwks = (await response.json()) as { keys: Record<string, unknown>[] };
-    assert.deepEqual(jwks.keys.map((k) => k['alg']).sort(), ['ES256', 'EdDSA', 'PS256', 'RS256']);
+    assert.deepEqual(jwks.keys.map((k) => k['alg']).sort(), ['ES256', 'ES256', 'EdDSA', 'EdDSA', 'PS256', 'PS256', 'RS256', 'RS256']);
     for (const key of jwks.keys) {
       assert.equal(typeof key['kid'], 'string');
       for (const member of PRIVATE_MEMBERS) assert.equal(key[member], undefined, `${String(key['kid'])} exposes ${member}`);
@@ -27,7 +27,7 @@ describe('signing keys: sealed at rest, public in the JWKS', () => {
 
   test('a raw SELECT of the keys table shows no private key material', async () => {
     const { rows } = await server.db.query<Record<string, unknown>>('SELECT * FROM signing_keys');
-    assert.equal(rows.length, 4);
+    assert.equal(rows.length, 8, 'an active and a next key per algorithm');
     for (const row of rows) {
       const publicJwk = row['public_jwk'] as Record<string, unknown>;
       for (const member of PRIVATE_MEMBERS) assert.equal(publicJwk[member], undefined);
@@ -68,7 +68,7 @@ describe('signing keys: sealed at rest, public in the JWKS', () => {
       const [a, b] = await Promise.all([server.url, second.url].map(async (url) => (await (await fetch(`${url}/jwks`)).json()) as unknown));
       assert.deepEqual(a, b);
       const { rows } = await server.db.query<{ n: number }>('SELECT count(*)::int AS n FROM signing_keys');
-      assert.equal(rows[0]!.n, 4);
+      assert.equal(rows[0]!.n, 8);
     } finally {
       await second.close();
     }

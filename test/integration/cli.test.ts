@@ -38,6 +38,8 @@ const EVERY_COMMAND = [
   'users reset-mfa',
   'keys list',
   'keys rotate',
+  'keys revoke',
+  'master-key rewrap',
   'admin-client create',
   'audit tail',
 ];
@@ -172,6 +174,24 @@ describe('operator CLI: keys', () => {
     const after = (await cli('keys', 'list')).stdout;
     assert.match(after, new RegExp(`^${newKid} +ES256 +active`, 'm'));
     assert.match(after, new RegExp(`^${oldKid} +ES256 +retired +\\S+ +\\d{4}-`, 'm'));
+  });
+
+  test('keys revoke takes a key out at once, promotes the next one; again exits 4, an unknown kid 3', async () => {
+    const keys = JSON.parse((await cli('keys', 'list', '--json')).stdout) as { items: { kid: string; alg: string; status: string }[] };
+    const active = keys.items.find((key) => key.alg === 'EdDSA' && key.status === 'active')!;
+    const next = keys.items.find((key) => key.alg === 'EdDSA' && key.status === 'next')!;
+    const revoked = await cli('keys', 'revoke', active.kid);
+    assert.equal(revoked.code, 0, revoked.stderr);
+    assert.match(revoked.stdout, new RegExp(`^${active.kid} +EdDSA +revoked`, 'm'));
+    const after = (await cli('keys', 'list')).stdout;
+    assert.match(after, new RegExp(`^${next.kid} +EdDSA +active`, 'm'));
+    assert.match(after, /^\S+ +EdDSA +next/m);
+    const again = await cli('keys', 'revoke', active.kid);
+    assert.equal(again.code, 4);
+    assert.match(again.stderr, /^gatehouse: the key is already revoked\n$/);
+    const unknown = await cli('keys', 'revoke', 'no-such-kid');
+    assert.equal(unknown.code, 3);
+    assert.match(unknown.stderr, /^gatehouse: no signing key with that kid\n$/);
   });
 });
 

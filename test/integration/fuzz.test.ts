@@ -399,6 +399,7 @@ const ADMIN_ROUTES: readonly { readonly path: string; readonly area: AdminArea; 
   { path: '/users/{id}/mfa', area: 'users', methods: ['DELETE'], weight: 1 },
   { path: '/keys', area: 'keys', methods: ['GET'], weight: 1 },
   { path: '/keys/rotate', area: 'keys', methods: ['POST'], weight: 1 },
+  { path: '/keys/{id}/revoke', area: 'keys', methods: ['POST'], weight: 1 },
   { path: '/audit-events', area: 'audit-events', methods: ['GET'], weight: 2 },
   { path: '/openapi.json', area: 'other', methods: ['GET'], weight: 1 },
   { path: '', area: 'other', methods: ['GET'], weight: 1 },

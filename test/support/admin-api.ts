@@ -74,7 +74,7 @@ export interface ResourceServerBody {
 export interface KeyBody {
   readonly kid: string;
   readonly alg: string;
-  readonly status: 'active' | 'retired' | 'expired';
+  readonly status: 'next' | 'active' | 'retired' | 'expired' | 'revoked';
   readonly created_at: string;
   readonly retired_at: string | null;
   readonly publish_until: string | null;

@@ -13,5 +13,5 @@ export const rotateKeysBody = z
   })
   .optional();
 
-/** What a rotation answers: the new active keys. */
-export const keyRotationResponse = z.object({ items: z.array(keyResponse) }).describe('The keys a rotation created, one per algorithm.');
+/** What a rotation answers: the new active keys (each published as `next` before). */
+export const keyRotationResponse = z.object({ items: z.array(keyResponse) }).describe('The keys a rotation made active, one per algorithm; each was published as `next` before.');
