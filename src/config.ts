@@ -144,9 +144,10 @@ const environmentSchema = z
     if (env.NODE_ENV === 'production') {
       if (env.ISSUER === undefined || !env.ISSUER.startsWith('https://')) {
         ctx.addIssue({ code: 'custom', path: ['ISSUER'], message: 'must be an https:// URL when NODE_ENV=production' });
-      } else if (!env.TRUST_PROXY && (env.TLS_CERT_FILE === undefined || env.TLS_KEY_FILE === undefined)) {
-        // An https issuer served as plain HTTP with nobody terminating TLS: browsers would send
-        // Secure cookies and credentials nowhere safe, or the proxy in front goes unacknowledged.
+      } else if (!env.TRUST_PROXY && env.TLS_CERT_FILE === undefined && env.TLS_KEY_FILE === undefined) {
+        // An https issuer served as plain HTTP with nothing said about who terminates TLS: either
+        // nobody does, or a proxy does and the client-IP limits see only its address. (Half a
+        // TLS pair is reported above, once.)
         ctx.addIssue({
           code: 'custom',
           path: ['TRUST_PROXY'],
