@@ -723,7 +723,7 @@ async function explainAll(db: pg.Client, setup: Setup, salt: string): Promise<Qu
     await explain(db, 'find RefreshToken by id (a loop\'s live token)', (q) => models(q).find('RefreshToken', setup.loops[0]!.refreshToken)),
     await explain(db, 'find AccessToken by id (a generated row)', (q) => models(q).find('AccessToken', accessTokenId)),
     await explain(db, 'find Session by uid', (q) => models(q).findByUid('Session', sessionUid)),
-    await explain(db, 'revoke by grant_id (DELETE, rolled back)', (q) => models(q).revokeByGrantId(grantId)),
+    await explain(db, 'revoke by grant_id (DELETE, rolled back)', (q) => models(q).revokeByGrantId('RefreshToken', grantId)),
     await explain(db, 'revoke by account_id (DELETE, rolled back)', (q) => models(q).revokeByAccountId(accountId)),
     await explain(db, 'revoke by client_id (DELETE, rolled back)', (q) => models(q).revokeByClientId(generatedClient)),
     await explain(db, 'prune 1,000 expired rows (DELETE, rolled back)', (q) => createMaintenanceStore(q).pruneExpiredModels(1_000)),

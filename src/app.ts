@@ -112,6 +112,7 @@ export async function createApp(runtime: Runtime): Promise<GatehouseApp> {
         accounts,
         secondFactor,
         rateLimits,
+        allowPrivateJwksUri: config.allowPrivateJwksUri,
       }),
   });
 
@@ -131,6 +132,7 @@ export async function createApp(runtime: Runtime): Promise<GatehouseApp> {
       hasher: runtime.clientSecrets,
       validateWithProvider: (metadata) => providers.current().Client.validate(metadata as ClientMetadata),
       forget: (clientId) => clientCache.invalidate(clientId),
+      allowPrivateJwksUri: config.allowPrivateJwksUri,
     }),
     resourceServers: createResourceServerService({ db, registry: resourceServers }),
     keys: createKeyService({ db, envelope: runtime.envelope, onRotated: () => providers.refresh() }),

@@ -112,6 +112,7 @@ const environmentSchema = z
       .max(1_000_000, 'must be at most 1000000')
       .default(DEFAULT_PAGE_RATE_PER_IP_PER_MINUTE),
     WORKERS: workerCount.optional(),
+    ALLOW_PRIVATE_JWKS_URI: booleanFlag.default(false),
     CRYPTO_THREADS: z.coerce.number({ error: 'must be a number' }).int('must be a whole number').min(0).max(16, 'must be at most 16').default(1),
   })
   .superRefine((env, ctx) => {
@@ -199,6 +200,8 @@ export interface Config {
   readonly workers: number;
   /** Worker threads per process for the inner layer's ECDH (src/tokens/crypto-pool.ts); 0 keeps it on the event loop. */
   readonly cryptoThreads: number;
+  /** Client `jwks_uri` on loopback, private or link-local addresses (development, tests); refused otherwise (SPEC §2). */
+  readonly allowPrivateJwksUri: boolean;
 }
 
 export class ConfigError extends Error {
@@ -262,6 +265,7 @@ export function loadConfig(env: Environment = process.env): Config {
     pageRateLimitPerMinute: e.AUTH_RATE_LIMIT_PER_IP,
     workers: e.WORKERS?.count ?? 1,
     cryptoThreads: e.CRYPTO_THREADS,
+    allowPrivateJwksUri: e.ALLOW_PRIVATE_JWKS_URI,
   };
 }
 

@@ -35,6 +35,20 @@ export function createOidcModelStore(db: Queryable) {
         [model, id, jsonParam(payload), str('grantId'), str('clientId'), str('accountId'), str('uid'), str('userCode'), expiresInSeconds ?? null],
       );
     },
+    /**
+     * Stores a row unless a live one with that id exists; true when this call stored it. One
+     * statement: of concurrent callers (on any instance) exactly one wins. An expired row not yet
+     * pruned does not count.
+     */
+    async insertOnce(model: string, id: string, payload: Record<string, unknown>, expiresInSeconds: number): Promise<boolean> {
+      const { rowCount } = await db.query(
+        `INSERT INTO oidc_models (model, id, payload, expires_at) VALUES ($1, $2, $3, now() + make_interval(secs => $4::double precision))
+         ON CONFLICT (model, id) DO UPDATE SET payload = EXCLUDED.payload, expires_at = EXCLUDED.expires_at, consumed_at = NULL
+           WHERE oidc_models.expires_at IS NOT NULL AND oidc_models.expires_at <= now()`,
+        [model, id, jsonParam(payload), expiresInSeconds],
+      );
+      return rowCount === 1;
+    },
     find: (model: string, id: string) => findBy('id', model, id),
     findByUid: (model: string, uid: string) => findBy('uid', model, uid),
     findByUserCode: (model: string, userCode: string) => findBy('user_code', model, userCode),
@@ -55,11 +69,12 @@ export function createOidcModelStore(db: Queryable) {
       return rowCount;
     },
     /**
-     * Every row issued from a grant goes at once (codes, tokens). The Grant row itself carries no
-     * grantId: oidc-provider destroys it separately, only when revokeGrantPolicy says so.
+     * The rows of one model issued from a grant (oidc-provider calls this per token model). Scoped
+     * to the model: an Interaction in flight also carries the grant id, and must survive the
+     * grant's revocation (ending a session mid-sign-in when the person switches account).
      */
-    async revokeByGrantId(grantId: string): Promise<void> {
-      await db.query('DELETE FROM oidc_models WHERE grant_id = $1', [grantId]);
+    async revokeByGrantId(model: string, grantId: string): Promise<void> {
+      await db.query('DELETE FROM oidc_models WHERE model = $1 AND grant_id = $2', [model, grantId]);
     },
   };
 }

@@ -99,7 +99,7 @@ export function createAdapterFactory(db: Queryable, clientCache: ClientMetadataC
       await models.destroy(this.model, id);
     }
     async revokeByGrantId(grantId: string): Promise<void> {
-      await models.revokeByGrantId(grantId);
+      await models.revokeByGrantId(this.model, grantId);
     }
   }
 

@@ -1,12 +1,13 @@
-import { createPublicKey, type JsonWebKey } from 'node:crypto';
+import { createPublicKey, hash, type JsonWebKey } from 'node:crypto';
 import Provider, { type CanBePromise, type Configuration, type KoaContextWithOIDC, type TokenEndpointGrantContext, type UnknownObject } from 'oidc-provider';
 import type { Logger } from 'pino';
 import type { ClientSecretHasher } from '../crypto/client-secret.js';
 import { SIGNING_ALGS } from '../crypto/signing-keys.js';
 import { isUnavailable, type Database } from '../db/database.js';
+import { createOidcModelStore } from '../db/oidc-models.js';
 import type { Views } from '../views.js';
 import { createAdapterFactory, type ClientMetadataCache } from './adapter.js';
-import { EXTRA_CLIENT_METADATA, OIDC_SCOPES } from './clients.js';
+import { allowedResources, EXTRA_CLIENT_METADATA, OIDC_SCOPES } from './clients.js';
 import { createResourceIndicators } from './resource-indicators.js';
 import type { ResourceServerRegistry } from './resource-server-registry.js';
 import { encryptWholeTokens, innerLayer } from '../tokens/access-token.js';
@@ -19,6 +20,7 @@ import type { SecondFactor } from '../accounts/second-factor.js';
 import { loadExistingGrant } from './grants.js';
 import { innerPersonClaims, publicPersonClaims } from '../tokens/person-claims.js';
 import type { Metrics } from '../http/metrics.js';
+import { createOutboundFetch } from './outbound-fetch.js';
 import { limitGrantPerClient, limitPerIp, type TokenRateLimits } from '../http/rate-limit.js';
 import { pinRequestOriginToIssuer } from '../http/issuer-origin.js';
 
@@ -48,6 +50,8 @@ export interface ProviderDependencies {
   readonly secondFactor: SecondFactor;
   /** Shared by every provider this process builds, so a key rotation does not reset them. */
   readonly rateLimits: TokenRateLimits;
+  /** ALLOW_PRIVATE_JWKS_URI: client jwks_uri may be on loopback or private addresses. */
+  readonly allowPrivateJwksUri: boolean;
 }
 
 /** The public halves of the provider's signing keys, for verifying our own JWTs in-process. */
@@ -60,10 +64,20 @@ function publicHalves(jwks: { keys: JsonWebKey[] }): { keys: JsonWebKey[] } {
   };
 }
 
+/** The resource servers a stored token is for: an access token's audience, a refresh token's resources. */
+function tokenResources(token: { aud?: unknown; resource?: unknown }): string[] {
+  const values = [token.aud, token.resource].flat();
+  return values.filter((value): value is string => typeof value === 'string');
+}
+
 /** The endpoints the per-IP limit guards: every one of them authenticates a client. */
 const IP_LIMITED_ROUTES = ['token', 'introspection', 'revocation'] as const;
 
 const ALGS = [...SIGNING_ALGS];
+/** SPEC §2: a client's jwks_uri is fetched with a timeout, a size limit and a cache, failures too. */
+const JWKS_FETCH_TIMEOUT_MS = 2_500;
+const JWKS_MAX_BYTES = 64 * 1024;
+const JWKS_FAILURE_TTL_MS = 30_000;
 const DEFAULT_ACCESS_TOKEN_TTL = 900;
 
 export function createProvider(deps: ProviderDependencies): Provider {
@@ -73,6 +87,16 @@ export function createProvider(deps: ProviderDependencies): Provider {
     // No static clients: one source of truth for clients is the clients table.
     clients: [],
     jwks: deps.jwks,
+    // SPEC §2: jwks_uri fetches refuse non-public addresses before connecting (in DNS lookup, so a
+    // rebinding name cannot slip through), time out, cap the body and remember failures.
+    fetch: createOutboundFetch({
+      allowPrivate: deps.allowPrivateJwksUri,
+      timeoutMs: JWKS_FETCH_TIMEOUT_MS,
+      maxBodyBytes: JWKS_MAX_BYTES,
+      failureTtlMs: JWKS_FAILURE_TTL_MS,
+    }),
+    // The provider's default jwks_uri limit is none; the fetch above already enforces this one.
+    fetchResponseBodyLimits: { jwks_uri: JWKS_MAX_BYTES },
     cookies: {
       // Signed cookies; keys are random, sealed with MASTER_KEY and shared by every instance.
       keys: [...deps.cookieKeys],
@@ -87,9 +111,11 @@ export function createProvider(deps: ProviderDependencies): Provider {
       // RFC 7662 and RFC 7009 (SPEC §2).
       introspection: {
         enabled: true,
-        // RFC 7662 §4: public clients only learn about their own tokens; confidential callers
-        // (typically resource servers) may introspect tokens presented to them.
-        allowedPolicy: (ctx, client, token) => client.clientAuthMethod !== 'none' || token.clientId === ctx.oidc.client?.clientId,
+        // SPEC §2, RFC 7662 §4: only the token's own client, or a confidential client allowed for
+        // the token's resource server (the service it was minted for), learns that it is active.
+        // JWT access tokens get the same rule in src/oidc/jwt-introspection.ts.
+        allowedPolicy: (_ctx, client, token) =>
+          token.clientId === client.clientId || (client.clientAuthMethod !== 'none' && tokenResources(token).some((resource) => allowedResources(client).includes(resource))),
       },
       revocation: {
         enabled: true,
@@ -235,6 +261,15 @@ export function createProvider(deps: ProviderDependencies): Provider {
   // SPEC §2: secrets are stored as a keyed hash; this is the provider's one comparison point.
   provider.Client.prototype.compareClientSecret = function compareClientSecret(this: { clientSecret?: string }, actual: string) {
     return Promise.resolve(this.clientSecret !== undefined && deps.clientSecrets.verify(actual, this.clientSecret));
+  };
+
+  // SPEC §2: a client assertion's (and a DPoP proof's) jti is accepted once, across concurrent
+  // requests and instances. The provider's own unique() is find-then-save (FACTS.md), which lets
+  // two concurrent requests with one jti both pass; this claims the jti in one insert-only statement.
+  const replayRecords = createOidcModelStore(deps.db);
+  provider.ReplayDetection.unique = async function claimJtiOnce(iss: string, jti: string, exp: number): Promise<boolean> {
+    const id = hash('sha256', `${iss}${jti}`, 'base64url');
+    return replayRecords.insertOnce('ReplayDetection', id, { iss, jti: id, kind: 'ReplayDetection' }, Math.max(1, exp - Math.floor(Date.now() / 1000)));
   };
 
   provider.on('grant.success', (ctx: KoaContextWithOIDC) => {

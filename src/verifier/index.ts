@@ -1,4 +1,4 @@
 // Public face of `gatehouse/verifier` (package.json "exports"): what a resource server imports.
-export { createVerifier, type AccessTokenClaims, type InnerClaims, type VerifiedToken, type Verifier, type VerifierOptions } from './verifier.js';
+export { createVerifier, type AccessTokenClaims, type FetchBackoff, type InnerClaims, type VerifiedToken, type Verifier, type VerifierOptions } from './verifier.js';
 export { requireToken, type BearerFailure, type RequireTokenOptions } from './middleware.js';
 export { VerifierError, type VerifierErrorCode } from './errors.js';

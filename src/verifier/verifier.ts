@@ -1,8 +1,8 @@
 import { createPrivateKey, type JsonWebKey, type KeyObject } from 'node:crypto';
 import {
   compactDecrypt,
+  base64url,
   createLocalJWKSet,
-  createRemoteJWKSet,
   decodeProtectedHeader,
   errors as joseErrors,
   jwtVerify,
@@ -86,6 +86,25 @@ export interface VerifierOptions {
   readonly cacheMaxAgeSeconds?: number;
   /** Verifications remembered at most (least recently used forgotten first). Default 10 000; 0 turns the cache off. */
   readonly cacheSize?: number;
+  /**
+   * Refuse a bare JWS: only an `encrypt_whole_token` JWE (needs `innerKey`) is accepted, for a
+   * resource server whose tokens are always encrypted whole. A JWS is refused as `wrong_type`
+   * (it is a well-formed token, of the kind this resource server does not take). Default false.
+   */
+  readonly requireEncryption?: boolean;
+  /**
+   * While discovery or the JWKS cannot be fetched, the verifier does not ask again until a backoff
+   * has passed (tokens meanwhile are `jwks_unavailable`): `initialSeconds` after the first failure,
+   * doubling with each further one up to `maxSeconds`. Concurrent tokens share one fetch.
+   * Default `{ initialSeconds: 1, maxSeconds: 30 }`.
+   */
+  readonly fetchBackoff?: FetchBackoff;
+}
+
+/** How long the verifier waits before fetching again after discovery or the JWKS failed. */
+export interface FetchBackoff {
+  readonly initialSeconds?: number;
+  readonly maxSeconds?: number;
 }
 
 export interface Verifier {
@@ -158,7 +177,7 @@ function classify(error: unknown): VerifierError {
 }
 
 async function discoverJwksUri(issuer: string): Promise<string> {
-  const response = await fetch(`${issuer}/.well-known/openid-configuration`, { signal: AbortSignal.timeout(5_000) });
+  const response = await fetch(`${issuer}/.well-known/openid-configuration`, { signal: AbortSignal.timeout(FETCH_TIMEOUT_MS) });
   if (!response.ok) throw new VerifierError('jwks_unavailable', `discovery answered ${response.status}`);
   const metadata = (await response.json()) as { issuer?: unknown; jwks_uri?: unknown };
   if (metadata.issuer !== issuer) throw new VerifierError('jwks_unavailable', 'discovery names another issuer');
@@ -166,7 +185,78 @@ async function discoverJwksUri(issuer: string): Promise<string> {
   return metadata.jwks_uri;
 }
 
-function keyResolver(options: VerifierOptions): JWTVerifyGetKey {
+async function fetchJwks(uri: string): Promise<JWTVerifyGetKey> {
+  const response = await fetch(uri, { signal: AbortSignal.timeout(FETCH_TIMEOUT_MS), headers: { accept: 'application/jwk-set+json, application/json' } });
+  if (!response.ok) throw new VerifierError('jwks_unavailable', `the JWKS endpoint answered ${response.status}`);
+  // createLocalJWKSet refuses anything that is not a key set (JWKSInvalid).
+  return createLocalJWKSet((await response.json()) as JSONWebKeySet);
+}
+
+const FETCH_TIMEOUT_MS = 5_000;
+/** An unknown kid makes the verifier refetch the JWKS (a rotation), at most once per this. */
+const REFETCH_COOLDOWN_MS = 5_000;
+/** A fetched JWKS is used at most this long before it is fetched again. */
+const JWKS_MAX_AGE_MS = 10 * 60_000;
+
+function unavailable(error: unknown): VerifierError {
+  return error instanceof VerifierError ? error : new VerifierError('jwks_unavailable', 'the issuer keys could not be fetched', { cause: error });
+}
+
+/**
+ * Keys fetched from the issuer. One fetch at a time (discovery, then the JWKS), shared by every
+ * token waiting for it; after a failure no fetch until the backoff has passed, so a burst of tokens
+ * while the issuer is down costs a handful of fetches, not one each (SPEC §3). Time is `Date.now()`.
+ */
+function remoteKeyResolver(issuer: string, jwksUri: string | undefined, backoff: { initialMs: number; maxMs: number }): JWTVerifyGetKey {
+  let uri = jwksUri;
+  let keys: { resolve: JWTVerifyGetKey; fetchedAtMs: number } | undefined;
+  let pending: Promise<void> | undefined;
+  let lastAttemptMs = Number.NEGATIVE_INFINITY;
+  let failure: { count: number; retryAtMs: number; error: VerifierError } | undefined;
+
+  function refresh(): Promise<void> {
+    if (pending !== undefined) return pending;
+    if (failure !== undefined && Date.now() < failure.retryAtMs) {
+      return Promise.reject(new VerifierError('jwks_unavailable', 'the issuer keys could not be fetched; retrying after a backoff', { cause: failure.error }));
+    }
+    lastAttemptMs = Date.now();
+    pending = (async () => {
+      uri ??= await discoverJwksUri(issuer);
+      keys = { resolve: await fetchJwks(uri), fetchedAtMs: Date.now() };
+    })()
+      .then(
+        () => {
+          failure = undefined;
+        },
+        (error: unknown) => {
+          const count = (failure?.count ?? 0) + 1;
+          const waitMs = Math.min(backoff.initialMs * 2 ** (count - 1), backoff.maxMs);
+          failure = { count, retryAtMs: Date.now() + waitMs, error: unavailable(error) };
+          throw failure.error;
+        },
+      )
+      .finally(() => {
+        pending = undefined;
+      });
+    return pending;
+  }
+
+  return async (header, token) => {
+    if (keys === undefined || Date.now() - keys.fetchedAtMs >= JWKS_MAX_AGE_MS) await refresh();
+    try {
+      return await keys!.resolve(header, token);
+    } catch (error) {
+      if (!(error instanceof joseErrors.JWKSNoMatchingKey)) throw error;
+      // An unknown kid may be a rotation: refetch, unless one ran within the cooldown. A refetch
+      // already under way is waited for. Keys fetched before stay in use if the refetch fails.
+      if (pending === undefined && Date.now() - lastAttemptMs < REFETCH_COOLDOWN_MS) throw error;
+      await refresh();
+      return await keys!.resolve(header, token);
+    }
+  };
+}
+
+function keyResolver(options: VerifierOptions, backoff: { initialMs: number; maxMs: number }): JWTVerifyGetKey {
   if (options.jwks !== undefined) {
     const source = options.jwks;
     let seen: JSONWebKeySet | undefined;
@@ -180,32 +270,31 @@ function keyResolver(options: VerifierOptions): JWTVerifyGetKey {
       return local(header, token);
     };
   }
-  let remote: Promise<JWTVerifyGetKey> | undefined;
-  const load = () =>
-    (remote ??= (options.jwksUri !== undefined ? Promise.resolve(options.jwksUri) : discoverJwksUri(options.issuer)).then((uri) =>
-      // Refetched when a token names an unknown kid (key rotation), at most once per cooldown.
-      createRemoteJWKSet(new URL(uri), { cooldownDuration: 5_000, cacheMaxAge: 10 * 60_000, timeoutDuration: 5_000 }),
-    ));
-  const unavailable = (error: unknown) =>
-    error instanceof VerifierError ? error : new VerifierError('jwks_unavailable', 'the issuer keys could not be fetched', { cause: error });
-  return async (header, token) => {
-    let jwks: JWTVerifyGetKey;
-    try {
-      jwks = await load();
-    } catch (error) {
-      // A failed discovery (refused, timed out, not JSON) is retried on the next token rather than remembered.
-      remote = undefined;
-      throw unavailable(error);
-    }
-    try {
-      return await jwks(header, token);
-    } catch (error) {
-      // jose reports an unreachable JWKS as TypeError and a non-200 or non-JSON answer as its generic
-      // JOSEError. The keys fetched before stay cached in `jwks`, so an outage does not drop them.
-      if (error instanceof TypeError || (error instanceof joseErrors.JOSEError && error.code === 'ERR_JOSE_GENERIC')) throw unavailable(error);
-      throw error;
-    }
-  };
+  return remoteKeyResolver(options.issuer, options.jwksUri, backoff);
+}
+
+/** Whether one base64url segment decodes (as UTF-8) to a JSON object. */
+function jsonObjectSegment(segment: string | undefined): boolean {
+  if (segment === undefined || !/^[A-Za-z0-9_-]*$/.test(segment)) return false;
+  try {
+    const value: unknown = JSON.parse(new TextDecoder('utf-8', { fatal: true }).decode(base64url.decode(segment)));
+    return typeof value === 'object' && value !== null && !Array.isArray(value);
+  } catch {
+    return false;
+  }
+}
+
+/**
+ * A JWS whose protected header or payload is not a JSON object cannot be an access token
+ * (RFC 7519 §7.2 steps 3 and 10), whoever signed it: `token_malformed`, before any key is looked up.
+ */
+function assertWellFormedJws(jws: string): void {
+  const [header, payload, signature, ...rest] = jws.split('.');
+  if (rest.length > 0 || signature === undefined || !/^[A-Za-z0-9_-]*$/.test(signature)) {
+    throw new VerifierError('token_malformed', 'token is not a compact JWS');
+  }
+  if (!jsonObjectSegment(header)) throw new VerifierError('token_malformed', 'token header is not a JSON object');
+  if (!jsonObjectSegment(payload)) throw new VerifierError('token_malformed', 'token payload is not a JSON object');
 }
 
 /**
@@ -219,7 +308,12 @@ export function createVerifier(options: VerifierOptions): Verifier {
   const issuer = options.issuer.replace(/\/+$/, '');
   const clockTolerance = options.clockTolerance ?? 5;
   const innerKey = options.innerKey === undefined ? undefined : toKeyObject(options.innerKey);
-  const getKey = keyResolver({ ...options, issuer });
+  const initialSeconds = nonNegative('fetchBackoff.initialSeconds', options.fetchBackoff?.initialSeconds, 1);
+  const maxSeconds = nonNegative('fetchBackoff.maxSeconds', options.fetchBackoff?.maxSeconds, Math.max(30, initialSeconds));
+  if (maxSeconds < initialSeconds) throw new TypeError('fetchBackoff.maxSeconds must be at least fetchBackoff.initialSeconds');
+  const getKey = keyResolver({ ...options, issuer }, { initialMs: initialSeconds * 1000, maxMs: maxSeconds * 1000 });
+  const requireEncryption = options.requireEncryption === true;
+  if (requireEncryption && innerKey === undefined) throw new TypeError('requireEncryption needs innerKey');
   const innerCache = new BoundedCache<string, { ciphertext: string; inner: InnerClaims }>(options.innerCacheSize ?? 10_000);
   const cacheMaxAgeMs = nonNegative('cacheMaxAgeSeconds', options.cacheMaxAgeSeconds, 5) * 1000;
   const cacheSize = Math.floor(nonNegative('cacheSize', options.cacheSize, 10_000));
@@ -282,7 +376,10 @@ export function createVerifier(options: VerifierOptions): Verifier {
 
   async function unwrap(token: string): Promise<string> {
     const parts = token.split('.');
-    if (parts.length === 3) return token;
+    if (parts.length === 3) {
+      if (requireEncryption) throw new VerifierError('wrong_type', 'token is not encrypted and this resource server takes only encrypted tokens');
+      return token;
+    }
     if (parts.length !== 5) throw new VerifierError('token_malformed', 'token is neither a JWS nor a JWE');
     // Five segments without a JWE header are malformed, whether or not we hold a key.
     let enc: unknown;
@@ -319,6 +416,7 @@ export function createVerifier(options: VerifierOptions): Verifier {
           if (recalled !== undefined) return recalled;
         }
         const jws = await unwrap(token);
+        assertWellFormedJws(jws);
         // The key the signature was checked with, so a remembered result can be tied to it.
         let used: { header: CompactJWSHeaderParameters; input: FlattenedJWSInput; key: unknown } | undefined;
         const resolve: JWTVerifyGetKey = async (header, input) => {

@@ -368,14 +368,19 @@ for (const backend of backends) {
       // One consumed token must go too: a replayed code revokes everything issued from it.
       await adapterFor('AuthorizationCode').consume(ofGrant[1][1].jti!);
 
-      // oidc-provider calls this on each token model; one call clears the grant's rows of every model.
-      await adapterFor('AccessToken').revokeByGrantId(grantId);
+      // An interaction in flight for the grant (a sign-in that switches account ends the session).
+      const interaction = { ...payloads.Interaction(), grantId };
+      await adapterFor('Interaction').upsert(interaction.jti!, interaction, HOUR);
+
+      // oidc-provider calls this on each token model (lib/helpers/revoke.js); each clears its own rows.
+      for (const model of ['AccessToken', 'AuthorizationCode', 'RefreshToken']) await adapterFor(model).revokeByGrantId(grantId);
 
       for (const [model, payload] of ofGrant) {
         assert.equal(await adapterFor(model).find(payload.jti!), undefined, `${model} of the revoked grant is gone`);
       }
-      const { rows } = await raw.query<{ n: number }>('SELECT count(*)::int AS n FROM oidc_models WHERE grant_id = $1', [grantId]);
-      assert.equal(rows[0]?.n, 0);
+      const { rows } = await raw.query<{ model: string }>('SELECT model FROM oidc_models WHERE grant_id = $1', [grantId]);
+      assert.deepEqual(rows.map((row) => row.model), ['Interaction'], 'only the interaction in flight is left');
+      assert.deepEqual(await adapterFor('Interaction').find(interaction.jti!), interaction);
 
       for (const [model, payload] of ofOther) {
         assert.deepEqual(await adapterFor(model).find(payload.jti!), payload, `${model} of another grant stays`);

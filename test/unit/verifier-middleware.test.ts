@@ -196,7 +196,8 @@ describe('requireToken: RFC 6750 bearer middleware on a Koa app', () => {
   });
 
   test('jwks_unavailable is not the client’s fault: it propagates as an error, not a 401', async () => {
-    const fresh = createVerifier({ issuer: issuer.issuer, audience });
+    // No backoff after the failure, so the recovery below is seen at once.
+    const fresh = createVerifier({ issuer: issuer.issuer, audience, fetchBackoff: { initialSeconds: 0 } });
     const app = await serve(fresh, { scopes: ['orders:read'] });
     const token = await issuer.mint(key, audience);
     issuer.discovery = 'unavailable';

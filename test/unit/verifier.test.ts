@@ -17,6 +17,8 @@ import {
 const audience = 'https://orders.example.com';
 /** Longer than the verifier's JWKS refetch cooldown (5 s). */
 const pastCooldown = 6_000;
+/** Longer than the verifier's first backoff after a failed fetch (1 s). */
+const pastBackoff = 1_500;
 
 async function refusal(promise: Promise<unknown>): Promise<unknown> {
   try {
@@ -635,7 +637,8 @@ describe('verifier: Gatehouse access tokens against a loopback issuer', () => {
   });
 
   describe('the issuer is unreachable', () => {
-    test('issuer down (refused connection) is jwks_unavailable; a later call succeeds once it is back', async () => {
+    test('issuer down (refused connection) is jwks_unavailable; a later call succeeds once it is back and the backoff passed', async (t) => {
+      t.mock.timers.enable({ apis: ['Date'], now: Date.now() });
       const token = await issuer.mint(es256, audience);
       const verifier = verifierFor();
       await issuer.stop();
@@ -645,25 +648,33 @@ describe('verifier: Gatehouse access tokens against a loopback issuer', () => {
       } finally {
         await issuer.start();
       }
+      t.mock.timers.tick(pastBackoff);
       const { claims } = await verifier.verify(token);
       assert.equal(claims.iss, issuer.issuer);
     });
 
     for (const behaviour of ['unavailable', 'html', 'other-issuer'] as const) {
-      test(`discovery answering ${behaviour} is jwks_unavailable and is not remembered`, async () => {
+      test(`discovery answering ${behaviour} is jwks_unavailable, remembered only for the backoff`, async (t) => {
+        t.mock.timers.enable({ apis: ['Date'], now: Date.now() });
         const token = await issuer.mint(es256, audience);
         const verifier = verifierFor();
+        const before = issuer.counts.discovery;
         issuer.discovery = behaviour;
         try {
           await assertRefused(verifier.verify(token), 'jwks_unavailable');
         } finally {
           issuer.discovery = 'ok';
         }
+        // Within the backoff the failure stands without asking again.
+        await assertRefused(verifier.verify(token), 'jwks_unavailable');
+        assert.equal(issuer.counts.discovery, before + 1);
+        t.mock.timers.tick(pastBackoff);
         await verifier.verify(token);
       });
     }
 
-    test('a JWKS endpoint answering 503 is jwks_unavailable, not a bad token', async () => {
+    test('a JWKS endpoint answering 503 is jwks_unavailable, not a bad token', async (t) => {
+      t.mock.timers.enable({ apis: ['Date'], now: Date.now() });
       const token = await issuer.mint(es256, audience);
       const verifier = verifierFor();
       issuer.jwksStatus = 503;
@@ -672,6 +683,7 @@ describe('verifier: Gatehouse access tokens against a loopback issuer', () => {
       } finally {
         issuer.jwksStatus = 200;
       }
+      t.mock.timers.tick(pastBackoff);
       await verifier.verify(token);
     });
 

@@ -4,6 +4,7 @@ import type { Database, Queryable } from '../../db/database.js';
 import { createOidcModelStore } from '../../db/oidc-models.js';
 import { createResourceServerStore } from '../../db/resource-servers.js';
 import { generateClientId, generateClientSecret, type ClientSecretHasher } from '../../crypto/client-secret.js';
+import { isNonPublicHost } from '../../oidc/outbound-fetch.js';
 import { clientMetadataFromRow, grantableScopes, OIDC_SCOPES, registeredScopes, tokensNotBefore } from '../../oidc/clients.js';
 import { missingPrivileges, recordAudit, type AdminContext } from '../audit.js';
 import { decodeCursor, toPage, type Page } from '../pagination.js';
@@ -22,6 +23,8 @@ export interface ClientServiceDeps {
    * once; other instances drop theirs on the database's change notification.
    */
   readonly forget?: (clientId: string) => void;
+  /** ALLOW_PRIVATE_JWKS_URI: otherwise a jwks_uri on a loopback, private or link-local host is refused. */
+  readonly allowPrivateJwksUri?: boolean;
 }
 
 function notFound(): ProblemError {
@@ -45,6 +48,20 @@ function metadataOf(definition: ClientDefinition): Record<string, unknown> {
     ...(definition.jwks === undefined ? {} : { jwks: definition.jwks }),
     ...(definition.jwks_uri === undefined ? {} : { jwks_uri: definition.jwks_uri }),
   };
+}
+
+/**
+ * SPEC §2: a jwks_uri is never fetched on a private address. A literal IP or `localhost` is
+ * refused here, where the administrator sees why; a name that resolves to one is refused at fetch
+ * time (src/oidc/outbound-fetch.ts).
+ */
+function checkJwksUri(definition: ClientDefinition, allowPrivate: boolean): void {
+  if (allowPrivate || definition.jwks_uri === undefined) return;
+  if (isNonPublicHost(new URL(definition.jwks_uri).hostname)) {
+    throw invalid([
+      { pointer: '#/jwks_uri', detail: 'must not be on a loopback, private, link-local or other non-public address (ALLOW_PRIVATE_JWKS_URI allows it)' },
+    ]);
+  }
 }
 
 /** Rules that need the database: resources must exist, scopes must be theirs. */
@@ -165,6 +182,7 @@ export function createClientService(deps: ClientServiceDeps) {
     async create(definition: ClientDefinition, audit: AdminContext): Promise<ClientResponse & { client_secret?: string }> {
       const clientId = generateClientId();
       const secret = SECRET_AUTH_METHODS.includes(definition.token_endpoint_auth_method) ? generateClientSecret() : undefined;
+      checkJwksUri(definition, deps.allowPrivateJwksUri ?? false);
       const row = await db.transaction(async (tx) => {
         await checkAgainstResourceServers(tx, definition);
         const created = await createClientStore(tx).insert({
@@ -220,6 +238,7 @@ export function createClientService(deps: ClientServiceDeps) {
         const parsed = clientDefinition.safeParse(merged);
         if (!parsed.success) throw invalid(fieldErrors(parsed.error));
         const definition = parsed.data;
+        checkJwksUri(definition, deps.allowPrivateJwksUri ?? false);
         await checkAgainstResourceServers(tx, definition);
 
         const needsSecret = SECRET_AUTH_METHODS.includes(definition.token_endpoint_auth_method);
