@@ -49,7 +49,8 @@ COPY bin ./bin
 # (mount a volume here to keep it).
 RUN mkdir -p /app/data && chown node:node /app/data
 USER node
-EXPOSE 3000
+# PORT (public) and MANAGEMENT_PORT (/healthz, /readyz, /metrics: keep it off the public network).
+EXPOSE 3000 9000
 # The slim image has no curl; Node 22's fetch does the probe. /healthz says the process is
 # alive; orchestrators that route traffic should use /readyz (database and migrations).
 HEALTHCHECK --interval=30s --timeout=5s --start-period=30s --retries=3 \

@@ -451,7 +451,7 @@ interface Scrape {
 }
 
 async function scrape(setup: Setup): Promise<Scrape> {
-  const text = await (await fetch(`${setup.url}/metrics`)).text();
+  const text = await (await fetch(`${setup.gatehouse.managementUrl}/metrics`)).text();
   const value = (pattern: RegExp) => Number(pattern.exec(text)?.[1] ?? Number.NaN);
   const routes = new Map<string, { seconds: number; count: number }>();
   for (const match of text.matchAll(/^gatehouse_http_request_duration_seconds_(sum|count)\{([^}]*)\} (\S+)$/gm)) {

@@ -223,6 +223,8 @@ export async function adminPost<T>(baseUrl: string, adminToken: string, route: s
 export interface Gatehouse {
   readonly child: Child;
   readonly url: string;
+  /** The management listener: /metrics is served there only. */
+  readonly managementUrl: string;
   readonly dataDir: string;
   readonly profileFile: string | undefined;
   /** An admin-API access token with these scopes (the bootstrap admin client's credentials). */
@@ -261,6 +263,7 @@ export async function launchGatehouse(
 ): Promise<Gatehouse> {
   const port = await freePort();
   const url = `http://127.0.0.1:${port}`;
+  const managementPort = await freePort();
   const dataDir = await mkdtemp(path.join(tmpdir(), 'gatehouse-bench-'));
   const admin = { id: 'bench-admin', secret: randomBytes(32).toString('base64url') };
   const { profileFile } = options;
@@ -277,6 +280,7 @@ export async function launchGatehouse(
   ];
   const child = spawnChild('gatehouse', nodeArgs, {
     PORT: String(port),
+    MANAGEMENT_PORT: String(managementPort),
     HOST: '127.0.0.1',
     ISSUER: url,
     DATA_DIR: dataDir,
@@ -292,6 +296,7 @@ export async function launchGatehouse(
   return {
     child,
     url,
+    managementUrl: `http://127.0.0.1:${managementPort}`,
     dataDir,
     profileFile,
     adminToken: (scopes) =>

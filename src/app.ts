@@ -19,7 +19,8 @@ import { createAuditEventService } from './admin/audit-events/service.js';
 import { accessLog } from './http/access-log.js';
 import { handleErrors } from './http/errors.js';
 import { createMetrics, measureRequests, type Metrics } from './http/metrics.js';
-import { opsRoutes } from './http/ops-routes.js';
+import { managementRoutes, opsRoutes } from './http/ops-routes.js';
+import { issuerPath, pinRequestOriginToIssuer } from './http/issuer-origin.js';
 import { createTokenRateLimits } from './http/rate-limit.js';
 import { requestId } from './http/request-id.js';
 import { securityHeaders } from './http/security-headers.js';
@@ -40,6 +41,8 @@ export type AdminServices = Omit<AdminApiDeps, 'issuer' | 'verifier' | 'logger' 
 
 export interface GatehouseApp {
   readonly app: Koa;
+  /** What MANAGEMENT_PORT serves: /healthz, /readyz and /metrics, nothing else. */
+  readonly management: Koa;
   readonly services: AdminServices;
   readonly providers: ProviderHost;
   readonly resourceServers: ResourceServerRegistry;
@@ -95,6 +98,7 @@ export async function createApp(runtime: Runtime): Promise<GatehouseApp> {
     envelope: runtime.envelope,
     logger,
     intervalMs: config.keyRefreshIntervalMs,
+    advertisedPath: issuerPath(config.issuer),
     build: (jwks) =>
       createProvider({
         issuer: config.issuer,
@@ -163,10 +167,14 @@ export async function createApp(runtime: Runtime): Promise<GatehouseApp> {
   // With TRUST_PROXY, only the address the nearest proxy saw counts: a client cannot choose its
   // own address (and dodge throttling) by sending X-Forwarded-For itself.
   app.maxIpsCount = 1;
+  // SPEC §1: URLs, redirects and cookie security follow ISSUER, never the request's Host or
+  // X-Forwarded-Proto; with an https issuer every cookie is Secure, even on a plain-HTTP hop.
+  pinRequestOriginToIssuer(app, config.issuer);
   app.silent = true; // errors are logged by our own middleware, without request data
 
-  const ops = opsRoutes({ db, migrations: runtime.migrations, metrics, stylesheet: views.stylesheet });
+  const ops = opsRoutes({ db, migrations: runtime.migrations, stylesheet: views.stylesheet });
   const pages = interactionRoutes({
+    issuer: config.issuer,
     providers,
     db,
     views,
@@ -174,7 +182,11 @@ export async function createApp(runtime: Runtime): Promise<GatehouseApp> {
     throttle: createLoginThrottle(db),
     csrf: createCsrf(Buffer.from(runtime.cookieKeys[0] ?? '', 'base64url')),
     // Signed with the cookie keys every instance shares; Secure under an https issuer (SPEC §1).
-    deviceCookies: createDeviceCookies({ keys: runtime.cookieKeys.map((key) => Buffer.from(key, 'base64url')), secure: config.issuer.startsWith('https://') }),
+    deviceCookies: createDeviceCookies({
+      keys: runtime.cookieKeys.map((key) => Buffer.from(key, 'base64url')),
+      secure: config.issuer.startsWith('https://'),
+      path: `${issuerPath(config.issuer)}/interaction`,
+    }),
     secondFactor,
     resourceServers,
     metrics,
@@ -194,10 +206,21 @@ export async function createApp(runtime: Runtime): Promise<GatehouseApp> {
   app.use(pages.allowedMethods());
   app.use(providers.middleware);
 
+  // Scrapes and probes are not counted in the request metrics or logged: they would drown the
+  // traffic they measure. Anything but these three paths is 404.
+  const management = new Koa();
+  management.silent = true;
+  const managed = managementRoutes({ db, migrations: runtime.migrations, metrics });
+  management.use(securityHeaders({ hsts: false }));
+  management.use(handleErrors(logger));
+  management.use(managed.routes());
+  management.use(managed.allowedMethods());
+
   const stopMaintenance = startMaintenance(db, logger, { auditRetentionDays: config.auditRetentionDays });
 
   return {
     app,
+    management,
     services,
     providers,
     resourceServers,

@@ -58,6 +58,13 @@ const environmentSchema = z
       .max(65535, 'must be between 0 and 65535')
       .default(3000),
     HOST: z.string().trim().min(1, 'must not be empty').default('0.0.0.0'),
+    // /healthz, /readyz and /metrics on a second listener (src/http/management.ts); 0 turns it off.
+    MANAGEMENT_PORT: z.coerce
+      .number({ error: 'must be a number' })
+      .int('must be an integer')
+      .min(0, 'must be between 0 (off) and 65535')
+      .max(65535, 'must be between 0 (off) and 65535')
+      .default(9000),
     ISSUER: z
       .url({ protocol: /^https?$/, error: 'must be an absolute http(s) URL' })
       .refine((value) => {
@@ -89,6 +96,9 @@ const environmentSchema = z
     // Operators choose this one, so it must be as strong as a generated secret (≥ 256 bits of base64url).
     BOOTSTRAP_ADMIN_CLIENT_SECRET: z.string().min(43, 'must be at least 43 characters (256 bits of base64url)').optional(),
     TRUST_PROXY: booleanFlag.default(false),
+    // Read here only for the production check below (SPEC §1, §8): whether Gatehouse serves TLS itself.
+    TLS_CERT_FILE: z.string().trim().min(1).optional(),
+    TLS_KEY_FILE: z.string().trim().min(1).optional(),
     LOG_LEVEL: z.enum(LOG_LEVELS, { error: `must be one of ${LOG_LEVELS.join(', ')}` }).default('info'),
     SHUTDOWN_TIMEOUT_MS: z.coerce.number({ error: 'must be a number' }).int().min(0).max(600_000).default(10_000),
     AUDIT_RETENTION_DAYS: z.coerce.number({ error: 'must be a number of days' }).int('must be whole days').min(1, 'must be at least 1').max(36_500).default(90),
@@ -124,9 +134,28 @@ const environmentSchema = z
         message: 'must be 1 when DATABASE_URL is unset: embedded PGlite serves one process; set DATABASE_URL (PostgreSQL) to run several',
       });
     }
+    if (env.MANAGEMENT_PORT !== 0 && env.MANAGEMENT_PORT === env.PORT) {
+      ctx.addIssue({ code: 'custom', path: ['MANAGEMENT_PORT'], message: 'must differ from PORT (or be 0 to turn the management listener off)' });
+    }
+    if ((env.TLS_CERT_FILE === undefined) !== (env.TLS_KEY_FILE === undefined)) {
+      ctx.addIssue({
+        code: 'custom',
+        path: [env.TLS_CERT_FILE === undefined ? 'TLS_CERT_FILE' : 'TLS_KEY_FILE'],
+        message: 'must be set together with its pair (TLS_CERT_FILE and TLS_KEY_FILE)',
+      });
+    }
     if (env.NODE_ENV === 'production') {
       if (env.ISSUER === undefined || !env.ISSUER.startsWith('https://')) {
         ctx.addIssue({ code: 'custom', path: ['ISSUER'], message: 'must be an https:// URL when NODE_ENV=production' });
+      } else if (!env.TRUST_PROXY && env.TLS_CERT_FILE === undefined && env.TLS_KEY_FILE === undefined) {
+        // An https issuer served as plain HTTP with nothing said about who terminates TLS: either
+        // nobody does, or a proxy does and the client-IP limits see only its address. (Half a
+        // TLS pair is reported above, once.)
+        ctx.addIssue({
+          code: 'custom',
+          path: ['TRUST_PROXY'],
+          message: 'must be true when NODE_ENV=production and ISSUER is https:// (a TLS-terminating proxy in front), unless Gatehouse serves TLS itself (TLS_CERT_FILE and TLS_KEY_FILE)',
+        });
       }
       if (env.MASTER_KEY === undefined) {
         ctx.addIssue({ code: 'custom', path: ['MASTER_KEY'], message: 'is required when NODE_ENV=production' });
@@ -140,6 +169,8 @@ export interface Config {
   readonly env: 'development' | 'production' | 'test';
   readonly port: number;
   readonly host: string;
+  /** The management listener's port (/healthz, /readyz, /metrics) on `host`; undefined when off. */
+  readonly managementPort: number | undefined;
   readonly issuer: string;
   readonly databaseUrl: string | undefined;
   readonly dataDir: string;
@@ -149,6 +180,8 @@ export interface Config {
   readonly masterKeyPrevious: readonly Buffer[];
   readonly bootstrapAdmin: { readonly clientId: string; readonly clientSecret: string } | undefined;
   readonly trustProxy: boolean;
+  /** Set when Gatehouse is configured to serve TLS itself (both files). */
+  readonly tls: { readonly certFile: string; readonly keyFile: string } | undefined;
   readonly logLevel: LogLevel;
   readonly shutdownTimeoutMs: number;
   /** How often each instance checks for rotated signing keys. */
@@ -214,6 +247,7 @@ export function loadConfig(env: Environment = process.env): Config {
     env: e.NODE_ENV,
     port: e.PORT,
     host: e.HOST,
+    managementPort: e.MANAGEMENT_PORT === 0 ? undefined : e.MANAGEMENT_PORT,
     issuer: e.ISSUER ?? `http://localhost:${e.PORT}`,
     databaseUrl: e.DATABASE_URL,
     dataDir: path.resolve(e.DATA_DIR),
@@ -224,6 +258,7 @@ export function loadConfig(env: Environment = process.env): Config {
         ? { clientId: e.BOOTSTRAP_ADMIN_CLIENT_ID, clientSecret: e.BOOTSTRAP_ADMIN_CLIENT_SECRET }
         : undefined,
     trustProxy: e.TRUST_PROXY,
+    tls: e.TLS_CERT_FILE !== undefined && e.TLS_KEY_FILE !== undefined ? { certFile: e.TLS_CERT_FILE, keyFile: e.TLS_KEY_FILE } : undefined,
     logLevel: e.LOG_LEVEL,
     shutdownTimeoutMs: e.SHUTDOWN_TIMEOUT_MS,
     keyRefreshIntervalMs: e.KEY_REFRESH_INTERVAL_MS,

@@ -45,9 +45,9 @@ async function serve(logger: Logger): Promise<void> {
     const { startServer } = await import('./server.js');
     const runtime = await openRuntime(config, logger);
     announceGeneratedAdmin(runtime.bootstrap);
-    const running = await startServer(runtime, { port: config.port, host: config.host });
+    const running = await startServer(runtime, { port: config.port, host: config.host, managementPort: config.managementPort });
     logger.info(
-      { url: running.url, issuer: config.issuer, database: runtime.db.kind, startupMs: Math.round(performance.now() - started) },
+      { url: running.url, managementUrl: running.managementUrl, issuer: config.issuer, database: runtime.db.kind, startupMs: Math.round(performance.now() - started) },
       'gatehouse listening',
     );
 

@@ -14,11 +14,26 @@ const IDLE_CONNECTION_GRACE_MS = 250;
 export interface RunningServer extends GatehouseApp {
   readonly server: http.Server;
   readonly url: string;
+  /** The management listener (MANAGEMENT_PORT), when on. */
+  readonly managementServer: http.Server | undefined;
+  readonly managementUrl: string | undefined;
   /** Stops accepting, lets in-flight requests finish (up to the timeout), closes the pool. */
   close(): Promise<void>;
 }
 
-export async function startServer(runtime: Runtime, listen: { port: number; host: string }): Promise<RunningServer> {
+/** Where a listener is reachable from this host (a wildcard bind is reached on loopback). */
+function urlOf(server: http.Server, host: string): string {
+  const { port } = server.address() as AddressInfo;
+  return `http://${host === '0.0.0.0' || host === '::' ? '127.0.0.1' : host}:${port}`;
+}
+
+async function listenOn(server: http.Server, port: number, host: string): Promise<void> {
+  server.listen(port, host);
+  await once(server, 'listening');
+}
+
+/** `managementPort` undefined: no management listener (MANAGEMENT_PORT=0). */
+export async function startServer(runtime: Runtime, listen: { port: number; host: string; managementPort?: number | undefined }): Promise<RunningServer> {
   const built = await createApp(runtime);
   const handle = built.app.callback();
   let closing: Promise<void> | undefined;
@@ -35,14 +50,34 @@ export async function startServer(runtime: Runtime, listen: { port: number; host
   server.headersTimeout = 15_000;
   server.requestTimeout = 30_000;
   server.keepAliveTimeout = 5_000;
-  server.listen(listen.port, listen.host);
-  await once(server, 'listening');
-  const { port } = server.address() as AddressInfo;
-  const host = listen.host === '0.0.0.0' || listen.host === '::' ? '127.0.0.1' : listen.host;
+  // Probes and scrapes only: short timeouts, no drain (nothing there is worth finishing).
+  const handleManagement = built.management.callback();
+  const managementServer =
+    listen.managementPort === undefined
+      ? undefined
+      : http.createServer((req, res) => {
+          void handleManagement(req, res);
+        });
+  if (managementServer !== undefined) {
+    managementServer.headersTimeout = 5_000;
+    managementServer.requestTimeout = 10_000;
+  }
+  try {
+    await listenOn(server, listen.port, listen.host);
+    if (managementServer !== undefined && listen.managementPort !== undefined) await listenOn(managementServer, listen.managementPort, listen.host);
+  } catch (error) {
+    // One listener up and the other refused (a port in use): close both, so the process can exit.
+    server.close();
+    managementServer?.close();
+    built.stop();
+    throw error;
+  }
 
   const close = () => {
     closing ??= (async () => {
       const closed = new Promise<void>((resolve) => server.once('close', () => resolve()));
+      // http.Server#close also closes idle kept-alive connections (a scraper's), so it cannot hold this open.
+      const managementClosed = managementServer === undefined ? Promise.resolve() : new Promise<void>((resolve) => managementServer.close(() => resolve()));
       // Stop accepting now. http.Server#close would also destroy every idle kept-alive connection
       // at once, dropping requests already sent on them but not yet read (a third of those in
       // flight, under load: test/integration/shutdown.load.test.ts); net.Server#close leaves them
@@ -50,9 +85,12 @@ export async function startServer(runtime: Runtime, listen: { port: number; host
       net.Server.prototype.close.call(server);
       for (const res of inFlight) if (!res.headersSent) res.setHeader('Connection', 'close');
       const idle = setTimeout(() => server.close(), Math.min(IDLE_CONNECTION_GRACE_MS, runtime.config.shutdownTimeoutMs));
-      const force = setTimeout(() => server.closeAllConnections(), runtime.config.shutdownTimeoutMs);
+      const force = setTimeout(() => {
+        server.closeAllConnections();
+        managementServer?.closeAllConnections();
+      }, runtime.config.shutdownTimeoutMs);
       force.unref();
-      await closed;
+      await Promise.all([closed, managementClosed]);
       clearTimeout(idle);
       clearTimeout(force);
       built.stop();
@@ -61,5 +99,12 @@ export async function startServer(runtime: Runtime, listen: { port: number; host
     return closing;
   };
 
-  return { ...built, server, url: `http://${host}:${port}`, close };
+  return {
+    ...built,
+    server,
+    url: urlOf(server, listen.host),
+    managementServer,
+    managementUrl: managementServer === undefined ? undefined : urlOf(managementServer, listen.host),
+    close,
+  };
 }

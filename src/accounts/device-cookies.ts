@@ -30,7 +30,12 @@ export interface DeviceCookies {
   header(value: string): string;
 }
 
-export function createDeviceCookies(options: { readonly keys: readonly Buffer[]; readonly secure: boolean }): DeviceCookies {
+export function createDeviceCookies(options: {
+  readonly keys: readonly Buffer[];
+  readonly secure: boolean;
+  /** Where the sign-in pages are, as the browser sees them (ISSUER's path + /interaction). */
+  readonly path?: string;
+}): DeviceCookies {
   const [signingKey] = options.keys;
   if (signingKey === undefined || signingKey.length < 32) throw new Error('device cookies need a key of at least 32 bytes');
   const mac = (key: Buffer, payload: string) => createHmac('sha256', key).update(LABEL).update(payload).digest();
@@ -78,7 +83,7 @@ export function createDeviceCookies(options: { readonly keys: readonly Buffer[];
     header(value) {
       // Only the sign-in pages read it; Lax keeps it off cross-site subrequests and posts.
       const expires = new Date(Date.now() + MAX_AGE_SECONDS * 1000).toUTCString();
-      return `${DEVICE_COOKIE}=${value}; Path=/interaction; Max-Age=${MAX_AGE_SECONDS}; Expires=${expires}; HttpOnly; SameSite=Lax${options.secure ? '; Secure' : ''}`;
+      return `${DEVICE_COOKIE}=${value}; Path=${options.path ?? '/interaction'}; Max-Age=${MAX_AGE_SECONDS}; Expires=${expires}; HttpOnly; SameSite=Lax${options.secure ? '; Secure' : ''}`;
     },
   };
 }

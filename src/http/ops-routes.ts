@@ -16,11 +16,13 @@ function withTimeout<T>(promise: Promise<T>, ms: number): Promise<T> {
   return Promise.race([promise, timeout]).finally(() => clearTimeout(timer));
 }
 
-/** /healthz, /readyz, /metrics and the hosted pages' stylesheet (SPEC §6). */
-export function opsRoutes(deps: { db: Database; migrations: readonly Migration[]; metrics: Metrics; stylesheet: string }): Router {
-  const router = new Router({ methods: [...ROUTER_METHODS] });
-  const stylesheetEtag = `"${createHash('sha256').update(deps.stylesheet).digest('base64url').slice(0, 16)}"`;
+interface HealthDeps {
+  readonly db: Database;
+  readonly migrations: readonly Migration[];
+}
 
+/** /healthz and /readyz (SPEC §6), served on both listeners: load balancers probe the public port. */
+function addHealthRoutes(router: Router, deps: HealthDeps): void {
   router.get('/healthz', function healthz(ctx) {
     ctx.set('Cache-Control', 'no-store');
     ctx.body = { status: 'ok' };
@@ -41,6 +43,28 @@ export function opsRoutes(deps: { db: Database; migrations: readonly Migration[]
     ctx.status = ready ? 200 : 503;
     ctx.body = { status: ready ? 'ready' : 'unavailable', checks: { database, migrations } };
   });
+}
+
+/**
+ * The management listener's routes (MANAGEMENT_PORT): health and /metrics. /metrics shows
+ * resource servers, admin activity and lockouts, so it is never served on the public port.
+ */
+export function managementRoutes(deps: HealthDeps & { readonly metrics: Metrics }): Router {
+  const router = new Router({ methods: [...ROUTER_METHODS] });
+  addHealthRoutes(router, deps);
+  router.get('/metrics', async function metrics(ctx) {
+    ctx.set('Cache-Control', 'no-store');
+    ctx.type = deps.metrics.registry.contentType;
+    ctx.body = await deps.metrics.registry.metrics();
+  });
+  return router;
+}
+
+/** The public port's operational routes: health, the JWKS and the hosted pages' stylesheet. */
+export function opsRoutes(deps: HealthDeps & { readonly stylesheet: string }): Router {
+  const router = new Router({ methods: [...ROUTER_METHODS] });
+  const stylesheetEtag = `"${createHash('sha256').update(deps.stylesheet).digest('base64url').slice(0, 16)}"`;
+  addHealthRoutes(router, deps);
 
   // The JWKS comes from the database, not from a provider's keystore snapshot, so a rotated key
   // is published on every instance the moment it is committed (see src/oidc/provider-host.ts).
@@ -49,12 +73,6 @@ export function opsRoutes(deps: { db: Database; migrations: readonly Migration[]
     ctx.type = 'application/jwk-set+json; charset=utf-8';
     ctx.set('Cache-Control', 'public, max-age=60');
     ctx.body = { keys };
-  });
-
-  router.get('/metrics', async function metrics(ctx) {
-    ctx.set('Cache-Control', 'no-store');
-    ctx.type = deps.metrics.registry.contentType;
-    ctx.body = await deps.metrics.registry.metrics();
   });
 
   router.get('/static/gatehouse.css', function stylesheet(ctx) {

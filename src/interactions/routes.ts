@@ -30,6 +30,8 @@ import { FormError, readForm } from './form.js';
  */
 
 export interface InteractionDeps {
+  /** Form actions and redirects start with it, whatever Host a request carried (SPEC §1). */
+  readonly issuer: string;
   readonly providers: ProviderHost;
   readonly db: Database;
   readonly views: Views;
@@ -100,6 +102,8 @@ function param(ctx: ParameterizedContext, name: string): string {
 export function interactionRoutes(deps: InteractionDeps): Router {
   const router = new Router({ prefix: '/interaction', methods: [...ROUTER_METHODS] });
   const users = createUserStore(deps.db);
+  /** A hosted page's absolute URL (SPEC §1: advertised URLs start with ISSUER). */
+  const pageUrl = (uid: string, step = '') => `${deps.issuer}/interaction/${encodeURIComponent(uid)}${step}`;
 
   const render = (ctx: ParameterizedContext, template: string, data: Record<string, unknown>, status = 200) => {
     ctx.status = status;
@@ -126,8 +130,8 @@ export function interactionRoutes(deps: InteractionDeps): Router {
       {
         title: 'Sign in',
         clientName: name,
-        action: `/interaction/${uid}/login`,
-        abortAction: `/interaction/${uid}/abort`,
+        action: pageUrl(uid, '/login'),
+        abortAction: pageUrl(uid, '/abort'),
         csrf: deps.csrf.tokenFor(uid),
         username: extra.username ?? '',
         error: extra.error,
@@ -203,8 +207,8 @@ export function interactionRoutes(deps: InteractionDeps): Router {
   async function secondFactorPage(ctx: ParameterizedContext, uid: string, name: string, pending: PendingSignIn, error?: string, status = 200) {
     const common = {
       clientName: name,
-      action: `/interaction/${uid}/second-factor`,
-      abortAction: `/interaction/${uid}/abort`,
+      action: pageUrl(uid, '/second-factor'),
+      abortAction: pageUrl(uid, '/abort'),
       csrf: deps.csrf.tokenFor(uid),
       error,
     };
@@ -276,8 +280,8 @@ export function interactionRoutes(deps: InteractionDeps): Router {
         clientName: name,
         items,
         username: user?.username ?? '',
-        action: `/interaction/${details.uid}/consent`,
-        abortAction: `/interaction/${details.uid}/abort`,
+        action: pageUrl(details.uid, '/consent'),
+        abortAction: pageUrl(details.uid, '/abort'),
         csrf: deps.csrf.tokenFor(details.uid),
       });
       return;
@@ -373,7 +377,7 @@ export function interactionRoutes(deps: InteractionDeps): Router {
     });
     await savePending(details, { accountId: user.id, username: user.username, normalized, subject, attemptId });
     ctx.status = 303;
-    ctx.redirect(`/interaction/${uid}`);
+    ctx.redirect(pageUrl(uid));
   });
 
   router.post('/:uid/second-factor', async function submitSecondFactor(ctx) {
@@ -460,7 +464,7 @@ export function interactionRoutes(deps: InteractionDeps): Router {
           title: 'Save your recovery codes',
           clientName: name,
           codes,
-          action: `/interaction/${uid}/second-factor`,
+          action: pageUrl(uid, '/second-factor'),
           csrf: deps.csrf.tokenFor(uid),
         });
         return;

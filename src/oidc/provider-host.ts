@@ -38,6 +38,11 @@ export async function createProviderHost(options: {
   readonly envelope: Envelope;
   readonly logger: Logger;
   readonly intervalMs: number;
+  /**
+   * ISSUER's path ('' at the root): the provider's routes are served at the root of the app, and
+   * the URLs it builds (ctx.oidc.urlFor) take this as their mount path, so they start with ISSUER.
+   */
+  readonly advertisedPath: string;
   readonly build: (jwks: { keys: JsonWebKey[] }) => Provider;
 }): Promise<ProviderHost> {
   const keys = createSigningKeyStore(options.db);
@@ -72,6 +77,7 @@ export async function createProviderHost(options: {
     current: () => state.provider,
     publicJwks: () => state.publicJwks,
     middleware: async function currentProvider(ctx, next) {
+      if (options.advertisedPath !== '') (ctx as { mountPath?: string }).mountPath = options.advertisedPath;
       await state.mounted(ctx, next);
     },
     refresh,

@@ -22,6 +22,7 @@ import { innerPersonClaims, publicPersonClaims } from '../tokens/person-claims.j
 import type { Metrics } from '../http/metrics.js';
 import { createOutboundFetch } from './outbound-fetch.js';
 import { limitGrantPerClient, limitPerIp, type TokenRateLimits } from '../http/rate-limit.js';
+import { pinRequestOriginToIssuer } from '../http/issuer-origin.js';
 
 /**
  * The one `new Provider(...)` (STYLE.md §2). Every option that differs from oidc-provider's
@@ -218,8 +219,8 @@ export function createProvider(deps: ProviderDependencies): Provider {
       customizers: { jwt: innerLayer(deps.resourceServers, deps.jweEncryptor, innerPersonClaims(deps.accounts)) },
     },
     interactions: {
-      // Hosted pages live under /interaction (src/interactions).
-      url: (_ctx, interaction) => `/interaction/${interaction.uid}`,
+      // Hosted pages live under /interaction (src/interactions); absolute, from ISSUER (SPEC §1).
+      url: (_ctx, interaction) => `${deps.issuer}/interaction/${interaction.uid}`,
       // The default prompts plus the second-factor check (src/oidc/second-factor-check.ts).
       policy: interactionPolicyWithSecondFactor({ accounts: deps.accounts, secondFactor: deps.secondFactor }),
     },
@@ -255,8 +256,10 @@ export function createProvider(deps: ProviderDependencies): Provider {
   }
 
   const provider = new RateLimitedProvider(deps.issuer, configuration);
-  // Behind a TLS-terminating proxy the issuer's https URLs must be reconstructed from X-Forwarded-*.
+  // The provider builds contexts of its own too (its cookie jar, interactionDetails): the same
+  // proxy trust for client addresses, and the same origin, ISSUER's, as the app it is mounted in.
   provider.proxy = deps.trustProxy;
+  pinRequestOriginToIssuer(provider, deps.issuer);
 
   // SPEC §2: secrets are stored as a keyed hash; this is the provider's one comparison point.
   provider.Client.prototype.compareClientSecret = function compareClientSecret(this: { clientSecret?: string }, actual: string) {

@@ -74,6 +74,8 @@ describe('second factor: when it is required, step-up, and attacks on the code s
     const auth = await pkceParams(REDIRECT, 'openid profile', extra);
     const url = oidc.buildAuthorizationUrl(config, auth.params);
     const onInstance = new URL(`${url.pathname}${url.search}`, base);
+    // The pages' redirects and forms are on the shared issuer: this browser reaches it at `base`.
+    browser.routeTo(server.issuer, base);
     return { auth: auth as Authorization, page: await browser.follow(await browser.get(onInstance), base) };
   }
 

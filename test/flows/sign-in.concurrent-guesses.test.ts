@@ -28,6 +28,8 @@ interface Login {
 
 async function openLogin(server: TestServer, config: oidc.Configuration, base = server.url): Promise<Login> {
   const browser = new CookieClient();
+  // Instances share the issuer, where the pages' redirects and forms point: reach it at `base`.
+  browser.routeTo(server.issuer, base);
   const { params } = await pkceParams(REDIRECT, 'openid');
   const url = oidc.buildAuthorizationUrl(config, params);
   const page = await browser.follow(await browser.get(new URL(url.pathname + url.search, base)), base);

@@ -85,7 +85,9 @@ function readLoginPage(html: string, base: string): LoginPage {
 async function openLogin(browser: CookieClient, config: oidc.Configuration, baseUrl: string, extra: Record<string, string> = {}): Promise<LoginPage> {
   const { params } = await pkceParams(REDIRECT, 'openid', extra);
   const url = oidc.buildAuthorizationUrl(config, params);
-  // A second instance shares the issuer; send the request to its own address instead.
+  // A second instance shares the issuer; send the request to its own address instead, and the
+  // pages' redirects and forms (all on the issuer) too.
+  browser.routeTo(config.serverMetadata().issuer, baseUrl);
   const target = new URL(url.pathname + url.search, baseUrl);
   const page = await browser.follow(await browser.get(target), baseUrl);
   assert.equal(page.status, 200);

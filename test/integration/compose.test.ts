@@ -9,6 +9,8 @@ import assert from 'node:assert/strict';
 
 // The deployment files (SPEC §1 `docker compose up`) checked without a Docker engine:
 // `docker-compose config` only interpolates and validates, and the Dockerfile is read as text.
+// What makes the compose setup safe (TLS in front, Gatehouse unpublished and trusting only that
+// proxy) is also checked on the file itself, so it is checked where docker-compose is missing.
 
 const REPO_ROOT = fileURLToPath(new URL('../../', import.meta.url));
 const run = promisify(execFile);
@@ -98,6 +100,49 @@ void test('docker-compose config renders postgres and gatehouse with health chec
   assert.match(gatehouse, /read_only: true/);
   assert.match(gatehouse, /cap_drop:\n\s+- ALL/);
   assert.match(gatehouse, /no-new-privileges:true/);
+  // Reached through Caddy only: nothing of Gatehouse is published on the host.
+  assert.doesNotMatch(gatehouse, /^\s+ports:/m);
+  assert.match(gatehouse, /TRUST_PROXY: ["']?true/);
+
+  const caddy = serviceBlock(rendered, 'caddy');
+  assert.match(caddy, /image: caddy:2/);
+  // Compose v2 renders long syntax (target: 443), v1 the short one (8443:443/tcp).
+  assert.match(caddy, /target: 443\b|:443(\/tcp)?"?\n/, 'Caddy publishes HTTPS');
+  assert.doesNotMatch(caddy, /target: 80\b|:80(\/tcp)?"?\n/, 'plain HTTP is not published');
+  assert.match(caddy, /Caddyfile/);
+});
+
+void test('docker-compose.yml as written: TLS in front, Gatehouse unpublished, an https ISSUER, MASTER_KEY required', async () => {
+  const text = await readFile(path.join(REPO_ROOT, 'docker-compose.yml'), 'utf8');
+  const gatehouse = serviceBlock(text, 'gatehouse');
+  assert.doesNotMatch(gatehouse, /^\s+ports:/m, 'Gatehouse publishes no port of its own');
+  assert.match(gatehouse, /^\s+NODE_ENV: production$/m);
+  assert.match(gatehouse, /^\s+ISSUER: \$\{ISSUER:-https:\/\/[^}]+\}$/m, 'the default ISSUER is https');
+  assert.match(gatehouse, /^\s+TRUST_PROXY: "true"$/m, 'Gatehouse trusts the proxy in front (and only it can reach it)');
+  assert.match(gatehouse, /^\s+MASTER_KEY: \$\{MASTER_KEY:\?[^}]+\}$/m, 'MASTER_KEY is required at `docker compose up`');
+  assert.match(gatehouse, /^\s+MANAGEMENT_PORT: "9000"$/m);
+
+  const caddy = serviceBlock(text, 'caddy');
+  const published = [...caddy.matchAll(/^\s+- "([^"]+)"$/gm)].map((m) => m[1]!).filter((entry) => /:\d+$/.test(entry));
+  assert.deepEqual(published, ['${HTTPS_PORT:-8443}:443'], 'Caddy publishes HTTPS, and only HTTPS');
+  assert.match(caddy, /- \.\/deploy\/Caddyfile:\/etc\/caddy\/Caddyfile:ro/);
+
+  // The default ISSUER is where Caddy answers: https, localhost, the published port.
+  const issuer = /ISSUER: \$\{ISSUER:-([^}]+)\}/.exec(gatehouse)?.[1];
+  assert.equal(issuer, 'https://localhost:8443');
+
+  const caddyfile = await readFile(path.join(REPO_ROOT, 'deploy', 'Caddyfile'), 'utf8');
+  const directives = caddyfile
+    .split('\n')
+    .map((line) => line.trim())
+    .filter((line) => line !== '' && !line.startsWith('#'));
+  assert.deepEqual(directives, ['{$GATEHOUSE_HOST:localhost} {', 'tls {$CADDY_TLS:internal}', 'reverse_proxy gatehouse:3000', '}']);
+  assert.doesNotMatch(caddyfile, /gatehouse:9000/, 'the management port is never proxied');
+
+  const example = await readFile(path.join(REPO_ROOT, '.env.example'), 'utf8');
+  assert.match(example, /^ISSUER=https:\/\/localhost:8443$/m);
+  assert.match(example, /^MASTER_KEY=$/m);
+  assert.doesNotMatch(example, /^TRUST_PROXY=/m, 'TRUST_PROXY is the compose file\'s, not a knob to turn off');
 });
 
 void test('docker-compose defaults ISSUER to https, which production requires', async (t) => {

@@ -63,6 +63,17 @@ describe('a bad environment stops the process with one line per problem', { conc
     assert.ok(lines.some((line) => /ISSUER .*https/.test(line)));
   });
 
+  test('production with an https issuer served as plain HTTP and no proxy trusted', async () => {
+    // Nothing terminates TLS for the issuer clients are told to use: refused, naming TRUST_PROXY.
+    const outcome = await start({ NODE_ENV: 'production', ISSUER: 'https://id.example.com', MASTER_KEY: randomBytes(32).toString('base64url') });
+    const [line] = assertRejected(outcome, ['TRUST_PROXY']);
+    assert.match(line ?? '', /TRUST_PROXY must be true .*TLS_CERT_FILE and TLS_KEY_FILE/);
+  });
+
+  test('MANAGEMENT_PORT that is not a port', async () => {
+    assertRejected(await start({ MANAGEMENT_PORT: '70000' }), ['MANAGEMENT_PORT']);
+  });
+
   test('a MASTER_KEY that is too short is rejected without echoing it', async () => {
     const badKey = randomBytes(16).toString('base64url');
     const outcome = await start({ MASTER_KEY: badKey });
@@ -139,15 +150,50 @@ describe('loadConfig', () => {
 
   test('an empty MASTER_KEY in production is "required", not "malformed"', () => {
     assert.throws(
-      () => loadConfig({ NODE_ENV: 'production', ISSUER: 'https://id.example.com', MASTER_KEY: '' }),
+      () => loadConfig({ NODE_ENV: 'production', ISSUER: 'https://id.example.com', TRUST_PROXY: 'true', MASTER_KEY: '' }),
       (error: unknown) => error instanceof ConfigError && error.problems.length === 1 && /^MASTER_KEY is required/.test(error.problems[0] ?? ''),
     );
   });
 
   test('a valid production configuration loads', () => {
     const key = randomBytes(32);
-    const config = loadConfig({ NODE_ENV: 'production', ISSUER: 'https://id.example.com', MASTER_KEY: key.toString('base64url') });
+    const config = loadConfig({ NODE_ENV: 'production', ISSUER: 'https://id.example.com', TRUST_PROXY: 'true', MASTER_KEY: key.toString('base64url') });
     assert.equal(config.env, 'production');
     assert.deepEqual(config.masterKey, key);
+  });
+
+  test('production with an https issuer needs TRUST_PROXY=true or TLS served by Gatehouse (SPEC §1)', () => {
+    const production = { NODE_ENV: 'production', ISSUER: 'https://id.example.com', MASTER_KEY: randomBytes(32).toString('base64url') };
+    const refusedFor = (env: Record<string, string>, variable: string) =>
+      assert.throws(
+        () => loadConfig(env),
+        (error: unknown) => error instanceof ConfigError && error.problems.length === 1 && error.problems[0]?.startsWith(`${variable} `) === true,
+        JSON.stringify(env),
+      );
+    refusedFor(production, 'TRUST_PROXY');
+    refusedFor({ ...production, TRUST_PROXY: 'false' }, 'TRUST_PROXY');
+    // Half a certificate is no TLS.
+    refusedFor({ ...production, TLS_CERT_FILE: '/etc/gatehouse/cert.pem' }, 'TLS_KEY_FILE');
+    refusedFor({ ...production, TLS_KEY_FILE: '/etc/gatehouse/key.pem' }, 'TLS_CERT_FILE');
+    assert.equal(loadConfig({ ...production, TRUST_PROXY: 'true' }).trustProxy, true);
+    assert.deepEqual(loadConfig({ ...production, TLS_CERT_FILE: '/etc/gatehouse/cert.pem', TLS_KEY_FILE: '/etc/gatehouse/key.pem' }).tls, {
+      certFile: '/etc/gatehouse/cert.pem',
+      keyFile: '/etc/gatehouse/key.pem',
+    });
+    // Outside production, development over plain http on localhost stays as it is.
+    assert.equal(loadConfig({ ISSUER: 'https://id.example.com' }).trustProxy, false);
+  });
+
+  test('MANAGEMENT_PORT: 9000 by default, 0 turns it off, never the public PORT', () => {
+    assert.equal(loadConfig({}).managementPort, 9000);
+    assert.equal(loadConfig({ MANAGEMENT_PORT: '0' }).managementPort, undefined);
+    assert.equal(loadConfig({ MANAGEMENT_PORT: '9100' }).managementPort, 9100);
+    for (const env of [{ MANAGEMENT_PORT: '3000' }, { PORT: '9000' }, { MANAGEMENT_PORT: '-1' }, { MANAGEMENT_PORT: 'metrics' }]) {
+      assert.throws(
+        () => loadConfig(env),
+        (error: unknown) => error instanceof ConfigError && error.problems.length === 1 && error.problems[0]?.startsWith('MANAGEMENT_PORT ') === true,
+        JSON.stringify(env),
+      );
+    }
   });
 });

@@ -42,7 +42,8 @@ describe('/metrics', () => {
     assert.equal((await fetch(`${server.url}/healthz`)).status, 200);
     assert.equal((await issueToken()).status, 200);
     assert.equal((await fetch(`${server.url}/no-such-page-4711`)).status, 404);
-    const response = await fetch(`${server.url}/metrics`);
+    // Served on the management listener only (test/integration/metrics.management-port.test.ts).
+    const response = await fetch(`${server.managementUrl}/metrics`);
     assert.equal(response.status, 200);
     contentType = response.headers.get('content-type') ?? '';
     text = await response.text();

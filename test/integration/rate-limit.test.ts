@@ -214,7 +214,7 @@ function assertRateLimited(response: TokenEndpointResponse, maxRetryAfter = 1000
 }
 
 async function metricsText(server: TestServer): Promise<string> {
-  const response = await fetch(`${server.url}/metrics`);
+  const response = await fetch(`${server.managementUrl}/metrics`);
   assert.equal(response.status, 200);
   return response.text();
 }

@@ -16,14 +16,17 @@ const BODY = 'grant_type=client_credentials&scope=admin:clients';
 
 let dataDir: string;
 let port: number;
+let managementPort: number;
 let gatehouse: GatehouseProcess;
 
 before(async () => {
   dataDir = await mkdtemp(path.join(tmpdir(), 'gatehouse-shutdown-'));
   port = await freePort();
+  managementPort = await freePort();
   gatehouse = spawnGatehouse({
     NODE_ENV: 'test',
     PORT: String(port),
+    MANAGEMENT_PORT: String(managementPort),
     HOST: '127.0.0.1',
     ISSUER: `http://127.0.0.1:${port}`,
     DATA_DIR: dataDir,
@@ -43,9 +46,9 @@ after(async () => {
 });
 
 /** Resolves true when a new TCP connection to the port is refused or fails. */
-function connectionFails(): Promise<boolean> {
+function connectionFails(to = port): Promise<boolean> {
   return new Promise((resolve) => {
-    const socket = connect(port, '127.0.0.1');
+    const socket = connect(to, '127.0.0.1');
     socket.once('connect', () => {
       socket.destroy();
       resolve(false);
@@ -54,7 +57,20 @@ function connectionFails(): Promise<boolean> {
   });
 }
 
-test('SIGTERM lets an in-flight request finish, refuses new connections and exits 0', async () => {
+/** One GET on `agent`'s connection, read to the end. */
+function fetchVia(agent: http.Agent, to: number, requestPath: string): Promise<{ status: number }> {
+  return new Promise((resolve, reject) => {
+    http
+      .get({ host: '127.0.0.1', port: to, path: requestPath, agent }, (response) => {
+        response.resume();
+        response.once('end', () => resolve({ status: response.statusCode ?? 0 }));
+        response.once('error', reject);
+      })
+      .once('error', reject);
+  });
+}
+
+test('SIGTERM lets an in-flight request finish, refuses new connections on both listeners and exits 0', async () => {
   // `Expect: 100-continue` makes the server confirm it has parsed the request headers, so the
   // request is provably in flight (not just queued in the kernel) before the signal arrives.
   const request = http.request({
@@ -95,12 +111,17 @@ test('SIGTERM lets an in-flight request finish, refuses new connections and exit
   });
   const half = Math.floor(BODY.length / 2);
   request.write(BODY.slice(0, half));
+  // A scraper on the management listener holding a kept-alive connection must not hold the exit open.
+  const scraper = new http.Agent({ keepAlive: true });
+  const scrape = await fetchVia(scraper, managementPort, '/metrics');
+  assert.equal(scrape.status, 200);
 
   gatehouse.kill('SIGTERM');
   await waitFor(() => gatehouse.output.stdout.includes('shutting down'), 5_000, 20);
 
   // Still mid-request: the listener is closed, so a new connection cannot get in.
   assert.equal(await waitFor(connectionFails, 2_000, 20), true, 'a new connection after SIGTERM is refused');
+  assert.equal(await waitFor(() => connectionFails(managementPort), 2_000, 20), true, 'the management listener is closed too');
   assert.equal(gatehouse.child.exitCode, null, 'the process waits for the in-flight request');
 
   request.end(BODY.slice(half));

@@ -5,6 +5,25 @@
  */
 export class CookieClient {
   readonly cookies = new Map<string, string>();
+  private readonly routes = new Map<string, string>();
+
+  /**
+   * As a load balancer would: requests for `issuer`'s origin go to `instance`. Instances share
+   * one issuer, and every URL Gatehouse advertises (redirects, form actions) starts with it, so a
+   * test that drives one particular instance routes the issuer to it.
+   */
+  routeTo(issuer: string, instance: string): void {
+    const from = new URL(issuer).origin;
+    const to = new URL(instance).origin;
+    if (from === to) this.routes.delete(from);
+    else this.routes.set(from, to);
+  }
+
+  private routed(url: string | URL): URL {
+    const parsed = new URL(url);
+    const to = this.routes.get(parsed.origin);
+    return to === undefined ? parsed : new URL(`${parsed.pathname}${parsed.search}`, to);
+  }
 
   private remember(response: Response): void {
     for (const header of response.headers.getSetCookie()) {
@@ -21,7 +40,7 @@ export class CookieClient {
   async request(url: string | URL, init: RequestInit = {}): Promise<Response> {
     const headers = new Headers(init.headers);
     if (this.cookies.size > 0) headers.set('cookie', [...this.cookies].map(([k, v]) => `${k}=${v}`).join('; '));
-    const response = await fetch(url, { ...init, headers, redirect: 'manual' });
+    const response = await fetch(this.routed(url), { ...init, headers, redirect: 'manual' });
     this.remember(response);
     return response;
   }
@@ -47,7 +66,7 @@ export class CookieClient {
     for (let i = 0; i < limit; i += 1) {
       const location = current.headers.get('location');
       if (current.status < 300 || current.status >= 400 || location === null) return current;
-      const next = new URL(location, current.url || origin);
+      const next = this.routed(new URL(location, current.url || origin));
       if (next.origin !== new URL(origin).origin) return current;
       current = await this.get(next);
     }

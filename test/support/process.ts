@@ -17,6 +17,8 @@ export interface GatehouseProcess {
 /**
  * Runs a real Gatehouse process (`src/main.ts` or `src/cli.ts` through tsx) with exactly the
  * given environment plus PATH, so nothing leaks in from the test runner's own environment.
+ * The management listener is off (MANAGEMENT_PORT=0) unless `env` names a port: processes of
+ * test files running side by side would otherwise all bind the default 9000.
  * `stdin`, when given, is written to the process's stdin and closed; otherwise stdin is empty.
  */
 export function spawnGatehouse(
@@ -27,7 +29,7 @@ export function spawnGatehouse(
 ): GatehouseProcess {
   const child = spawn(process.execPath, ['--import', 'tsx', `src/${entry}.ts`, ...args], {
     cwd: REPO_ROOT,
-    env: { PATH: process.env['PATH'] ?? '', HOME: process.env['HOME'] ?? '/tmp', ...env },
+    env: { PATH: process.env['PATH'] ?? '', HOME: process.env['HOME'] ?? '/tmp', MANAGEMENT_PORT: '0', ...env },
     stdio: [options.stdin === undefined ? 'ignore' : 'pipe', 'pipe', 'pipe'],
   });
   if (options.stdin !== undefined) child.stdin?.end(options.stdin);

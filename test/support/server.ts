@@ -48,6 +48,8 @@ export class LogCapture extends Writable {
 
 export interface TestServer {
   readonly url: string;
+  /** The management listener (/healthz, /readyz, /metrics); undefined with MANAGEMENT_PORT=0. */
+  readonly managementUrl: string | undefined;
   readonly issuer: string;
   readonly admin: { readonly clientId: string; readonly clientSecret: string };
   /** base64url MASTER_KEY this server runs with (a second instance on the same database needs it). */
@@ -73,12 +75,15 @@ export interface TestServerOptions {
 export async function startTestServer(options: TestServerOptions = {}): Promise<TestServer> {
   const database = options.database ?? (await createTestDatabase(options.backend ?? defaultBackend));
   const port = await freePort();
+  // Its own management port, so test files running side by side never meet on the default 9000.
+  const managementPort = options.env?.['MANAGEMENT_PORT'] ?? String(await freePort());
   const admin = { clientId: `admin-${randomBytes(4).toString('hex')}`, clientSecret: randomBytes(32).toString('base64url') };
   const databaseUrl = options.databaseUrl ?? database.url;
   const masterKey = options.env?.['MASTER_KEY'] ?? randomBytes(32).toString('base64url');
   const config = loadConfig({
     NODE_ENV: 'test',
     PORT: String(port),
+    MANAGEMENT_PORT: managementPort,
     HOST: '127.0.0.1',
     ISSUER: `http://127.0.0.1:${port}`,
     DATA_DIR: database.dataDir,
@@ -92,12 +97,13 @@ export async function startTestServer(options: TestServerOptions = {}): Promise<
   });
   const logs = new LogCapture();
   const runtime = await openRuntime(config, createLogger(config.logLevel, logs));
-  const running = await startServer(runtime, { port: config.port, host: config.host });
+  const running = await startServer(runtime, { port: config.port, host: config.host, managementPort: config.managementPort });
   // PGlite is single-process: the test shares the server's instance instead of opening another.
   const db = database.backend === 'pglite' ? runtime.db : await database.connect();
   let closed = false;
   return {
     url: running.url,
+    managementUrl: running.managementUrl,
     issuer: config.issuer,
     admin,
     masterKey,
