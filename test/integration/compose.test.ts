@@ -87,7 +87,9 @@ void test('docker-compose config renders postgres and gatehouse with health chec
   assert.match(postgres, /image: postgres:16\b/);
   assert.match(postgres, /healthcheck:[\s\S]*pg_isready/);
   assert.match(postgres, /- postgres-data:\/var\/lib\/postgresql\/data/);
-  assert.match(rendered, /^volumes:\n {2}postgres-data:/m);
+  // Top-level named volumes (docker-compose sorts them): postgres-data among them.
+  const volumes = rendered.slice(rendered.search(/^volumes:$/m));
+  assert.match(volumes, /^ {2}postgres-data:/m);
 
   const gatehouse = serviceBlock(rendered, 'gatehouse');
   assert.match(gatehouse, /healthcheck:[\s\S]*\/healthz/);
