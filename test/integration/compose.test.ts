@@ -138,7 +138,7 @@ void test('docker-compose.yml as written: TLS in front, Gatehouse unpublished, a
     .split('\n')
     .map((line) => line.trim())
     .filter((line) => line !== '' && !line.startsWith('#'));
-  assert.deepEqual(directives, ['{$GATEHOUSE_HOST:localhost} {', 'tls {$CADDY_TLS:internal}', 'reverse_proxy gatehouse:3000', '}']);
+  assert.deepEqual(directives, ['{$GATEHOUSE_HOST:localhost} {', 'tls {$CADDY_TLS:internal}', 'reverse_proxy {$GATEHOUSE_UPSTREAM:gatehouse:3000}', '}']);
   assert.doesNotMatch(caddyfile, /gatehouse:9000/, 'the management port is never proxied');
 
   const example = await readFile(path.join(REPO_ROOT, '.env.example'), 'utf8');
