@@ -57,5 +57,5 @@ HEALTHCHECK --interval=30s --timeout=5s --start-period=30s --retries=3 \
   CMD ["node", "-e", "fetch('http://127.0.0.1:' + (process.env.PORT || 3000) + '/healthz', { signal: AbortSignal.timeout(4000) }).then((r) => process.exit(r.ok ? 0 : 1), () => process.exit(1))"]
 # node as PID 1 is fine: main.ts handles SIGTERM and SIGINT itself (graceful shutdown).
 # A heap cap sizes V8's collection thresholds to a server, not to the host: peak RSS under load
-# drops from ~265 to ~190 MiB (README, Performance). Same flag as `npm start`.
+# drops from ~265 to ~190 MiB (bench/README.md, Performance). Same flag as `npm start`.
 CMD ["node", "--max-old-space-size=512", "dist/main.js"]

@@ -3,9 +3,28 @@ import { after, before, describe, test } from 'node:test';
 import * as oidc from 'openid-client';
 import { startTestServer, type TestServer } from '../support/server.js';
 
+/** SPEC §2's client authentication methods; the tls_* ones (§8) are not implemented yet. */
+const SPEC_AUTH_METHODS = ['client_secret_basic', 'client_secret_post', 'private_key_jwt', 'tls_client_auth', 'self_signed_tls_client_auth', 'none'];
+const IMPLEMENTED_AUTH_METHODS = ['client_secret_basic', 'client_secret_post', 'none', 'private_key_jwt'];
+
+/** Every string in a JSON value that is an http(s) URL, with the member it sits in. */
+function urlsIn(value: unknown, path = ''): { path: string; url: string }[] {
+  if (typeof value === 'string') return /^https?:\/\//i.test(value) ? [{ path, url: value }] : [];
+  if (Array.isArray(value)) return value.flatMap((item, index) => urlsIn(item, `${path}[${index}]`));
+  if (value !== null && typeof value === 'object') return Object.entries(value).flatMap(([key, item]) => urlsIn(item, path === '' ? key : `${path}.${key}`));
+  return [];
+}
+
+async function fetchJson(url: string): Promise<{ status: number; contentType: string; body: Record<string, unknown> }> {
+  const response = await fetch(url);
+  return { status: response.status, contentType: response.headers.get('content-type') ?? '', body: (await response.json()) as Record<string, unknown> };
+}
+
 describe('discovery through a real OpenID client', () => {
   let server: TestServer;
   let metadata: oidc.ServerMetadata;
+  /** The document as served at the issuer's OpenID Connect well-known path, parsed by nobody else. */
+  let document: Record<string, unknown>;
 
   before(async () => {
     server = await startTestServer();
@@ -13,6 +32,9 @@ describe('discovery through a real OpenID client', () => {
       execute: [oidc.allowInsecureRequests],
     });
     metadata = config.serverMetadata();
+    const served = await fetchJson(`${server.issuer}/.well-known/openid-configuration`);
+    assert.equal(served.status, 200);
+    document = served.body;
   });
   after(() => server.close());
 
@@ -47,9 +69,72 @@ describe('discovery through a real OpenID client', () => {
   });
 
   test('the OAuth authorization server metadata (RFC 8414) path agrees', async () => {
-    const response = await fetch(`${server.url}/.well-known/openid-configuration`);
-    assert.equal(response.status, 200);
-    assert.match(response.headers.get('content-type') ?? '', /application\/json/);
+    // RFC 8414 §3: the metadata is at the issuer with /.well-known/oauth-authorization-server
+    // inserted; §5 lets OpenID providers serve it at openid-configuration too. Both must say the same.
+    const rfc8414 = await fetchJson(`${server.issuer}/.well-known/oauth-authorization-server`);
+    assert.equal(rfc8414.status, 200);
+    assert.match(rfc8414.contentType, /^application\/json\b/);
+    assert.deepEqual(rfc8414.body, document);
+    const openid = await fetchJson(`${server.issuer}/.well-known/openid-configuration`);
+    assert.match(openid.contentType, /^application\/json\b/);
+    assert.deepEqual(openid.body, document);
+  });
+
+  test('issuer is identical to ISSUER, the URL the well-known path was appended to (RFC 8414 §3.3, OIDC Discovery §4.3)', () => {
+    assert.equal(document['issuer'], server.issuer);
+    const issuer = new URL(String(document['issuer']));
+    // RFC 8414 §2: no query or fragment.
+    assert.equal(issuer.search, '');
+    assert.equal(issuer.hash, '');
+  });
+
+  test('has every member OpenID Connect Discovery §3 and RFC 8414 §2 require', () => {
+    for (const member of ['authorization_endpoint', 'token_endpoint', 'jwks_uri']) {
+      assert.equal(typeof document[member], 'string', member);
+      assert.doesNotThrow(() => new URL(String(document[member])), member);
+    }
+    for (const member of ['response_types_supported', 'subject_types_supported', 'id_token_signing_alg_values_supported']) {
+      const values = document[member];
+      assert.ok(Array.isArray(values) && values.length > 0 && values.every((value) => typeof value === 'string'), `${member}: ${JSON.stringify(values)}`);
+    }
+    const subjectTypes = document['subject_types_supported'] as string[];
+    assert.ok(subjectTypes.every((type) => type === 'public' || type === 'pairwise'), subjectTypes.join());
+    const idTokenAlgs = document['id_token_signing_alg_values_supported'] as string[];
+    // OIDC Discovery §3: RS256 MUST be included; `none` would be unsigned ID tokens.
+    assert.ok(idTokenAlgs.includes('RS256'), idTokenAlgs.join());
+    assert.ok(!idTokenAlgs.includes('none'), idTokenAlgs.join());
+  });
+
+  test('token_endpoint_auth_methods_supported is the SPEC §2 methods implemented today, with their signing algorithms', () => {
+    const methods = document['token_endpoint_auth_methods_supported'] as string[];
+    assert.ok(
+      methods.every((method) => SPEC_AUTH_METHODS.includes(method)),
+      `outside SPEC §2: ${methods.filter((m) => !SPEC_AUTH_METHODS.includes(m)).join()}`,
+    );
+    assert.deepEqual([...methods].sort(), IMPLEMENTED_AUTH_METHODS);
+    // RFC 8414 §2: present when private_key_jwt is, and never `none`.
+    const algs = document['token_endpoint_auth_signing_alg_values_supported'];
+    assert.ok(Array.isArray(algs) && algs.length > 0, JSON.stringify(algs));
+    assert.ok(!(algs as string[]).includes('none'));
+  });
+
+  test('PKCE is S256 only; no implicit or hybrid response type, no implicit grant (SPEC §2, RFC 9700 §2.1.2)', () => {
+    assert.deepEqual(document['code_challenge_methods_supported'], ['S256']);
+    const responseTypes = document['response_types_supported'] as string[];
+    // Any response type carrying `token` or `id_token` returns tokens from the authorization endpoint.
+    for (const type of responseTypes) {
+      const parts = type.split(' ');
+      assert.ok(!parts.includes('token') && !parts.includes('id_token'), `implicit or hybrid response type advertised: ${type}`);
+    }
+    assert.ok(!(document['grant_types_supported'] as string[]).includes('implicit'));
+  });
+
+  test('every URL in the document starts with the issuer (SPEC §1)', () => {
+    const urls = urlsIn(document);
+    // authorization, token, jwks, userinfo, introspection, revocation, end-session at least.
+    assert.ok(urls.length >= 7, JSON.stringify(urls));
+    const elsewhere = urls.filter(({ url }) => url !== server.issuer && !url.startsWith(`${server.issuer}/`));
+    assert.deepEqual(elsewhere, []);
   });
 });
 

@@ -329,8 +329,27 @@ for (const backend of backends) {
     });
 
     test('consume and destroy of an unknown id do nothing', async () => {
-      await adapterFor('RefreshToken').consume(newId('missing'));
-      await adapterFor('RefreshToken').destroy(newId('missing'));
+      // A known row of the same model, consumed state and all, must come through untouched.
+      const kept = payloads.RefreshToken(newId('grant'));
+      await adapterFor('RefreshToken').upsert(kept.jti!, kept, HOUR);
+      const snapshot = () =>
+        raw.query<{ model: string; id: string; payload: unknown; consumed_at: Date | null; expires_at: Date | null }>(
+          'SELECT model, id, payload, consumed_at, expires_at FROM oidc_models ORDER BY model, id',
+        );
+      const before = (await snapshot()).rows;
+      assert.ok(before.some((row) => row.id === kept.jti));
+
+      const missing = newId('missing');
+      const adapter = adapterFor('RefreshToken');
+      // They resolve (no error for the provider to turn into server_error) ...
+      assert.equal(await adapter.consume(missing), undefined);
+      assert.equal(await adapter.destroy(missing), undefined);
+      // ... create no row for the unknown id (consume is not an upsert) ...
+      assert.equal(await rowOf('RefreshToken', missing), undefined);
+      assert.equal(await adapter.find(missing), undefined);
+      // ... and change no other row.
+      assert.deepEqual((await snapshot()).rows, before);
+      assert.deepEqual(await adapter.find(kept.jti!), kept);
     });
 
     test('destroy removes the row', async () => {
