@@ -1,4 +1,5 @@
 import { createHmac, randomBytes, timingSafeEqual } from 'node:crypto';
+import { randomIdentifier } from './random-id.js';
 
 /**
  * Client secrets are 256 random bits, so a keyed fast hash is the right tool (SPEC §2):
@@ -12,11 +13,7 @@ export function generateClientSecret(): string {
 }
 
 export function generateClientId(): string {
-  // Never a leading '-': operators pass client ids as CLI arguments, where it reads as an option.
-  for (;;) {
-    const id = randomBytes(16).toString('base64url');
-    if (!id.startsWith('-')) return id;
-  }
+  return randomIdentifier(16);
 }
 
 export interface ClientSecretHasher {

@@ -1,4 +1,5 @@
-import { generateKeyPair, randomBytes, type JsonWebKey } from 'node:crypto';
+import { generateKeyPair, type JsonWebKey } from 'node:crypto';
+import { randomIdentifier } from './random-id.js';
 import { promisify } from 'node:util';
 
 const generateKeyPairAsync = promisify(generateKeyPair);
@@ -30,7 +31,7 @@ async function generatePair(alg: SigningAlg) {
 
 export async function generateSigningKey(alg: SigningAlg): Promise<GeneratedKey> {
   const { privateKey, publicKey } = await generatePair(alg);
-  const kid = randomBytes(12).toString('base64url');
+  const kid = randomIdentifier(12);
   const extra = { kid, alg, use: 'sig' };
   return {
     kid,
