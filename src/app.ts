@@ -1,163 +1,55 @@
 import Koa from 'koa';
-import type { ClientMetadata } from 'oidc-provider';
-import { createPasswordHasher } from './accounts/passwords.js';
 import { createLoginThrottle } from './accounts/throttle.js';
 import { createDeviceCookies } from './accounts/device-cookies.js';
-import { createSecondFactor } from './accounts/second-factor.js';
-import { createTotp } from './accounts/totp.js';
 import { createCsrf } from './interactions/csrf.js';
 import { interactionRoutes } from './interactions/routes.js';
 import { limitPagesPerIp } from './http/page-rate-limit.js';
-import { createAccounts } from './oidc/accounts.js';
-import { createClientService } from './admin/clients/service.js';
-import { createKeyService } from './admin/keys/service.js';
-import { createResourceServerService } from './admin/resource-servers/service.js';
-import { createAdminApi, type AdminApiDeps } from './admin/router.js';
-import { adminResourceIdentifier } from './admin/scopes.js';
-import { createUserService } from './admin/users/service.js';
-import { createAuditEventService } from './admin/audit-events/service.js';
+import { createAdminApi } from './admin/router.js';
 import { accessLog } from './http/access-log.js';
 import { handleErrors } from './http/errors.js';
-import { createMetrics, measureRequests, type Metrics } from './http/metrics.js';
+import { measureRequests, type Metrics } from './http/metrics.js';
 import { managementRoutes, opsRoutes } from './http/ops-routes.js';
 import { issuerPath, pinRequestOriginToIssuer } from './http/issuer-origin.js';
-import { createTokenRateLimits } from './http/rate-limit.js';
 import { requestId } from './http/request-id.js';
 import { securityHeaders } from './http/security-headers.js';
-import { createProvider } from './oidc/provider.js';
-import { createProviderHost, type ProviderHost } from './oidc/provider-host.js';
-import { createResourceServerRegistry, CACHE_TTL_MS, type ResourceServerRegistry } from './oidc/resource-server-registry.js';
-import type { ClientMetadataCache } from './oidc/adapter.js';
-import { createLookupCache } from './oidc/lookup-cache.js';
-import { tokensNotBefore } from './oidc/clients.js';
-import { subscribeToChanges } from './db/change-feed.js';
-import { createJweEncryptor } from './tokens/crypto-pool.js';
+import type { ProviderHost } from './oidc/provider-host.js';
+import type { ResourceServerRegistry } from './oidc/resource-server-registry.js';
 import type { Runtime } from './runtime.js';
-import { startMaintenance } from './maintenance.js';
-import { createVerifier } from './verifier/index.js';
-import { createViews } from './views.js';
-
-export type AdminServices = Omit<AdminApiDeps, 'issuer' | 'verifier' | 'logger' | 'tokenClient'>;
+import { startBackground } from './background.js';
+import { createServices, type ManagementServices } from './services.js';
 
 export interface GatehouseApp {
   readonly app: Koa;
   /** What MANAGEMENT_PORT serves: /healthz, /readyz and /metrics, nothing else. */
   readonly management: Koa;
-  readonly services: AdminServices;
+  readonly services: ManagementServices;
   readonly providers: ProviderHost;
   readonly resourceServers: ResourceServerRegistry;
   readonly metrics: Metrics;
-  /** Stops background work (key refresh, pruning). */
+  /** Stops background work (change feed, key refresh, pruning) and the crypto workers. */
   stop(): void;
 }
 
-/** Builds the Koa app without listening, so tests can serve it on an ephemeral port. */
+/**
+ * The HTTP app: builds the services (src/services.ts), starts the background work
+ * (src/background.ts), orders the middleware and mounts the front doors. Does not listen, so
+ * tests can serve it on an ephemeral port.
+ */
 export async function createApp(runtime: Runtime): Promise<GatehouseApp> {
   const { config, logger, db } = runtime;
-  const views = createViews();
-  const metrics = createMetrics(() => db.poolStats());
-  // Clients and resource servers are cached for the token path, and every committed change to
-  // them is announced by the database (migrations/0005): the caches drop the row on the
-  // announcement, and stop caching while announcements might be lost (src/oidc/lookup-cache.ts).
-  const isLive = () => changes.live();
-  const resourceServers = createResourceServerRegistry(db, { isLive });
-  const clientCache: ClientMetadataCache = createLookupCache({ ttlMs: CACHE_TTL_MS, maxEntries: 10_000, isLive });
-  // A change to the signing keys (a rotation or revocation on any instance) rebuilds the provider
-  // here at once; the provider host's polling stays as the fallback while notifications are down.
-  let refreshKeys = (): void => undefined;
-  const changes = subscribeToChanges(db, {
-    onChange(kind, key) {
-      if (kind === 'client') clientCache.invalidate(key);
-      else if (kind === 'resource_server') resourceServers.invalidate(key);
-      else refreshKeys();
-    },
-    onState() {
-      clientCache.clear();
-      resourceServers.invalidate();
-      refreshKeys();
-    },
-  });
-  const accounts = createAccounts(db);
-  // Created once here, not per provider: a key rotation rebuilds the provider but keeps the counts.
-  const rateLimits = createTokenRateLimits(config.tokenRateLimits, (scope) => metrics.rateLimited.inc({ scope }));
-  const secondFactor = createSecondFactor({
-    db,
-    envelope: runtime.envelope,
-    // Authenticator apps show this as the issuer, next to the account name.
-    totp: createTotp({ issuer: new URL(config.issuer).hostname }),
-    hasher: runtime.clientSecrets,
-  });
+  // The caches ask the change feed whether notifications flow; it starts right after them.
+  const changeFeed = { live: (): boolean => false };
+  const services = await createServices(runtime, { isLive: () => changeFeed.live() });
+  const background = startBackground(runtime, services);
+  changeFeed.live = () => background.live();
+  const { views, metrics, providers, resourceServers } = services;
 
-  const jweEncryptor = createJweEncryptor({
-    threads: config.cryptoThreads,
-    onWorkerError: (error) => logger.error({ err: { message: error.message } }, 'crypto worker failed; its work continues on the event loop'),
-  });
-
-  const providers = await createProviderHost({
-    db,
-    envelope: runtime.envelope,
-    logger,
-    intervalMs: config.keyRefreshIntervalMs,
-    advertisedPath: issuerPath(config.issuer),
-    build: (jwks) =>
-      createProvider({
-        issuer: config.issuer,
-        trustProxy: config.trustProxy,
-        db,
-        jwks,
-        cookieKeys: runtime.cookieKeys,
-        clientSecrets: runtime.clientSecrets,
-        views,
-        logger,
-        resourceServers,
-        clientCache,
-        metrics,
-        tokenEscrowKey: runtime.tokenEscrowKey,
-        jweEncryptor,
-        accounts,
-        secondFactor,
-        rateLimits,
-        allowPrivateJwksUri: config.allowPrivateJwksUri,
-      }),
-  });
-
-  refreshKeys = () => {
-    providers.refresh().catch((error: unknown) => logger.debug({ err: { message: (error as Error).message } }, 'key refresh failed'));
-  };
-
-  // Gatehouse's own admin API trusts tokens through the same verifier resource servers use,
-  // with the keys this instance holds (no HTTP round trip to itself).
-  const adminVerifier = createVerifier({
-    issuer: config.issuer,
-    audience: adminResourceIdentifier(config.issuer),
-    jwks: () => providers.publicJwks(),
-  });
-  // One argon2id hasher for the process, so its concurrency bound covers every caller.
-  const passwordHasher = await createPasswordHasher();
-  // The admin services: the admin API and the operator CLI both use these (one code path).
-  const services: AdminServices = {
-    clients: createClientService({
-      db,
-      hasher: runtime.clientSecrets,
-      validateWithProvider: (metadata) => providers.current().Client.validate(metadata as ClientMetadata),
-      forget: (clientId) => clientCache.invalidate(clientId),
-      allowPrivateJwksUri: config.allowPrivateJwksUri,
-    }),
-    resourceServers: createResourceServerService({ db, registry: resourceServers }),
-    keys: createKeyService({ db, envelope: runtime.envelope, onRotated: () => providers.refresh() }),
-    users: createUserService({ db, hasher: passwordHasher }),
-    auditEvents: createAuditEventService({ db }),
-  };
   const adminApi = createAdminApi({
     issuer: config.issuer,
-    verifier: adminVerifier,
+    verifier: services.adminVerifier,
     logger,
-    ...services,
-    // The client as the token endpoint finds it (through clientCache), so both see one state.
-    tokenClient: async (clientId) => {
-      const client = await providers.current().Client.find(clientId);
-      return client === undefined ? undefined : { tokensNotBefore: tokensNotBefore(client) ?? Number.POSITIVE_INFINITY };
-    },
+    ...services.management,
+    tokenClient: services.tokenClient,
   });
 
   const app = new Koa();
@@ -178,7 +70,7 @@ export async function createApp(runtime: Runtime): Promise<GatehouseApp> {
     providers,
     db,
     views,
-    passwords: passwordHasher,
+    passwords: services.passwords,
     throttle: createLoginThrottle(db),
     csrf: createCsrf(Buffer.from(runtime.cookieKeys[0] ?? '', 'base64url')),
     // Signed with the cookie keys every instance shares; Secure under an https issuer (SPEC §1).
@@ -187,7 +79,7 @@ export async function createApp(runtime: Runtime): Promise<GatehouseApp> {
       secure: config.issuer.startsWith('https://'),
       path: `${issuerPath(config.issuer)}/interaction`,
     }),
-    secondFactor,
+    secondFactor: services.secondFactor,
     resourceServers,
     metrics,
     logger,
@@ -216,21 +108,16 @@ export async function createApp(runtime: Runtime): Promise<GatehouseApp> {
   management.use(managed.routes());
   management.use(managed.allowedMethods());
 
-  const stopMaintenance = startMaintenance(db, logger, { auditRetentionDays: config.auditRetentionDays });
-
   return {
     app,
     management,
-    services,
+    services: services.management,
     providers,
     resourceServers,
     metrics,
     stop: () => {
-      providers.stop();
-      stopMaintenance();
-      // Ends the LISTEN connection; closing the database would too.
-      void changes.close();
-      void jweEncryptor.close();
+      background.stop();
+      void services.close();
     },
   };
 }

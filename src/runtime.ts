@@ -1,5 +1,4 @@
 import path from 'node:path';
-import type { JsonWebKey } from 'node:crypto';
 import type { Logger } from 'pino';
 import type { Config } from './config.js';
 import { bootstrapAdmin, type BootstrapResult } from './admin/bootstrap-client.js';
@@ -11,7 +10,7 @@ import { usernameSkeleton } from './accounts/usernames.js';
 import { connectPostgres, openPglite, type Database } from './db/database.js';
 import { loadMigrations, migrate, withStartupLock, type Migration } from './db/migrator.js';
 import { createUserStore } from './db/users.js';
-import { ensureSigningKeys, loadSigningJwks } from './oidc/keys.js';
+import { ensureSigningKeys } from './oidc/keys.js';
 
 /** Everything the app needs, prepared once at start-up and passed in (STYLE.md §6). */
 export interface Runtime {
@@ -23,7 +22,6 @@ export interface Runtime {
   readonly clientSecrets: ClientSecretHasher;
   readonly cookieKeys: readonly string[];
   readonly tokenEscrowKey: Buffer;
-  readonly jwks: { keys: JsonWebKey[] };
   readonly bootstrap: BootstrapResult;
 }
 
@@ -75,7 +73,6 @@ export async function openRuntime(config: Config, logger: Logger, existingDb?: D
       db,
       migrations,
       envelope,
-      jwks: await loadSigningJwks(db, envelope),
       ...prepared,
     };
   } catch (error) {

@@ -1,6 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import type { Logger } from 'pino';
-import type { AdminServices } from '../app.js';
+import type { ManagementServices } from '../services.js';
 import type { MasterKeyService } from '../admin/master-key/service.js';
 import { OPERATOR, type AdminContext } from '../admin/audit.js';
 import { loadConfig, type Config } from '../config.js';
@@ -8,13 +8,13 @@ import type { Database } from '../db/database.js';
 import { createLogger } from '../logger.js';
 import type { Output } from './command.js';
 
-// The app and the database drivers are loaded only by commands that use them, so that help and
-// usage errors answer at once.
+// The services and the database drivers are loaded only by commands that use them, so that help
+// and usage errors answer at once.
 
 /** What a command that changes or reads Gatehouse's data gets: the admin API's own services. */
 export interface CliServices {
   readonly config: Config;
-  readonly services: AdminServices;
+  readonly services: ManagementServices;
   /** MASTER_KEY rotation, which only the CLI offers. */
   readonly masterKey: MasterKeyService;
   /**
@@ -42,15 +42,16 @@ export async function withDatabase<T>(fn: (db: Database) => Promise<T>): Promise
 }
 
 /**
- * Prepares the runtime exactly as the server does (migrations, keys, bootstrap admin), builds
- * the app without listening, and hands its services to `fn`.
+ * Prepares the runtime exactly as the server does (migrations, keys, bootstrap admin), builds the
+ * services the admin API uses (no HTTP app, no listener, no LISTEN connection, no timers), and
+ * hands them to `fn`.
  */
 export async function withServices<T>(output: Output, fn: (cli: CliServices) => Promise<T>): Promise<T> {
   const config = loadConfig();
   const logger = cliLogger(config);
-  const [{ openRuntime }, { createApp }, { announceGeneratedAdmin }, { createMasterKeyService }] = await Promise.all([
+  const [{ openRuntime }, { createServices }, { announceGeneratedAdmin }, { createMasterKeyService }] = await Promise.all([
     import('../runtime.js'),
-    import('../app.js'),
+    import('../services.js'),
     import('../admin/bootstrap-client.js'),
     import('../admin/master-key/service.js'),
   ]);
@@ -59,12 +60,13 @@ export async function withServices<T>(output: Output, fn: (cli: CliServices) => 
     // On an empty database the CLI may be the first to start: its generated admin client is shown
     // here, once (on stderr under --json, so stdout stays one JSON document).
     announceGeneratedAdmin(runtime.bootstrap, (text) => (output.json ? output.err(text) : output.out(text)));
-    const built = await createApp(runtime);
+    // Without the change feed nothing is cached: every read sees the database.
+    const services = await createServices(runtime, { isLive: () => false });
     try {
       const masterKey = createMasterKeyService({ db: runtime.db, envelope: runtime.envelope });
-      return await fn({ config, services: built.services, masterKey, audit: { actor: 'cli', clientIp: null, requestId: randomUUID(), logger, privileges: OPERATOR } });
+      return await fn({ config, services: services.management, masterKey, audit: { actor: 'cli', clientIp: null, requestId: randomUUID(), logger, privileges: OPERATOR } });
     } finally {
-      built.stop();
+      await services.close();
     }
   } finally {
     await runtime.db.close();

@@ -14,10 +14,10 @@ import { loadPublicJwks, loadSigningJwks } from './keys.js';
  * this host builds a new Provider with the new keys and swaps it in. Requests already inside
  * the old provider finish there; all state lives in the database, so nothing is lost.
  *
- * The database announces every committed key change (migrations/0008) and the app calls
- * `refresh()` on it, so a rotation or revocation is picked up at once everywhere; every instance
- * also polls a cheap fingerprint of the key set every `intervalMs`, for changes announced while
- * it was not listening. The JWKS is served from the database (ops routes): a change is published
+ * The database announces every committed key change (migrations/0008) and the server's
+ * background work (src/background.ts) calls `refresh()` on it, so a rotation or revocation is
+ * picked up at once everywhere; it also polls this cheap fingerprint of the key set, for changes
+ * announced while it was not listening. The JWKS is served from the database (ops routes): a change is published
  * on every instance the moment it is committed, and an instance still signing with the previous
  * key for a moment signs with a key that is still published.
  */
@@ -30,14 +30,12 @@ export interface ProviderHost {
   readonly middleware: Middleware;
   /** Reloads keys if they changed; resolves true when a new provider was swapped in. */
   refresh(): Promise<boolean>;
-  stop(): void;
 }
 
 export async function createProviderHost(options: {
   readonly db: Queryable;
   readonly envelope: Envelope;
   readonly logger: Logger;
-  readonly intervalMs: number;
   /**
    * ISSUER's path ('' at the root): the provider's routes are served at the root of the app, and
    * the URLs it builds (ctx.oidc.urlFor) take this as their mount path, so they start with ISSUER.
@@ -68,11 +66,6 @@ export async function createProviderHost(options: {
       }
     })());
 
-  const timer = setInterval(() => {
-    refresh().catch((error: unknown) => options.logger.debug({ err: { message: (error as Error).message } }, 'key refresh failed'));
-  }, options.intervalMs);
-  timer.unref();
-
   return {
     current: () => state.provider,
     publicJwks: () => state.publicJwks,
@@ -81,6 +74,5 @@ export async function createProviderHost(options: {
       await state.mounted(ctx, next);
     },
     refresh,
-    stop: () => clearInterval(timer),
   };
 }

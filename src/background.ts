@@ -1,0 +1,57 @@
+import { subscribeToChanges } from './db/change-feed.js';
+import { startMaintenance } from './maintenance.js';
+import type { Runtime } from './runtime.js';
+import type { Services } from './services.js';
+
+/**
+ * What a serving instance does besides answering requests: it listens to the database's change
+ * notifications (keeping the client and resource-server caches honest and picking up key
+ * changes at once), polls the signing keys as a fallback, and prunes expired rows. The CLI
+ * never starts this.
+ */
+export interface Background {
+  /** Whether change notifications are known to flow; caches serve nothing while false. */
+  live(): boolean;
+  stop(): void;
+}
+
+export function startBackground(runtime: Runtime, services: Services): Background {
+  const { config, logger, db } = runtime;
+  const { clientCache, resourceServers, providers } = services;
+
+  const refreshKeys = (): void => {
+    providers.refresh().catch((error: unknown) => logger.debug({ err: { message: (error as Error).message } }, 'key refresh failed'));
+  };
+
+  // migrations/0005 and 0008: every committed change to a client, resource server or signing key
+  // is announced. While the listener is (re)connecting, announcements may have been missed:
+  // everything cached is dropped and the keys are reloaded once it is back.
+  const changes = subscribeToChanges(db, {
+    onChange(kind, key) {
+      if (kind === 'client') clientCache.invalidate(key);
+      else if (kind === 'resource_server') resourceServers.invalidate(key);
+      else refreshKeys();
+    },
+    onState() {
+      clientCache.clear();
+      resourceServers.invalidate();
+      refreshKeys();
+    },
+  });
+
+  // A retired key expiring is not announced, and an announcement can be lost: poll as well.
+  const keyPoll = setInterval(refreshKeys, config.keyRefreshIntervalMs);
+  keyPoll.unref();
+
+  const stopMaintenance = startMaintenance(db, logger, { auditRetentionDays: config.auditRetentionDays });
+
+  return {
+    live: () => changes.live(),
+    stop() {
+      clearInterval(keyPoll);
+      stopMaintenance();
+      // Ends the LISTEN connection; closing the database would too.
+      void changes.close();
+    },
+  };
+}

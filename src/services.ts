@@ -1,0 +1,152 @@
+import type { ClientMetadata } from 'oidc-provider';
+import { createPasswordHasher, type PasswordHasher } from './accounts/passwords.js';
+import { createSecondFactor, type SecondFactor } from './accounts/second-factor.js';
+import { createTotp } from './accounts/totp.js';
+import { createAuditEventService } from './admin/audit-events/service.js';
+import { createClientService } from './admin/clients/service.js';
+import { createKeyService } from './admin/keys/service.js';
+import { createResourceServerService } from './admin/resource-servers/service.js';
+import type { AdminApiDeps } from './admin/router.js';
+import { adminResourceIdentifier } from './admin/scopes.js';
+import { createUserService } from './admin/users/service.js';
+import { createMetrics, type Metrics } from './http/metrics.js';
+import { createTokenRateLimits } from './http/rate-limit.js';
+import { issuerPath } from './http/issuer-origin.js';
+import { createAccounts, type Accounts } from './oidc/accounts.js';
+import type { ClientMetadataCache } from './oidc/adapter.js';
+import { tokensNotBefore } from './oidc/clients.js';
+import { createLookupCache } from './oidc/lookup-cache.js';
+import { createProvider } from './oidc/provider.js';
+import { createProviderHost, type ProviderHost } from './oidc/provider-host.js';
+import { CACHE_TTL_MS, createResourceServerRegistry, type ResourceServerRegistry } from './oidc/resource-server-registry.js';
+import type { Runtime } from './runtime.js';
+import { createJweEncryptor, type JweEncryptor } from './tokens/crypto-pool.js';
+import { createVerifier, type Verifier } from './verifier/index.js';
+import { createViews, type Views } from './views.js';
+
+/**
+ * The composition root without HTTP: stores, registries, caches, the provider host and the
+ * management services, built once from a Runtime. The HTTP app (src/app.ts) mounts front doors
+ * on these; the operator CLI uses them directly, with no listener, no LISTEN connection and no
+ * timers (background work is src/background.ts, started by the server only).
+ */
+
+/** The management services every front door drives: the admin API, the CLI and the console. */
+export type ManagementServices = Omit<AdminApiDeps, 'issuer' | 'verifier' | 'logger' | 'tokenClient'>;
+
+export interface Services {
+  readonly views: Views;
+  readonly metrics: Metrics;
+  readonly resourceServers: ResourceServerRegistry;
+  readonly clientCache: ClientMetadataCache;
+  readonly accounts: Accounts;
+  readonly secondFactor: SecondFactor;
+  /** One argon2id hasher for the process, so its concurrency bound covers every caller. */
+  readonly passwords: PasswordHasher;
+  readonly providers: ProviderHost;
+  /** Gatehouse's own admin API trusts tokens through the verifier resource servers use. */
+  readonly adminVerifier: Verifier;
+  /** The client as the token endpoint finds it (through clientCache), so both see one state. */
+  readonly tokenClient: AdminApiDeps['tokenClient'];
+  readonly management: ManagementServices;
+  /** Ends the crypto workers. */
+  close(): Promise<void>;
+}
+
+export interface ServicesOptions {
+  /**
+   * Whether the database's change notifications are known to flow (src/background.ts). Caches
+   * keep nothing while this says false: the CLI, which does not listen, never caches.
+   */
+  readonly isLive: () => boolean;
+}
+
+export async function createServices(runtime: Runtime, options: ServicesOptions): Promise<Services> {
+  const { config, logger, db } = runtime;
+  const views = createViews();
+  const metrics = createMetrics(() => db.poolStats());
+  // Clients and resource servers are cached for the token path; every committed change to them is
+  // announced by the database (migrations/0005) and drops the row (src/oidc/lookup-cache.ts).
+  const resourceServers = createResourceServerRegistry(db, { isLive: options.isLive });
+  const clientCache: ClientMetadataCache = createLookupCache({ ttlMs: CACHE_TTL_MS, maxEntries: 10_000, isLive: options.isLive });
+  const accounts = createAccounts(db);
+  // Created once here, not per provider: a key rotation rebuilds the provider but keeps the counts.
+  const rateLimits = createTokenRateLimits(config.tokenRateLimits, (scope) => metrics.rateLimited.inc({ scope }));
+  const secondFactor = createSecondFactor({
+    db,
+    envelope: runtime.envelope,
+    // Authenticator apps show this as the issuer, next to the account name.
+    totp: createTotp({ issuer: new URL(config.issuer).hostname }),
+    hasher: runtime.clientSecrets,
+  });
+  const jweEncryptor: JweEncryptor = createJweEncryptor({
+    threads: config.cryptoThreads,
+    onWorkerError: (error) => logger.error({ err: { message: error.message } }, 'crypto worker failed; its work continues on the event loop'),
+  });
+
+  const providers = await createProviderHost({
+    db,
+    envelope: runtime.envelope,
+    logger,
+    advertisedPath: issuerPath(config.issuer),
+    build: (jwks) =>
+      createProvider({
+        issuer: config.issuer,
+        trustProxy: config.trustProxy,
+        db,
+        jwks,
+        cookieKeys: runtime.cookieKeys,
+        clientSecrets: runtime.clientSecrets,
+        views,
+        logger,
+        resourceServers,
+        clientCache,
+        metrics,
+        tokenEscrowKey: runtime.tokenEscrowKey,
+        jweEncryptor,
+        accounts,
+        secondFactor,
+        rateLimits,
+        allowPrivateJwksUri: config.allowPrivateJwksUri,
+      }),
+  });
+
+  // With the keys this instance holds: no HTTP round trip to itself.
+  const adminVerifier = createVerifier({
+    issuer: config.issuer,
+    audience: adminResourceIdentifier(config.issuer),
+    jwks: () => providers.publicJwks(),
+  });
+  const passwords = await createPasswordHasher();
+  const management: ManagementServices = {
+    clients: createClientService({
+      db,
+      hasher: runtime.clientSecrets,
+      validateWithProvider: (metadata) => providers.current().Client.validate(metadata as ClientMetadata),
+      forget: (clientId) => clientCache.invalidate(clientId),
+      allowPrivateJwksUri: config.allowPrivateJwksUri,
+    }),
+    resourceServers: createResourceServerService({ db, registry: resourceServers }),
+    keys: createKeyService({ db, envelope: runtime.envelope, onRotated: () => providers.refresh() }),
+    users: createUserService({ db, hasher: passwords }),
+    auditEvents: createAuditEventService({ db }),
+  };
+
+  return {
+    views,
+    metrics,
+    resourceServers,
+    clientCache,
+    accounts,
+    secondFactor,
+    passwords,
+    providers,
+    adminVerifier,
+    tokenClient: async (clientId) => {
+      const client = await providers.current().Client.find(clientId);
+      return client === undefined ? undefined : { tokensNotBefore: tokensNotBefore(client) ?? Number.POSITIVE_INFINITY };
+    },
+    management,
+    close: () => jweEncryptor.close(),
+  };
+}
