@@ -9,6 +9,7 @@ import { loadOrCreateServerSecret, SERVER_SECRETS } from './crypto/server-secret
 import { usernameSkeleton } from './accounts/usernames.js';
 import { connectPostgres, openPglite, type Database } from './db/database.js';
 import { loadMigrations, migrate, withStartupLock, type Migration } from './db/migrator.js';
+import { createServerSecretStore } from './db/server-secrets.js';
 import { createUserStore } from './db/users.js';
 import { ensureSigningKeys } from './oidc/keys.js';
 
@@ -50,9 +51,10 @@ export async function openRuntime(config: Config, logger: Logger, existingDb?: D
     const prepared = await withStartupLock(db, async (session) => {
       const createdKeys = await ensureSigningKeys(session, envelope);
       if (createdKeys.length > 0) logger.info({ keys: createdKeys }, 'signing keys generated');
-      const cookieKey = await loadOrCreateServerSecret(session, envelope, SERVER_SECRETS.cookieSigning);
-      const hmacKey = await loadOrCreateServerSecret(session, envelope, SERVER_SECRETS.clientSecretHmac);
-      const tokenEscrowKey = await loadOrCreateServerSecret(session, envelope, SERVER_SECRETS.tokenEscrow);
+      const secrets = createServerSecretStore(session);
+      const cookieKey = await loadOrCreateServerSecret(secrets, envelope, SERVER_SECRETS.cookieSigning);
+      const hmacKey = await loadOrCreateServerSecret(secrets, envelope, SERVER_SECRETS.clientSecretHmac);
+      const tokenEscrowKey = await loadOrCreateServerSecret(secrets, envelope, SERVER_SECRETS.tokenEscrow);
       const clientSecrets = createClientSecretHasher(hmacKey);
       const bootstrap = await bootstrapAdmin(session, { issuer: config.issuer, hasher: clientSecrets, configured: config.bootstrapAdmin });
       // migrations/0009: look-alike usernames are refused by a skeleton only code can compute.

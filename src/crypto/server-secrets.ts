@@ -1,6 +1,4 @@
 import { randomBytes } from 'node:crypto';
-import type { Queryable } from '../db/database.js';
-import { createServerSecretStore } from '../db/server-secrets.js';
 import type { Envelope } from './envelope.js';
 
 /** Names of the random server-held secrets, each 32 bytes, sealed with MASTER_KEY. */
@@ -13,9 +11,15 @@ export const SERVER_SECRETS = {
 
 export type ServerSecretName = (typeof SERVER_SECRETS)[keyof typeof SERVER_SECRETS];
 
+/** Where sealed server secrets are kept (src/db/server-secrets.ts). */
+export interface ServerSecretStore {
+  find(name: string): Promise<string | undefined>;
+  /** Stores `sealed` unless a value exists; returns the stored value either way. */
+  insertIfMissing(name: string, sealed: string): Promise<string>;
+}
+
 /** Loads a server secret, creating it on first start; concurrent starters all get the first writer's value. */
-export async function loadOrCreateServerSecret(db: Queryable, envelope: Envelope, name: ServerSecretName): Promise<Buffer> {
-  const store = createServerSecretStore(db);
+export async function loadOrCreateServerSecret(store: ServerSecretStore, envelope: Envelope, name: ServerSecretName): Promise<Buffer> {
   const purpose = `server_secrets:${name}`;
   const existing = await store.find(name);
   if (existing !== undefined) return envelope.open(existing, purpose);

@@ -1,6 +1,5 @@
 import type { Middleware } from 'koa';
 import type { KoaContextWithOIDC } from 'oidc-provider';
-import type { ResourceServerRegistry } from '../oidc/resource-server-registry.js';
 import type { JweEncryptor } from './crypto-pool.js';
 import type { JweRecipient } from './jwe.js';
 
@@ -35,7 +34,15 @@ export type PersonClaims = (ctx: KoaContextWithOIDC, token: TokenLike) => Promis
 /** Set by the customizer when the token being issued must be encrypted whole. */
 const WHOLE_TOKEN_RECIPIENT = 'gatehouseWholeTokenRecipient';
 
-export function innerLayer(registry: ResourceServerRegistry, encryptor: JweEncryptor, personClaims?: PersonClaims) {
+/**
+ * What the inner layer needs of a resource server: the key its inner layer is encrypted to (if
+ * any) and whether the whole token is encrypted too. src/oidc/resource-server-registry.ts is one.
+ */
+export interface InnerRecipients {
+  get(identifier: string): Promise<{ readonly recipient: JweRecipient | undefined; readonly row: { readonly encrypt_whole_token: boolean } } | undefined>;
+}
+
+export function innerLayer(registry: InnerRecipients, encryptor: JweEncryptor, personClaims?: PersonClaims) {
   return async function addInnerLayer(ctx: KoaContextWithOIDC, token: TokenLike, jwt: JwtStructure): Promise<void> {
     const identifier = token.resourceServer?.identifier();
     if (identifier === undefined) return;

@@ -1,5 +1,4 @@
 import type { KoaContextWithOIDC } from 'oidc-provider';
-import type { Accounts } from '../oidc/accounts.js';
 
 /**
  * Claims of access tokens issued to a person (SPEC §3). Public: `auth_time` and `acr` only;
@@ -34,7 +33,14 @@ export function publicPersonClaims(ctx: KoaContextWithOIDC, token: PersonToken):
 }
 
 /** For the inner layer: who the person is (decrypted only by trusted resource servers). */
-export function innerPersonClaims(accounts: Accounts) {
+/** What the inner layer needs of a person: their row, read once per request. */
+export interface PersonLookup {
+  load(ctx: KoaContextWithOIDC, id: string): Promise<
+    { id: string; username: string; email: string | null; email_verified: boolean; name: string | null; roles: readonly string[] } | undefined
+  >;
+}
+
+export function innerPersonClaims(accounts: PersonLookup) {
   return async function personInner(ctx: KoaContextWithOIDC, token: PersonToken): Promise<Record<string, unknown> | undefined> {
     if (token.accountId === undefined) return undefined;
     const user = await accounts.load(ctx, token.accountId);
