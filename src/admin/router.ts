@@ -3,37 +3,23 @@ import compose from 'koa-compose';
 import type { Middleware, ParameterizedContext } from 'koa';
 import type { Logger } from 'pino';
 import { requireToken, type BearerFailure, type Verifier, type VerifiedToken } from '../verifier/index.js';
+import { ROUTER_METHODS } from '../http/errors.js';
 import { auditContext } from './audit.js';
-import { auditEventQuery } from './audit-events/schema.js';
-import type { AuditEventService } from './audit-events/service.js';
-import { etagOf } from './etag.js';
 import { jsonBody } from './body.js';
-import { clientListQuery, createClientBody, patchClientBody } from './clients/schema.js';
-import type { ClientService } from './clients/service.js';
-import type { createKeyService } from './keys/service.js';
-import { rotateKeysBody } from './keys/schema.js';
-import { listQuery } from './pagination.js';
+import { etagOf } from './etag.js';
 import { buildOpenApiDocument } from './openapi.js';
 import { parseOrThrow, problemErrors, ProblemError, writeProblem } from './problem.js';
-import { createResourceServerBody, patchResourceServerBody } from './resource-servers/schema.js';
-import type { ResourceServerService } from './resource-servers/service.js';
+import type { AdminRoute, AdminServices } from './route.js';
+import { ADMIN_ROUTES } from './routes.js';
 import type { AdminScope } from './scopes.js';
-import { createUserBody, patchUserBody, userListQuery } from './users/schema.js';
-import type { UserService } from './users/service.js';
-import { ROUTER_METHODS } from '../http/errors.js';
 
 export const ADMIN_PREFIX = '/admin/v1';
 
-export interface AdminApiDeps {
+export interface AdminApiDeps extends Omit<AdminServices, 'openApiDocument'> {
   /** The issuer identifier: the OpenAPI document names its server and token endpoint by it. */
   readonly issuer: string;
   readonly verifier: Verifier;
   readonly logger: Logger;
-  readonly clients: ClientService;
-  readonly resourceServers: ResourceServerService;
-  readonly keys: ReturnType<typeof createKeyService>;
-  readonly users: UserService;
-  readonly auditEvents: AuditEventService;
   /**
    * The token's client as the token endpoint sees it (cached, dropped on the database's change
    * notifications): undefined once deleted, with the earliest `iat` it still stands behind.
@@ -72,10 +58,47 @@ function requireLiveClient(lookup: AdminApiDeps['tokenClient']): Middleware {
   };
 }
 
+/** The route's input, validated against its schemas: a 400 problem listing every field error otherwise. */
+function readInput(route: AdminRoute, ctx: ParameterizedContext) {
+  const params = ctx['params'] as Record<string, string | undefined>;
+  const body: unknown = ctx.state['body'];
+  return {
+    params: Object.fromEntries(Object.keys(route.params ?? {}).map((name) => [name, params[name] ?? ''])),
+    query: route.query === undefined ? undefined : parseOrThrow(route.query, ctx.query, 'query'),
+    body: route.body === undefined ? undefined : parseOrThrow(route.body.schema.schema, route.body.raw === true ? body : (body ?? {})),
+    ifMatch: route.ifMatch === true ? ctx.get('If-Match') || undefined : undefined,
+    caller: auditContext(ctx),
+  };
+}
+
+function respond(route: AdminRoute, ctx: ParameterizedContext, result: unknown): void {
+  const { response } = route;
+  ctx.status = response.status;
+  if (response.location !== undefined) ctx.set('Location', `${ADMIN_PREFIX}${response.location(result)}`);
+  if (response.cacheControl !== undefined) ctx.set('Cache-Control', response.cacheControl);
+  if (response.etag === true) {
+    // The version is of the resource: a one-time secret shown with it is not part of it.
+    const { client_secret: _secret, client_secret_expires_at: _expiresAt, ...representation } = result as Record<string, unknown>;
+    ctx.set('ETag', etagOf(representation));
+  }
+  if (response.status !== 204) ctx.body = result;
+}
+
+/** The route's handler as Koa middleware, under its operationId (so a stack trace or a profile names it). */
+function endpoint(route: AdminRoute, services: AdminServices): Middleware {
+  const middleware: Middleware = async (ctx) => {
+    const input = readInput(route, ctx);
+    respond(route, ctx, await route.handler(input, services));
+  };
+  return Object.defineProperty(middleware, 'name', { value: route.operationId });
+}
+
 /**
  * The admin API (SPEC §5) under /admin/v1, with its own middleware chain: problem+json errors,
- * a bearer token for `<ISSUER>/admin` checked by Gatehouse's own verifier with the area's scope,
- * and JSON bodies, in that order (no body is read before the caller is authenticated).
+ * a bearer token for `<ISSUER>/admin` checked by Gatehouse's own verifier with the route's scope,
+ * and JSON bodies, in that order (no body is read before the caller is authenticated). Every
+ * route comes from the route tables (src/admin/routes.ts), which the OpenAPI document is
+ * rendered from.
  */
 export function createAdminApi(deps: AdminApiDeps): Middleware {
   const router = new Router({ prefix: ADMIN_PREFIX, methods: [...ROUTER_METHODS] });
@@ -89,113 +112,12 @@ export function createAdminApi(deps: AdminApiDeps): Middleware {
     }
     return middleware;
   };
-  const param = (ctx: ParameterizedContext, name: string): string => (ctx['params'] as Record<string, string>)[name] ?? '';
-  const ifMatch = (ctx: ParameterizedContext): string | undefined => ctx.get('If-Match') || undefined;
-  /** Responds with a resource and its ETag (the one-time secret, when present, is not part of the version). */
-  const respondWithVersion = (ctx: ParameterizedContext, resource: object) => {
-    const { client_secret: _secret, client_secret_expires_at: _expiresAt, ...representation } = resource as Record<string, unknown>;
-    ctx.set('ETag', etagOf(representation));
-    ctx.body = resource;
-  };
-
-  // The OpenAPI document (SPEC §5): public, so tools can read it without a token.
-  router.get('/openapi.json', function readOpenApiDocument(ctx) {
-    ctx.set('Cache-Control', 'public, max-age=300');
-    ctx.body = buildOpenApiDocument(deps.issuer);
-  });
-
-  // Clients
-  router.get('/clients', guard('admin:clients'), async function listClients(ctx) {
-    ctx.body = await deps.clients.list(parseOrThrow(clientListQuery, ctx.query, 'query'));
-  });
-  router.post('/clients', guard('admin:clients'), async function createClient(ctx) {
-    const client = await deps.clients.create(parseOrThrow(createClientBody, ctx.state['body'] ?? {}), auditContext(ctx));
-    ctx.status = 201;
-    ctx.set('Location', `${ADMIN_PREFIX}/clients/${encodeURIComponent(client.client_id)}`);
-    ctx.set('Cache-Control', 'no-store');
-    ctx.body = client;
-  });
-  router.get('/clients/:client_id', guard('admin:clients'), async function readClient(ctx) {
-    respondWithVersion(ctx, await deps.clients.get(param(ctx, 'client_id')));
-  });
-  router.patch('/clients/:client_id', guard('admin:clients'), async function updateClient(ctx) {
-    const body = parseOrThrow(patchClientBody, ctx.state['body'] ?? {});
-    respondWithVersion(ctx, await deps.clients.update(param(ctx, 'client_id'), body, auditContext(ctx), ifMatch(ctx)));
-  });
-  router.delete('/clients/:client_id', guard('admin:clients'), async function deleteClient(ctx) {
-    await deps.clients.delete(param(ctx, 'client_id'), auditContext(ctx));
-    ctx.status = 204;
-  });
-  router.post('/clients/:client_id/secret', guard('admin:clients'), async function rotateClientSecret(ctx) {
-    ctx.set('Cache-Control', 'no-store');
-    ctx.body = await deps.clients.rotateSecret(param(ctx, 'client_id'), auditContext(ctx));
-  });
-
-  // Resource servers
-  router.get('/resource-servers', guard('admin:resource-servers'), async function listResourceServers(ctx) {
-    ctx.body = await deps.resourceServers.list(parseOrThrow(listQuery, ctx.query, 'query'));
-  });
-  router.post('/resource-servers', guard('admin:resource-servers'), async function createResourceServer(ctx) {
-    const server = await deps.resourceServers.create(parseOrThrow(createResourceServerBody, ctx.state['body'] ?? {}), auditContext(ctx));
-    ctx.status = 201;
-    ctx.set('Location', `${ADMIN_PREFIX}/resource-servers/${server.id}`);
-    ctx.body = server;
-  });
-  router.get('/resource-servers/:id', guard('admin:resource-servers'), async function readResourceServer(ctx) {
-    respondWithVersion(ctx, await deps.resourceServers.get(param(ctx, 'id')));
-  });
-  router.patch('/resource-servers/:id', guard('admin:resource-servers'), async function updateResourceServer(ctx) {
-    const body = parseOrThrow(patchResourceServerBody, ctx.state['body'] ?? {});
-    respondWithVersion(ctx, await deps.resourceServers.update(param(ctx, 'id'), body, auditContext(ctx), ifMatch(ctx)));
-  });
-  router.delete('/resource-servers/:id', guard('admin:resource-servers'), async function deleteResourceServer(ctx) {
-    await deps.resourceServers.delete(param(ctx, 'id'), auditContext(ctx));
-    ctx.status = 204;
-  });
-
-  // Users (people who sign in through the hosted pages)
-  router.get('/users', guard('admin:users'), async function listUsers(ctx) {
-    ctx.body = await deps.users.list(parseOrThrow(userListQuery, ctx.query, 'query'));
-  });
-  router.post('/users', guard('admin:users'), async function createUser(ctx) {
-    const user = await deps.users.create(parseOrThrow(createUserBody, ctx.state['body'] ?? {}), auditContext(ctx));
-    ctx.status = 201;
-    ctx.set('Location', `${ADMIN_PREFIX}/users/${user.id}`);
-    ctx.body = user;
-  });
-  router.get('/users/:id', guard('admin:users'), async function readUser(ctx) {
-    respondWithVersion(ctx, await deps.users.get(param(ctx, 'id')));
-  });
-  router.patch('/users/:id', guard('admin:users'), async function updateUser(ctx) {
-    const body = parseOrThrow(patchUserBody, ctx.state['body'] ?? {});
-    respondWithVersion(ctx, await deps.users.update(param(ctx, 'id'), body, auditContext(ctx), ifMatch(ctx)));
-  });
-  router.delete('/users/:id/mfa', guard('admin:users'), async function resetUserSecondFactor(ctx) {
-    await deps.users.resetSecondFactor(param(ctx, 'id'), auditContext(ctx));
-    ctx.status = 204;
-  });
-  router.delete('/users/:id', guard('admin:users'), async function deleteUser(ctx) {
-    await deps.users.delete(param(ctx, 'id'), auditContext(ctx));
-    ctx.status = 204;
-  });
-
-  // Audit trail (read-only: there is no path to change or delete events)
-  router.get('/audit-events', guard('admin:audit'), async function listAuditEvents(ctx) {
-    ctx.body = await deps.auditEvents.list(parseOrThrow(auditEventQuery, ctx.query, 'query'));
-  });
-
-  // Signing keys
-  router.get('/keys', guard('admin:keys'), async function listKeys(ctx) {
-    ctx.body = await deps.keys.list(parseOrThrow(listQuery, ctx.query, 'query'));
-  });
-  router.post('/keys/rotate', guard('admin:keys'), async function rotateKeys(ctx) {
-    const body = parseOrThrow(rotateKeysBody, ctx.state['body']);
-    ctx.status = 201;
-    ctx.body = { items: await deps.keys.rotate(body?.algs, auditContext(ctx)) };
-  });
-  router.post('/keys/:kid/revoke', guard('admin:keys'), async function revokeKey(ctx) {
-    ctx.body = await deps.keys.revoke(param(ctx, 'kid'), auditContext(ctx));
-  });
+  const { clients, resourceServers, keys, users, auditEvents } = deps;
+  const services: AdminServices = { clients, resourceServers, keys, users, auditEvents, openApiDocument: () => buildOpenApiDocument(deps.issuer) };
+  for (const route of ADMIN_ROUTES) {
+    const path = route.path.replace(/\{(\w+)\}/g, ':$1');
+    router.register(path, [route.method], [...(route.scope === null ? [] : [guard(route.scope)]), endpoint(route, services)]);
+  }
 
   const api = compose([problemErrors(deps.logger), router.routes() as Middleware, router.allowedMethods({ throw: false }) as Middleware]);
   return async function adminApi(ctx, next) {
@@ -203,6 +125,7 @@ export function createAdminApi(deps: AdminApiDeps): Middleware {
       await next();
       return;
     }
+    // Every admin response is not cacheable (a route may say otherwise): some carry secrets.
     ctx.set('Cache-Control', 'no-store');
     await api(ctx, () => Promise.resolve());
   };

@@ -1,0 +1,108 @@
+import { pageOf } from '../pagination.js';
+import { AUTHENTICATED, named, route, WITH_BODY, type PathParam, type RouteTable } from '../route.js';
+import { userResponse } from './presenter.js';
+import { createUserBody, patchUserBody, userListQuery } from './schema.js';
+
+/** People who sign in through the hosted pages: `/admin/v1/users` (SPEC §5), scope `admin:users`. */
+
+const User = named('User', userResponse);
+const UserPage = named('UserPage', pageOf(userResponse), [User]);
+const UserCreate = named('UserCreate', createUserBody);
+const UserPatch = named('UserPatch', patchUserBody);
+
+const userId: PathParam = { schema: userResponse.shape.id, description: 'The person’s id.' };
+
+const USERNAME_TAKEN = 'compared ignoring case and width, or looks like an existing one (UTS #39 confusables; `errors` points at `#/username`).';
+
+export const userRoutes: RouteTable = {
+  tag: { name: 'Users', description: 'People who sign in through the hosted pages. Scope `admin:users`.' },
+  routes: [
+    route({
+      operationId: 'listUsers',
+      method: 'get',
+      path: '/users',
+      summary: 'List people',
+      description: 'Oldest first. Never shows a password or a second-factor secret.',
+      scope: 'admin:users',
+      query: userListQuery,
+      response: { status: 200, description: 'A page of people.', schema: UserPage },
+      errors: [400, ...AUTHENTICATED],
+      handler: ({ query }, { users }) => users.list(query),
+    }),
+    route({
+      operationId: 'createUser',
+      method: 'post',
+      path: '/users',
+      summary: 'Create a person',
+      scope: 'admin:users',
+      body: {
+        schema: UserCreate,
+        required: true,
+        example: {
+          username: 'ada',
+          password: 'plum-violet-orbit-42',
+          email: 'ada@example.com',
+          email_verified: true,
+          name: 'Ada Lovelace',
+          roles: ['billing:admin'],
+          mfa_required: true,
+        },
+      },
+      response: { status: 201, description: 'The stored person.', schema: User, location: (user) => `/users/${user.id}` },
+      errors: [...WITH_BODY, 409, ...AUTHENTICATED],
+      conflict: `The username is taken, ${USERNAME_TAKEN}`,
+      handler: ({ body, caller }, { users }) => users.create(body, caller),
+    }),
+    route({
+      operationId: 'readUser',
+      method: 'get',
+      path: '/users/{id}',
+      summary: 'Read a person',
+      scope: 'admin:users',
+      params: { id: userId },
+      response: { status: 200, description: 'The person.', schema: User, etag: true },
+      errors: [404, ...AUTHENTICATED],
+      handler: ({ params }, { users }) => users.get(params.id),
+    }),
+    route({
+      operationId: 'updateUser',
+      method: 'patch',
+      path: '/users/{id}',
+      summary: 'Update a person',
+      description:
+        'Given fields replace the stored ones; `null` clears `email` or `name`; `password` sets a new one. `disabled: true` ends the person’s sessions and grants at once. A new email is unverified unless `email_verified` says otherwise.',
+      scope: 'admin:users',
+      params: { id: userId },
+      ifMatch: true,
+      body: { schema: UserPatch, required: false },
+      response: { status: 200, description: 'The updated person.', schema: User, etag: true },
+      errors: [...WITH_BODY, 404, 409, 412, ...AUTHENTICATED],
+      conflict: `The new username is taken, ${USERNAME_TAKEN}`,
+      handler: ({ params, body, caller, ifMatch }, { users }) => users.update(params.id, body, caller, ifMatch),
+    }),
+    route({
+      operationId: 'deleteUser',
+      method: 'delete',
+      path: '/users/{id}',
+      summary: 'Delete a person',
+      description: 'Their sessions, grants, codes and refresh tokens go at once.',
+      scope: 'admin:users',
+      params: { id: userId },
+      response: { status: 204, description: 'Deleted.' },
+      errors: [404, ...AUTHENTICATED],
+      handler: ({ params, caller }, { users }) => users.delete(params.id, caller),
+    }),
+    route({
+      operationId: 'resetUserSecondFactor',
+      method: 'delete',
+      path: '/users/{id}/mfa',
+      summary: 'Remove a person’s second factor',
+      description: 'Removes the TOTP secret and recovery codes; if a second factor is required, the next sign-in enrolls again.',
+      scope: 'admin:users',
+      params: { id: userId },
+      response: { status: 204, description: 'Removed (also when there was none).' },
+      errors: [404, ...AUTHENTICATED],
+      handler: ({ params, caller }, { users }) => users.resetSecondFactor(params.id, caller),
+    }),
+  ],
+};
