@@ -16,7 +16,8 @@ import type { ProviderHost } from './oidc/provider-host.js';
 import type { ResourceServerRegistry } from './oidc/resource-server-registry.js';
 import type { Runtime } from './runtime.js';
 import { startBackground } from './background.js';
-import { createServices, type ManagementServices } from './services.js';
+import type { ManagementServices } from './management/index.js';
+import { createServices } from './services.js';
 
 export interface GatehouseApp {
   readonly app: Koa;

@@ -4,7 +4,7 @@ import type { Logger } from 'pino';
 import { ConfigError, loadConfig, type Config } from './config.js';
 import { createLogger } from './logger.js';
 import { openRuntime } from './runtime.js';
-import { announceGeneratedAdmin } from './admin/bootstrap-client.js';
+import { announceGeneratedAdmin } from './management/bootstrap-client.js';
 
 // Start-up only: configuration, database, listen, graceful shutdown; with WORKERS > 1, the
 // cluster primary (src/cluster.ts) or one of its workers.

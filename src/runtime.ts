@@ -1,7 +1,7 @@
 import path from 'node:path';
 import type { Logger } from 'pino';
 import type { Config } from './config.js';
-import { bootstrapAdmin, type BootstrapResult } from './admin/bootstrap-client.js';
+import { bootstrapAdmin, type BootstrapResult } from './management/bootstrap-client.js';
 import { createClientSecretHasher, type ClientSecretHasher } from './crypto/client-secret.js';
 import { createEnvelope, type Envelope } from './crypto/envelope.js';
 import { resolveMasterKey } from './crypto/master-key.js';

@@ -2,13 +2,8 @@ import type { ClientMetadata } from 'oidc-provider';
 import { createPasswordHasher, type PasswordHasher } from './accounts/passwords.js';
 import { createSecondFactor, type SecondFactor } from './accounts/second-factor.js';
 import { createTotp } from './accounts/totp.js';
-import { createAuditEventService } from './admin/audit-events/service.js';
-import { createClientService } from './admin/clients/service.js';
-import { createKeyService } from './admin/keys/service.js';
-import { createResourceServerService } from './admin/resource-servers/service.js';
-import type { AdminApiDeps } from './admin/router.js';
-import { adminResourceIdentifier } from './admin/scopes.js';
-import { createUserService } from './admin/users/service.js';
+import { createManagementServices, type ManagementServices } from './management/index.js';
+import { adminResourceIdentifier } from './management/admin-scopes.js';
 import { createMetrics, type Metrics } from './http/metrics.js';
 import { createTokenRateLimits } from './http/rate-limit.js';
 import { issuerPath } from './http/issuer-origin.js';
@@ -31,9 +26,6 @@ import { createViews, type Views } from './views.js';
  * timers (background work is src/background.ts, started by the server only).
  */
 
-/** The management services every front door drives: the admin API, the CLI and the console. */
-export type ManagementServices = Omit<AdminApiDeps, 'issuer' | 'verifier' | 'logger' | 'tokenClient'>;
-
 export interface Services {
   readonly views: Views;
   readonly metrics: Metrics;
@@ -47,7 +39,7 @@ export interface Services {
   /** Gatehouse's own admin API trusts tokens through the verifier resource servers use. */
   readonly adminVerifier: Verifier;
   /** The client as the token endpoint finds it (through clientCache), so both see one state. */
-  readonly tokenClient: AdminApiDeps['tokenClient'];
+  readonly tokenClient: (clientId: string) => Promise<{ readonly tokensNotBefore: number } | undefined>;
   readonly management: ManagementServices;
   /** Ends the crypto workers. */
   close(): Promise<void>;
@@ -118,19 +110,17 @@ export async function createServices(runtime: Runtime, options: ServicesOptions)
     jwks: () => providers.publicJwks(),
   });
   const passwords = await createPasswordHasher();
-  const management: ManagementServices = {
-    clients: createClientService({
-      db,
-      hasher: runtime.clientSecrets,
-      validateWithProvider: (metadata) => providers.current().Client.validate(metadata as ClientMetadata),
-      forget: (clientId) => clientCache.invalidate(clientId),
-      allowPrivateJwksUri: config.allowPrivateJwksUri,
-    }),
-    resourceServers: createResourceServerService({ db, registry: resourceServers }),
-    keys: createKeyService({ db, envelope: runtime.envelope, onRotated: () => providers.refresh() }),
-    users: createUserService({ db, hasher: passwords }),
-    auditEvents: createAuditEventService({ db }),
-  };
+  const management = createManagementServices({
+    db,
+    envelope: runtime.envelope,
+    clientSecrets: runtime.clientSecrets,
+    passwords,
+    resourceServers,
+    validateClientMetadata: (metadata) => providers.current().Client.validate(metadata as ClientMetadata),
+    forgetClient: (clientId) => clientCache.invalidate(clientId),
+    keysChanged: () => providers.refresh(),
+    allowPrivateJwksUri: config.allowPrivateJwksUri,
+  });
 
   return {
     views,

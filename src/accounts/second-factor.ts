@@ -1,5 +1,5 @@
 import { randomInt } from 'node:crypto';
-import { recordAudit, type AuditContext } from '../admin/audit.js';
+import { recordAudit, type AuditContext } from '../audit/audit.js';
 import type { ClientSecretHasher } from '../crypto/client-secret.js';
 import type { Envelope } from '../crypto/envelope.js';
 import type { Database } from '../db/database.js';

@@ -1,10 +1,10 @@
 import { z } from 'zod';
 import { BODY_LIMIT } from './body.js';
-import { DEFAULT_LIMIT, MAX_LIMIT } from './pagination.js';
+import { DEFAULT_LIMIT, MAX_LIMIT } from '../management/pagination.js';
 import { fieldError, problemResponse } from './problem.js';
 import type { AdminRoute, ErrorStatus, HttpMethod, NamedSchema } from './route.js';
 import { ROUTE_TABLES, type OpenApiDocumentResponse } from './routes.js';
-import { ADMIN_SCOPES, adminResourceIdentifier, type AdminScope } from './scopes.js';
+import { ADMIN_SCOPES, adminResourceIdentifier, type AdminScope } from '../management/admin-scopes.js';
 
 /**
  * The admin API's OpenAPI 3.1 document (SPEC §5), served at `/admin/v1/openapi.json`, rendered

@@ -2,6 +2,7 @@ import type { Middleware, ParameterizedContext } from 'koa';
 import type { Logger } from 'pino';
 import { z } from 'zod';
 import { InvalidTextError, isUnavailable } from '../db/database.js';
+import { ManagementError, type FieldError } from '../management/errors.js';
 
 /**
  * RFC 9457 problem details for the admin API. Kept apart from the protocol endpoints'
@@ -50,7 +51,6 @@ export const fieldError = z
   })
   .describe('What is wrong with one field.');
 
-export type FieldError = Readonly<z.infer<typeof fieldError>>;
 
 /** The body of every admin API error (RFC 9457 problem details); `writeProblem` is typed by it. */
 export const problemResponse = z
@@ -89,27 +89,6 @@ export class ProblemError extends Error {
   }
 }
 
-function pointer(path: readonly PropertyKey[]): string {
-  // RFC 6901: the whole document is "" (here "#"); "#/" would name a member called "".
-  return `#${path.map((segment) => `/${String(segment).replaceAll('~', '~0').replaceAll('/', '~1')}`).join('')}`;
-}
-
-export function fieldErrors(error: z.ZodError): FieldError[] {
-  return error.issues.flatMap((issue) =>
-    // An unknown field is reported where it is, one error per field, so a client can point at it.
-    issue.code === 'unrecognized_keys'
-      ? issue.keys.map((key) => ({ pointer: pointer([...issue.path, key]), detail: 'unknown field' }))
-      : [{ pointer: pointer(issue.path), detail: issue.message }],
-  );
-}
-
-/** Parses `value` with `schema`, or throws a 400 problem listing every field error. */
-export function parseOrThrow<S extends z.ZodType>(schema: S, value: unknown, what = 'request body'): z.infer<S> {
-  const result = schema.safeParse(value);
-  if (!result.success) throw new ProblemError('validation_failed', `The ${what} is invalid.`, { errors: fieldErrors(result.error) });
-  return result.data;
-}
-
 export function writeProblem(ctx: ParameterizedContext, error: ProblemError): void {
   ctx.status = error.status;
   ctx.type = 'application/problem+json';
@@ -137,6 +116,11 @@ export function problemErrors(logger: Logger): Middleware {
       }
     } catch (error) {
       if (error instanceof ProblemError) return writeProblem(ctx, error);
+      // The one mapping of the management services' domain errors to problem+json.
+      if (error instanceof ManagementError) {
+        const extra = error.clientIds === undefined ? {} : { extra: { client_ids: [...error.clientIds] } };
+        return writeProblem(ctx, new ProblemError(error.code, error.message, { ...(error.errors === undefined ? {} : { errors: error.errors }), ...extra }));
+      }
       if (error instanceof InvalidTextError) return writeProblem(ctx, new ProblemError('validation_failed', 'Input must not contain NUL characters or unpaired surrogates.'));
       if (isUnavailable(error)) {
         ctx.set('Retry-After', '5');

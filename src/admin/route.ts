@@ -1,11 +1,7 @@
 import type { z } from 'zod';
-import type { AdminContext } from './audit.js';
-import type { AuditEventService } from './audit-events/service.js';
-import type { ClientService } from './clients/service.js';
-import type { createKeyService } from './keys/service.js';
-import type { ResourceServerService } from './resource-servers/service.js';
-import type { AdminScope } from './scopes.js';
-import type { UserService } from './users/service.js';
+import type { AdminContext } from '../audit/audit.js';
+import type { AdminScope } from '../management/admin-scopes.js';
+import type { ManagementServices } from '../management/index.js';
 
 /**
  * The shape of an admin API route table (SPEC §5). Each resource folder lists its routes in a
@@ -36,12 +32,7 @@ export function named<S extends z.ZodType>(name: string, schema: S, parts?: read
 }
 
 /** The services the handlers call: the same ones the CLI drives. */
-export interface AdminServices {
-  readonly clients: ClientService;
-  readonly resourceServers: ResourceServerService;
-  readonly keys: ReturnType<typeof createKeyService>;
-  readonly users: UserService;
-  readonly auditEvents: AuditEventService;
+export interface AdminServices extends ManagementServices {
   /** The OpenAPI document for this issuer (built from these tables). */
   readonly openApiDocument: () => unknown;
 }

@@ -4,14 +4,15 @@ import type { Middleware, ParameterizedContext } from 'koa';
 import type { Logger } from 'pino';
 import { requireToken, type BearerFailure, type Verifier, type VerifiedToken } from '../verifier/index.js';
 import { ROUTER_METHODS } from '../http/errors.js';
-import { auditContext } from './audit.js';
+import { auditContext } from './caller.js';
 import { jsonBody } from './body.js';
-import { etagOf } from './etag.js';
+import { etagOf } from '../management/etag.js';
 import { buildOpenApiDocument } from './openapi.js';
-import { parseOrThrow, problemErrors, ProblemError, writeProblem } from './problem.js';
+import { parseOrThrow } from '../management/errors.js';
+import { problemErrors, ProblemError, writeProblem } from './problem.js';
 import type { AdminRoute, AdminServices } from './route.js';
 import { ADMIN_ROUTES } from './routes.js';
-import type { AdminScope } from './scopes.js';
+import type { AdminScope } from '../management/admin-scopes.js';
 
 export const ADMIN_PREFIX = '/admin/v1';
 

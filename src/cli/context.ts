@@ -1,8 +1,8 @@
 import { randomUUID } from 'node:crypto';
 import type { Logger } from 'pino';
-import type { ManagementServices } from '../services.js';
-import type { MasterKeyService } from '../admin/master-key/service.js';
-import { OPERATOR, type AdminContext } from '../admin/audit.js';
+import type { ManagementServices } from '../management/index.js';
+import type { MasterKeyService } from '../management/master-key/service.js';
+import { OPERATOR, type AdminContext } from '../audit/audit.js';
 import { loadConfig, type Config } from '../config.js';
 import type { Database } from '../db/database.js';
 import { createLogger } from '../logger.js';
@@ -52,8 +52,8 @@ export async function withServices<T>(output: Output, fn: (cli: CliServices) => 
   const [{ openRuntime }, { createServices }, { announceGeneratedAdmin }, { createMasterKeyService }] = await Promise.all([
     import('../runtime.js'),
     import('../services.js'),
-    import('../admin/bootstrap-client.js'),
-    import('../admin/master-key/service.js'),
+    import('../management/bootstrap-client.js'),
+    import('../management/master-key/service.js'),
   ]);
   const runtime = await openRuntime(config, logger);
   try {

@@ -1,8 +1,8 @@
-import { ProblemError } from '../admin/problem.js';
 import { ConfigError } from '../config.js';
 import { EnvelopeError } from '../crypto/envelope.js';
 import { InvalidTextError, isUnavailable } from '../db/database.js';
 import { MigrationError } from '../db/migrator.js';
+import { ManagementError } from '../management/errors.js';
 import { CliExit, commandName, EXIT, UsageError, usageLine, type Command, type Output } from './command.js';
 
 /** "No client with that client_id." → "no client with that client_id": one line in a CLI's voice. */
@@ -19,7 +19,7 @@ function flagFor(command: Command | undefined, pointer: string): string | undefi
   return entry === undefined ? undefined : `--${entry[0]}`;
 }
 
-function exitCodeOf(error: ProblemError): number {
+function exitCodeOf(error: ManagementError): number {
   switch (error.code) {
     case 'validation_failed':
       return EXIT.usage;
@@ -35,7 +35,7 @@ function exitCodeOf(error: ProblemError): number {
 
 /**
  * Every failure becomes `gatehouse: ...` lines on stderr and an exit code (see EXIT); never a
- * stack trace. Field errors from the admin API's schemas keep their JSON pointer and name the flag.
+ * stack trace. Field errors from the management services' schemas keep their JSON pointer and name the flag.
  */
 export function reportError(error: unknown, output: Output, command?: Command): number {
   const line = (text: string) => output.err(`gatehouse: ${text}\n`);
@@ -48,7 +48,8 @@ export function reportError(error: unknown, output: Output, command?: Command): 
     if (error.message !== '') line(error.message);
     return error.exitCode;
   }
-  if (error instanceof ProblemError) {
+  // The one mapping of the management services' domain errors to lines and exit codes.
+  if (error instanceof ManagementError) {
     const fields = error.errors ?? [];
     // A validation failure is its field errors; other problems say what happened, then which field.
     if (error.code !== 'validation_failed' || fields.length === 0) line(sentence(error.message));
@@ -56,7 +57,7 @@ export function reportError(error: unknown, output: Output, command?: Command): 
       const flag = flagFor(command, field.pointer);
       line(`${field.pointer}: ${field.detail}${flag === undefined ? '' : ` (${flag})`}`);
     }
-    if (error.extra?.client_ids !== undefined) line(`clients: ${error.extra.client_ids.join(' ')}`);
+    if (error.clientIds !== undefined) line(`clients: ${error.clientIds.join(' ')}`);
     return exitCodeOf(error);
   }
   if (error instanceof ConfigError) {

@@ -7,7 +7,7 @@ import { randomBytes } from 'node:crypto';
 import { DEVICE_COOKIE, type DeviceCookies } from '../accounts/device-cookies.js';
 import { subjectFor, type AttemptReservation, type LoginThrottle, type ThrottleSubject } from '../accounts/throttle.js';
 import { normalizeUsername } from '../accounts/usernames.js';
-import { recordAudit } from '../admin/audit.js';
+import { recordAudit } from '../audit/audit.js';
 import { InvalidTextError, isUnavailable, type Database, type Queryable } from '../db/database.js';
 import { createCodeAttemptStore } from '../db/code-attempts.js';
 import { createUserStore } from '../db/users.js';

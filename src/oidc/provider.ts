@@ -13,7 +13,7 @@ import type { ResourceServerRegistry } from './resource-server-registry.js';
 import { encryptWholeTokens, innerLayer } from '../tokens/access-token.js';
 import type { JweEncryptor } from '../tokens/crypto-pool.js';
 import { introspectJwtAccessTokens } from './jwt-introspection.js';
-import { recordAudit } from '../admin/audit.js';
+import { recordAudit } from '../audit/audit.js';
 import { ACR_MFA, ACR_PASSWORD, CLAIMS_BY_SCOPE, type Accounts } from './accounts.js';
 import { interactionPolicyWithSecondFactor } from './second-factor-check.js';
 import type { SecondFactor } from '../accounts/second-factor.js';

@@ -1,7 +1,7 @@
-import { pageOf } from '../pagination.js';
+import { pageOf } from '../../management/pagination.js';
 import { AUTHENTICATED, named, route, type RouteTable } from '../route.js';
-import { auditEventResponse } from './presenter.js';
-import { auditEventQuery } from './schema.js';
+import { auditEventResponse } from '../../management/audit-events/presenter.js';
+import { auditEventQuery } from '../../management/audit-events/schema.js';
 
 /** The audit trail: `/admin/v1/audit-events` (SPEC §5), scope `admin:audit`. Read-only: no route changes or deletes an event. */
 

@@ -1,7 +1,7 @@
-import { pageOf } from '../pagination.js';
+import { pageOf } from '../../management/pagination.js';
 import { AUTHENTICATED, named, route, WITH_BODY, type PathParam, type RouteTable } from '../route.js';
-import { clientResponse, clientSecretResponse, clientWithSecretResponse } from './presenter.js';
-import { clientListQuery, createClientBody, patchClientBody } from './schema.js';
+import { clientResponse, clientSecretResponse, clientWithSecretResponse } from '../../management/clients/presenter.js';
+import { clientListQuery, createClientBody, patchClientBody } from '../../management/clients/schema.js';
 
 /** Clients: `/admin/v1/clients` (SPEC §5), scope `admin:clients`. */
 

@@ -1,7 +1,7 @@
-import { listQuery, pageOf } from '../pagination.js';
+import { listQuery, pageOf } from '../../management/pagination.js';
 import { AUTHENTICATED, named, route, WITH_BODY, type RouteTable } from '../route.js';
-import { keyRotationResponse, rotateKeysBody } from './schema.js';
-import { keyResponse } from './service.js';
+import { keyRotationResponse, rotateKeysBody } from '../../management/keys/schema.js';
+import { keyResponse } from '../../management/keys/service.js';
 
 /** Token signing keys: `/admin/v1/keys` (SPEC §5), scope `admin:keys`. */
 

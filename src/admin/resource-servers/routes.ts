@@ -1,7 +1,7 @@
-import { listQuery, pageOf } from '../pagination.js';
+import { listQuery, pageOf } from '../../management/pagination.js';
 import { AUTHENTICATED, named, route, WITH_BODY, type PathParam, type RouteTable } from '../route.js';
-import { resourceServerResponse } from './presenter.js';
-import { createResourceServerBody, patchResourceServerBody } from './schema.js';
+import { resourceServerResponse } from '../../management/resource-servers/presenter.js';
+import { createResourceServerBody, patchResourceServerBody } from '../../management/resource-servers/schema.js';
 
 /** Resource servers: `/admin/v1/resource-servers` (SPEC §5), scope `admin:resource-servers`. */
 

@@ -1,7 +1,7 @@
-import { pageOf } from '../pagination.js';
+import { pageOf } from '../../management/pagination.js';
 import { AUTHENTICATED, named, route, WITH_BODY, type PathParam, type RouteTable } from '../route.js';
-import { userResponse } from './presenter.js';
-import { createUserBody, patchUserBody, userListQuery } from './schema.js';
+import { userResponse } from '../../management/users/presenter.js';
+import { createUserBody, patchUserBody, userListQuery } from '../../management/users/schema.js';
 
 /** People who sign in through the hosted pages: `/admin/v1/users` (SPEC §5), scope `admin:users`. */
 

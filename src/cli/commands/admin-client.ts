@@ -1,6 +1,6 @@
-import { parseOrThrow } from '../../admin/problem.js';
-import { createClientBody } from '../../admin/clients/schema.js';
-import { ADMIN_SCOPES, adminResourceIdentifier } from '../../admin/scopes.js';
+import { parseOrThrow } from '../../management/errors.js';
+import { createClientBody } from '../../management/clients/schema.js';
+import { ADMIN_SCOPES, adminResourceIdentifier } from '../../management/admin-scopes.js';
 import { loadConfig } from '../../config.js';
 import { EXIT, type Command } from '../command.js';
 import { withServices } from '../context.js';

@@ -1,9 +1,9 @@
 import { setTimeout as sleep } from 'node:timers/promises';
-import type { AuditEventResponse } from '../../admin/audit-events/presenter.js';
-import { auditEventQuery, type AuditEventQuery } from '../../admin/audit-events/schema.js';
-import type { AuditEventService } from '../../admin/audit-events/service.js';
-import { MAX_LIMIT } from '../../admin/pagination.js';
-import { parseOrThrow } from '../../admin/problem.js';
+import type { AuditEventResponse } from '../../management/audit-events/presenter.js';
+import { auditEventQuery, type AuditEventQuery } from '../../management/audit-events/schema.js';
+import type { AuditEventService } from '../../management/audit-events/service.js';
+import { MAX_LIMIT } from '../../management/pagination.js';
+import { parseOrThrow } from '../../management/errors.js';
 import { EXIT, type Command, type Output } from '../command.js';
 import { withServices } from '../context.js';
 import { given } from '../input.js';

@@ -1,6 +1,6 @@
-import { parseOrThrow } from '../../admin/problem.js';
-import type { ClientResponse } from '../../admin/clients/presenter.js';
-import { AUTH_METHODS, clientListQuery, createClientBody, GRANT_TYPES } from '../../admin/clients/schema.js';
+import { parseOrThrow } from '../../management/errors.js';
+import type { ClientResponse } from '../../management/clients/presenter.js';
+import { AUTH_METHODS, clientListQuery, createClientBody, GRANT_TYPES } from '../../management/clients/schema.js';
 import { EXIT, PAGE_OPTIONS, pageHint, pageQueryOf, printJson, record, table, type Command, type Output } from '../command.js';
 import { withServices } from '../context.js';
 import { given, readJsonFile, splitScopes } from '../input.js';

@@ -1,7 +1,7 @@
-import { listQuery } from '../../admin/pagination.js';
-import { parseOrThrow } from '../../admin/problem.js';
-import { rotateKeysBody } from '../../admin/keys/schema.js';
-import type { KeyResponse } from '../../admin/keys/service.js';
+import { listQuery } from '../../management/pagination.js';
+import { parseOrThrow } from '../../management/errors.js';
+import { rotateKeysBody } from '../../management/keys/schema.js';
+import type { KeyResponse } from '../../management/keys/service.js';
 import { SIGNING_ALGS } from '../../crypto/signing-keys.js';
 import { EXIT, PAGE_OPTIONS, pageHint, pageQueryOf, printJson, table, type Command, type Output } from '../command.js';
 import { withServices } from '../context.js';

@@ -1,7 +1,7 @@
-import { listQuery } from '../../admin/pagination.js';
-import { parseOrThrow } from '../../admin/problem.js';
-import type { ResourceServerResponse } from '../../admin/resource-servers/presenter.js';
-import { createResourceServerBody } from '../../admin/resource-servers/schema.js';
+import { listQuery } from '../../management/pagination.js';
+import { parseOrThrow } from '../../management/errors.js';
+import type { ResourceServerResponse } from '../../management/resource-servers/presenter.js';
+import { createResourceServerBody } from '../../management/resource-servers/schema.js';
 import { SIGNING_ALGS } from '../../crypto/signing-keys.js';
 import { EXIT, PAGE_OPTIONS, pageHint, pageQueryOf, printJson, record, table, type Command } from '../command.js';
 import { withServices } from '../context.js';

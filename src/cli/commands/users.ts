@@ -1,6 +1,6 @@
-import { parseOrThrow } from '../../admin/problem.js';
-import type { UserResponse } from '../../admin/users/presenter.js';
-import { createUserBody, patchUserBody, userListQuery } from '../../admin/users/schema.js';
+import { parseOrThrow } from '../../management/errors.js';
+import type { UserResponse } from '../../management/users/presenter.js';
+import { createUserBody, patchUserBody, userListQuery } from '../../management/users/schema.js';
 import { cliPassword } from '../../config.js';
 import { EXIT, PAGE_OPTIONS, pageHint, pageQueryOf, printJson, record, table, type Command, type Output } from '../command.js';
 import { withServices } from '../context.js';

@@ -1,5 +1,5 @@
 import { createHash } from 'node:crypto';
-import { ProblemError } from './problem.js';
+import { PreconditionFailed } from './errors.js';
 
 /**
  * Optimistic concurrency for PATCH (RFC 9110 §13.1.1): the ETag is a hash of the resource as the
@@ -17,6 +17,6 @@ export function checkIfMatch(ifMatch: string | undefined, current: unknown): voi
   // If-Match uses the strong comparison: weak validators (W/"...") never match.
   const candidates = ifMatch.split(',').map((value) => value.trim());
   if (!candidates.includes(etag)) {
-    throw new ProblemError('precondition_failed', 'The resource changed since you read it (If-Match does not match its ETag). Read it again and retry.');
+    throw new PreconditionFailed('The resource changed since you read it (If-Match does not match its ETag). Read it again and retry.');
   }
 }

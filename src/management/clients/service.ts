@@ -6,12 +6,12 @@ import { createResourceServerStore } from '../../db/resource-servers.js';
 import { generateClientId, generateClientSecret, type ClientSecretHasher } from '../../crypto/client-secret.js';
 import { isNonPublicHost } from '../../oidc/outbound-fetch.js';
 import { clientMetadataFromRow, grantableScopes, OIDC_SCOPES, registeredScopes, tokensNotBefore } from '../../oidc/clients.js';
-import { missingPrivileges, recordAudit, type AdminContext } from '../audit.js';
+import { missingPrivileges, recordAudit, type AdminContext } from '../../audit/audit.js';
 import { decodeCursor, toPage, type Page } from '../pagination.js';
-import { fieldErrors, ProblemError, type FieldError } from '../problem.js';
 import { presentClient, withSecret, type ClientResponse, type ClientSecretResponse } from './presenter.js';
 import { checkIfMatch } from '../etag.js';
 import { clientDefinition, SECRET_AUTH_METHODS, type ClientDefinition, type PatchClientBody } from './schema.js';
+import { Conflict, Forbidden, NotFound, ValidationFailed, fieldErrors, type FieldError, type ManagementError } from '../errors.js';
 
 export interface ClientServiceDeps {
   readonly db: Database;
@@ -27,12 +27,12 @@ export interface ClientServiceDeps {
   readonly allowPrivateJwksUri?: boolean;
 }
 
-function notFound(): ProblemError {
-  return new ProblemError('not_found', 'No client with that client_id.');
+function notFound(): ManagementError {
+  return new NotFound('No client with that client_id.');
 }
 
-function invalid(errors: FieldError[]): ProblemError {
-  return new ProblemError('validation_failed', 'The request body is invalid.', { errors });
+function invalid(errors: FieldError[]): ManagementError {
+  return new ValidationFailed('The request body is invalid.', { errors });
 }
 
 /** The RFC 7591 fields kept in clients.metadata. */
@@ -131,9 +131,7 @@ function added(before: Access, after: Access): Access {
 function assertMayManage(context: AdminContext, verb: string, ...accesses: ClientAccess[]): void {
   const missing = missingPrivileges(context.privileges, accesses.flatMap((access) => access.privileged.scopes));
   if (missing.length > 0) {
-    throw new ProblemError(
-      'forbidden',
-      `To ${verb} a client that may use the admin API, the caller must hold every scope that client may get; this token lacks: ${missing.join(' ')}.`,
+    throw new Forbidden(`To ${verb} a client that may use the admin API, the caller must hold every scope that client may get; this token lacks: ${missing.join(' ')}.`,
     );
   }
 }
@@ -308,7 +306,7 @@ export function createClientService(deps: ClientServiceDeps) {
         // Whoever holds the new secret gets everything the client may get.
         assertMayManage(audit, 'rotate the secret of', access);
         if (!SECRET_AUTH_METHODS.includes(current.metadata['token_endpoint_auth_method'] as string)) {
-          throw new ProblemError('conflict', 'This client does not authenticate with a secret.');
+          throw new Conflict('This client does not authenticate with a secret.');
         }
         const updated = await store.update(clientId, { clientSecretHash: hasher.hash(secret) });
         if (updated === undefined) throw notFound();

@@ -3,7 +3,7 @@ import { generateClientId, generateClientSecret } from '../crypto/client-secret.
 import type { Queryable } from '../db/database.js';
 import { createClientStore, type NewClient } from '../db/clients.js';
 import { createResourceServerStore } from '../db/resource-servers.js';
-import { ADMIN_SCOPES, adminResourceIdentifier } from './scopes.js';
+import { ADMIN_SCOPES, adminResourceIdentifier } from './admin-scopes.js';
 
 export interface BootstrapResult {
   /** Set only when a client was generated now: its secret is shown this once and never stored. */

@@ -4,9 +4,9 @@ import { SIGNING_ALGS, type SigningAlg } from '../../crypto/signing-keys.js';
 import type { Database } from '../../db/database.js';
 import { createSigningKeyStore, type SigningKeyRow } from '../../db/signing-keys.js';
 import { prepareSigningKeys, revokeSigningKey, rotateSigningKeys } from '../../oidc/keys.js';
-import { recordAudit, type AuditContext } from '../audit.js';
+import { recordAudit, type AuditContext } from '../../audit/audit.js';
 import { decodeCursor, toPage, type Page } from '../pagination.js';
-import { ProblemError } from '../problem.js';
+import { Conflict, NotFound } from '../errors.js';
 
 // ID tokens live an hour; the longest resource-server token lives a day (schema bound). A retired
 // key stays published that long after rotation, plus a margin for clock skew.
@@ -80,7 +80,7 @@ export function createKeyService(deps: { db: Database; envelope: Envelope; onRot
      */
     async revoke(kid: string, audit: AuditContext): Promise<KeyResponse> {
       // Every kid Gatehouse makes is base64url; anything else names no key.
-      if (!/^[\w-]{1,64}$/.test(kid)) throw new ProblemError('not_found', 'No signing key with that kid.');
+      if (!/^[\w-]{1,64}$/.test(kid)) throw new NotFound('No signing key with that kid.');
       // Revoking an active or next key publishes a fresh next key: made before the transaction.
       const seen = await createSigningKeyStore(deps.db).find(kid);
       const ready = seen !== undefined && (seen.status === 'active' || seen.status === 'next') ? await prepareSigningKeys(deps.envelope, [seen.alg as SigningAlg]) : [];
@@ -95,8 +95,8 @@ export function createKeyService(deps: { db: Database; envelope: Envelope; onRot
         }
         return outcome;
       });
-      if (result.outcome === 'not_found') throw new ProblemError('not_found', 'No signing key with that kid.');
-      if (result.outcome === 'already_revoked') throw new ProblemError('conflict', 'The key is already revoked.');
+      if (result.outcome === 'not_found') throw new NotFound('No signing key with that kid.');
+      if (result.outcome === 'already_revoked') throw new Conflict('The key is already revoked.');
       await deps.onRotated();
       return presentKey({ ...result.key, published: false });
     },

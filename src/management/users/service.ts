@@ -3,13 +3,13 @@ import { normalizeUsername, usernameSkeleton } from '../../accounts/usernames.js
 import type { Database } from '../../db/database.js';
 import { createOidcModelStore } from '../../db/oidc-models.js';
 import { createUserStore, usernameConstraintViolated, type UsernameConstraint, type UserFields, type UserRow } from '../../db/users.js';
-import { recordAudit, type AuditContext } from '../audit.js';
+import { recordAudit, type AuditContext } from '../../audit/audit.js';
 import { decodeCursor, toPage, type Page } from '../pagination.js';
-import { ProblemError } from '../problem.js';
 import { presentUser, type UserResponse } from './presenter.js';
 import { checkIfMatch } from '../etag.js';
 import { createSecondFactorStore } from '../../db/second-factor.js';
 import type { CreateUserBody, PatchUserBody } from './schema.js';
+import { Conflict, NotFound, ValidationFailed, type ManagementError } from '../errors.js';
 
 export interface UserServiceDeps {
   readonly db: Database;
@@ -20,24 +20,24 @@ export interface UserServiceDeps {
 /** The fields an update can change, as the admin API names them (the password is never listed). */
 const AUDITED_FIELDS = ['username', 'email', 'email_verified', 'name', 'roles', 'disabled', 'mfa_required'] as const;
 
-function notFound(): ProblemError {
-  return new ProblemError('not_found', 'No user with that id.');
+function notFound(): ManagementError {
+  return new NotFound('No user with that id.');
 }
 
-function usernameTaken(): ProblemError {
-  return new ProblemError('conflict', 'A user with that username already exists.', {
+function usernameTaken(): ManagementError {
+  return new Conflict('A user with that username already exists.', {
     errors: [{ pointer: '#/username', detail: 'already taken (usernames are compared ignoring case and width)' }],
   });
 }
 
 /** SPEC §4: "refused when confusable with an existing one (Unicode TR39 skeletons)". */
-function usernameLooksAlike(): ProblemError {
-  return new ProblemError('conflict', 'A user with a username that looks like this one already exists.', {
+function usernameLooksAlike(): ManagementError {
+  return new Conflict('A user with a username that looks like this one already exists.', {
     errors: [{ pointer: '#/username', detail: 'looks like an existing username (Unicode TR39 confusables, ignoring case)' }],
   });
 }
 
-function usernameRefused(conflict: UsernameConstraint): ProblemError {
+function usernameRefused(conflict: UsernameConstraint): ManagementError {
   return conflict === 'skeleton' ? usernameLooksAlike() : usernameTaken();
 }
 
@@ -124,7 +124,7 @@ export function createUserService(deps: UserServiceDeps) {
           mfaRequired: changes.mfa_required ?? current.mfa_required,
         };
         if (next.emailVerified && next.email === null) {
-          throw new ProblemError('validation_failed', 'The request body is invalid.', {
+          throw new ValidationFailed('The request body is invalid.', {
             errors: [{ pointer: '#/email_verified', detail: 'cannot be true without an email' }],
           });
         }

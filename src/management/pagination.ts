@@ -1,5 +1,5 @@
 import { z } from 'zod';
-import { ProblemError } from './problem.js';
+import { ValidationFailed } from './errors.js';
 
 /** SPEC §5: `?limit=` (default 50, max 200) and an opaque `?cursor=`. */
 export const DEFAULT_LIMIT = 50;
@@ -45,7 +45,7 @@ export function decodeCursor(cursor: string | undefined, valid: RegExp = /^\d+$/
   } catch {
     // fall through
   }
-  throw new ProblemError('validation_failed', 'The cursor is invalid.', { errors: [{ pointer: '#/cursor', detail: 'not a cursor from this API' }] });
+  throw new ValidationFailed('The cursor is invalid.', { errors: [{ pointer: '#/cursor', detail: 'not a cursor from this API' }] });
 }
 
 /** Builds a page from `limit + 1` fetched rows: the extra row only says there is more. */

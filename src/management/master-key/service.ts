@@ -1,7 +1,7 @@
 import { sealedKeyId, type Envelope } from '../../crypto/envelope.js';
 import type { Database, Queryable } from '../../db/database.js';
 import { createSealedValueStore, SEALED_TABLES, type SealedTable } from '../../db/sealed-values.js';
-import { recordAudit, type AuditContext } from '../audit.js';
+import { recordAudit, type AuditContext } from '../../audit/audit.js';
 
 export interface RewrapReport {
   /** The id of MASTER_KEY, which now seals every value. */

@@ -1,8 +1,6 @@
-import type { ParameterizedContext } from 'koa';
 import type { Logger } from 'pino';
 import { createAuditEventStore } from '../db/audit-events.js';
 import type { Queryable } from '../db/database.js';
-import type { VerifiedToken } from '../verifier/index.js';
 
 /** Who did it, from where, in which request: the part of an audit event the request knows. */
 export interface AuditContext {
@@ -32,18 +30,6 @@ export function missingPrivileges(privileges: Privileges, wanted: Iterable<strin
 /** An audit context that also says what its caller may grant. */
 export interface AdminContext extends AuditContext {
   readonly privileges: Privileges;
-}
-
-export function auditContext(ctx: ParameterizedContext): AdminContext {
-  const token = ctx.state['token'] as VerifiedToken | undefined;
-  return {
-    // No token means no privileges (the guard runs first; this only keeps the default closed).
-    privileges: { kind: 'scopes', scopes: new Set((token?.claims.scope ?? '').split(' ').filter(Boolean)) },
-    actor: token?.claims.client_id ?? null,
-    clientIp: ctx.ip || null,
-    requestId: typeof ctx.state['requestId'] === 'string' ? ctx.state['requestId'] : null,
-    logger: ctx.state['log'] as Logger | undefined,
-  };
 }
 
 /** Appends an audit event in the caller's transaction, so it commits with the change or not at all. */

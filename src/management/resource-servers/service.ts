@@ -2,20 +2,20 @@ import type { Database } from '../../db/database.js';
 import { createClientStore } from '../../db/clients.js';
 import { createResourceServerStore, type ResourceServerFields, type ResourceServerRow } from '../../db/resource-servers.js';
 import type { ResourceServerRegistry } from '../../oidc/resource-server-registry.js';
-import { recordAudit, type AuditContext } from '../audit.js';
+import { recordAudit, type AuditContext } from '../../audit/audit.js';
 import { decodeCursor, toPage, type Page } from '../pagination.js';
-import { ProblemError } from '../problem.js';
 import { presentResourceServer, type ResourceServerResponse } from './presenter.js';
 import { checkIfMatch } from '../etag.js';
 import type { CreateResourceServerBody, PatchResourceServerBody } from './schema.js';
+import { Conflict, NotFound, ValidationFailed, type ManagementError } from '../errors.js';
 
 export interface ResourceServerServiceDeps {
   readonly db: Database;
   readonly registry: ResourceServerRegistry;
 }
 
-function notFound(): ProblemError {
-  return new ProblemError('not_found', 'No resource server with that id.');
+function notFound(): ManagementError {
+  return new NotFound('No resource server with that id.');
 }
 
 function toFields(row: ResourceServerRow): ResourceServerFields {
@@ -56,7 +56,7 @@ export function createResourceServerService(deps: ResourceServerServiceDeps) {
           encryptWholeToken: body.encrypt_whole_token,
         });
         if (created === undefined) {
-          throw new ProblemError('conflict', 'A resource server with that identifier already exists.', {
+          throw new Conflict('A resource server with that identifier already exists.', {
             errors: [{ pointer: '#/identifier', detail: 'already registered' }],
           });
         }
@@ -77,7 +77,7 @@ export function createResourceServerService(deps: ResourceServerServiceDeps) {
         const current = await store.findById(id, { forUpdate: true });
         if (current === undefined) throw notFound();
         checkIfMatch(ifMatch, presentResourceServer(current));
-        if (current.built_in) throw new ProblemError('conflict', 'The built-in admin API resource server cannot be changed.');
+        if (current.built_in) throw new Conflict('The built-in admin API resource server cannot be changed.');
         const fields = toFields(current);
         const next: ResourceServerFields = {
           name: patch.name ?? fields.name,
@@ -88,7 +88,7 @@ export function createResourceServerService(deps: ResourceServerServiceDeps) {
           encryptWholeToken: patch.encrypt_whole_token ?? fields.encryptWholeToken,
         };
         if (next.encryptWholeToken && next.innerEncryptionJwk === null) {
-          throw new ProblemError('validation_failed', 'The request body is invalid.', {
+          throw new ValidationFailed('The request body is invalid.', {
             errors: [{ pointer: '#/encrypt_whole_token', detail: 'needs an inner_encryption_jwk to encrypt to' }],
           });
         }
@@ -105,10 +105,10 @@ export function createResourceServerService(deps: ResourceServerServiceDeps) {
         const store = createResourceServerStore(tx);
         const current = await store.findById(id, { forUpdate: true });
         if (current === undefined) throw notFound();
-        if (current.built_in) throw new ProblemError('conflict', 'The built-in admin API resource server cannot be deleted.');
+        if (current.built_in) throw new Conflict('The built-in admin API resource server cannot be deleted.');
         const clients = await createClientStore(tx).referencing(current.identifier);
         if (clients.length > 0) {
-          throw new ProblemError('conflict', 'Clients still name this resource server in allowed_resources.', { extra: { client_ids: clients } });
+          throw new Conflict('Clients still name this resource server in allowed_resources.', { clientIds: clients });
         }
         await store.delete(id);
         await recordAudit(tx, audit, { type: 'resource_server.deleted', target: id, details: { identifier: current.identifier } });

@@ -1,0 +1,56 @@
+import type { Envelope } from '../crypto/envelope.js';
+import type { ClientSecretHasher } from '../crypto/client-secret.js';
+import type { Database } from '../db/database.js';
+import type { PasswordHasher } from '../accounts/passwords.js';
+import type { ResourceServerRegistry } from '../oidc/resource-server-registry.js';
+import { createAuditEventService, type AuditEventService } from './audit-events/service.js';
+import { createClientService, type ClientService } from './clients/service.js';
+import { createKeyService } from './keys/service.js';
+import { createResourceServerService, type ResourceServerService } from './resource-servers/service.js';
+import { createUserService, type UserService } from './users/service.js';
+
+/**
+ * The management services: clients, resource servers, users, keys and audit events. The admin
+ * API, the operator CLI and (soon) the console are front doors onto these; each validates with
+ * the same schemas, records the same audit events and maps the same domain errors
+ * (./errors.ts) once, in its own format.
+ */
+export interface ManagementServices {
+  readonly clients: ClientService;
+  readonly resourceServers: ResourceServerService;
+  readonly keys: ReturnType<typeof createKeyService>;
+  readonly users: UserService;
+  readonly auditEvents: AuditEventService;
+}
+
+export interface ManagementDependencies {
+  readonly db: Database;
+  readonly envelope: Envelope;
+  readonly clientSecrets: ClientSecretHasher;
+  readonly passwords: PasswordHasher;
+  readonly resourceServers: ResourceServerRegistry;
+  /** oidc-provider's own validation of client metadata (the provider in service). */
+  readonly validateClientMetadata: (metadata: Record<string, unknown>) => Promise<void>;
+  /** Drops a client from the token path's cache on this instance at once. */
+  readonly forgetClient: (clientId: string) => void;
+  /** Reloads the signing keys on this instance after a rotation or revocation. */
+  readonly keysChanged: () => Promise<unknown>;
+  readonly allowPrivateJwksUri: boolean;
+}
+
+export function createManagementServices(deps: ManagementDependencies): ManagementServices {
+  const { db } = deps;
+  return {
+    clients: createClientService({
+      db,
+      hasher: deps.clientSecrets,
+      validateWithProvider: deps.validateClientMetadata,
+      forget: deps.forgetClient,
+      allowPrivateJwksUri: deps.allowPrivateJwksUri,
+    }),
+    resourceServers: createResourceServerService({ db, registry: deps.resourceServers }),
+    keys: createKeyService({ db, envelope: deps.envelope, onRotated: deps.keysChanged }),
+    users: createUserService({ db, hasher: deps.passwords }),
+    auditEvents: createAuditEventService({ db }),
+  };
+}
