@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
-import { ADMIN_SCOPES } from '../../src/admin/scopes.js';
+import { ADMIN_SCOPES } from '../../src/management/admin-scopes.js';
 import {
   adminApi,
   adminToken,

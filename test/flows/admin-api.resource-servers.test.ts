@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { generateKeyPairSync, randomUUID } from 'node:crypto';
 import { after, before, describe, test } from 'node:test';
-import { ADMIN_SCOPES } from '../../src/admin/scopes.js';
+import { ADMIN_SCOPES } from '../../src/management/admin-scopes.js';
 import {
   adminApi,
   adminToken,

@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
-import { ADMIN_SCOPES } from '../../src/admin/scopes.js';
+import { ADMIN_SCOPES } from '../../src/management/admin-scopes.js';
 import { CACHE_TTL_MS } from '../../src/oidc/resource-server-registry.js';
 import { adminApi, adminToken, assertProblem, clientCredentials, createClient, decodeJwt, uniqueName, type ApiResponse, type ClientBody } from '../support/admin-api.js';
 import { postgresUrl } from '../support/database.js';

@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import { after, before, describe, test } from 'node:test';
 import type { Database } from '../../src/db/database.js';
-import { ADMIN_SCOPES } from '../../src/admin/scopes.js';
+import { ADMIN_SCOPES } from '../../src/management/admin-scopes.js';
 import { createTestDatabase, type TestDatabase } from '../support/database.js';
 import { spawnGatehouse } from '../support/process.js';
 import { waitFor } from '../support/server.js';

@@ -4,9 +4,9 @@ import { after, before, describe, test } from 'node:test';
 import fc from 'fast-check';
 import * as oidc from 'openid-client';
 import { normalizeUsername, USERNAME_PATTERN } from '../../src/accounts/usernames.js';
-import { clientDefinition } from '../../src/admin/clients/schema.js';
-import { createResourceServerBody } from '../../src/admin/resource-servers/schema.js';
-import { patchUserBody } from '../../src/admin/users/schema.js';
+import { clientDefinition } from '../../src/management/clients/schema.js';
+import { createResourceServerBody } from '../../src/management/resource-servers/schema.js';
+import { patchUserBody } from '../../src/management/users/schema.js';
 import { adminCall, adminToken, clientCredentials, createClient, createResourceServer, type ClientBody } from '../support/admin-api.js';
 import { CookieClient, formAction, hiddenField } from '../support/cookie-client.js';
 import {

@@ -8,7 +8,7 @@ import type { Logger } from 'pino';
 import { buildOpenApiDocument } from '../../src/admin/openapi.js';
 import { ADMIN_PREFIX, createAdminApi, type AdminApiDeps } from '../../src/admin/router.js';
 import { ADMIN_ROUTES } from '../../src/admin/routes.js';
-import { ADMIN_SCOPES } from '../../src/admin/scopes.js';
+import { ADMIN_SCOPES } from '../../src/management/admin-scopes.js';
 import type { VerifiedToken } from '../../src/verifier/index.js';
 import { assertMatchesContract, findOperation, openApiDocument, validatorAt } from '../support/openapi-contract.js';
 
