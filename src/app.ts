@@ -12,6 +12,7 @@ import { managementRoutes, opsRoutes } from './http/ops-routes.js';
 import { issuerPath, pinRequestOriginToIssuer } from './http/issuer-origin.js';
 import { requestId } from './http/request-id.js';
 import { securityHeaders } from './http/security-headers.js';
+import { jwksRoute } from './oidc/jwks-route.js';
 import type { ProviderHost } from './oidc/provider-host.js';
 import type { ResourceServerRegistry } from './oidc/resource-server-registry.js';
 import type { Runtime } from './runtime.js';
@@ -65,6 +66,7 @@ export async function createApp(runtime: Runtime): Promise<GatehouseApp> {
   pinRequestOriginToIssuer(app, config.issuer);
   app.silent = true; // errors are logged by our own middleware, without request data
 
+  const jwks = jwksRoute(db);
   const ops = opsRoutes({ db, migrations: runtime.migrations, stylesheet: views.stylesheet });
   const pages = interactionRoutes({
     issuer: config.issuer,
@@ -93,6 +95,8 @@ export async function createApp(runtime: Runtime): Promise<GatehouseApp> {
   app.use(handleErrors(logger));
   app.use(ops.routes());
   app.use(ops.allowedMethods());
+  app.use(jwks.routes());
+  app.use(jwks.allowedMethods());
   app.use(adminApi);
   app.use(limitPagesPerIp({ db, views, limit: config.pageRateLimitPerMinute, onLimited: () => metrics.rateLimited.inc({ scope: 'page_ip' }) }));
   app.use(pages.routes());

@@ -5,7 +5,7 @@ import { createTotp } from './accounts/totp.js';
 import { createManagementServices, type ManagementServices } from './management/index.js';
 import { adminResourceIdentifier } from './management/admin-scopes.js';
 import { createMetrics, type Metrics } from './http/metrics.js';
-import { createTokenRateLimits } from './http/rate-limit.js';
+import { createTokenRateLimits } from './oidc/token-rate-limits.js';
 import { issuerPath } from './http/issuer-origin.js';
 import { createAccounts, type Accounts } from './oidc/accounts.js';
 import type { ClientMetadataCache } from './oidc/adapter.js';

@@ -4,7 +4,6 @@ import type { Database } from '../db/database.js';
 import { migrationsCurrent, type Migration } from '../db/migrator.js';
 import type { Metrics } from './metrics.js';
 import { ROUTER_METHODS } from './errors.js';
-import { loadPublicJwks } from '../oidc/keys.js';
 
 const READINESS_TIMEOUT_MS = 2_000;
 
@@ -60,20 +59,11 @@ export function managementRoutes(deps: HealthDeps & { readonly metrics: Metrics 
   return router;
 }
 
-/** The public port's operational routes: health, the JWKS and the hosted pages' stylesheet. */
+/** The public port's operational routes: health and the hosted pages' stylesheet. */
 export function opsRoutes(deps: HealthDeps & { readonly stylesheet: string }): Router {
   const router = new Router({ methods: [...ROUTER_METHODS] });
   const stylesheetEtag = `"${createHash('sha256').update(deps.stylesheet).digest('base64url').slice(0, 16)}"`;
   addHealthRoutes(router, deps);
-
-  // The JWKS comes from the database, not from a provider's keystore snapshot, so a rotated key
-  // is published on every instance the moment it is committed (see src/oidc/provider-host.ts).
-  router.get('/jwks', async function jwks(ctx) {
-    const { keys } = await loadPublicJwks(deps.db);
-    ctx.type = 'application/jwk-set+json; charset=utf-8';
-    ctx.set('Cache-Control', 'public, max-age=60');
-    ctx.body = { keys };
-  });
 
   router.get('/static/gatehouse.css', function stylesheet(ctx) {
     ctx.set('Cache-Control', 'public, max-age=3600');

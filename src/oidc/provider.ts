@@ -21,7 +21,7 @@ import { loadExistingGrant } from './grants.js';
 import { innerPersonClaims, publicPersonClaims } from '../tokens/person-claims.js';
 import type { Metrics } from '../http/metrics.js';
 import { createOutboundFetch } from './outbound-fetch.js';
-import { limitGrantPerClient, limitPerIp, type TokenRateLimits } from '../http/rate-limit.js';
+import { limitGrantPerClient, limitPerIp, type TokenRateLimits } from './token-rate-limits.js';
 import { pinRequestOriginToIssuer } from '../http/issuer-origin.js';
 
 /**

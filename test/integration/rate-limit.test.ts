@@ -1,7 +1,8 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
 import { ConfigError, loadConfig } from '../../src/config.js';
-import { createRateLimiter, createTokenRateLimits, type RateLimitDecision } from '../../src/http/rate-limit.js';
+import { createRateLimiter, type RateLimitDecision } from '../../src/http/rate-limit.js';
+import { createTokenRateLimits } from '../../src/oidc/token-rate-limits.js';
 import { adminCall, adminToken, createClient, createResourceServer, type ClientBody } from '../support/admin-api.js';
 import { startTestServer, type TestServer } from '../support/server.js';
 
