@@ -29,7 +29,7 @@ export function jsonBody(): Middleware {
     }
     const hasBody = ctx.request.length > 0 || ctx.get('Transfer-Encoding') !== '';
     if (!hasBody) {
-      ctx.state['body'] = undefined;
+      ctx.state.body = undefined;
       await next();
       return;
     }
@@ -45,7 +45,7 @@ export function jsonBody(): Middleware {
       throw new ProblemError('malformed_body', 'The body could not be read.');
     }
     try {
-      ctx.state['body'] = text.trim() === '' ? undefined : (JSON.parse(text, refuseLoneSurrogates) as unknown);
+      ctx.state.body = text.trim() === '' ? undefined : (JSON.parse(text, refuseLoneSurrogates) as unknown);
     } catch (error) {
       if (error instanceof LoneSurrogateError) throw new ProblemError('malformed_body', 'The body contains an unpaired surrogate escape (\\uD800-\\uDFFF), which is not Unicode text.');
       throw new ProblemError('malformed_body', 'The body is not valid JSON.');

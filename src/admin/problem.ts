@@ -99,7 +99,7 @@ export function writeProblem(ctx: ParameterizedContext, error: ProblemError): vo
     detail: error.message,
     ...(error.errors === undefined ? {} : { errors: [...error.errors] }),
     ...error.extra,
-    ...(typeof ctx.state['requestId'] === 'string' ? { request_id: ctx.state['requestId'] } : {}),
+    ...(ctx.state.requestId === undefined ? {} : { request_id: ctx.state.requestId }),
   };
   ctx.body = body;
 }
@@ -126,7 +126,7 @@ export function problemErrors(logger: Logger): Middleware {
         ctx.set('Retry-After', '5');
         return writeProblem(ctx, new ProblemError('service_unavailable', 'The database is unavailable; retry shortly.'));
       }
-      logger.error({ err: error, reqId: ctx.state['requestId'] }, 'admin API error');
+      logger.error({ err: error, reqId: ctx.state.requestId }, 'admin API error');
       writeProblem(ctx, new ProblemError('internal_error', 'An unexpected error occurred.'));
     }
   };

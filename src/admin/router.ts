@@ -47,7 +47,7 @@ function respondWithProblem(ctx: ParameterizedContext, failure: BearerFailure): 
  */
 function requireLiveClient(lookup: AdminApiDeps['tokenClient']): Middleware {
   return async function refuseTokensOfGoneClients(ctx, next) {
-    const { claims } = ctx.state['token'] as VerifiedToken;
+    const { claims } = ctx.state.token as VerifiedToken;
     const client = typeof claims.client_id === 'string' ? await lookup(claims.client_id) : undefined;
     if (client === undefined || typeof claims.iat !== 'number' || claims.iat < client.tokensNotBefore) {
       // RFC 6750 §3.1 invalid_token: "revoked ... or invalid for other reasons".
@@ -62,7 +62,7 @@ function requireLiveClient(lookup: AdminApiDeps['tokenClient']): Middleware {
 /** The route's input, validated against its schemas: a 400 problem listing every field error otherwise. */
 function readInput(route: AdminRoute, ctx: ParameterizedContext) {
   const params = ctx['params'] as Record<string, string | undefined>;
-  const body: unknown = ctx.state['body'];
+  const body: unknown = ctx.state.body;
   return {
     params: Object.fromEntries(Object.keys(route.params ?? {}).map((name) => [name, params[name] ?? ''])),
     query: route.query === undefined ? undefined : parseOrThrow(route.query, ctx.query, 'query'),

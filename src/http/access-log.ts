@@ -9,8 +9,8 @@ import { routeLabel } from './metrics.js';
 export function accessLog(logger: Logger): Middleware {
   return async function logRequest(ctx, next) {
     const started = process.hrtime.bigint();
-    const requestId = ctx.state['requestId'] as string | undefined;
-    ctx.state['log'] = logger.child({ reqId: requestId });
+    const { requestId } = ctx.state;
+    ctx.state.log = logger.child({ reqId: requestId });
     try {
       await next();
     } finally {

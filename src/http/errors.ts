@@ -40,7 +40,7 @@ export function handleErrors(logger: Logger): Middleware {
       await next();
     } catch (error) {
       const status = statusOf(error);
-      const requestId = ctx.state['requestId'] as string | undefined;
+      const { requestId } = ctx.state;
       if (status >= 500 && status !== 503) logger.error({ err: error, reqId: requestId }, 'unhandled error');
       ctx.status = status;
       if (status === 503) ctx.set('Retry-After', '5');

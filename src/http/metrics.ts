@@ -68,7 +68,7 @@ export function routeLabel(ctx: ParameterizedContext): string {
   const matched = (ctx as { _matchedRoute?: unknown })._matchedRoute;
   if (typeof matched === 'string') return matched;
   // Set by middleware that answers for a route before its router sees the request (rate limits).
-  const labelled = (ctx.state as { routeLabel?: unknown }).routeLabel;
+  const labelled = ctx.state.routeLabel;
   if (typeof labelled === 'string') return labelled;
   const oidcRoute = (ctx as { oidc?: { route?: unknown } }).oidc?.route;
   if (typeof oidcRoute === 'string') return `oidc:${oidcRoute}`;

@@ -58,7 +58,7 @@ export function limitPagesPerIp(options: PageRateLimitOptions): Middleware {
       ctx.body = options.views.render('error', {
         title: 'Temporarily unavailable',
         message: 'Sign-in is temporarily unavailable. Please try again in a moment.',
-        requestId: ctx.state['requestId'],
+        requestId: ctx.state.requestId,
       });
       return;
     }
@@ -68,7 +68,7 @@ export function limitPagesPerIp(options: PageRateLimitOptions): Middleware {
       return;
     }
     options.onLimited();
-    ctx.state['routeLabel'] = route;
+    ctx.state.routeLabel = route;
     ctx.status = 429;
     // RFC 6585 §4 / RFC 9110 §10.2.3: whole seconds until the window ends.
     ctx.set({ 'Retry-After': String(secondsLeft), 'Cache-Control': 'no-store' });
@@ -76,7 +76,7 @@ export function limitPagesPerIp(options: PageRateLimitOptions): Middleware {
     ctx.body = options.views.render('error', {
       title: 'Too many requests',
       message: 'Too many requests came from your network. Wait a minute, then go back to the application and try again.',
-      requestId: ctx.state['requestId'],
+      requestId: ctx.state.requestId,
     });
   };
 }

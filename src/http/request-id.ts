@@ -8,7 +8,7 @@ export function requestId(): Middleware {
   return async function assignRequestId(ctx, next) {
     const incoming = ctx.get('X-Request-Id');
     const id = ACCEPTABLE.test(incoming) ? incoming : randomUUID();
-    ctx.state['requestId'] = id;
+    ctx.state.requestId = id;
     ctx.set('X-Request-Id', id);
     await next();
   };

@@ -235,7 +235,7 @@ export function createProvider(deps: ProviderDependencies): Provider {
         message: unavailable
           ? 'Sign-in is temporarily unavailable. Please try again in a moment.'
           : (out.error_description ?? 'The request could not be completed.'),
-        requestId: (ctx.state as { requestId?: string }).requestId,
+        requestId: ctx.state.requestId,
       });
     },
   };
@@ -310,7 +310,7 @@ export function createProvider(deps: ProviderDependencies): Provider {
     if (ctx.oidc?.route !== 'token') return;
     const grantType = ctx.oidc.params?.['grant_type'];
     const clientId = ctx.oidc.client?.clientId ?? null;
-    const audit = { actor: clientId, clientIp: ctx.ip || null, requestId: (ctx.state as { requestId?: string }).requestId ?? null, logger: deps.logger };
+    const audit = { actor: clientId, clientIp: ctx.ip || null, requestId: ctx.state.requestId ?? null, logger: deps.logger };
     deps.db
       .transaction((tx) =>
         recordAudit(tx, audit, {
@@ -325,7 +325,7 @@ export function createProvider(deps: ProviderDependencies): Provider {
 
   provider.on('server_error', (ctx: KoaContextWithOIDC, error: Error) => {
     if (isUnavailable(error)) {
-      (ctx.state as { databaseUnavailable?: boolean }).databaseUnavailable = true;
+      ctx.state.databaseUnavailable = true;
       deps.logger.warn({ err: { message: error.message, code: 'database_unavailable' }, route: ctx.oidc?.route }, 'database unavailable');
     } else {
       deps.logger.error({ err: error, route: ctx.oidc?.route }, 'oidc-provider server_error');
@@ -340,7 +340,7 @@ export function createProvider(deps: ProviderDependencies): Provider {
   // (RFC 6749 §4.1.2.1) instead of the provider's generic 500 server_error.
   provider.use(async function databaseOutageAs503(ctx, next) {
     await next();
-    if (ctx.status !== 500 || (ctx.state as { databaseUnavailable?: boolean }).databaseUnavailable !== true) return;
+    if (ctx.status !== 500 || ctx.state.databaseUnavailable !== true) return;
     ctx.status = 503;
     ctx.set('Retry-After', '5');
     if (ctx.response.is('json')) {

@@ -85,7 +85,7 @@ export function limitPerIp(limits: TokenRateLimits, paths: ReadonlySet<string>):
     limits.onLimited('ip');
     // The provider's router never sees this request; label it as that router would (its path,
     // one of a fixed few), so request metrics and logs show the 429s on the right route.
-    ctx.state['routeLabel'] = ctx.path;
+    ctx.state.routeLabel = ctx.path;
     ctx.status = 429;
     ctx.set({ 'Retry-After': String(decision.retryAfterSeconds), 'Cache-Control': 'no-store' });
     ctx.body = { error: 'temporarily_unavailable', error_description: retryMessage(decision.retryAfterSeconds) };
