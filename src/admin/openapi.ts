@@ -5,6 +5,7 @@ import { fieldError, problemResponse } from './problem.js';
 import type { AdminRoute, ErrorStatus, HttpMethod, NamedSchema } from './route.js';
 import { ROUTE_TABLES, type OpenApiDocumentResponse } from './routes.js';
 import { ADMIN_SCOPES, adminResourceIdentifier, type AdminScope } from '../management/admin-scopes.js';
+import { deepFreeze } from '../lib/deep-freeze.js';
 
 /**
  * The admin API's OpenAPI 3.1 document (SPEC §5), served at `/admin/v1/openapi.json`, rendered
@@ -233,14 +234,6 @@ function build(issuer: string): OpenApiDocumentResponse {
     paths,
     components: components(issuer, ROUTE_TABLES.flatMap((table) => table.routes)),
   };
-}
-
-function deepFreeze<T>(value: T): T {
-  if (typeof value === 'object' && value !== null && !Object.isFrozen(value)) {
-    Object.freeze(value);
-    for (const member of Object.values(value)) deepFreeze(member);
-  }
-  return value;
 }
 
 const documents = new Map<string, object>();

@@ -4,6 +4,7 @@ import { createClientStore } from '../db/clients.js';
 import { createOidcModelStore } from '../db/oidc-models.js';
 import { clientMetadataFromRow } from './clients.js';
 import type { LookupCache } from './lookup-cache.js';
+import { deepFreeze } from '../lib/deep-freeze.js';
 
 /**
  * oidc-provider's storage. All models share oidc_models keyed by (model, id), except Client,
@@ -20,14 +21,6 @@ export class ClientWriteRefusedError extends Error {
 
 /** Client metadata as the provider reads it; frozen, because one object serves many requests. */
 export type ClientMetadataCache = LookupCache<Readonly<Record<string, unknown>>>;
-
-function deepFreeze<T>(value: T): T {
-  if (value !== null && typeof value === 'object' && !Object.isFrozen(value)) {
-    Object.freeze(value);
-    for (const item of Object.values(value)) deepFreeze(item);
-  }
-  return value;
-}
 
 export function createAdapterFactory(db: Queryable, clientCache: ClientMetadataCache): AdapterFactory {
   const models = createOidcModelStore(db);

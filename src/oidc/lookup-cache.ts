@@ -1,3 +1,5 @@
+import { BoundedCache } from '../lib/bounded-cache.js';
+
 /**
  * A short-lived cache for rows the token path reads on every request (clients, resource
  * servers), kept honest by the database's change notifications (src/db/change-feed.ts).
@@ -24,7 +26,7 @@ export interface LookupCacheOptions {
 
 export function createLookupCache<V>(options: LookupCacheOptions): LookupCache<V> {
   const now = options.now ?? Date.now;
-  const entries = new Map<string, { expires: number; value: Promise<V | undefined> }>();
+  const entries = new BoundedCache<string, { expires: number; value: Promise<V | undefined> }>(options.maxEntries);
 
   function forget(key: string, value: Promise<V | undefined>) {
     if (entries.get(key)?.value === value) entries.delete(key);
@@ -46,7 +48,6 @@ export function createLookupCache<V>(options: LookupCacheOptions): LookupCache<V
         },
         () => forget(key, value),
       );
-      if (entries.size > options.maxEntries) entries.delete(entries.keys().next().value as string);
       return value;
     },
     invalidate(key) {

@@ -2,6 +2,7 @@ import { lookup as dnsLookup, type LookupAddress, type LookupOptions } from 'nod
 import { request as httpRequest, type IncomingMessage } from 'node:http';
 import { request as httpsRequest } from 'node:https';
 import { BlockList, isIP, type LookupFunction } from 'node:net';
+import { BoundedCache } from '../lib/bounded-cache.js';
 
 /**
  * What oidc-provider fetches with (its `fetch` option): in practice a client's `jwks_uri`
@@ -150,7 +151,7 @@ function headersOf(message: IncomingMessage): Headers {
 export function createOutboundFetch(options: OutboundFetchOptions): Fetch {
   const lookup = options.allowPrivate ? undefined : publicOnlyLookup();
   const maxFailures = options.maxRememberedFailures ?? 1_000;
-  const failures = new Map<string, { readonly error: Error; readonly untilMs: number }>();
+  const failures = new BoundedCache<string, { readonly error: Error; readonly untilMs: number }>(maxFailures);
   const inflight = new Map<string, Promise<Fetched>>();
 
   function exchange(url: URL, method: string, headers: Headers, body: Buffer | undefined, signal: AbortSignal | null | undefined): Promise<Fetched> {
@@ -192,7 +193,6 @@ export function createOutboundFetch(options: OutboundFetchOptions): Fetch {
   }
 
   function remember(key: string, error: Error): void {
-    if (failures.size >= maxFailures) failures.delete(failures.keys().next().value!);
     failures.set(key, { error, untilMs: Date.now() + options.failureTtlMs });
   }
 

@@ -2,6 +2,7 @@ import type { Queryable } from '../db/database.js';
 import { createResourceServerStore, type ResourceServerRow } from '../db/resource-servers.js';
 import { importRecipient, type JweRecipient } from '../tokens/jwe.js';
 import { createLookupCache } from './lookup-cache.js';
+import { BoundedCache } from '../lib/bounded-cache.js';
 
 /**
  * Resource servers as the token path needs them, with the inner-layer key imported once.
@@ -39,7 +40,7 @@ export function createResourceServerRegistry(
     ...(options.now === undefined ? {} : { now: options.now }),
   });
   // Imported keys survive cache expiry as long as the row did not change.
-  const recipients = new Map<string, { version: number; recipient: JweRecipient }>();
+  const recipients = new BoundedCache<string, { version: number; recipient: JweRecipient }>(10_000);
 
   function recipientFor(row: ResourceServerRow): JweRecipient | undefined {
     if (row.inner_encryption_jwk === null) return undefined;
@@ -48,7 +49,6 @@ export function createResourceServerRegistry(
     if (known?.version === version) return known.recipient;
     const recipient = importRecipient(row.inner_encryption_jwk);
     recipients.set(row.id, { version, recipient });
-    if (recipients.size > 10_000) recipients.delete(recipients.keys().next().value as string);
     return recipient;
   }
 

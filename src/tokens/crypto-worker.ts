@@ -1,19 +1,19 @@
 import { parentPort } from 'node:worker_threads';
 import { importRecipient, type JweRecipient } from './jwe.js';
 import type { EncryptJob, EncryptResult } from './crypto-pool.js';
+import { BoundedCache } from '../lib/bounded-cache.js';
 
 // A worker thread of src/tokens/crypto-pool.ts: builds compact JWEs with the same code as the
 // event loop would (src/tokens/jwe.ts), so the ECDH work runs on another core.
 
 const MAX_KEYS = 1_000;
-const recipients = new Map<string, JweRecipient>();
+const recipients = new BoundedCache<string, JweRecipient>(MAX_KEYS);
 
 function recipientFor(source: string): JweRecipient {
   let recipient = recipients.get(source);
   if (recipient === undefined) {
     recipient = importRecipient(JSON.parse(source) as Parameters<typeof importRecipient>[0]);
     recipients.set(source, recipient);
-    if (recipients.size > MAX_KEYS) recipients.delete(recipients.keys().next().value as string);
   }
   return recipient;
 }
