@@ -3,6 +3,18 @@ import eslint from '@eslint/js';
 import tseslint from 'typescript-eslint';
 import security from 'eslint-plugin-security';
 
+/**
+ * One `no-restricted-imports` block per rule. ESLint applies one value of a rule per file (the
+ * last matching block wins), so each file group gets exactly one block listing its patterns.
+ * @param {{ files: string[]; forbid: string[]; why: string }[]} rules
+ */
+function importBoundaries(rules) {
+  return rules.map(({ files, forbid, why }) => ({
+    files,
+    rules: { 'no-restricted-imports': ['error', { patterns: [{ group: forbid, message: why }] }] },
+  }));
+}
+
 export default tseslint.config(
   { ignores: ['dist/', 'node_modules/', 'data/', 'coverage/', '.scratch/'] },
   eslint.configs.recommended,
@@ -29,6 +41,25 @@ export default tseslint.config(
       'security/detect-non-literal-fs-filename': 'off',
     },
   },
+  // The architecture's import rules (docs/architecture.md), checked in CI with the rest of lint.
+  ...importBoundaries([
+    // The verifier ships alone (package export gatehouse/verifier): it imports nothing of ours.
+    { files: ['src/verifier/**/*.ts'], forbid: ['../**'], why: 'src/verifier imports nothing outside itself: it ships alone as gatehouse/verifier' },
+    // The data layer knows no callers.
+    { files: ['src/db/**/*.ts'], forbid: ['../**'], why: 'src/db knows no callers: it imports nothing outside src/db' },
+    // Crypto and token shaping are pure: no storage, no provider, no front door.
+    {
+      files: ['src/crypto/**/*.ts', 'src/tokens/**/*.ts'],
+      forbid: ['**/db/**', '**/oidc/**', '**/admin/**', '**/management/**', '**/interactions/**', '**/cli/**', '**/http/**'],
+      why: 'crypto/ and tokens/ are pure: they declare the interfaces they need instead of importing storage, the provider or a front door',
+    },
+    // The management services know no front door (and no HTTP).
+    { files: ['src/management/**/*.ts'], forbid: ['**/admin/**', '**/interactions/**', '**/cli/**', 'koa', '@koa/*'], why: 'src/management knows no front door and no HTTP' },
+    // Front doors never import each other: they share the services.
+    { files: ['src/admin/**/*.ts'], forbid: ['**/interactions/**', '**/cli/**'], why: 'front doors (admin API, hosted pages, CLI) never import each other' },
+    { files: ['src/interactions/**/*.ts'], forbid: ['**/admin/**', '**/cli/**', '**/db/**'], why: 'the hosted pages use the sign-in services: no admin API, CLI or database' },
+    { files: ['src/cli/**/*.ts'], forbid: ['**/admin/**', '**/interactions/**'], why: 'front doors (admin API, hosted pages, CLI) never import each other' },
+  ]),
   {
     languageOptions: {
       parserOptions: { projectService: { allowDefaultProject: ['eslint.config.js', 'bin/*.js', '.ci/*.mjs'] }, tsconfigRootDir: import.meta.dirname },

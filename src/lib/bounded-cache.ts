@@ -6,7 +6,7 @@ export class BoundedCache<K, V> {
   readonly #entries = new Map<K, V>();
 
   constructor(private readonly max: number) {
-    if (!Number.isInteger(max) || max < 1) throw new RangeError('a bounded cache holds at least one entry');
+    if (!Number.isInteger(max) || max < 0) throw new RangeError('a bounded cache holds a whole number of entries');
   }
 
   get(key: K): V | undefined {
