@@ -1,6 +1,6 @@
 import Koa from 'koa';
-import { createLoginThrottle } from './accounts/throttle.js';
-import { createDeviceCookies } from './accounts/device-cookies.js';
+import { createLoginThrottle } from './sign-in/throttle.js';
+import { createDeviceCookies } from './sign-in/device-cookies.js';
 import { createCsrf } from './interactions/csrf.js';
 import { interactionRoutes } from './interactions/routes.js';
 import { limitPagesPerIp } from './http/page-rate-limit.js';

@@ -4,8 +4,8 @@ import { errors, type Interaction, type InteractionResults } from 'oidc-provider
 import type { Logger } from 'pino';
 import { PasswordCheckRefused, type PasswordHasher } from '../accounts/passwords.js';
 import { randomBytes } from 'node:crypto';
-import { DEVICE_COOKIE, type DeviceCookies } from '../accounts/device-cookies.js';
-import { subjectFor, type AttemptReservation, type LoginThrottle, type ThrottleSubject } from '../accounts/throttle.js';
+import { DEVICE_COOKIE, type DeviceCookies } from '../sign-in/device-cookies.js';
+import { subjectFor, type AttemptReservation, type LoginThrottle, type ThrottleSubject } from '../sign-in/throttle.js';
 import { normalizeUsername } from '../accounts/usernames.js';
 import { recordAudit } from '../admin/audit.js';
 import { InvalidTextError, isUnavailable, type Database, type Queryable } from '../db/database.js';
