@@ -1,6 +1,6 @@
 import Koa from 'koa';
-import { createLoginThrottle } from './accounts/throttle.js';
-import { createDeviceCookies } from './accounts/device-cookies.js';
+import { createDeviceCookies } from './sign-in/device-cookies.js';
+import { createSignIn } from './sign-in/index.js';
 import { createCsrf } from './interactions/csrf.js';
 import { interactionRoutes } from './interactions/routes.js';
 import { limitPagesPerIp } from './http/page-rate-limit.js';
@@ -68,23 +68,26 @@ export async function createApp(runtime: Runtime): Promise<GatehouseApp> {
 
   const jwks = jwksRoute(db);
   const ops = opsRoutes({ db, migrations: runtime.migrations, stylesheet: views.stylesheet });
-  const pages = interactionRoutes({
-    issuer: config.issuer,
-    providers,
+  const signIn = createSignIn({
     db,
-    views,
     passwords: services.passwords,
-    throttle: createLoginThrottle(db),
-    csrf: createCsrf(Buffer.from(runtime.cookieKeys[0] ?? '', 'base64url')),
+    secondFactor: services.secondFactor,
     // Signed with the cookie keys every instance shares; Secure under an https issuer (SPEC §1).
     deviceCookies: createDeviceCookies({
       keys: runtime.cookieKeys.map((key) => Buffer.from(key, 'base64url')),
       secure: config.issuer.startsWith('https://'),
       path: `${issuerPath(config.issuer)}/interaction`,
     }),
-    secondFactor: services.secondFactor,
+    counters: metrics,
+  });
+  const pages = interactionRoutes({
+    issuer: config.issuer,
+    providers,
+    views,
+    csrf: createCsrf(Buffer.from(runtime.cookieKeys[0] ?? '', 'base64url')),
+    signIn,
     resourceServers,
-    metrics,
+    accounts: services.accounts,
     logger,
   });
 

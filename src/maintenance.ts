@@ -1,5 +1,5 @@
 import type { Logger } from 'pino';
-import { ACCOUNT_POLICY, IP_POLICY } from './accounts/throttle.js';
+import { ACCOUNT_POLICY, IP_POLICY } from './sign-in/throttle.js';
 import type { Database } from './db/database.js';
 import { createMaintenanceStore } from './db/maintenance.js';
 import { PAGE_RATE_WINDOW_SECONDS } from './http/page-rate-limit.js';

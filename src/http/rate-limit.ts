@@ -8,7 +8,7 @@
  * write per request would add a round trip and row contention on exactly the hot path the limit
  * protects. A bucket here costs a few Map operations (well under a microsecond). The price is that limits are per process
  * (each WORKERS worker is one): with N processes in all, the deployment-wide limit is N × the configured one.
- * Sign-in throttling stays in the database (src/accounts/throttle.ts): it must hold across
+ * Sign-in throttling stays in the database (src/sign-in/throttle.ts): it must hold across
  * instances, and its traffic is small.
  */
 

@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import { after, before, beforeEach, describe, test } from 'node:test';
 import * as oidc from 'openid-client';
-import { createDeviceCookies, DEVICE_COOKIE } from '../../src/accounts/device-cookies.js';
+import { createDeviceCookies, DEVICE_COOKIE } from '../../src/sign-in/device-cookies.js';
 import { adminCall, adminToken } from '../support/admin-api.js';
 import { CookieClient, formAction, hiddenField } from '../support/cookie-client.js';
 import { pkceParams } from '../support/sign-in.js';

@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
-import { ACCOUNT_POLICY, accountKey, createLoginThrottle, IP_POLICY } from '../../src/accounts/throttle.js';
+import { ACCOUNT_POLICY, accountKey, createLoginThrottle, IP_POLICY } from '../../src/sign-in/throttle.js';
 import type { Database } from '../../src/db/database.js';
 import { createLoginThrottleStore, type ThrottlePolicy } from '../../src/db/login-throttle.js';
 import { migrate } from '../../src/db/migrator.js';

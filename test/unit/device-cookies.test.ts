@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import { describe, test } from 'node:test';
-import { createDeviceCookies, DEVICE_COOKIE } from '../../src/accounts/device-cookies.js';
+import { createDeviceCookies, DEVICE_COOKIE } from '../../src/sign-in/device-cookies.js';
 
 describe('device cookies (OWASP): signed entries per account', () => {
   const key = randomBytes(32);

@@ -1,0 +1,37 @@
+import type { PasswordHasher } from '../accounts/passwords.js';
+import type { SecondFactor } from '../accounts/second-factor.js';
+import type { Database } from '../db/database.js';
+import type { SignInCounters } from './attempt.js';
+import type { DeviceCookies } from './device-cookies.js';
+import { createPasswordSignIn, type PasswordSignIn } from './password-sign-in.js';
+import { createSecondFactorSignIn, type SecondFactorSignIn } from './second-factor-sign-in.js';
+import { createLoginThrottle } from './throttle.js';
+
+export type { SecondFactorAttempt, SignInRequest } from './attempt.js';
+export type { PasswordSignInOutcome } from './password-sign-in.js';
+export type { SecondFactorOutcome, SecondFactorPrompt } from './second-factor-sign-in.js';
+
+/**
+ * Sign-in as a domain flow (SPEC §4): each step takes what the person typed and returns an
+ * outcome; it reserves the attempt, checks, audits and commits on its own. The hosted pages
+ * (src/interactions/pages/) only render outcomes.
+ */
+export interface SignIn {
+  readonly password: PasswordSignIn;
+  readonly secondFactor: SecondFactorSignIn;
+}
+
+export function createSignIn(deps: {
+  readonly db: Database;
+  /** The process's one hasher, so its queue bounds cover every caller. */
+  readonly passwords: PasswordHasher;
+  readonly secondFactor: SecondFactor;
+  readonly deviceCookies: DeviceCookies;
+  readonly counters: SignInCounters;
+}): SignIn {
+  const parts = { db: deps.db, throttle: createLoginThrottle(deps.db), deviceCookies: deps.deviceCookies, counters: deps.counters };
+  return {
+    password: createPasswordSignIn({ ...parts, passwords: deps.passwords }),
+    secondFactor: createSecondFactorSignIn({ ...parts, secondFactor: deps.secondFactor }),
+  };
+}
