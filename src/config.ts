@@ -3,7 +3,7 @@ import path from 'node:path';
 import { z } from 'zod';
 import type { RateLimitPolicy } from './http/rate-limit.js';
 
-// The one reader of process.env (STYLE.md §3). Everything else receives a Config.
+// The one reader of process.env. Everything else receives a Config (docs/configuration.md).
 
 const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const;
 

@@ -13,7 +13,7 @@ import { createServerSecretStore } from './db/server-secrets.js';
 import { createUserStore } from './db/users.js';
 import { ensureSigningKeys } from './oidc/keys.js';
 
-/** Everything the app needs, prepared once at start-up and passed in (STYLE.md §6). */
+/** Everything the app needs, prepared once at start-up and passed in (never imported as a singleton). */
 export interface Runtime {
   readonly config: Config;
   readonly logger: Logger;

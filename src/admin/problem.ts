@@ -6,7 +6,7 @@ import { ManagementError, type FieldError } from '../management/errors.js';
 
 /**
  * RFC 9457 problem details for the admin API. Kept apart from the protocol endpoints'
- * RFC 6749 errors (STYLE.md §4). Nothing above 499 exposes internals.
+ * RFC 6749 errors (each front door maps errors once, docs/architecture.md). Nothing above 499 exposes internals.
  */
 
 export type ProblemCode =

@@ -1,7 +1,7 @@
 import type { z } from 'zod';
 
 /**
- * What the management services refuse, as domain errors with a code literal (STYLE.md §4).
+ * What the management services refuse, as domain errors with a code literal.
  * Each front door maps them once: the admin API to RFC 9457 problem+json (src/admin/problem.ts),
  * the CLI to exit codes (src/cli/errors.ts). Nothing here knows HTTP.
  */

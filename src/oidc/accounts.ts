@@ -1,6 +1,7 @@
 import type { Account, KoaContextWithOIDC } from 'oidc-provider';
 import type { Queryable } from '../db/database.js';
 import { createUserStore, type UserRow } from '../db/users.js';
+import { personClaims } from '../tokens/person-claims.js';
 
 /** SPEC §4: the acr for a password-only sign-in, and for one with a second factor. */
 export const ACR_PASSWORD = 'urn:gatehouse:acr:pwd';
@@ -16,14 +17,7 @@ export const CLAIMS_BY_SCOPE = {
 };
 
 export function standardClaims(user: UserRow): Record<string, unknown> {
-  return {
-    sub: user.id,
-    preferred_username: user.username,
-    name: user.name ?? undefined,
-    updated_at: Math.floor(user.updated_at.getTime() / 1000),
-    email: user.email ?? undefined,
-    email_verified: user.email === null ? undefined : user.email_verified,
-  };
+  return { ...personClaims(user), updated_at: Math.floor(user.updated_at.getTime() / 1000) };
 }
 
 /** Finds people for oidc-provider; a disabled or deleted person is not found, so no token is issued. */

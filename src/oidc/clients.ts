@@ -58,6 +58,19 @@ export function tokensNotBefore(client: object): number | undefined {
   return typeof value === 'number' ? value : undefined;
 }
 
+/**
+ * Gatehouse's own client policy, read from the provider's Client (which carries it as extra
+ * metadata, EXTRA_CLIENT_METADATA) with its type checked, not cast.
+ */
+export function isFirstParty(client: object | undefined): boolean {
+  return (client as { first_party?: unknown } | undefined)?.first_party === true;
+}
+
+/** The client asks for a second factor from everyone who signs in to it (SPEC §4). */
+export function requiresMfa(client: object | undefined): boolean {
+  return (client as { require_mfa?: unknown } | undefined)?.require_mfa === true;
+}
+
 /** The scopes a client registered, or undefined when it registered no restriction. */
 export function registeredScopes(client: object): string[] | undefined {
   const value = (client as { registered_scope?: unknown }).registered_scope;

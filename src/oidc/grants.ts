@@ -1,4 +1,5 @@
 import type { KoaContextWithOIDC } from 'oidc-provider';
+import { isFirstParty } from './clients.js';
 
 /**
  * Consent is remembered per grant: the provider reuses the session's grant for this client and
@@ -12,7 +13,7 @@ export async function loadExistingGrant(ctx: KoaContextWithOIDC) {
   if (client === undefined || session?.accountId === undefined) return undefined;
   const grantId = (oidc.result as { consent?: { grantId?: string } } | undefined)?.consent?.grantId ?? session.grantIdFor(client.clientId);
   const existing = grantId === undefined ? undefined : await oidc.provider.Grant.find(grantId);
-  if ((client as unknown as { first_party?: unknown }).first_party !== true) return existing;
+  if (!isFirstParty(client)) return existing;
 
   const grant = existing ?? new oidc.provider.Grant({ accountId: session.accountId, clientId: client.clientId });
   const requested = oidc.requestParamScopes;

@@ -25,7 +25,7 @@ import { limitGrantPerClient, limitPerIp, type TokenRateLimits } from './token-r
 import { pinRequestOriginToIssuer } from '../http/issuer-origin.js';
 
 /**
- * The one `new Provider(...)` (STYLE.md §2). Every option that differs from oidc-provider's
+ * The one `new Provider(...)` (docs/architecture.md). Every option that differs from oidc-provider's
  * default says why. Anything Gatehouse adds to the provider happens in this file.
  */
 
@@ -267,7 +267,8 @@ export function createProvider(deps: ProviderDependencies): Provider {
   };
 
   // SPEC §2: a client assertion's (and a DPoP proof's) jti is accepted once, across concurrent
-  // requests and instances. The provider's own unique() is find-then-save (FACTS.md), which lets
+  // requests and instances. The provider's own unique() is find-then-save (oidc-provider's
+  // lib/models/replay_detection.js), which lets
   // two concurrent requests with one jti both pass; this claims the jti in one insert-only statement.
   const replayRecords = createOidcModelStore(deps.db);
   provider.ReplayDetection.unique = async function claimJtiOnce(iss: string, jti: string, exp: number): Promise<boolean> {

@@ -2,6 +2,7 @@ import { interactionPolicy, type KoaContextWithOIDC } from 'oidc-provider';
 import { secondFactorRequired } from '../accounts/mfa-policy.js';
 import type { SecondFactor } from '../accounts/second-factor.js';
 import { ACR_MFA, type Accounts } from './accounts.js';
+import { requiresMfa } from './clients.js';
 
 const { Check } = interactionPolicy;
 
@@ -27,7 +28,7 @@ export function interactionPolicyWithSecondFactor(deps: {
       if (user === undefined) return Check.NO_NEED_TO_PROMPT;
       const required = secondFactorRequired({
         userRequiresMfa: user.mfa_required,
-        clientRequiresMfa: (client as unknown as { require_mfa?: unknown } | undefined)?.require_mfa === true,
+        clientRequiresMfa: requiresMfa(client),
         acrValues: params?.['acr_values'],
         enrolled: user.mfa_enrolled,
       });

@@ -33,11 +33,33 @@ export function publicPersonClaims(ctx: KoaContextWithOIDC, token: PersonToken):
 }
 
 /** For the inner layer: who the person is (decrypted only by trusted resource servers). */
+/** A person as the claims need them (src/db/users.ts rows are one). */
+export interface Person {
+  readonly id: string;
+  readonly username: string;
+  readonly email: string | null;
+  readonly email_verified: boolean;
+  readonly name: string | null;
+  readonly roles: readonly string[];
+}
+
+/**
+ * The one mapping of a person to OpenID claims (OIDC Core §5.1), shared by the ID token and
+ * userinfo (src/oidc/accounts.ts) and the inner layer: absent values are left out, and
+ * `email_verified` only accompanies an email.
+ */
+export function personClaims(user: Person): { sub: string; preferred_username: string; name?: string; email?: string; email_verified?: boolean } {
+  return {
+    sub: user.id,
+    preferred_username: user.username,
+    ...(user.name === null ? {} : { name: user.name }),
+    ...(user.email === null ? {} : { email: user.email, email_verified: user.email_verified }),
+  };
+}
+
 /** What the inner layer needs of a person: their row, read once per request. */
 export interface PersonLookup {
-  load(ctx: KoaContextWithOIDC, id: string): Promise<
-    { id: string; username: string; email: string | null; email_verified: boolean; name: string | null; roles: readonly string[] } | undefined
-  >;
+  load(ctx: KoaContextWithOIDC, id: string): Promise<Person | undefined>;
 }
 
 export function innerPersonClaims(accounts: PersonLookup) {
@@ -47,11 +69,7 @@ export function innerPersonClaims(accounts: PersonLookup) {
     if (user === undefined) return undefined;
     const auth = authentication(ctx);
     return {
-      sub: user.id,
-      preferred_username: user.username,
-      email: user.email ?? undefined,
-      email_verified: user.email === null ? undefined : user.email_verified,
-      name: user.name ?? undefined,
+      ...personClaims(user),
       roles: user.roles,
       amr: auth?.amr,
       sid: token.sid ?? auth?.sid ?? auth?.sessionUid,

@@ -3,6 +3,7 @@ import type { Next } from 'koa';
 import type { PasswordSignIn, PasswordSignInOutcome } from '../../sign-in/password-sign-in.js';
 import { PageError } from '../page-errors.js';
 import type { PageContext, PageKit } from '../page-kit.js';
+import { requiresMfa } from '../../oidc/clients.js';
 
 /** The login page (SPEC §4): username and password, posted to POST /interaction/:uid/login. */
 
@@ -56,7 +57,7 @@ export function loginPage(kit: PageKit, signInWithPassword: PasswordSignIn) {
         username,
         password,
         clientId: interaction.params['client_id'],
-        clientRequiresMfa: (client as unknown as { require_mfa?: unknown } | undefined)?.require_mfa === true,
+        clientRequiresMfa: requiresMfa(client),
         acrValues: interaction.params['acr_values'],
         interactionExpiresAt: interaction.exp,
       },
