@@ -58,7 +58,7 @@ const environmentSchema = z
       .max(65535, 'must be between 0 and 65535')
       .default(3000),
     HOST: z.string().trim().min(1, 'must not be empty').default('0.0.0.0'),
-    // /healthz, /readyz and /metrics on a second listener (src/http/management.ts); 0 turns it off.
+    // /healthz, /readyz and /metrics on a second listener (src/http/ops-routes.ts, managementRoutes); 0 turns it off.
     MANAGEMENT_PORT: z.coerce
       .number({ error: 'must be a number' })
       .int('must be an integer')

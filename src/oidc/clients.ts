@@ -45,7 +45,7 @@ export function clientMetadataFromRow(row: ClientRow): Record<string, unknown> {
  * credentials last changed (migrations/0007) are not. iat has second precision, so a token issued
  * in the second of the change cannot be told apart from one issued just before it: such tokens are
  * refused (the admin API hands out a new secret only once that second is over,
- * src/admin/clients/service.ts). The change time is the database's clock and iat the issuing
+ * src/management/clients/service.ts). The change time is the database's clock and iat the issuing
  * instance's: they are assumed to agree to well within a second (NTP).
  */
 function tokensNotBeforeOf(row: ClientRow): number {
@@ -87,7 +87,7 @@ export interface ScopedResourceServer {
 /**
  * The scopes of `server` a client may obtain tokens with: the one rule, used by the token path
  * (src/oidc/resource-indicators.ts) and by the admin API's privilege check
- * (src/admin/clients/service.ts), so the two can never disagree.
+ * (src/management/clients/service.ts), so the two can never disagree.
  *
  * - A client that registered a `scope` gets those of the server's scopes, never more.
  * - A client that registered none gets every scope of an ordinary resource server (SPEC §2: "with
