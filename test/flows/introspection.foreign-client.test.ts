@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
 import * as oidc from 'openid-client';
-import { adminCall, adminToken } from '../support/admin-api.js';
+import { adminCall, adminToken, introspectToken } from '../support/admin-api.js';
 import { CookieClient } from '../support/cookie-client.js';
 import { pkceParams, signIn } from '../support/sign-in.js';
 import { startTestServer, type TestServer } from '../support/server.js';
@@ -31,16 +31,9 @@ describe('introspection of refresh tokens and opaque access tokens by other clie
   let stranger: Client;
 
   async function introspect(caller: Client, token: string): Promise<Record<string, unknown>> {
-    const response = await fetch(`${server.url}/token/introspection`, {
-      method: 'POST',
-      headers: {
-        authorization: `Basic ${Buffer.from(`${caller.client_id}:${caller.client_secret}`).toString('base64')}`,
-        'content-type': 'application/x-www-form-urlencoded',
-      },
-      body: new URLSearchParams({ token }),
-    });
-    assert.equal(response.status, 200);
-    return (await response.json()) as Record<string, unknown>;
+    const { status, body } = await introspectToken(server, caller, token);
+    assert.equal(status, 200);
+    return body;
   }
 
   async function makeClient(body: Record<string, unknown>): Promise<Client> {

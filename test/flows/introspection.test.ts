@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
 import { importJWK, SignJWT, type JWK } from 'jose';
 import { createEnvelope } from '../../src/crypto/envelope.js';
-import { adminCall, clientCredentials } from '../support/admin-api.js';
+import { adminCall, clientCredentials, introspectToken } from '../support/admin-api.js';
 import { startTestServer, type TestServer } from '../support/server.js';
 
 interface Client {
@@ -10,17 +10,7 @@ interface Client {
   client_secret: string;
 }
 
-async function introspect(server: TestServer, caller: Client, token: string): Promise<{ status: number; body: Record<string, unknown> }> {
-  const response = await fetch(`${server.url}/token/introspection`, {
-    method: 'POST',
-    headers: {
-      authorization: `Basic ${Buffer.from(`${caller.client_id}:${caller.client_secret}`).toString('base64')}`,
-      'content-type': 'application/x-www-form-urlencoded',
-    },
-    body: new URLSearchParams({ token }),
-  });
-  return { status: response.status, body: (await response.json()) as Record<string, unknown> };
-}
+const introspect = (server: TestServer, caller: Client, token: string) => introspectToken(server, caller, token);
 
 describe('introspection (RFC 7662) of JWT access tokens', () => {
   let server: TestServer;

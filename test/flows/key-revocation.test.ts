@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
 import { createLocalJWKSet, decodeProtectedHeader, errors as joseErrors, jwtVerify, type JSONWebKeySet } from 'jose';
 import { createVerifier, VerifierError } from '../../src/verifier/index.js';
-import { adminApi, adminCall, adminToken, assertProblem, clientCredentials, type KeyBody, type Page } from '../support/admin-api.js';
+import { adminApi, adminCall, adminToken, assertProblem, clientCredentials, introspectToken, type KeyBody, type Page } from '../support/admin-api.js';
 import { startTestServer, waitFor, type TestServer } from '../support/server.js';
 
 async function jwks(url: string): Promise<JSONWebKeySet> {
@@ -18,16 +18,9 @@ interface Client {
 }
 
 async function introspect(server: TestServer, caller: Client, token: string): Promise<Record<string, unknown>> {
-  const response = await fetch(`${server.url}/token/introspection`, {
-    method: 'POST',
-    headers: {
-      authorization: `Basic ${Buffer.from(`${caller.client_id}:${caller.client_secret}`).toString('base64')}`,
-      'content-type': 'application/x-www-form-urlencoded',
-    },
-    body: new URLSearchParams({ token }),
-  });
-  assert.equal(response.status, 200);
-  return (await response.json()) as Record<string, unknown>;
+  const { status, body } = await introspectToken(server, caller, token);
+  assert.equal(status, 200);
+  return body;
 }
 
 async function listKeys(server: TestServer): Promise<KeyBody[]> {

@@ -139,6 +139,19 @@ export async function clientCredentials(server: Pick<TestServer, 'url'>, clientI
   return { status: response.status, body: (await response.json()) as Record<string, unknown> };
 }
 
+/** RFC 7662 introspection of `token` by `caller` (HTTP Basic); the status and the JSON answer. */
+export async function introspectToken(server: Pick<TestServer, 'url'>, caller: { client_id: string; client_secret: string }, token: string): Promise<TokenResponse> {
+  const response = await fetch(`${server.url}/token/introspection`, {
+    method: 'POST',
+    headers: {
+      authorization: `Basic ${Buffer.from(`${caller.client_id}:${caller.client_secret}`).toString('base64')}`,
+      'content-type': 'application/x-www-form-urlencoded',
+    },
+    body: new URLSearchParams({ token }),
+  });
+  return { status: response.status, body: (await response.json()) as Record<string, unknown> };
+}
+
 /** An access token for the admin API (`<issuer>/admin`) from the bootstrap admin client, with these scopes. */
 export async function adminToken(server: AdminServer, scope = DEFAULT_ADMIN_SCOPE): Promise<string> {
   const { status, body } = await clientCredentials(server, server.admin.clientId, server.admin.clientSecret, {
