@@ -3,7 +3,8 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import pg from 'pg';
-import { connectPostgres, openPglite, type Database } from '../../src/db/database.js';
+import { connectPostgres, type Database } from '../../src/db/database.js';
+import { openPglite } from '../../src/db/pglite.js';
 
 /**
  * Each test gets its own database: a uniquely named PostgreSQL database when
