@@ -13,6 +13,7 @@ import {
   type JWTVerifyGetKey,
 } from 'jose';
 import { BoundedCache } from './lru.js';
+import { remoteKeyResolver } from './remote-keys.js';
 import { VerifierError } from './errors.js';
 
 /** Signature algorithms Gatehouse signs with. `none` and every HMAC algorithm are refused. */
@@ -174,86 +175,6 @@ function classify(error: unknown): VerifierError {
   if (error instanceof joseErrors.JWEDecryptionFailed) return new VerifierError('inner_invalid', 'token could not be decrypted', { cause: error });
   if (error instanceof joseErrors.JOSEError) return new VerifierError('token_malformed', 'token is malformed', { cause: error });
   return new VerifierError('token_malformed', 'token is malformed', { cause: error });
-}
-
-async function discoverJwksUri(issuer: string): Promise<string> {
-  const response = await fetch(`${issuer}/.well-known/openid-configuration`, { signal: AbortSignal.timeout(FETCH_TIMEOUT_MS) });
-  if (!response.ok) throw new VerifierError('jwks_unavailable', `discovery answered ${response.status}`);
-  const metadata = (await response.json()) as { issuer?: unknown; jwks_uri?: unknown };
-  if (metadata.issuer !== issuer) throw new VerifierError('jwks_unavailable', 'discovery names another issuer');
-  if (typeof metadata.jwks_uri !== 'string') throw new VerifierError('jwks_unavailable', 'discovery has no jwks_uri');
-  return metadata.jwks_uri;
-}
-
-async function fetchJwks(uri: string): Promise<JWTVerifyGetKey> {
-  const response = await fetch(uri, { signal: AbortSignal.timeout(FETCH_TIMEOUT_MS), headers: { accept: 'application/jwk-set+json, application/json' } });
-  if (!response.ok) throw new VerifierError('jwks_unavailable', `the JWKS endpoint answered ${response.status}`);
-  // createLocalJWKSet refuses anything that is not a key set (JWKSInvalid).
-  return createLocalJWKSet((await response.json()) as JSONWebKeySet);
-}
-
-const FETCH_TIMEOUT_MS = 5_000;
-/** An unknown kid makes the verifier refetch the JWKS (a rotation), at most once per this. */
-const REFETCH_COOLDOWN_MS = 5_000;
-/** A fetched JWKS is used at most this long before it is fetched again. */
-const JWKS_MAX_AGE_MS = 10 * 60_000;
-
-function unavailable(error: unknown): VerifierError {
-  return error instanceof VerifierError ? error : new VerifierError('jwks_unavailable', 'the issuer keys could not be fetched', { cause: error });
-}
-
-/**
- * Keys fetched from the issuer. One fetch at a time (discovery, then the JWKS), shared by every
- * token waiting for it; after a failure no fetch until the backoff has passed, so a burst of tokens
- * while the issuer is down costs a handful of fetches, not one each (SPEC §3). Time is `Date.now()`.
- */
-function remoteKeyResolver(issuer: string, jwksUri: string | undefined, backoff: { initialMs: number; maxMs: number }): JWTVerifyGetKey {
-  let uri = jwksUri;
-  let keys: { resolve: JWTVerifyGetKey; fetchedAtMs: number } | undefined;
-  let pending: Promise<void> | undefined;
-  let lastAttemptMs = Number.NEGATIVE_INFINITY;
-  let failure: { count: number; retryAtMs: number; error: VerifierError } | undefined;
-
-  function refresh(): Promise<void> {
-    if (pending !== undefined) return pending;
-    if (failure !== undefined && Date.now() < failure.retryAtMs) {
-      return Promise.reject(new VerifierError('jwks_unavailable', 'the issuer keys could not be fetched; retrying after a backoff', { cause: failure.error }));
-    }
-    lastAttemptMs = Date.now();
-    pending = (async () => {
-      uri ??= await discoverJwksUri(issuer);
-      keys = { resolve: await fetchJwks(uri), fetchedAtMs: Date.now() };
-    })()
-      .then(
-        () => {
-          failure = undefined;
-        },
-        (error: unknown) => {
-          const count = (failure?.count ?? 0) + 1;
-          const waitMs = Math.min(backoff.initialMs * 2 ** (count - 1), backoff.maxMs);
-          failure = { count, retryAtMs: Date.now() + waitMs, error: unavailable(error) };
-          throw failure.error;
-        },
-      )
-      .finally(() => {
-        pending = undefined;
-      });
-    return pending;
-  }
-
-  return async (header, token) => {
-    if (keys === undefined || Date.now() - keys.fetchedAtMs >= JWKS_MAX_AGE_MS) await refresh();
-    try {
-      return await keys!.resolve(header, token);
-    } catch (error) {
-      if (!(error instanceof joseErrors.JWKSNoMatchingKey)) throw error;
-      // An unknown kid may be a rotation: refetch, unless one ran within the cooldown. A refetch
-      // already under way is waited for. Keys fetched before stay in use if the refetch fails.
-      if (pending === undefined && Date.now() - lastAttemptMs < REFETCH_COOLDOWN_MS) throw error;
-      await refresh();
-      return await keys!.resolve(header, token);
-    }
-  };
 }
 
 function keyResolver(options: VerifierOptions, backoff: { initialMs: number; maxMs: number }): JWTVerifyGetKey {
