@@ -1,21 +1,21 @@
-import { createPublicKey, hash, type JsonWebKey } from 'node:crypto';
-import Provider, { type CanBePromise, type Configuration, type KoaContextWithOIDC, type TokenEndpointGrantContext, type UnknownObject } from 'oidc-provider';
+import { createPublicKey, type JsonWebKey } from 'node:crypto';
+import Provider, { type CanBePromise, type Configuration, type TokenEndpointGrantContext, type UnknownObject } from 'oidc-provider';
 import type { Logger } from 'pino';
 import type { ClientSecretHasher } from '../crypto/client-secret.js';
 import { SIGNING_ALGS } from '../crypto/signing-keys.js';
 import { isUnavailable, type Database } from '../db/database.js';
-import { createOidcModelStore } from '../db/oidc-models.js';
 import type { Views } from '../views.js';
 import { createAdapterFactory, type ClientMetadataCache } from './adapter.js';
-import { allowedResources, EXTRA_CLIENT_METADATA, OIDC_SCOPES, registeredScopes } from './clients.js';
+import { allowedResources, EXTRA_CLIENT_METADATA, OIDC_SCOPES } from './clients.js';
 import { createResourceIndicators } from './resource-indicators.js';
 import type { ResourceServerRegistry } from './resource-server-registry.js';
 import { encryptWholeTokens, innerLayer } from '../tokens/access-token.js';
 import type { JweEncryptor } from '../tokens/crypto-pool.js';
 import { introspectJwtAccessTokens } from './jwt-introspection.js';
-import { recordAudit } from '../audit/audit.js';
 import { ACR_MFA, ACR_PASSWORD, CLAIMS_BY_SCOPE, type Accounts } from './accounts.js';
 import { interactionPolicyWithSecondFactor } from './second-factor-check.js';
+import { extendModels } from './model-extensions.js';
+import { observeProvider } from './provider-events.js';
 import type { SecondFactor } from '../accounts/second-factor.js';
 import { loadExistingGrant } from './grants.js';
 import { innerPersonClaims, publicPersonClaims } from '../tokens/person-claims.js';
@@ -69,9 +69,6 @@ function tokenResources(token: { aud?: unknown; resource?: unknown }): string[] 
   const values = [token.aud, token.resource].flat();
   return values.filter((value): value is string => typeof value === 'string');
 }
-
-/** Not a scope anyone can request: an allow-list that admits no OpenID scope. */
-const NO_OIDC_SCOPE = 'urn:gatehouse:no-openid-scope';
 
 /** The endpoints the per-IP limit guards: every one of them authenticates a client. */
 const IP_LIMITED_ROUTES = ['token', 'introspection', 'revocation'] as const;
@@ -261,77 +258,10 @@ export function createProvider(deps: ProviderDependencies): Provider {
   provider.proxy = deps.trustProxy;
   pinRequestOriginToIssuer(provider, deps.issuer);
 
-  // SPEC §2: secrets are stored as a keyed hash; this is the provider's one comparison point.
-  provider.Client.prototype.compareClientSecret = function compareClientSecret(this: { clientSecret?: string }, actual: string) {
-    return Promise.resolve(this.clientSecret !== undefined && deps.clientSecrets.verify(actual, this.clientSecret));
-  };
-
-  // SPEC §2: a client assertion's (and a DPoP proof's) jti is accepted once, across concurrent
-  // requests and instances. The provider's own unique() is find-then-save (oidc-provider's
-  // lib/models/replay_detection.js), which lets
-  // two concurrent requests with one jti both pass; this claims the jti in one insert-only statement.
-  const replayRecords = createOidcModelStore(deps.db);
-  provider.ReplayDetection.unique = async function claimJtiOnce(iss: string, jti: string, exp: number): Promise<boolean> {
-    const id = hash('sha256', `${iss}${jti}`, 'base64url');
-    return replayRecords.insertOnce('ReplayDetection', id, { iss, jti: id, kind: 'ReplayDetection' }, Math.max(1, exp - Math.floor(Date.now() / 1000)));
-  };
-
-  // A registered scope bounds the OpenID scopes too. The provider's metadata `scope` holds only the
-  // OpenID part of it (src/oidc/clients.ts), and a client whose registered scope has none carries no
-  // `scope` at all, which the provider reads as "any scope". For exactly those clients this getter
-  // answers the registered scope, so the provider's allow-list check refuses every OpenID scope
-  // (invalid_scope); clients with OpenID scopes keep their own `scope` property, which shadows it.
-  Object.defineProperty(provider.Client.prototype, 'scope', {
-    configurable: true,
-    get(this: object): string | undefined {
-      const registered = registeredScopes(this);
-      if (registered === undefined) return undefined;
-      return registered.length > 0 ? registered.join(' ') : NO_OIDC_SCOPE;
-    },
-    // The provider assigns metadata onto each client: a `scope` it was given becomes the client's own.
-    set(this: object, value: unknown) {
-      Object.defineProperty(this, 'scope', { value, writable: true, enumerable: true, configurable: true });
-    },
-  });
-
-  provider.on('grant.success', (ctx: KoaContextWithOIDC) => {
-    const grantType = ctx.oidc.params?.['grant_type'];
-    const token = (ctx.oidc.entities as { AccessToken?: { aud?: unknown }; ClientCredentials?: { aud?: unknown } }) ?? {};
-    const audience = (token.AccessToken ?? token.ClientCredentials)?.aud;
-    deps.metrics.tokensIssued.inc({
-      grant_type: typeof grantType === 'string' ? grantType : 'unknown',
-      // Audiences are registered resource servers (bounded); a token without one is for userinfo.
-      resource_server: typeof audience === 'string' ? audience : 'userinfo',
-    });
-  });
-
-  // At the token endpoint the provider revokes a grant only when a consumed refresh token or
-  // authorization code is presented again (SPEC §2 reuse detection): a security event to audit.
-  provider.on('grant.revoked', (ctx: KoaContextWithOIDC, grantId: string) => {
-    if (ctx.oidc?.route !== 'token') return;
-    const grantType = ctx.oidc.params?.['grant_type'];
-    const clientId = ctx.oidc.client?.clientId ?? null;
-    const audit = { actor: clientId, clientIp: ctx.ip || null, requestId: ctx.state.requestId ?? null, logger: deps.logger };
-    deps.db
-      .transaction((tx) =>
-        recordAudit(tx, audit, {
-          type: 'token.reuse_detected',
-          target: grantId,
-          outcome: 'failure',
-          details: { grant_type: typeof grantType === 'string' ? grantType : 'unknown', client_id: clientId, grant_revoked: true },
-        }),
-      )
-      .catch((error: unknown) => deps.logger.error({ err: { message: (error as Error).message } }, 'audit of a token reuse failed'));
-  });
-
-  provider.on('server_error', (ctx: KoaContextWithOIDC, error: Error) => {
-    if (isUnavailable(error)) {
-      ctx.state.databaseUnavailable = true;
-      deps.logger.warn({ err: { message: error.message, code: 'database_unavailable' }, route: ctx.oidc?.route }, 'database unavailable');
-    } else {
-      deps.logger.error({ err: error, route: ctx.oidc?.route }, 'oidc-provider server_error');
-    }
-  });
+  // Where oidc-provider's models do not do what SPEC asks (src/oidc/model-extensions.ts).
+  extendModels(provider, { db: deps.db, clientSecrets: deps.clientSecrets });
+  // Metrics, audit and logs from the provider's events (src/oidc/provider-events.ts).
+  observeProvider(provider, { db: deps.db, logger: deps.logger, metrics: deps.metrics });
 
   // Per-IP limits first, before the provider reads a body or looks up a client. Paths are the
   // router's own (mountPath ''), as the provider is mounted at the root of the app.

@@ -1,0 +1,50 @@
+import { hash } from 'node:crypto';
+import type Provider from 'oidc-provider';
+import type { ClientSecretHasher } from '../crypto/client-secret.js';
+import type { Queryable } from '../db/database.js';
+import { createOidcModelStore } from '../db/oidc-models.js';
+import { registeredScopes } from './clients.js';
+
+/**
+ * The one place where Gatehouse changes oidc-provider's model classes, each because the provider
+ * does not do what SPEC asks: how a client secret is compared, how a jti is claimed once, and
+ * how a registered scope bounds the OpenID scopes.
+ */
+
+/** Not a scope anyone can request: an allow-list that admits no OpenID scope. */
+const NO_OIDC_SCOPE = 'urn:gatehouse:no-openid-scope';
+
+export function extendModels(provider: Provider, deps: { readonly db: Queryable; readonly clientSecrets: ClientSecretHasher }): void {
+  // SPEC §2: secrets are stored as a keyed hash; this is the provider's one comparison point.
+  provider.Client.prototype.compareClientSecret = function compareClientSecret(this: { clientSecret?: string }, actual: string) {
+    return Promise.resolve(this.clientSecret !== undefined && deps.clientSecrets.verify(actual, this.clientSecret));
+  };
+
+  // SPEC §2: a client assertion's (and a DPoP proof's) jti is accepted once, across concurrent
+  // requests and instances. The provider's own unique() is find-then-save (oidc-provider's
+  // lib/models/replay_detection.js), which lets two concurrent requests with one jti both pass;
+  // this claims the jti in one insert-only statement.
+  const replayRecords = createOidcModelStore(deps.db);
+  provider.ReplayDetection.unique = async function claimJtiOnce(iss: string, jti: string, exp: number): Promise<boolean> {
+    const id = hash('sha256', `${iss}${jti}`, 'base64url');
+    return replayRecords.insertOnce('ReplayDetection', id, { iss, jti: id, kind: 'ReplayDetection' }, Math.max(1, exp - Math.floor(Date.now() / 1000)));
+  };
+
+  // A registered scope bounds the OpenID scopes too. The provider's metadata `scope` holds only the
+  // OpenID part of it (src/oidc/clients.ts), and a client whose registered scope has none carries no
+  // `scope` at all, which the provider reads as "any scope". For exactly those clients this getter
+  // answers the registered scope, so the provider's allow-list check refuses every OpenID scope
+  // (invalid_scope); clients with OpenID scopes keep their own `scope` property, which shadows it.
+  Object.defineProperty(provider.Client.prototype, 'scope', {
+    configurable: true,
+    get(this: object): string | undefined {
+      const registered = registeredScopes(this);
+      if (registered === undefined) return undefined;
+      return registered.length > 0 ? registered.join(' ') : NO_OIDC_SCOPE;
+    },
+    // The provider assigns metadata onto each client: a `scope` it was given becomes the client's own.
+    set(this: object, value: unknown) {
+      Object.defineProperty(this, 'scope', { value, writable: true, enumerable: true, configurable: true });
+    },
+  });
+}
