@@ -1,6 +1,4 @@
 import Koa from 'koa';
-import { createDeviceCookies } from './sign-in/device-cookies.js';
-import { createSignIn } from './sign-in/index.js';
 import { createCsrf } from './interactions/csrf.js';
 import { interactionRoutes } from './interactions/routes.js';
 import { limitPagesPerIp } from './http/page-rate-limit.js';
@@ -9,7 +7,7 @@ import { accessLog } from './http/access-log.js';
 import { handleErrors } from './http/errors.js';
 import { measureRequests, type Metrics } from './http/metrics.js';
 import { managementRoutes, opsRoutes } from './http/ops-routes.js';
-import { issuerPath, pinRequestOriginToIssuer } from './http/issuer-origin.js';
+import { pinRequestOriginToIssuer } from './http/issuer-origin.js';
 import { requestId } from './http/request-id.js';
 import { securityHeaders } from './http/security-headers.js';
 import { jwksRoute } from './oidc/jwks-route.js';
@@ -68,24 +66,12 @@ export async function createApp(runtime: Runtime): Promise<GatehouseApp> {
 
   const jwks = jwksRoute(db);
   const ops = opsRoutes({ db, migrations: runtime.migrations, stylesheet: views.stylesheet });
-  const signIn = createSignIn({
-    db,
-    passwords: services.passwords,
-    secondFactor: services.secondFactor,
-    // Signed with the cookie keys every instance shares; Secure under an https issuer (SPEC §1).
-    deviceCookies: createDeviceCookies({
-      keys: runtime.cookieKeys.map((key) => Buffer.from(key, 'base64url')),
-      secure: config.issuer.startsWith('https://'),
-      path: `${issuerPath(config.issuer)}/interaction`,
-    }),
-    counters: metrics,
-  });
   const pages = interactionRoutes({
     issuer: config.issuer,
     providers,
     views,
     csrf: createCsrf(Buffer.from(runtime.cookieKeys[0] ?? '', 'base64url')),
-    signIn,
+    signIn: services.signIn,
     resourceServers,
     accounts: services.accounts,
     logger,

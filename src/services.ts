@@ -2,6 +2,8 @@ import type { ClientMetadata } from 'oidc-provider';
 import { createPasswordHasher, type PasswordHasher } from './accounts/passwords.js';
 import { createSecondFactor, type SecondFactor } from './accounts/second-factor.js';
 import { createTotp } from './accounts/totp.js';
+import { createDeviceCookies } from './sign-in/device-cookies.js';
+import { createSignIn, type SignIn } from './sign-in/index.js';
 import { createManagementServices, type ManagementServices } from './management/index.js';
 import { adminResourceIdentifier } from './management/admin-scopes.js';
 import { createMetrics, type Metrics } from './http/metrics.js';
@@ -33,6 +35,8 @@ export interface Services {
   readonly clientCache: ClientMetadataCache;
   readonly accounts: Accounts;
   readonly secondFactor: SecondFactor;
+  /** The sign-in flow: attempt reservation, password and second-factor outcomes, device cookies. */
+  readonly signIn: SignIn;
   /** One argon2id hasher for the process, so its concurrency bound covers every caller. */
   readonly passwords: PasswordHasher;
   readonly providers: ProviderHost;
@@ -110,6 +114,19 @@ export async function createServices(runtime: Runtime, options: ServicesOptions)
     jwks: () => providers.publicJwks(),
   });
   const passwords = await createPasswordHasher();
+  // The sign-in flow the hosted pages drive (src/sign-in).
+  const signIn = createSignIn({
+    db,
+    passwords,
+    secondFactor,
+    // Signed with the cookie keys every instance shares; Secure under an https issuer (SPEC §1).
+    deviceCookies: createDeviceCookies({
+      keys: runtime.cookieKeys.map((key) => Buffer.from(key, 'base64url')),
+      secure: config.issuer.startsWith('https://'),
+      path: `${issuerPath(config.issuer)}/interaction`,
+    }),
+    counters: metrics,
+  });
   const management = createManagementServices({
     db,
     envelope: runtime.envelope,
@@ -130,6 +147,7 @@ export async function createServices(runtime: Runtime, options: ServicesOptions)
     accounts,
     secondFactor,
     passwords,
+    signIn,
     providers,
     adminVerifier,
     tokenClient: async (clientId) => {
