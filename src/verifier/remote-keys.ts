@@ -4,10 +4,30 @@ import { VerifierError } from './errors.js';
 // The issuer's keys as the verifier fetches them: discovery, then the JWKS, with a timeout,
 // single-flight fetches, a doubling backoff after failures and a cooldown on unknown-kid refetches.
 
+/** Discovery documents and key sets are a few KiB; anything near this is not one. */
+const MAX_BODY_BYTES = 256 * 1024;
+
+/** The body as text, refused (and the download stopped) once it passes MAX_BODY_BYTES. */
+async function readLimited(response: Response, what: string): Promise<string> {
+  const declared = Number(response.headers.get('content-length') ?? NaN);
+  if (declared > MAX_BODY_BYTES) {
+    await response.body?.cancel();
+    throw new VerifierError('jwks_unavailable', `${what} is larger than ${MAX_BODY_BYTES} bytes`);
+  }
+  const chunks: Uint8Array[] = [];
+  let size = 0;
+  for await (const chunk of response.body ?? []) {
+    size += (chunk as Uint8Array).byteLength;
+    if (size > MAX_BODY_BYTES) throw new VerifierError('jwks_unavailable', `${what} is larger than ${MAX_BODY_BYTES} bytes`);
+    chunks.push(chunk);
+  }
+  return Buffer.concat(chunks).toString('utf8');
+}
+
 async function discoverJwksUri(issuer: string): Promise<string> {
   const response = await fetch(`${issuer}/.well-known/openid-configuration`, { signal: AbortSignal.timeout(FETCH_TIMEOUT_MS) });
   if (!response.ok) throw new VerifierError('jwks_unavailable', `discovery answered ${response.status}`);
-  const metadata = (await response.json()) as { issuer?: unknown; jwks_uri?: unknown };
+  const metadata = JSON.parse(await readLimited(response, 'discovery')) as { issuer?: unknown; jwks_uri?: unknown };
   if (metadata.issuer !== issuer) throw new VerifierError('jwks_unavailable', 'discovery names another issuer');
   if (typeof metadata.jwks_uri !== 'string') throw new VerifierError('jwks_unavailable', 'discovery has no jwks_uri');
   return metadata.jwks_uri;
@@ -17,7 +37,7 @@ async function fetchJwks(uri: string): Promise<JWTVerifyGetKey> {
   const response = await fetch(uri, { signal: AbortSignal.timeout(FETCH_TIMEOUT_MS), headers: { accept: 'application/jwk-set+json, application/json' } });
   if (!response.ok) throw new VerifierError('jwks_unavailable', `the JWKS endpoint answered ${response.status}`);
   // createLocalJWKSet refuses anything that is not a key set (JWKSInvalid).
-  return createLocalJWKSet((await response.json()) as JSONWebKeySet);
+  return createLocalJWKSet(JSON.parse(await readLimited(response, 'the JWKS')) as JSONWebKeySet);
 }
 
 const FETCH_TIMEOUT_MS = 5_000;

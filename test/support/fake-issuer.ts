@@ -66,6 +66,8 @@ export interface FakeIssuer {
   published: SigningKey[];
   discovery: DiscoveryBehaviour;
   jwksStatus: number;
+  /** Extra bytes of padding in the JWKS document (a valid but oversized key set). */
+  jwksPaddingBytes: number;
   /** A signed access token (RFC 9068) from `key`, for `audience`. */
   mint(key: SigningKey, audience: string, options?: MintOptions): Promise<string>;
   /** Stops listening: connections to the port are refused. */
@@ -85,6 +87,7 @@ export async function startFakeIssuer(published: SigningKey[]): Promise<FakeIssu
     published,
     discovery: 'ok' as DiscoveryBehaviour,
     jwksStatus: 200,
+    jwksPaddingBytes: 0,
   };
   const issuerUrl = () => `http://127.0.0.1:${port}`;
 
@@ -109,7 +112,8 @@ export async function startFakeIssuer(published: SigningKey[]): Promise<FakeIssu
     if (req.url === '/jwks') {
       state.counts.jwks += 1;
       if (state.jwksStatus !== 200) return send(state.jwksStatus, '{"error":"temporarily_unavailable"}');
-      return send(200, JSON.stringify({ keys: state.published.map((key) => key.publicJwk) }), 'application/jwk-set+json');
+      const padding = state.jwksPaddingBytes > 0 ? { padding: 'x'.repeat(state.jwksPaddingBytes) } : {};
+      return send(200, JSON.stringify({ keys: state.published.map((key) => key.publicJwk), ...padding }), 'application/jwk-set+json');
     }
     return send(404, '{}');
   };
@@ -151,6 +155,12 @@ export async function startFakeIssuer(published: SigningKey[]): Promise<FakeIssu
     },
     set jwksStatus(status) {
       state.jwksStatus = status;
+    },
+    get jwksPaddingBytes() {
+      return state.jwksPaddingBytes;
+    },
+    set jwksPaddingBytes(bytes) {
+      state.jwksPaddingBytes = bytes;
     },
     async mint(key, audience, options = {}) {
       const now = Math.floor(Date.now() / 1000);

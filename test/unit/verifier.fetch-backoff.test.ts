@@ -98,6 +98,20 @@ describe('verifier: backoff while the issuer fails, malformed JWS, requireEncryp
     assert.equal((await verifier.verify(tokens.at(-1)!)).claims.iss, issuer.issuer);
   });
 
+  test('an oversized JWKS is refused as jwks_unavailable (bodies are read up to 256 KiB), and a normal one works after the backoff', async (t) => {
+    t.mock.timers.enable({ apis: ['Date'], now: Date.now() });
+    const verifier = verifierFor();
+    const token = await issuer.mint(es256, audience);
+    issuer.jwksPaddingBytes = 2 * 1024 * 1024;
+    try {
+      assert.equal(await codeOf(verifier.verify(token)), 'jwks_unavailable');
+    } finally {
+      issuer.jwksPaddingBytes = 0;
+    }
+    t.mock.timers.tick(1_500);
+    assert.equal((await verifier.verify(token)).claims.iss, issuer.issuer);
+  });
+
   test('the backoff doubles with each failure (1 s, 2 s, 4 s …) and ends with the first success', async (t) => {
     t.mock.timers.enable({ apis: ['Date'], now: Date.now() });
     const verifier = verifierFor();
