@@ -28,7 +28,7 @@ CREATE TABLE gateway_routes (
 );
 
 -- One route per (host, prefix, method set); '*' stands for "all methods" (no method is spelled so).
-CREATE UNIQUE INDEX gateway_routes_match_unique ON gateway_routes (host, path_prefix, (coalesce(array_to_string(methods, ','), '*')));
+CREATE UNIQUE INDEX gateway_routes_match_unique ON gateway_routes (host, path_prefix, (coalesce(methods, ARRAY['*'])));
 
 -- Every instance caches the route table for the gateway's hot path; each committed change is
 -- announced on the channel of migrations/0005 and the table is reloaded. Payload:
