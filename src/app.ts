@@ -12,6 +12,7 @@ import { requestId } from './http/request-id.js';
 import { securityHeaders } from './http/security-headers.js';
 import { jwksRoute } from './oidc/jwks-route.js';
 import type { ProviderHost } from './oidc/provider-host.js';
+import type { RouteTable } from './gateway/route-table.js';
 import type { ResourceServerRegistry } from './oidc/resource-server-registry.js';
 import type { Runtime } from './runtime.js';
 import { startBackground } from './background.js';
@@ -25,6 +26,8 @@ export interface GatehouseApp {
   readonly services: ManagementServices;
   readonly providers: ProviderHost;
   readonly resourceServers: ResourceServerRegistry;
+  /** The gateway's cached route table (src/gateway/route-table.ts). */
+  readonly gatewayRoutes: RouteTable;
   readonly metrics: Metrics;
   /** Stops background work (change feed, key refresh, pruning) and the crypto workers. */
   stop(): void;
@@ -42,7 +45,7 @@ export async function createApp(runtime: Runtime): Promise<GatehouseApp> {
   const services = await createServices(runtime, { isLive: () => changeFeed.live() });
   const background = startBackground(runtime, services);
   changeFeed.live = () => background.live();
-  const { views, metrics, providers, resourceServers } = services;
+  const { views, metrics, providers, resourceServers, gatewayRoutes } = services;
 
   const adminApi = createAdminApi({
     issuer: config.issuer,
@@ -108,6 +111,7 @@ export async function createApp(runtime: Runtime): Promise<GatehouseApp> {
     services: services.management,
     providers,
     resourceServers,
+    gatewayRoutes,
     metrics,
     stop: () => {
       background.stop();

@@ -17,24 +17,26 @@ export interface Background {
 
 export function startBackground(runtime: Runtime, services: Services): Background {
   const { config, logger, db } = runtime;
-  const { clientCache, resourceServers, providers } = services;
+  const { clientCache, resourceServers, gatewayRoutes, providers } = services;
 
   const refreshKeys = (): void => {
     providers.refresh().catch((error: unknown) => logger.debug({ err: { message: (error as Error).message } }, 'key refresh failed'));
   };
 
-  // migrations/0005 and 0008: every committed change to a client, resource server or signing key
+  // migrations/0005, 0008 and 0011: every committed change to a client, resource server, signing key or gateway route
   // is announced. While the listener is (re)connecting, announcements may have been missed:
   // everything cached is dropped and the keys are reloaded once it is back.
   const changes = subscribeToChanges(db, {
     onChange(kind, key) {
       if (kind === 'client') clientCache.invalidate(key);
       else if (kind === 'resource_server') resourceServers.invalidate(key);
+      else if (kind === 'gateway_route') gatewayRoutes.invalidate();
       else refreshKeys();
     },
     onState() {
       clientCache.clear();
       resourceServers.invalidate();
+      gatewayRoutes.invalidate();
       refreshKeys();
     },
   });

@@ -3,6 +3,7 @@ import { createPasswordHasher, type PasswordHasher } from './accounts/passwords.
 import { createSecondFactor, type SecondFactor } from './accounts/second-factor.js';
 import { createTotp } from './accounts/totp.js';
 import { createDeviceCookies } from './sign-in/device-cookies.js';
+import { createRouteTable, type RouteTable } from './gateway/route-table.js';
 import { createSignIn, type SignIn } from './sign-in/index.js';
 import { createManagementServices, type ManagementServices } from './management/index.js';
 import { adminResourceIdentifier } from './management/admin-scopes.js';
@@ -33,6 +34,8 @@ export interface Services {
   readonly metrics: Metrics;
   readonly resourceServers: ResourceServerRegistry;
   readonly clientCache: ClientMetadataCache;
+  /** The gateway's routes, cached like resource servers (migrations/0011 announces changes). */
+  readonly gatewayRoutes: RouteTable;
   readonly accounts: Accounts;
   readonly secondFactor: SecondFactor;
   /** The sign-in flow: attempt reservation, password and second-factor outcomes, device cookies. */
@@ -64,6 +67,7 @@ export async function createServices(runtime: Runtime, options: ServicesOptions)
   // Clients and resource servers are cached for the token path; every committed change to them is
   // announced by the database (migrations/0005) and drops the row (src/oidc/lookup-cache.ts).
   const resourceServers = createResourceServerRegistry(db, { isLive: options.isLive });
+  const gatewayRoutes = createRouteTable(db, { isLive: options.isLive });
   const clientCache: ClientMetadataCache = createLookupCache({ ttlMs: CACHE_TTL_MS, maxEntries: 10_000, isLive: options.isLive });
   const accounts = createAccounts(db);
   // Created once here, not per provider: a key rotation rebuilds the provider but keeps the counts.
@@ -137,6 +141,7 @@ export async function createServices(runtime: Runtime, options: ServicesOptions)
     forgetClient: (clientId) => clientCache.invalidate(clientId),
     keysChanged: () => providers.refresh(),
     allowPrivateJwksUri: config.allowPrivateJwksUri,
+    gatewayRoutesChanged: () => gatewayRoutes.invalidate(),
   });
 
   return {
@@ -144,6 +149,7 @@ export async function createServices(runtime: Runtime, options: ServicesOptions)
     metrics,
     resourceServers,
     clientCache,
+    gatewayRoutes,
     accounts,
     secondFactor,
     passwords,

@@ -23,6 +23,8 @@ const SCOPE_DESCRIPTIONS: Record<AdminScope, string> = {
   'admin:users': 'Read and change people, reset their second factor',
   'admin:keys': 'Read and rotate token signing keys',
   'admin:audit': 'Read the audit trail',
+  'admin:gateway': 'Read and change the gateway’s routes',
+  'admin:identity-providers': 'Read and change upstream identity providers',
 };
 
 const HEADERS = {

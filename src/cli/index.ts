@@ -2,6 +2,7 @@ import { commandHelp, EXIT, invocationOf, parseCommandLine, type Command, type O
 import { adminClientCommands } from './commands/admin-client.js';
 import { auditCommands } from './commands/audit.js';
 import { clientCommands } from './commands/clients.js';
+import { gatewayRouteCommands } from './commands/gateway-routes.js';
 import { keyCommands } from './commands/keys.js';
 import { masterKeyCommands } from './commands/master-key.js';
 import { migrateCommand } from './commands/migrate.js';
@@ -22,6 +23,7 @@ const GROUPS: readonly Group[] = [
   { name: 'migrate', about: 'database migrations', commands: [migrateCommand] },
   { name: 'clients', about: 'OAuth clients: the services and apps that get tokens', commands: clientCommands },
   { name: 'resource-servers', about: 'resource servers: the APIs that accept Gatehouse access tokens', commands: resourceServerCommands },
+  { name: 'gateway-routes', about: 'gateway routes: which requests the API gateway lets through', commands: gatewayRouteCommands },
   { name: 'users', about: 'people who sign in on the hosted pages', commands: userCommands },
   { name: 'keys', about: 'token signing keys', commands: keyCommands },
   { name: 'master-key', about: 'the MASTER_KEY that seals secrets at rest', commands: masterKeyCommands },

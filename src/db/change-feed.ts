@@ -3,11 +3,12 @@ import type { Database } from './database.js';
 /**
  * Committed changes to clients and resource servers, as announced by the triggers of
  * migrations/0005_change_notifications.sql on this channel, and to the signing keys
- * (migrations/0008_signing_key_lifecycle.sql, key '': the whole key set is reloaded).
+ * (migrations/0008_signing_key_lifecycle.sql, key '': the whole key set is reloaded) and to the
+ * gateway routes (migrations/0011_gateway_routes.sql, key '': the whole route table is reloaded).
  */
 export const CHANGE_CHANNEL = 'gatehouse_changes';
 
-export type ChangeKind = 'client' | 'resource_server' | 'signing_key';
+export type ChangeKind = 'client' | 'resource_server' | 'signing_key' | 'gateway_route';
 
 export interface ChangeHandlers {
   /** One row changed (inserted, updated or deleted); `key` is its client_id or identifier. */
@@ -25,7 +26,7 @@ export interface ChangeFeed {
 function parse(payload: string): { kind: ChangeKind; key: string } | undefined {
   const separator = payload.indexOf(':');
   const kind = payload.slice(0, separator);
-  if (separator < 0 || (kind !== 'client' && kind !== 'resource_server' && kind !== 'signing_key')) return undefined;
+  if (separator < 0 || (kind !== 'client' && kind !== 'resource_server' && kind !== 'signing_key' && kind !== 'gateway_route')) return undefined;
   return { kind, key: payload.slice(separator + 1) };
 }
 

@@ -5,12 +5,13 @@ import type { PasswordHasher } from '../accounts/passwords.js';
 import type { ResourceServerRegistry } from '../oidc/resource-server-registry.js';
 import { createAuditEventService, type AuditEventService } from './audit-events/service.js';
 import { createClientService, type ClientService } from './clients/service.js';
+import { createGatewayRouteService, type GatewayRouteService } from './gateway-routes/service.js';
 import { createKeyService } from './keys/service.js';
 import { createResourceServerService, type ResourceServerService } from './resource-servers/service.js';
 import { createUserService, type UserService } from './users/service.js';
 
 /**
- * The management services: clients, resource servers, users, keys and audit events. The admin
+ * The management services: clients, resource servers, users, keys, audit events and gateway routes. The admin
  * API, the operator CLI and (soon) the console are front doors onto these; each validates with
  * the same schemas, records the same audit events and maps the same domain errors
  * (./errors.ts) once, in its own format.
@@ -21,6 +22,7 @@ export interface ManagementServices {
   readonly keys: ReturnType<typeof createKeyService>;
   readonly users: UserService;
   readonly auditEvents: AuditEventService;
+  readonly gatewayRoutes: GatewayRouteService;
 }
 
 export interface ManagementDependencies {
@@ -36,6 +38,8 @@ export interface ManagementDependencies {
   /** Reloads the signing keys on this instance after a rotation or revocation. */
   readonly keysChanged: () => Promise<unknown>;
   readonly allowPrivateJwksUri: boolean;
+  /** Drops this instance's gateway route table at once after a change. */
+  readonly gatewayRoutesChanged: () => void;
 }
 
 export function createManagementServices(deps: ManagementDependencies): ManagementServices {
@@ -52,5 +56,6 @@ export function createManagementServices(deps: ManagementDependencies): Manageme
     keys: createKeyService({ db, envelope: deps.envelope, onRotated: deps.keysChanged }),
     users: createUserService({ db, hasher: deps.passwords }),
     auditEvents: createAuditEventService({ db }),
+    gatewayRoutes: createGatewayRouteService({ db, routesChanged: deps.gatewayRoutesChanged }),
   };
 }

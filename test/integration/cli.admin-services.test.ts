@@ -104,6 +104,62 @@ describe('operator CLI: clients, resource servers, users, admin clients and the 
     });
   });
 
+  test('gateway-routes create, update, show, list and delete go through the service: validated and audited by cli', async () => {
+    const refused = await cli(['gateway-routes', 'create', '--host', 'api.billing.test', '--path-prefix', '/invoices', '--resource-server', 'https://billing.test', '--scope', 'orders:read']);
+    assert.equal(refused.code, 2);
+    assert.match(refused.stderr, /#\/required_scopes\/0: not a scope of https:\/\/billing\.test \(--scope\)/);
+
+    const created = await cli([
+      'gateway-routes',
+      'create',
+      '--host',
+      'api.billing.test',
+      '--path-prefix',
+      '/invoices',
+      '--resource-server',
+      'https://billing.test',
+      '--scope',
+      'invoices:read',
+      '--method',
+      'POST',
+      '--method',
+      'GET',
+      '--json',
+    ]);
+    assert.equal(created.code, 0, created.stderr);
+    const route = JSON.parse(created.stdout) as { id: string; methods: string[] | null; required_scopes: string[] };
+    assert.deepEqual(route.methods, ['GET', 'POST']);
+    assert.deepEqual(route.required_scopes, ['invoices:read']);
+
+    const updated = await cli(['gateway-routes', 'update', route.id, '--all-methods', '--require-mfa', 'true', '--json']);
+    assert.equal(updated.code, 0, updated.stderr);
+    const after = JSON.parse(updated.stdout) as { methods: string[] | null; require_mfa: boolean };
+    assert.equal(after.methods, null);
+    assert.equal(after.require_mfa, true);
+
+    const shown = await cli(['gateway-routes', 'show', route.id]);
+    assert.equal(shown.code, 0, shown.stderr);
+    assert.match(shown.stdout, /^require_mfa: +true$/m);
+    const listed = await cli(['gateway-routes', 'list']);
+    assert.match(listed.stdout, /^ID +HOST +PATH_PREFIX +METHODS +RESOURCE_SERVER +SCOPES +UPSTREAM_TOKEN$/m);
+    assert.match(listed.stdout, new RegExp(`^${route.id} +api\\.billing\\.test +/invoices +\\* +https://billing\\.test +invoices:read +pass$`, 'm'));
+
+    const deleted = await cli(['gateway-routes', 'delete', route.id]);
+    assert.equal(deleted.code, 0, deleted.stderr);
+    assert.equal((await cli(['gateway-routes', 'show', route.id])).code, 3);
+
+    await inDatabase(async (db) => {
+      assert.deepEqual(
+        (await auditEvents(db, route.id)).map((event) => [event.type, event.actor]),
+        [
+          ['gateway_route.created', 'cli'],
+          ['gateway_route.updated', 'cli'],
+          ['gateway_route.deleted', 'cli'],
+        ],
+      );
+    });
+  });
+
   test('clients create prints client_id and client_secret once; the database holds a hash and a client.created event by cli', async () => {
     const created = await cli(['clients', 'create', '--name', 'billing-worker', '--grant', 'client_credentials', '--resource', 'https://billing.test', '--scope', 'invoices:read refunds:create']);
     assert.equal(created.code, 0, created.stderr);
