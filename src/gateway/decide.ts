@@ -1,0 +1,142 @@
+import type { GatewayRouteRow } from '../db/gateway-routes.js';
+
+/**
+ * The gateway's one policy (SPEC §7): given the route a request matched and the credential it
+ * carried, allow with identity headers for the upstream, or refuse as RFC 6750 says. The three
+ * doors (forward-auth, auth-request, ext-authz) only translate their gateway's conventions into a
+ * GatewayRequest and the Decision back into an answer. No I/O of its own: token verification and
+ * the person lookup are passed in.
+ */
+
+/** Every identity header, always answered (empty when it has no value), so a gateway never forwards a client's own. */
+export const IDENTITY_HEADERS = [
+  'X-Gatehouse-Subject',
+  'X-Gatehouse-Client-Id',
+  'X-Gatehouse-Scope',
+  'X-Gatehouse-Acr',
+  'X-Gatehouse-Username',
+  'X-Gatehouse-Email',
+  'X-Gatehouse-Name',
+  'X-Gatehouse-Roles',
+] as const;
+
+export type IdentityHeader = (typeof IDENTITY_HEADERS)[number];
+
+/** The claims of a verified access token the policy reads. */
+export interface GatewayToken {
+  readonly sub: string;
+  readonly client_id: string;
+  readonly scope?: string | undefined;
+  readonly acr?: string | undefined;
+}
+
+/** A person as the policy needs them, from Gatehouse's own tables (it cannot read `inner`). */
+export interface GatewayPerson {
+  readonly username: string;
+  readonly email: string | null;
+  readonly name: string | null;
+  readonly roles: readonly string[];
+}
+
+export interface GatewayPolicyDeps {
+  /** Verifies a bearer token for `audience`; throws on any invalid token. */
+  verify(token: string, audience: string): Promise<GatewayToken>;
+  /** The person a token's `sub` names, or undefined (a client, or a person disabled or deleted). */
+  person(sub: string): Promise<GatewayPerson | undefined>;
+  /** The acr that proves a second factor (SPEC §4). */
+  readonly mfaAcr: string;
+}
+
+export type Decision =
+  | { readonly outcome: 'allow'; readonly headers: Readonly<Record<IdentityHeader, string>> }
+  /** 401 with this WWW-Authenticate challenge. */
+  | { readonly outcome: 'unauthenticated'; readonly challenge: string }
+  /** 403; `challenge` when scopes are missing (RFC 6750 §3.1 insufficient_scope). */
+  | { readonly outcome: 'forbidden'; readonly reason: 'no_route' | 'insufficient_scope' | 'role' | 'mfa' | 'not_a_person'; readonly challenge?: string };
+
+/** RFC 6750 §3: a quoted-string parameter value (no quote or backslash can appear in ours, but escape anyway). */
+function quote(value: string): string {
+  return `"${value.replaceAll('\\', '\\\\').replaceAll('"', '\\"')}"`;
+}
+
+const EMPTY_HEADERS: Readonly<Record<IdentityHeader, string>> = Object.freeze(
+  Object.fromEntries(IDENTITY_HEADERS.map((name) => [name, ''])) as Record<IdentityHeader, string>,
+);
+
+/** A header value carries no line breaks or control characters, whatever a person's name holds. */
+function headerValue(value: string | null | undefined): string {
+  // eslint-disable-next-line no-control-regex -- exactly the characters a header value must not carry
+  return (value ?? '').replace(/[\u0000-\u001f\u007f]+/g, ' ').trim();
+}
+
+/**
+ * `authorization` is the original request's Authorization header values (undefined: none). RFC
+ * 6750 §2.1: one `Bearer` credential; several Authorization headers are a malformed request.
+ */
+function bearerToken(authorization: readonly string[] | undefined): { token: string } | { challenge: string } {
+  if (authorization === undefined || authorization.length === 0) return { challenge: 'Bearer' };
+  const malformed = { challenge: 'Bearer error="invalid_request", error_description="one Bearer token expected"' };
+  if (authorization.length > 1) return malformed;
+  const match = /^Bearer +([A-Za-z0-9\-._~+/]+=*) *$/i.exec(authorization[0] ?? '');
+  return match === null ? malformed : { token: match[1]! };
+}
+
+export async function decide(
+  deps: GatewayPolicyDeps,
+  route: GatewayRouteRow | undefined,
+  authorization: readonly string[] | undefined,
+): Promise<Decision> {
+  // Deny by default: a request no route covers never reaches an upstream.
+  if (route === undefined) return { outcome: 'forbidden', reason: 'no_route' };
+  if (route.anonymous) return { outcome: 'allow', headers: EMPTY_HEADERS };
+  const audience = route.resource_server;
+  if (audience === null) return { outcome: 'forbidden', reason: 'no_route' };
+
+  const credential = bearerToken(authorization);
+  if ('challenge' in credential) return { outcome: 'unauthenticated', challenge: credential.challenge };
+  let token: GatewayToken;
+  try {
+    token = await deps.verify(credential.token, audience);
+  } catch {
+    // RFC 6750 §3.1 invalid_token: expired, revoked, malformed or for another audience.
+    return { outcome: 'unauthenticated', challenge: 'Bearer error="invalid_token", error_description="the access token is invalid"' };
+  }
+
+  const granted = new Set((token.scope ?? '').split(' ').filter(Boolean));
+  const missing = route.required_scopes.filter((scope) => !granted.has(scope));
+  if (missing.length > 0) {
+    return {
+      outcome: 'forbidden',
+      reason: 'insufficient_scope',
+      challenge: `Bearer error="insufficient_scope", error_description="the token lacks a required scope", scope=${quote(route.required_scopes.join(' '))}`,
+    };
+  }
+
+  const isPerson = token.sub !== token.client_id;
+  const needsPerson = route.required_roles.length > 0 || route.require_mfa || route.identity_headers === 'trusted';
+  const person = isPerson && needsPerson ? await deps.person(token.sub) : undefined;
+  // A person's token whose person is gone or disabled passes no route that looks at the person.
+  if (isPerson && needsPerson && person === undefined) return { outcome: 'forbidden', reason: 'not_a_person' };
+  if (route.required_roles.length > 0 || route.require_mfa) {
+    if (person === undefined) return { outcome: 'forbidden', reason: 'not_a_person' };
+    if (route.required_roles.length > 0 && !route.required_roles.some((role) => person.roles.includes(role))) return { outcome: 'forbidden', reason: 'role' };
+    if (route.require_mfa && token.acr !== deps.mfaAcr) return { outcome: 'forbidden', reason: 'mfa' };
+  }
+
+  if (route.identity_headers === 'none') return { outcome: 'allow', headers: EMPTY_HEADERS };
+  const headers: Record<IdentityHeader, string> = {
+    ...EMPTY_HEADERS,
+    'X-Gatehouse-Subject': headerValue(token.sub),
+    'X-Gatehouse-Client-Id': headerValue(token.client_id),
+    'X-Gatehouse-Scope': headerValue(token.scope),
+    'X-Gatehouse-Acr': headerValue(token.acr),
+  };
+  // Personal data only for routes whose upstream is trusted with it (SPEC §3: none in public claims).
+  if (route.identity_headers === 'trusted' && person !== undefined) {
+    headers['X-Gatehouse-Username'] = headerValue(person.username);
+    headers['X-Gatehouse-Email'] = headerValue(person.email);
+    headers['X-Gatehouse-Name'] = headerValue(person.name);
+    headers['X-Gatehouse-Roles'] = headerValue(person.roles.join(','));
+  }
+  return { outcome: 'allow', headers };
+}
