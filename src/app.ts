@@ -11,6 +11,8 @@ import { pinRequestOriginToIssuer } from './http/issuer-origin.js';
 import { requestId } from './http/request-id.js';
 import { securityHeaders } from './http/security-headers.js';
 import { jwksRoute } from './oidc/jwks-route.js';
+import { forwardAuthRoutes } from './gateway/forward-auth.js';
+import { gatewayPolicy } from './gateway/policy-deps.js';
 import type { ProviderHost } from './oidc/provider-host.js';
 import type { RouteTable } from './gateway/route-table.js';
 import type { ResourceServerRegistry } from './oidc/resource-server-registry.js';
@@ -68,6 +70,12 @@ export async function createApp(runtime: Runtime): Promise<GatehouseApp> {
   app.silent = true; // errors are logged by our own middleware, without request data
 
   const jwks = jwksRoute(db);
+  const gateway = forwardAuthRoutes({
+    routes: gatewayRoutes,
+    policy: gatewayPolicy(config.issuer, services),
+    metrics,
+    logger,
+  });
   const ops = opsRoutes({ db, migrations: runtime.migrations, stylesheet: views.stylesheet });
   const pages = interactionRoutes({
     issuer: config.issuer,
@@ -86,6 +94,7 @@ export async function createApp(runtime: Runtime): Promise<GatehouseApp> {
   app.use(securityHeaders({ hsts: config.issuer.startsWith('https://') }));
   app.use(handleErrors(logger));
   app.use(ops.routes());
+  app.use(gateway.routes());
   app.use(ops.allowedMethods());
   app.use(jwks.routes());
   app.use(jwks.allowedMethods());

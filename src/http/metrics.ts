@@ -43,6 +43,12 @@ export function createMetrics(poolStats: () => PoolStats) {
     labelNames: ['scope'] as const,
     registers: [registry],
   });
+  const gatewayDecisions = new Counter({
+    name: 'gatehouse_gateway_decisions_total',
+    help: 'Gateway decisions (SPEC §7) by route id and outcome (allow, unauthenticated, forbidden, bad_request)',
+    labelNames: ['route', 'outcome'] as const,
+    registers: [registry],
+  });
   for (const [name, help, pick] of [
     ['gatehouse_db_pool_connections', 'Database connections open', (s: PoolStats) => s.total],
     ['gatehouse_db_pool_idle', 'Database connections idle', (s: PoolStats) => s.idle],
@@ -58,7 +64,7 @@ export function createMetrics(poolStats: () => PoolStats) {
     });
   }
 
-  return { registry, requestDuration, requests, tokensIssued, loginOutcomes, lockouts, rateLimited };
+  return { registry, requestDuration, requests, tokensIssued, loginOutcomes, lockouts, rateLimited, gatewayDecisions };
 }
 
 export type Metrics = ReturnType<typeof createMetrics>;
