@@ -56,14 +56,15 @@ export default tseslint.config(
     // The management services know no front door (and no HTTP).
     { files: ['src/management/**/*.ts'], forbid: ['**/admin/**', '**/interactions/**', '**/cli/**', 'koa', '@koa/*'], why: 'src/management knows no front door and no HTTP' },
     // Front doors never import each other: they share the services.
-    { files: ['src/admin/**/*.ts'], forbid: ['**/interactions/**', '**/cli/**'], why: 'front doors (admin API, hosted pages, CLI) never import each other' },
+    { files: ['src/admin/**/*.ts'], forbid: ['**/interactions/**', '**/cli/**', '**/gateway/**'], why: 'front doors (admin API, hosted pages, CLI) never import each other' },
     // (The data layer's two error kinds, unavailable and invalid text, are every front door's to map.)
     {
       files: ['src/interactions/**/*.ts'],
       forbid: ['**/admin/**', '**/cli/**', '**/management/**', '**/db/**', '!**/db/database.js'],
       why: 'the hosted pages use the sign-in services: no admin API, CLI, management service or storage',
     },
-    { files: ['src/cli/**/*.ts'], forbid: ['**/admin/**', '**/interactions/**'], why: 'front doors (admin API, hosted pages, CLI) never import each other' },
+    { files: ['src/cli/**/*.ts'], forbid: ['**/admin/**', '**/interactions/**', '**/gateway/**'], why: 'front doors (admin API, hosted pages, CLI, gateway) never import each other' },
+    { files: ['src/gateway/**/*.ts'], forbid: ['**/admin/**', '**/interactions/**', '**/cli/**'], why: 'front doors (admin API, hosted pages, CLI, gateway) never import each other' },
   ]),
   {
     languageOptions: {
