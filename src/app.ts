@@ -11,7 +11,7 @@ import { pinRequestOriginToIssuer } from './http/issuer-origin.js';
 import { requestId } from './http/request-id.js';
 import { securityHeaders } from './http/security-headers.js';
 import { jwksRoute } from './oidc/jwks-route.js';
-import { forwardAuthRoutes } from './gateway/forward-auth.js';
+import { gatewayDoors } from './gateway/doors.js';
 import { gatewayPolicy } from './gateway/policy-deps.js';
 import type { ProviderHost } from './oidc/provider-host.js';
 import type { RouteTable } from './gateway/route-table.js';
@@ -70,7 +70,7 @@ export async function createApp(runtime: Runtime): Promise<GatehouseApp> {
   app.silent = true; // errors are logged by our own middleware, without request data
 
   const jwks = jwksRoute(db);
-  const gateway = forwardAuthRoutes({
+  const gateway = gatewayDoors({
     routes: gatewayRoutes,
     policy: gatewayPolicy(config.issuer, services),
     metrics,

@@ -7,11 +7,13 @@ import { decide, type Decision, type GatewayPolicyDeps } from './decide.js';
 import type { RouteTable } from './route-table.js';
 
 /**
- * `/gateway/forward-auth` (SPEC §7): the door for Caddy `forward_auth`, Traefik `forwardAuth` and
- * HAProxy. The original request is described by X-Forwarded-Method, -Proto, -Host and -Uri and
- * carries its own Authorization; any method reaches this door (Caddy sends the original one).
- * These headers are trusted from whoever can reach the endpoint: deployments keep /gateway/*
- * reachable from the gateway only.
+ * The gateway's doors (SPEC §7), one policy (./decide.ts) behind each:
+ * - `/gateway/forward-auth` for Caddy `forward_auth`, Traefik `forwardAuth` and HAProxy: the
+ *   original request is described by X-Forwarded-Method, -Proto, -Host and -Uri;
+ * - `/gateway/auth-request` for nginx `auth_request`: X-Original-Method and X-Original-URL (the
+ *   subrequest itself is a GET without body).
+ * The original request's own Authorization comes along. These headers are trusted from whoever
+ * can reach the endpoint: deployments keep /gateway/* reachable from the gateway only.
  */
 
 const MAX_FORWARDED_LENGTH = 8_192;
@@ -56,6 +58,16 @@ export function forwardedRequest(ctx: ParameterizedContext): OriginalRequest | u
   return { method, host, path };
 }
 
+/** nginx: the original request from X-Original-Method and the absolute X-Original-URL. */
+export function originalUrlRequest(ctx: ParameterizedContext): OriginalRequest | undefined {
+  const method = single(ctx, 'x-original-method')?.toUpperCase();
+  const raw = single(ctx, 'x-original-url');
+  if (method === undefined || !METHOD.test(method) || raw === undefined || !URL.canParse(raw)) return undefined;
+  const url = new URL(raw);
+  if ((url.protocol !== 'http:' && url.protocol !== 'https:') || url.username !== '' || url.password !== '') return undefined;
+  return { method, host: url.host.toLowerCase(), path: url.pathname };
+}
+
 /** The original request's Authorization header values (Node joins none; repeated ones arrive as one list). */
 function authorizationOf(ctx: ParameterizedContext): string[] | undefined {
   const raw = ctx.req.headersDistinct['authorization'];
@@ -82,28 +94,31 @@ function answer(ctx: ParameterizedContext, decision: Decision): void {
   }
 }
 
-export function forwardAuthRoutes(deps: { readonly routes: RouteTable; readonly policy: GatewayPolicyDeps; readonly metrics: Metrics; readonly logger: Logger }): Router {
+export function gatewayDoors(deps: { readonly routes: RouteTable; readonly policy: GatewayPolicyDeps; readonly metrics: Metrics; readonly logger: Logger }): Router {
   const router = new Router({ methods: [...ROUTER_METHODS] });
-  router.all('/gateway/forward-auth', async function forwardAuth(ctx) {
-    const original = forwardedRequest(ctx);
-    if (original === undefined) {
-      deps.metrics.gatewayDecisions.inc({ route: 'none', outcome: 'bad_request' });
-      ctx.status = 400;
-      ctx.set('Cache-Control', 'no-store');
-      ctx.body = { error: 'invalid_request', error_description: 'X-Forwarded-Method, X-Forwarded-Host and X-Forwarded-Uri must each be present once and well-formed' };
-      return;
-    }
-    const route = await deps.routes.match(original);
-    const decision = await decide(deps.policy, route, authorizationOf(ctx));
-    deps.metrics.gatewayDecisions.inc({ route: route?.id ?? 'none', outcome: decision.outcome });
-    // Denials are logged with what was asked and why, never the token.
-    if (decision.outcome !== 'allow') {
-      (ctx.state.log ?? deps.logger).info(
-        { gateway: { route: route?.id ?? null, method: original.method, host: original.host, path: original.path, outcome: decision.outcome, reason: 'reason' in decision ? decision.reason : undefined } },
-        'gateway denied',
-      );
-    }
-    answer(ctx, decision);
-  });
+  const door = (read: (ctx: ParameterizedContext) => OriginalRequest | undefined, headers: string) =>
+    async function gatewayDecision(ctx: ParameterizedContext): Promise<void> {
+      const original = read(ctx);
+      if (original === undefined) {
+        deps.metrics.gatewayDecisions.inc({ route: 'none', outcome: 'bad_request' });
+        ctx.status = 400;
+        ctx.set('Cache-Control', 'no-store');
+        ctx.body = { error: 'invalid_request', error_description: `${headers} must each be present once and well-formed` };
+        return;
+      }
+      const route = await deps.routes.match(original);
+      const decision = await decide(deps.policy, route, authorizationOf(ctx));
+      deps.metrics.gatewayDecisions.inc({ route: route?.id ?? 'none', outcome: decision.outcome });
+      // Denials are logged with what was asked and why, never the token.
+      if (decision.outcome !== 'allow') {
+        (ctx.state.log ?? deps.logger).info(
+          { gateway: { route: route?.id ?? null, method: original.method, host: original.host, path: original.path, outcome: decision.outcome, reason: 'reason' in decision ? decision.reason : undefined } },
+          'gateway denied',
+        );
+      }
+      answer(ctx, decision);
+    };
+  router.all('/gateway/forward-auth', door(forwardedRequest, 'X-Forwarded-Method, X-Forwarded-Host and X-Forwarded-Uri'));
+  router.all('/gateway/auth-request', door(originalUrlRequest, 'X-Original-Method and X-Original-URL'));
   return router;
 }
