@@ -2,15 +2,12 @@ import assert from 'node:assert/strict';
 import { spawn, type ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
-import { createServer, type Server } from 'node:http';
-import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
-import { adminCall, adminToken, clientCredentials, createClient, createResourceServer } from '../support/admin-api.js';
-import { gatewayBehaviourTests } from '../support/gateway.js';
+import { commandAvailable, gatewayBehaviourTests, startGatewayScenario, type GatewayScenario } from '../support/gateway.js';
 import { REPO_ROOT } from '../support/process.js';
-import { freePort, startTestServer, waitFor, type TestServer } from '../support/server.js';
+import { waitFor } from '../support/server.js';
 
 /**
  * SPEC §7 forward auth with the real gateway: Debian's Caddy runs the repository's own
@@ -20,55 +17,19 @@ import { freePort, startTestServer, waitFor, type TestServer } from '../support/
  * header never reaches the upstream; a POST is checked as a POST; an unrouted path is denied.
  */
 
-const caddyAvailable = await new Promise<boolean>((resolve) => {
-  const probe = spawn('caddy', ['version'], { stdio: 'ignore' });
-  probe.on('error', () => resolve(false));
-  probe.on('exit', (code) => resolve(code === 0));
-});
+const caddyAvailable = await commandAvailable('caddy', ['version']);
 
 const ORDERS = 'https://orders.gateway-caddy.test';
 
 describe('gateway forward auth behind Caddy (deploy/gateway/Caddyfile)', { skip: caddyAvailable ? false : 'needs caddy (.ci/run installs it)' }, () => {
-  let server: TestServer;
-  let upstream: Server;
+  let scenario: GatewayScenario;
   let caddy: ChildProcess;
   let caddyLog = '';
   let dir: string;
-  let site: string;
-  let secret: { client_id: string; client_secret: string };
-  /** What the upstream saw of each request that reached it. */
-  const reached: { method: string; url: string; headers: Record<string, string | string[] | undefined> }[] = [];
-
-  async function token(scope: string): Promise<string> {
-    const { status, body } = await clientCredentials(server, secret.client_id, secret.client_secret, { scope, resource: ORDERS });
-    assert.equal(status, 200, JSON.stringify(body));
-    return body['access_token'] as string;
-  }
 
   before(async () => {
-    server = await startTestServer();
-    upstream = createServer((req, res) => {
-      reached.push({ method: req.method ?? '', url: req.url ?? '', headers: req.headers });
-      res.writeHead(200, { 'content-type': 'text/plain' });
-      res.end('upstream');
-    });
-    upstream.listen(0, '127.0.0.1');
-    await once(upstream, 'listening');
-    const port = await freePort();
-    site = `http://127.0.0.1:${port}`;
-
-    const admin = await adminToken(server, 'admin:clients admin:resource-servers admin:gateway');
-    await createResourceServer(server, { identifier: ORDERS, name: 'Orders', scopes: ['orders:read', 'orders:write'] }, admin);
-    const shop = await createClient(server, { client_name: 'Shop', allowed_resources: [ORDERS] }, admin);
-    secret = { client_id: shop.client_id, client_secret: shop.client_secret! };
-    for (const body of [
-      { host: `127.0.0.1:${port}`, path_prefix: '/orders', methods: ['GET'], resource_server: ORDERS, required_scopes: ['orders:read'] },
-      { host: `127.0.0.1:${port}`, path_prefix: '/orders', methods: ['POST'], resource_server: ORDERS, required_scopes: ['orders:write'] },
-    ]) {
-      const created = await adminCall(server, 'POST', '/gateway-routes', body, admin);
-      assert.equal(created.status, 201, JSON.stringify(created.body));
-    }
-
+    scenario = await startGatewayScenario(ORDERS);
+    const { server, port } = scenario;
     dir = await mkdtemp(path.join(tmpdir(), 'gatehouse-gateway-caddy-'));
     const config = path.join(dir, 'Caddyfile');
     await writeFile(config, `{\n\tadmin off\n\tauto_https off\n\tstorage file_system ${dir}/storage\n}\nimport ${path.join(REPO_ROOT, 'deploy/gateway/Caddyfile')}\n`);
@@ -78,13 +39,13 @@ describe('gateway forward auth behind Caddy (deploy/gateway/Caddyfile)', { skip:
         HOME: dir,
         SITE: `http://127.0.0.1:${port}`,
         GATEHOUSE: new URL(server.url).host,
-        UPSTREAM: `127.0.0.1:${(upstream.address() as AddressInfo).port}`,
+        UPSTREAM: scenario.upstream,
       },
       stdio: ['ignore', 'pipe', 'pipe'],
     });
     caddy.stdout?.on('data', (chunk: Buffer) => (caddyLog += chunk.toString('utf8')));
     caddy.stderr?.on('data', (chunk: Buffer) => (caddyLog += chunk.toString('utf8')));
-    await waitFor(async () => (await fetch(`${site}/orders`).catch(() => undefined)) !== undefined, 30_000, 100).catch(() => {
+    await waitFor(async () => (await fetch(`${scenario.site}/orders`).catch(() => undefined)) !== undefined, 30_000, 100).catch(() => {
       throw new Error(`caddy did not start:\n${caddyLog}`);
     });
   });
@@ -93,14 +54,14 @@ describe('gateway forward auth behind Caddy (deploy/gateway/Caddyfile)', { skip:
       caddy.kill('SIGTERM');
       await once(caddy, 'exit');
     }
-    upstream?.close();
-    await server?.close();
+    await scenario?.close();
     if (dir !== undefined) await rm(dir, { recursive: true, force: true });
   });
 
-  gatewayBehaviourTests(() => ({ site, clientId: secret.client_id, token, reached }));
+  gatewayBehaviourTests(() => scenario);
 
   test('the door itself refuses a request without the forwarded headers (400, never an allow)', async () => {
+    const { server, token, site } = scenario;
     const response = await fetch(`${server.url}/gateway/forward-auth`, { headers: { authorization: `Bearer ${await token('orders:read')}` } });
     assert.equal(response.status, 400);
     const repeated = await fetch(`${server.url}/gateway/forward-auth`, {

@@ -1,11 +1,17 @@
 import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
+import { once } from 'node:events';
+import { createServer } from 'node:http';
+import type { AddressInfo } from 'node:net';
 import { test } from 'node:test';
+import { adminCall, adminToken, clientCredentials, createClient, createResourceServer } from './admin-api.js';
+import { freePort, startTestServer, type TestServer } from './server.js';
 
 /** What a gateway test set up: the protected site, tokens, and what its echo upstream saw. */
 export interface GatewayUnderTest {
   readonly site: string;
   readonly clientId: string;
-  token(scope: string): Promise<string>;
+  readonly token: (scope: string) => Promise<string>;
   readonly reached: { method: string; url: string; headers: Record<string, string | string[] | undefined> }[];
 }
 
@@ -58,4 +64,67 @@ export function gatewayBehaviourTests(env: () => GatewayUnderTest): void {
     assert.equal((await fetch(`${env().site}/ordersx`, { headers: bearer })).status, 403);
     assert.equal(env().reached.length, 0);
   });
+}
+
+/** Whether `command args` runs here (a gateway the test drives, from Debian). */
+export function commandAvailable(command: string, args: readonly string[]): Promise<boolean> {
+  return new Promise((resolve) => {
+    const probe = spawn(command, [...args], { stdio: 'ignore' });
+    probe.on('error', () => resolve(false));
+    probe.on('exit', (code) => resolve(code === 0));
+  });
+}
+
+export interface GatewayScenario extends GatewayUnderTest {
+  readonly server: TestServer;
+  /** The port the gateway must listen on (the routes are for 127.0.0.1:<port>). */
+  readonly port: number;
+  /** host:port of the echo upstream. */
+  readonly upstream: string;
+  close(): Promise<void>;
+}
+
+/**
+ * A Gatehouse with a resource server, a client and the two routes gatewayBehaviourTests expects,
+ * plus an echo upstream that records what reaches it. The gateway itself is the test's to start.
+ */
+export async function startGatewayScenario(resource: string): Promise<GatewayScenario> {
+  const server = await startTestServer();
+  const reached: GatewayUnderTest['reached'] = [];
+  const upstream = createServer((req, res) => {
+    reached.push({ method: req.method ?? '', url: req.url ?? '', headers: req.headers });
+    res.writeHead(200, { 'content-type': 'text/plain' });
+    res.end('upstream');
+  });
+  upstream.listen(0, '127.0.0.1');
+  await once(upstream, 'listening');
+  const port = await freePort();
+
+  const admin = await adminToken(server, 'admin:clients admin:resource-servers admin:gateway');
+  await createResourceServer(server, { identifier: resource, name: 'Orders', scopes: ['orders:read', 'orders:write'] }, admin);
+  const shop = await createClient(server, { client_name: 'Shop', allowed_resources: [resource] }, admin);
+  for (const body of [
+    { host: `127.0.0.1:${port}`, path_prefix: '/orders', methods: ['GET'], resource_server: resource, required_scopes: ['orders:read'] },
+    { host: `127.0.0.1:${port}`, path_prefix: '/orders', methods: ['POST'], resource_server: resource, required_scopes: ['orders:write'] },
+  ]) {
+    const created = await adminCall(server, 'POST', '/gateway-routes', body, admin);
+    assert.equal(created.status, 201, JSON.stringify(created.body));
+  }
+  return {
+    server,
+    port,
+    site: `http://127.0.0.1:${port}`,
+    upstream: `127.0.0.1:${(upstream.address() as AddressInfo).port}`,
+    clientId: shop.client_id,
+    reached,
+    token: async (scope) => {
+      const { status, body } = await clientCredentials(server, shop.client_id, shop.client_secret!, { scope, resource });
+      assert.equal(status, 200, JSON.stringify(body));
+      return body['access_token'] as string;
+    },
+    async close() {
+      upstream.close();
+      await server.close();
+    },
+  };
 }
