@@ -13,6 +13,9 @@ import { securityHeaders } from './http/security-headers.js';
 import { jwksRoute } from './oidc/jwks-route.js';
 import { gatewayDoors } from './gateway/doors.js';
 import { gatewayPolicy } from './gateway/policy-deps.js';
+import { browserSignInRoutes, createBrowserSessions } from './gateway/browser/sign-in.js';
+import { createSealedCookies } from './gateway/browser/sealed-cookies.js';
+import { createGatewayCodes } from './oidc/gateway-code.js';
 import type { ProviderHost } from './oidc/provider-host.js';
 import type { RouteTable } from './gateway/route-table.js';
 import type { ResourceServerRegistry } from './oidc/resource-server-registry.js';
@@ -70,12 +73,17 @@ export async function createApp(runtime: Runtime): Promise<GatehouseApp> {
   app.silent = true; // errors are logged by our own middleware, without request data
 
   const jwks = jwksRoute(db);
+  // Browser sign-in on protected hosts (SPEC §7): sealed cookies any instance opens, codes redeemed in-process.
+  const gatewayCookies = createSealedCookies(Buffer.from(runtime.cookieKeys[0] ?? '', 'base64url'));
+  const gatewayCodes = createGatewayCodes(() => providers.current(), db);
   const gateway = gatewayDoors({
     routes: gatewayRoutes,
     policy: gatewayPolicy(config.issuer, services),
+    sessions: createBrowserSessions({ cookies: gatewayCookies, codes: gatewayCodes }),
     metrics,
     logger,
   });
+  const gatewaySignIn = browserSignInRoutes({ issuer: config.issuer, routes: gatewayRoutes, codes: gatewayCodes, cookies: gatewayCookies, views, logger });
   const ops = opsRoutes({ db, migrations: runtime.migrations, stylesheet: views.stylesheet });
   const pages = interactionRoutes({
     issuer: config.issuer,
@@ -95,6 +103,7 @@ export async function createApp(runtime: Runtime): Promise<GatehouseApp> {
   app.use(handleErrors(logger));
   app.use(ops.routes());
   app.use(gateway.routes());
+  app.use(gatewaySignIn.routes());
   app.use(ops.allowedMethods());
   app.use(jwks.routes());
   app.use(jwks.allowedMethods());

@@ -1,5 +1,6 @@
 import { subscribeToChanges } from './db/change-feed.js';
 import { startMaintenance } from './maintenance.js';
+import { GATEWAY_CLIENT_ID } from './oidc/gateway-client.js';
 import type { Runtime } from './runtime.js';
 import type { Services } from './services.js';
 
@@ -30,7 +31,11 @@ export function startBackground(runtime: Runtime, services: Services): Backgroun
     onChange(kind, key) {
       if (kind === 'client') clientCache.invalidate(key);
       else if (kind === 'resource_server') resourceServers.invalidate(key);
-      else if (kind === 'gateway_route') gatewayRoutes.invalidate();
+      else if (kind === 'gateway_route') {
+        gatewayRoutes.invalidate();
+        // The gateway's own client's redirect URIs follow the browser routes.
+        clientCache.invalidate(GATEWAY_CLIENT_ID);
+      }
       else refreshKeys();
     },
     onState() {

@@ -20,6 +20,7 @@ import { CACHE_TTL_MS, createResourceServerRegistry, type ResourceServerRegistry
 import type { Runtime } from './runtime.js';
 import { createJweEncryptor, type JweEncryptor } from './tokens/crypto-pool.js';
 import { createVerifier, type Verifier } from './verifier/index.js';
+import { GATEWAY_CLIENT_ID } from './oidc/gateway-client.js';
 import { createViews, type Views } from './views.js';
 
 /**
@@ -141,7 +142,10 @@ export async function createServices(runtime: Runtime, options: ServicesOptions)
     forgetClient: (clientId) => clientCache.invalidate(clientId),
     keysChanged: () => providers.refresh(),
     allowPrivateJwksUri: config.allowPrivateJwksUri,
-    gatewayRoutesChanged: () => gatewayRoutes.invalidate(),
+    gatewayRoutesChanged: () => {
+      gatewayRoutes.invalidate();
+      clientCache.invalidate(GATEWAY_CLIENT_ID);
+    },
   });
 
   return {

@@ -81,6 +81,11 @@ export function createGatewayRouteStore(db: Queryable) {
       const { rows } = await db.query<GatewayRouteRow>(`SELECT ${COLUMNS} FROM gateway_routes ORDER BY gateway_routes.seq`);
       return rows;
     },
+    /** The hosts with a route that signs browsers in (for the gateway's own client, src/oidc/gateway-client.ts). */
+    async browserHosts(): Promise<string[]> {
+      const { rows } = await db.query<{ host: string }>('SELECT DISTINCT host FROM gateway_routes WHERE browser_sign_in ORDER BY host');
+      return rows.map((row) => row.host);
+    },
     /** Undefined when a route with the same host, prefix and methods exists. */
     async insert(fields: GatewayRouteFields): Promise<GatewayRouteRow | undefined> {
       const { rows } = await db.query<GatewayRouteRow>(

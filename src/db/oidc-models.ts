@@ -55,6 +55,11 @@ export function createOidcModelStore(db: Queryable) {
     async consume(model: string, id: string): Promise<void> {
       await db.query('UPDATE oidc_models SET consumed_at = now() WHERE model = $1 AND id = $2 AND consumed_at IS NULL', [model, id]);
     },
+    /** Marks a live row consumed; true for exactly one caller, however many race (and on any instance). */
+    async consumeOnce(model: string, id: string): Promise<boolean> {
+      const { rowCount } = await db.query(`UPDATE oidc_models SET consumed_at = now() WHERE model = $1 AND id = $2 AND consumed_at IS NULL AND ${LIVE}`, [model, id]);
+      return rowCount === 1;
+    },
     async destroy(model: string, id: string): Promise<void> {
       await db.query('DELETE FROM oidc_models WHERE model = $1 AND id = $2', [model, id]);
     },

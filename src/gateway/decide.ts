@@ -28,6 +28,8 @@ export interface GatewayToken {
   readonly client_id: string;
   readonly scope?: string | undefined;
   readonly acr?: string | undefined;
+  /** Epoch seconds. */
+  readonly exp?: number | undefined;
 }
 
 /** A person as the policy needs them, from Gatehouse's own tables (it cannot read `inner`). */
@@ -49,10 +51,16 @@ export interface GatewayPolicyDeps {
 
 export type Decision =
   | { readonly outcome: 'allow'; readonly headers: Readonly<Record<IdentityHeader, string>> }
-  /** 401 with this WWW-Authenticate challenge. */
-  | { readonly outcome: 'unauthenticated'; readonly challenge: string }
-  /** 403; `challenge` when scopes are missing (RFC 6750 §3.1 insufficient_scope). */
-  | { readonly outcome: 'forbidden'; readonly reason: 'no_route' | 'insufficient_scope' | 'role' | 'mfa' | 'not_a_person'; readonly challenge?: string };
+  /**
+   * 401 with this WWW-Authenticate challenge. `signIn`: a browser route and no credential at all,
+   * so a browser may be sent to sign in instead (the door decides by Accept, SPEC §7).
+   */
+  | { readonly outcome: 'unauthenticated'; readonly challenge: string; readonly signIn?: 'session' }
+  /**
+   * 403; `challenge` when scopes are missing (RFC 6750 §3.1 insufficient_scope). `signIn`: a
+   * browser session that signed in without the second factor this route needs (step-up).
+   */
+  | { readonly outcome: 'forbidden'; readonly reason: 'no_route' | 'insufficient_scope' | 'role' | 'mfa' | 'not_a_person'; readonly challenge?: string; readonly signIn?: 'mfa' };
 
 /** RFC 6750 §3: a quoted-string parameter value (no quote or backslash can appear in ours, but escape anyway). */
 function quote(value: string): string {
@@ -81,10 +89,15 @@ function bearerToken(authorization: readonly string[] | undefined): { token: str
   return match === null ? malformed : { token: match[1]! };
 }
 
+/**
+ * `session` is the browser session the request's gateway cookie proves (src/gateway/browser/),
+ * looked at only on browser routes and only when no Authorization came: a token always wins.
+ */
 export async function decide(
   deps: GatewayPolicyDeps,
   route: GatewayRouteRow | undefined,
   authorization: readonly string[] | undefined,
+  session?: GatewayToken,
 ): Promise<Decision> {
   // Deny by default: a request no route covers never reaches an upstream.
   if (route === undefined) return { outcome: 'forbidden', reason: 'no_route' };
@@ -92,18 +105,27 @@ export async function decide(
   const audience = route.resource_server;
   if (audience === null) return { outcome: 'forbidden', reason: 'no_route' };
 
-  const credential = bearerToken(authorization);
-  if ('challenge' in credential) return { outcome: 'unauthenticated', challenge: credential.challenge };
+  const viaSession = route.browser_sign_in && authorization === undefined && session !== undefined;
   let token: GatewayToken;
-  try {
-    token = await deps.verify(credential.token, audience);
-  } catch {
-    // RFC 6750 §3.1 invalid_token: expired, revoked, malformed or for another audience.
-    return { outcome: 'unauthenticated', challenge: 'Bearer error="invalid_token", error_description="the access token is invalid"' };
+  if (viaSession) {
+    token = session;
+  } else {
+    const credential = bearerToken(authorization);
+    if ('challenge' in credential) {
+      const signIn = route.browser_sign_in && authorization === undefined ? ({ signIn: 'session' } as const) : {};
+      return { outcome: 'unauthenticated', challenge: credential.challenge, ...signIn };
+    }
+    try {
+      token = await deps.verify(credential.token, audience);
+    } catch {
+      // RFC 6750 §3.1 invalid_token: expired, revoked, malformed or for another audience.
+      return { outcome: 'unauthenticated', challenge: 'Bearer error="invalid_token", error_description="the access token is invalid"' };
+    }
   }
 
+  // A browser session is the person themselves, with no OAuth scopes: routes gate it by roles and second factor.
   const granted = new Set((token.scope ?? '').split(' ').filter(Boolean));
-  const missing = route.required_scopes.filter((scope) => !granted.has(scope));
+  const missing = viaSession ? [] : route.required_scopes.filter((scope) => !granted.has(scope));
   if (missing.length > 0) {
     return {
       outcome: 'forbidden',
@@ -120,7 +142,7 @@ export async function decide(
   if (route.required_roles.length > 0 || route.require_mfa) {
     if (person === undefined) return { outcome: 'forbidden', reason: 'not_a_person' };
     if (route.required_roles.length > 0 && !route.required_roles.some((role) => person.roles.includes(role))) return { outcome: 'forbidden', reason: 'role' };
-    if (route.require_mfa && token.acr !== deps.mfaAcr) return { outcome: 'forbidden', reason: 'mfa' };
+    if (route.require_mfa && token.acr !== deps.mfaAcr) return { outcome: 'forbidden', reason: 'mfa', ...(viaSession ? { signIn: 'mfa' as const } : {}) };
   }
 
   if (route.identity_headers === 'none') return { outcome: 'allow', headers: EMPTY_HEADERS };

@@ -5,6 +5,7 @@ import { ROUTER_METHODS } from '../http/errors.js';
 import type { Metrics } from '../http/metrics.js';
 import { decide, type Decision, type GatewayPolicyDeps } from './decide.js';
 import type { RouteTable } from './route-table.js';
+import { SIGN_IN_PATH, type BrowserSessions } from './browser/sign-in.js';
 
 /**
  * The gateway's doors (SPEC §7), one policy (./decide.ts) behind each:
@@ -12,7 +13,7 @@ import type { RouteTable } from './route-table.js';
  *   original request is described by X-Forwarded-Method, -Proto, -Host and -Uri;
  * - `/gateway/auth-request` for nginx `auth_request`: X-Original-Method and X-Original-URL (the
  *   subrequest itself is a GET without body).
- * The original request's own Authorization comes along. These headers are trusted from whoever
+ * The original request's own Authorization (and, for browser routes, its gateway cookie) comes along. These headers are trusted from whoever
  * can reach the endpoint: deployments keep /gateway/* reachable from the gateway only.
  */
 
@@ -33,6 +34,8 @@ export interface OriginalRequest {
   readonly host: string;
   /** Normalised (dot segments resolved, as the upstream's URL parser will), without the query. */
   readonly path: string;
+  /** Path and query as the browser asked for them: where sign-in returns to. */
+  readonly target: string;
 }
 
 /** One header's single value, or undefined when absent, repeated or too long. */
@@ -48,14 +51,14 @@ export function forwardedRequest(ctx: ParameterizedContext): OriginalRequest | u
   const host = single(ctx, 'x-forwarded-host')?.toLowerCase();
   const uri = single(ctx, 'x-forwarded-uri');
   if (method === undefined || !METHOD.test(method) || host === undefined || !isHost(host) || uri === undefined || !uri.startsWith('/')) return undefined;
-  let path: string;
+  let url: URL;
   try {
     // The WHATWG parser resolves `..` and `.` segments (also percent-encoded ones) as upstreams do.
-    path = new URL(uri, 'http://gateway.invalid').pathname;
+    url = new URL(uri, 'http://gateway.invalid');
   } catch {
     return undefined;
   }
-  return { method, host, path };
+  return { method, host, path: url.pathname, target: `${url.pathname}${url.search}` };
 }
 
 /** nginx: the original request from X-Original-Method and the absolute X-Original-URL. */
@@ -65,13 +68,50 @@ export function originalUrlRequest(ctx: ParameterizedContext): OriginalRequest |
   if (method === undefined || !METHOD.test(method) || raw === undefined || !URL.canParse(raw)) return undefined;
   const url = new URL(raw);
   if ((url.protocol !== 'http:' && url.protocol !== 'https:') || url.username !== '' || url.password !== '') return undefined;
-  return { method, host: url.host.toLowerCase(), path: url.pathname };
+  return { method, host: url.host.toLowerCase(), path: url.pathname, target: `${url.pathname}${url.search}` };
 }
 
 /** The original request's Authorization header values (Node joins none; repeated ones arrive as one list). */
 function authorizationOf(ctx: ParameterizedContext): string[] | undefined {
   const raw = ctx.req.headersDistinct['authorization'];
   return raw === undefined ? undefined : raw;
+}
+
+/**
+ * SPEC §7: a browser (it accepts HTML and is no script's XHR) goes to sign in; anything else is
+ * answered 401 and left to handle it.
+ */
+function isBrowserNavigation(ctx: ParameterizedContext): boolean {
+  const accept = ctx.req.headers.accept;
+  if (typeof accept !== 'string' || !/(^|,)\s*text\/html\s*(;|,|$)/i.test(accept)) return false;
+  return ctx.req.headers['x-requested-with']?.toString().toLowerCase() !== 'xmlhttprequest';
+}
+
+/**
+ * How a door sends a browser to sign in: forward-auth and ext-authz gateways pass the auth
+ * service's redirect on (302 for GET and HEAD, 303 otherwise, so the browser follows with a GET);
+ * nginx's auth_request turns any such answer into a 500, so that door answers 401 with the
+ * Location, which the shipped nginx block turns into a redirect.
+ */
+type SignInAnswer = 'redirect' | 'unauthorized_with_location';
+
+function signInLocation(original: OriginalRequest, mfa: boolean): string {
+  // Relative (RFC 9110 §10.2.2): the browser stays on the protected host and scheme it used.
+  const query = new URLSearchParams({ rd: original.target });
+  if (mfa) query.set('mfa', '1');
+  return `${SIGN_IN_PATH}?${query.toString()}`;
+}
+
+function answerSignIn(ctx: ParameterizedContext, original: OriginalRequest, style: SignInAnswer, decision: Decision & { outcome: 'unauthenticated' | 'forbidden' }): void {
+  ctx.set('Cache-Control', 'no-store');
+  ctx.set('Location', signInLocation(original, decision.signIn === 'mfa'));
+  ctx.body = '';
+  if (style === 'unauthorized_with_location') {
+    ctx.status = 401;
+    ctx.set('WWW-Authenticate', decision.outcome === 'unauthenticated' ? decision.challenge : 'Bearer');
+    return;
+  }
+  ctx.status = original.method === 'GET' || original.method === 'HEAD' ? 302 : 303;
 }
 
 function answer(ctx: ParameterizedContext, decision: Decision): void {
@@ -94,9 +134,17 @@ function answer(ctx: ParameterizedContext, decision: Decision): void {
   }
 }
 
-export function gatewayDoors(deps: { readonly routes: RouteTable; readonly policy: GatewayPolicyDeps; readonly metrics: Metrics; readonly logger: Logger }): Router {
+export interface GatewayDoorDeps {
+  readonly routes: RouteTable;
+  readonly policy: GatewayPolicyDeps;
+  readonly sessions: BrowserSessions;
+  readonly metrics: Metrics;
+  readonly logger: Logger;
+}
+
+export function gatewayDoors(deps: GatewayDoorDeps): Router {
   const router = new Router({ methods: [...ROUTER_METHODS] });
-  const door = (read: (ctx: ParameterizedContext) => OriginalRequest | undefined, headers: string) =>
+  const door = (read: (ctx: ParameterizedContext) => OriginalRequest | undefined, headers: string, signInAnswer: SignInAnswer) =>
     async function gatewayDecision(ctx: ParameterizedContext): Promise<void> {
       const original = read(ctx);
       if (original === undefined) {
@@ -107,8 +155,12 @@ export function gatewayDoors(deps: { readonly routes: RouteTable; readonly polic
         return;
       }
       const route = await deps.routes.match(original);
-      const decision = await decide(deps.policy, route, authorizationOf(ctx));
-      deps.metrics.gatewayDecisions.inc({ route: route?.id ?? 'none', outcome: decision.outcome });
+      const authorization = authorizationOf(ctx);
+      // The cookie is opened only where it can count: a browser route and no token.
+      const session = route?.browser_sign_in === true && authorization === undefined ? await deps.sessions.fromCookies(ctx.req.headers.cookie, original.host) : undefined;
+      const decision = await decide(deps.policy, route, authorization, session);
+      const toSignIn = decision.outcome !== 'allow' && decision.signIn !== undefined && isBrowserNavigation(ctx);
+      deps.metrics.gatewayDecisions.inc({ route: route?.id ?? 'none', outcome: toSignIn ? 'sign_in' : decision.outcome });
       // Denials are logged with what was asked and why, never the token.
       if (decision.outcome !== 'allow') {
         (ctx.state.log ?? deps.logger).info(
@@ -116,9 +168,10 @@ export function gatewayDoors(deps: { readonly routes: RouteTable; readonly polic
           'gateway denied',
         );
       }
-      answer(ctx, decision);
+      if (toSignIn) answerSignIn(ctx, original, signInAnswer, decision);
+      else answer(ctx, decision);
     };
-  router.all('/gateway/forward-auth', door(forwardedRequest, 'X-Forwarded-Method, X-Forwarded-Host and X-Forwarded-Uri'));
-  router.all('/gateway/auth-request', door(originalUrlRequest, 'X-Original-Method and X-Original-URL'));
+  router.all('/gateway/forward-auth', door(forwardedRequest, 'X-Forwarded-Method, X-Forwarded-Host and X-Forwarded-Uri', 'redirect'));
+  router.all('/gateway/auth-request', door(originalUrlRequest, 'X-Original-Method and X-Original-URL', 'unauthorized_with_location'));
   return router;
 }

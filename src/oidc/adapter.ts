@@ -1,8 +1,10 @@
 import { errors, type Adapter, type AdapterFactory, type AdapterPayload } from 'oidc-provider';
 import { containsNul, InvalidTextError, type Queryable } from '../db/database.js';
 import { createClientStore } from '../db/clients.js';
+import { createGatewayRouteStore } from '../db/gateway-routes.js';
 import { createOidcModelStore } from '../db/oidc-models.js';
 import { clientMetadataFromRow } from './clients.js';
+import { GATEWAY_CLIENT_ID, gatewayClientMetadata } from './gateway-client.js';
 import type { LookupCache } from './lookup-cache.js';
 import { deepFreeze } from '../lib/deep-freeze.js';
 
@@ -25,6 +27,7 @@ export type ClientMetadataCache = LookupCache<Readonly<Record<string, unknown>>>
 export function createAdapterFactory(db: Queryable, clientCache: ClientMetadataCache): AdapterFactory {
   const models = createOidcModelStore(db);
   const clients = createClientStore(db);
+  const gatewayRoutes = createGatewayRouteStore(db);
 
   function asPayload(stored: { payload: Record<string, unknown>; consumed: boolean } | undefined): AdapterPayload | undefined {
     if (stored === undefined) return undefined;
@@ -37,6 +40,11 @@ export function createAdapterFactory(db: Queryable, clientCache: ClientMetadataC
       if (containsNul(id)) return undefined;
       // Every token request authenticates its client: served from the cache (src/oidc/lookup-cache.ts).
       const metadata = await clientCache.get(id, async () => {
+        // Gatehouse's own gateway client follows the browser routes (invalidated when they change).
+        if (id === GATEWAY_CLIENT_ID) {
+          const gateway = gatewayClientMetadata(await gatewayRoutes.browserHosts());
+          return gateway === undefined ? undefined : deepFreeze(gateway);
+        }
         const row = await clients.find(id);
         return row === undefined ? undefined : deepFreeze(clientMetadataFromRow(row));
       });

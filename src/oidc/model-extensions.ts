@@ -4,11 +4,12 @@ import type { ClientSecretHasher } from '../crypto/client-secret.js';
 import type { Queryable } from '../db/database.js';
 import { createOidcModelStore } from '../db/oidc-models.js';
 import { registeredScopes } from './clients.js';
+import { browserHostsOf, GATEWAY_CLIENT_ID, gatewayCallbackAllowed } from './gateway-client.js';
 
 /**
  * The one place where Gatehouse changes oidc-provider's model classes, each because the provider
- * does not do what SPEC asks: how a client secret is compared, how a jti is claimed once, and
- * how a registered scope bounds the OpenID scopes.
+ * does not do what SPEC asks: how a client secret is compared, how a jti is claimed once, how
+ * a registered scope bounds the OpenID scopes, and where the gateway's own client may send codes.
  */
 
 /** Not a scope anyone can request: an allow-list that admits no OpenID scope. */
@@ -47,4 +48,14 @@ export function extendModels(provider: Provider, deps: { readonly db: Queryable;
       Object.defineProperty(this, 'scope', { value, writable: true, enumerable: true, configurable: true });
     },
   });
+
+  // SPEC §7: the gateway's client redirects to `/.gatehouse/callback` on any host a browser route
+  // names, wildcards included, which a static redirect_uris list cannot say. Every other client
+  // keeps the provider's exact-match rule.
+  const prototype = provider.Client.prototype;
+  const exactRedirectUriAllowed = Object.getOwnPropertyDescriptor(prototype, 'redirectUriAllowed')?.value as (this: unknown, value: string) => boolean;
+  prototype.redirectUriAllowed = function gatewayAwareRedirectUriAllowed(this: InstanceType<Provider['Client']>, value: string): boolean {
+    const hosts = this.clientId === GATEWAY_CLIENT_ID ? browserHostsOf(this) : undefined;
+    return hosts === undefined ? exactRedirectUriAllowed.call(this, value) : gatewayCallbackAllowed(value, hosts);
+  };
 }

@@ -6,6 +6,7 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { commandAvailable, gatewayBehaviourTests, startGatewayScenario, type GatewayScenario } from '../support/gateway.js';
+import { gatewayBrowserTests } from '../support/gateway-browser.js';
 import { REPO_ROOT } from '../support/process.js';
 import { waitFor } from '../support/server.js';
 
@@ -59,6 +60,7 @@ describe('gateway forward auth behind Caddy (deploy/gateway/Caddyfile)', { skip:
   });
 
   gatewayBehaviourTests(() => scenario);
+  gatewayBrowserTests(() => scenario);
 
   test('the door itself refuses a request without the forwarded headers (400, never an allow)', async () => {
     const { server, token, site } = scenario;

@@ -6,6 +6,7 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { commandAvailable, gatewayBehaviourTests, startGatewayScenario, type GatewayScenario } from '../support/gateway.js';
+import { gatewayBrowserTests } from '../support/gateway-browser.js';
 import { REPO_ROOT } from '../support/process.js';
 import { waitFor } from '../support/server.js';
 
@@ -69,6 +70,7 @@ describe('gateway auth_request behind nginx (deploy/gateway/nginx-gatehouse.conf
   });
 
   gatewayBehaviourTests(() => scenario);
+  gatewayBrowserTests(() => scenario);
 
   test('the door itself refuses a request without the original method and URL (400, never an allow), and resolves dot segments', async () => {
     const { server, token, site } = scenario;

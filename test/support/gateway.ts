@@ -81,6 +81,8 @@ export interface GatewayScenario extends GatewayUnderTest {
   readonly port: number;
   /** host:port of the echo upstream. */
   readonly upstream: string;
+  /** The resource server the routes name. */
+  readonly resource: string;
   close(): Promise<void>;
 }
 
@@ -115,6 +117,7 @@ export async function startGatewayScenario(resource: string): Promise<GatewaySce
     port,
     site: `http://127.0.0.1:${port}`,
     upstream: `127.0.0.1:${(upstream.address() as AddressInfo).port}`,
+    resource,
     clientId: shop.client_id,
     reached,
     token: async (scope) => {
