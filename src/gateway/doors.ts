@@ -4,6 +4,7 @@ import type { Logger } from 'pino';
 import { ROUTER_METHODS } from '../http/errors.js';
 import type { Metrics } from '../http/metrics.js';
 import { decide, type Decision, type GatewayPolicyDeps } from './decide.js';
+import { isHostHeader } from './host.js';
 import type { RouteTable } from './route-table.js';
 import { SIGN_IN_PATH, type BrowserSessions } from './browser/sign-in.js';
 
@@ -12,23 +13,15 @@ import { SIGN_IN_PATH, type BrowserSessions } from './browser/sign-in.js';
  * - `/gateway/forward-auth` for Caddy `forward_auth`, Traefik `forwardAuth` and HAProxy: the
  *   original request is described by X-Forwarded-Method, -Proto, -Host and -Uri;
  * - `/gateway/auth-request` for nginx `auth_request`: X-Original-Method and X-Original-URL (the
- *   subrequest itself is a GET without body).
+ *   subrequest itself is a GET without body);
+ * - `/gateway/ext-authz/<original path>` for Envoy's HTTP `ext_authz`: the request line and Host
+ *   are the original request's (extAuthzRequest).
  * The original request's own Authorization (and, for browser routes, its gateway cookie) comes along. These headers are trusted from whoever
  * can reach the endpoint: deployments keep /gateway/* reachable from the gateway only.
  */
 
 const MAX_FORWARDED_LENGTH = 8_192;
 const METHOD = /^[A-Z]{1,16}$/;
-/** RFC 9110 §7.2 Host: a name or an IP literal with an optional port, and nothing else (no userinfo, path or space). */
-function isHost(value: string): boolean {
-  if (!/^[a-z0-9.:[\]-]+$/.test(value)) return false;
-  try {
-    return new URL(`http://${value}`).host === value.replace(/:80$/, '');
-  } catch {
-    return false;
-  }
-}
-
 export interface OriginalRequest {
   readonly method: string;
   readonly host: string;
@@ -36,6 +29,16 @@ export interface OriginalRequest {
   readonly path: string;
   /** Path and query as the browser asked for them: where sign-in returns to. */
   readonly target: string;
+  /** The scheme the browser used (the gateway says; https when it does not). */
+  readonly scheme: 'http' | 'https';
+}
+
+/** X-Forwarded-Proto as a gateway sets it: the first hop's scheme; absent means https, anything else is malformed. */
+function forwardedProto(ctx: ParameterizedContext): 'http' | 'https' | undefined {
+  const raw = ctx.req.headers['x-forwarded-proto'];
+  if (raw === undefined) return 'https';
+  const first = typeof raw === 'string' ? raw.split(',')[0]?.trim().toLowerCase() : undefined;
+  return first === 'http' || first === 'https' ? first : undefined;
 }
 
 /** One header's single value, or undefined when absent, repeated or too long. */
@@ -50,15 +53,17 @@ export function forwardedRequest(ctx: ParameterizedContext): OriginalRequest | u
   const method = single(ctx, 'x-forwarded-method')?.toUpperCase();
   const host = single(ctx, 'x-forwarded-host')?.toLowerCase();
   const uri = single(ctx, 'x-forwarded-uri');
-  if (method === undefined || !METHOD.test(method) || host === undefined || !isHost(host) || uri === undefined || !uri.startsWith('/')) return undefined;
+  const scheme = forwardedProto(ctx);
+  if (method === undefined || !METHOD.test(method) || host === undefined || !isHostHeader(host) || uri === undefined || !uri.startsWith('/') || scheme === undefined) return undefined;
   let url: URL;
   try {
     // The WHATWG parser resolves `..` and `.` segments (also percent-encoded ones) as upstreams do.
-    url = new URL(uri, 'http://gateway.invalid');
+    // Appended, not resolved against a base: `//host/x` stays a path, as the upstream sees it.
+    url = new URL(`http://gateway.invalid${uri}`);
   } catch {
     return undefined;
   }
-  return { method, host, path: url.pathname, target: `${url.pathname}${url.search}` };
+  return { method, host, path: url.pathname, target: `${url.pathname}${url.search}`, scheme };
 }
 
 /** nginx: the original request from X-Original-Method and the absolute X-Original-URL. */
@@ -68,7 +73,33 @@ export function originalUrlRequest(ctx: ParameterizedContext): OriginalRequest |
   if (method === undefined || !METHOD.test(method) || raw === undefined || !URL.canParse(raw)) return undefined;
   const url = new URL(raw);
   if ((url.protocol !== 'http:' && url.protocol !== 'https:') || url.username !== '' || url.password !== '') return undefined;
-  return { method, host: url.host.toLowerCase(), path: url.pathname, target: `${url.pathname}${url.search}` };
+  return { method, host: url.host.toLowerCase(), path: url.pathname, target: `${url.pathname}${url.search}`, scheme: url.protocol === 'http:' ? 'http' : 'https' };
+}
+
+export const EXT_AUTHZ_PREFIX = '/gateway/ext-authz';
+
+/**
+ * Envoy's HTTP ext_authz: the check request keeps the original method, its path is the
+ * configured `path_prefix` followed by the original path and query, and its Host (`:authority`)
+ * is the original one. Read from the raw request: Koa's own host is pinned to ISSUER.
+ */
+export function extAuthzRequest(ctx: ParameterizedContext): OriginalRequest | undefined {
+  const method = ctx.req.method?.toUpperCase();
+  const host = single(ctx, 'host')?.toLowerCase();
+  const raw = ctx.req.url ?? '';
+  const scheme = forwardedProto(ctx);
+  if (method === undefined || !METHOD.test(method) || host === undefined || !isHostHeader(host) || raw.length > MAX_FORWARDED_LENGTH || scheme === undefined) return undefined;
+  if (!raw.startsWith(EXT_AUTHZ_PREFIX)) return undefined;
+  const rest = raw.slice(EXT_AUTHZ_PREFIX.length);
+  const uri = rest === '' || rest.startsWith('?') ? `/${rest}` : rest;
+  if (!uri.startsWith('/')) return undefined;
+  let url: URL;
+  try {
+    url = new URL(`http://gateway.invalid${uri}`);
+  } catch {
+    return undefined;
+  }
+  return { method, host, path: url.pathname, target: `${url.pathname}${url.search}`, scheme };
 }
 
 /** The original request's Authorization header values (Node joins none; repeated ones arrive as one list). */
@@ -96,10 +127,11 @@ function isBrowserNavigation(ctx: ParameterizedContext): boolean {
 type SignInAnswer = 'redirect' | 'unauthorized_with_location';
 
 function signInLocation(original: OriginalRequest, mfa: boolean): string {
-  // Relative (RFC 9110 §10.2.2): the browser stays on the protected host and scheme it used.
+  // Absolute, on the protected host: Traefik resolves a relative Location against the address
+  // it reached Gatehouse at (Go's Response.Location), which is no place for a browser.
   const query = new URLSearchParams({ rd: original.target });
   if (mfa) query.set('mfa', '1');
-  return `${SIGN_IN_PATH}?${query.toString()}`;
+  return `${original.scheme}://${original.host}${SIGN_IN_PATH}?${query.toString()}`;
 }
 
 function answerSignIn(ctx: ParameterizedContext, original: OriginalRequest, style: SignInAnswer, decision: Decision & { outcome: 'unauthenticated' | 'forbidden' }): void {
@@ -173,5 +205,6 @@ export function gatewayDoors(deps: GatewayDoorDeps): Router {
     };
   router.all('/gateway/forward-auth', door(forwardedRequest, 'X-Forwarded-Method, X-Forwarded-Host and X-Forwarded-Uri', 'redirect'));
   router.all('/gateway/auth-request', door(originalUrlRequest, 'X-Original-Method and X-Original-URL', 'unauthorized_with_location'));
+  router.all(`${EXT_AUTHZ_PREFIX}{/*path}`, door(extAuthzRequest, 'Host and the path after /gateway/ext-authz', 'redirect'));
   return router;
 }

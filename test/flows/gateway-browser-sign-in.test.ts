@@ -161,7 +161,7 @@ describe('gateway browser sign-in across two instances', { skip: postgresUrl ===
         const response = await decide(instance);
         return response.status === 302 ? response : undefined;
       }, 15_000, 200);
-      assert.equal(refused.headers.get('location'), '/.gatehouse/sign-in?rd=%2Fcart');
+      assert.equal(refused.headers.get('location'), `https://${SHOP}/.gatehouse/sign-in?rd=%2Fcart`);
     }
   });
 

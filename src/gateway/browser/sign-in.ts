@@ -8,6 +8,7 @@ import { GATEWAY_CALLBACK_PATH, GATEWAY_CLIENT_ID } from '../../oidc/gateway-cli
 import type { GatewayCodes } from '../../oidc/gateway-code.js';
 import type { Views } from '../../views.js';
 import type { GatewayToken } from '../decide.js';
+import { isHostHeader } from '../host.js';
 import type { RouteTable } from '../route-table.js';
 import type { SealedCookies } from './sealed-cookies.js';
 import { BoundedCache } from '../../lib/bounded-cache.js';
@@ -35,16 +36,6 @@ interface ProtectedOrigin {
   readonly scheme: 'http' | 'https';
   /** As the browser sent it (lower case), port included. */
   readonly host: string;
-}
-
-/** RFC 9110 §7.2: a host name or IP literal with an optional port, nothing else. */
-export function isHostHeader(value: string): boolean {
-  if (value.length > 255 || !/^[a-z0-9.:[\]-]+$/.test(value)) return false;
-  try {
-    return new URL(`http://${value}`).host === value.replace(/:80$/, '');
-  } catch {
-    return false;
-  }
 }
 
 /**
