@@ -18,13 +18,13 @@ export interface Background {
 
 export function startBackground(runtime: Runtime, services: Services): Background {
   const { config, logger, db } = runtime;
-  const { clientCache, resourceServers, gatewayRoutes, providers } = services;
+  const { clientCache, resourceServers, gatewayRoutes, gatewayPeople, providers } = services;
 
   const refreshKeys = (): void => {
     providers.refresh().catch((error: unknown) => logger.debug({ err: { message: (error as Error).message } }, 'key refresh failed'));
   };
 
-  // migrations/0005, 0008 and 0011: every committed change to a client, resource server, signing key or gateway route
+  // migrations/0005, 0008, 0011 and 0012: every committed change to a client, resource server, signing key, gateway route or person
   // is announced. While the listener is (re)connecting, announcements may have been missed:
   // everything cached is dropped and the keys are reloaded once it is back.
   const changes = subscribeToChanges(db, {
@@ -35,13 +35,14 @@ export function startBackground(runtime: Runtime, services: Services): Backgroun
         gatewayRoutes.invalidate();
         // The gateway's own client's redirect URIs follow the browser routes.
         clientCache.invalidate(GATEWAY_CLIENT_ID);
-      }
+      } else if (kind === 'user') gatewayPeople.invalidate(key);
       else refreshKeys();
     },
     onState() {
       clientCache.clear();
       resourceServers.invalidate();
       gatewayRoutes.invalidate();
+      gatewayPeople.clear();
       refreshKeys();
     },
   });

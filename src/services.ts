@@ -13,7 +13,8 @@ import { issuerPath } from './http/issuer-origin.js';
 import { createAccounts, type Accounts } from './oidc/accounts.js';
 import type { ClientMetadataCache } from './oidc/adapter.js';
 import { tokensNotBefore } from './oidc/clients.js';
-import { createLookupCache } from './oidc/lookup-cache.js';
+import { createLookupCache, type LookupCache } from './oidc/lookup-cache.js';
+import type { UserRow } from './db/users.js';
 import { createProvider } from './oidc/provider.js';
 import { createProviderHost, type ProviderHost } from './oidc/provider-host.js';
 import { CACHE_TTL_MS, createResourceServerRegistry, type ResourceServerRegistry } from './oidc/resource-server-registry.js';
@@ -38,6 +39,8 @@ export interface Services {
   /** The gateway's routes, cached like resource servers (migrations/0011 announces changes). */
   readonly gatewayRoutes: RouteTable;
   readonly accounts: Accounts;
+  /** People as the gateway reads them (roles, status), cached and dropped on each announced change (migrations/0012). */
+  readonly gatewayPeople: LookupCache<UserRow>;
   readonly secondFactor: SecondFactor;
   /** The sign-in flow: attempt reservation, password and second-factor outcomes, device cookies. */
   readonly signIn: SignIn;
@@ -71,6 +74,8 @@ export async function createServices(runtime: Runtime, options: ServicesOptions)
   const gatewayRoutes = createRouteTable(db, { isLive: options.isLive });
   const clientCache: ClientMetadataCache = createLookupCache({ ttlMs: CACHE_TTL_MS, maxEntries: 10_000, isLive: options.isLive });
   const accounts = createAccounts(db);
+  // Misses are kept too: a person's creation is announced as well.
+  const gatewayPeople = createLookupCache<UserRow>({ ttlMs: CACHE_TTL_MS, maxEntries: 50_000, isLive: options.isLive, cacheMisses: true });
   // Created once here, not per provider: a key rotation rebuilds the provider but keeps the counts.
   const rateLimits = createTokenRateLimits(config.tokenRateLimits, (scope) => metrics.rateLimited.inc({ scope }));
   const secondFactor = createSecondFactor({
@@ -155,6 +160,7 @@ export async function createServices(runtime: Runtime, options: ServicesOptions)
     clientCache,
     gatewayRoutes,
     accounts,
+    gatewayPeople,
     secondFactor,
     passwords,
     signIn,

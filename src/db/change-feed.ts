@@ -4,14 +4,17 @@ import type { Database } from './database.js';
  * Committed changes to clients and resource servers, as announced by the triggers of
  * migrations/0005_change_notifications.sql on this channel, and to the signing keys
  * (migrations/0008_signing_key_lifecycle.sql, key '': the whole key set is reloaded) and to the
- * gateway routes (migrations/0011_gateway_routes.sql, key '': the whole route table is reloaded).
+ * gateway routes (migrations/0011_gateway_routes.sql, key '': the whole route table is reloaded),
+ * and to the people a gateway decision reads (migrations/0012_user_change_notifications.sql, key: the user's id).
  */
 export const CHANGE_CHANNEL = 'gatehouse_changes';
 
-export type ChangeKind = 'client' | 'resource_server' | 'signing_key' | 'gateway_route';
+export type ChangeKind = 'client' | 'resource_server' | 'signing_key' | 'gateway_route' | 'user';
+
+const KINDS: ReadonlySet<string> = new Set<ChangeKind>(['client', 'resource_server', 'signing_key', 'gateway_route', 'user']);
 
 export interface ChangeHandlers {
-  /** One row changed (inserted, updated or deleted); `key` is its client_id or identifier. */
+  /** One row changed (inserted, updated or deleted); `key` is its client_id, identifier or id. */
   readonly onChange: (kind: ChangeKind, key: string) => void;
   /** Notifications stopped (`false`: some may be lost) or flow again (`true`). */
   readonly onState: (live: boolean) => void;
@@ -26,8 +29,8 @@ export interface ChangeFeed {
 function parse(payload: string): { kind: ChangeKind; key: string } | undefined {
   const separator = payload.indexOf(':');
   const kind = payload.slice(0, separator);
-  if (separator < 0 || (kind !== 'client' && kind !== 'resource_server' && kind !== 'signing_key' && kind !== 'gateway_route')) return undefined;
-  return { kind, key: payload.slice(separator + 1) };
+  if (separator < 0 || !KINDS.has(kind)) return undefined;
+  return { kind: kind as ChangeKind, key: payload.slice(separator + 1) };
 }
 
 export function subscribeToChanges(db: Database, handlers: ChangeHandlers): ChangeFeed {

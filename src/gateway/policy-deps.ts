@@ -5,17 +5,25 @@ import { createVerifier, type Verifier } from '../verifier/index.js';
 import type { GatewayPolicyDeps } from './decide.js';
 
 /**
+ * How long a verified token is remembered for the exact token string (never past its `exp`, and
+ * only while the key that verified it is still published: src/verifier). A token seen again then
+ * costs a map lookup, not a signature check: the gateway sees the same tokens over and over.
+ */
+const VERIFIED_TOKEN_SECONDS = 60;
+
+/**
  * What the gateway policy needs, from this instance's services: tokens verified in-process with
  * the keys this instance holds (the verifier resource servers use; no HTTP round trip to itself),
- * and the person from Gatehouse's own users table (it cannot read the inner layer).
+ * the token's client still standing behind it, and the person from Gatehouse's own users table
+ * (it cannot read the inner layer), through a cache every announced change empties.
  */
-export function gatewayPolicy(issuer: string, services: Pick<Services, 'providers' | 'accounts'>): GatewayPolicyDeps {
+export function gatewayPolicy(issuer: string, services: Pick<Services, 'providers' | 'accounts' | 'gatewayPeople' | 'tokenClient'>): GatewayPolicyDeps {
   // One verifier per resource server a route names (a bounded, small set).
   const verifiers = new BoundedCache<string, Verifier>(1_000);
   const verifierFor = (audience: string): Verifier => {
     let verifier = verifiers.get(audience);
     if (verifier === undefined) {
-      verifier = createVerifier({ issuer, audience, jwks: () => services.providers.publicJwks() });
+      verifier = createVerifier({ issuer, audience, jwks: () => services.providers.publicJwks(), cacheMaxAgeSeconds: VERIFIED_TOKEN_SECONDS });
       verifiers.set(audience, verifier);
     }
     return verifier;
@@ -23,10 +31,14 @@ export function gatewayPolicy(issuer: string, services: Pick<Services, 'provider
   return {
     async verify(token, audience) {
       const { claims } = await verifierFor(audience).verify(token);
-      return { sub: claims.sub, client_id: claims.client_id, scope: claims.scope, acr: typeof claims['acr'] === 'string' ? claims['acr'] : undefined };
+      // As introspection answers (src/oidc/jwt-introspection.ts): a deleted client's tokens, and
+      // those from before its credentials last changed, no longer pass. Served from the client cache.
+      const client = await services.tokenClient(claims.client_id);
+      if (client === undefined || claims.iat < client.tokensNotBefore) throw new Error('the token’s client no longer stands behind it');
+      return { sub: claims.sub, client_id: claims.client_id, scope: claims.scope, acr: typeof claims['acr'] === 'string' ? claims['acr'] : undefined, exp: claims.exp };
     },
     async person(sub) {
-      const user = await services.accounts.load(undefined, sub);
+      const user = await services.gatewayPeople.get(sub, () => services.accounts.load(undefined, sub));
       return user === undefined || user.disabled ? undefined : user;
     },
     mfaAcr: ACR_MFA,

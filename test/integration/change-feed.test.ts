@@ -88,6 +88,25 @@ for (const backend of backends) {
         seen.includes('resource_server:https://orders.example') && seen.includes('resource_server:https://billing.example'),
       );
     });
+
+    test('a person is announced by id when what the gateway reads changes (roles, status, names), not on other writes', async () => {
+      const { rows } = await db.query<{ id: string }>(
+        `INSERT INTO users (username, username_normalized, password_hash) VALUES ('feed', 'feed', 'x') RETURNING id`,
+      );
+      const id = rows[0]!.id;
+      await eventually('insert announced', () => seen.includes(`user:${id}`));
+      seen.length = 0;
+      await db.query(`UPDATE users SET password_changed_at = now() WHERE id = $1`, [id]);
+      await db.query(`UPDATE users SET roles = '{staff}' WHERE id = $1`, [id]);
+      await eventually('the role change announced', () => seen.includes(`user:${id}`));
+      assert.deepEqual(seen, [`user:${id}`], 'the password timestamp alone was not announced');
+      seen.length = 0;
+      await db.query(`UPDATE users SET disabled = true WHERE id = $1`, [id]);
+      await eventually('disabling announced', () => seen.includes(`user:${id}`));
+      seen.length = 0;
+      await db.query(`DELETE FROM users WHERE id = $1`, [id]);
+      await eventually('deletion announced', () => seen.includes(`user:${id}`));
+    });
   });
 }
 
