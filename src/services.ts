@@ -14,6 +14,7 @@ import { createAccounts, type Accounts } from './oidc/accounts.js';
 import type { ClientMetadataCache } from './oidc/adapter.js';
 import { tokensNotBefore } from './oidc/clients.js';
 import { createLookupCache, type LookupCache } from './oidc/lookup-cache.js';
+import { createTokenMinter, type TokenMinter } from './oidc/minted-access-tokens.js';
 import type { UserRow } from './db/users.js';
 import { createProvider } from './oidc/provider.js';
 import { createProviderHost, type ProviderHost } from './oidc/provider-host.js';
@@ -51,6 +52,8 @@ export interface Services {
   readonly adminVerifier: Verifier;
   /** The client as the token endpoint finds it (through clientCache), so both see one state. */
   readonly tokenClient: (clientId: string) => Promise<{ readonly tokensNotBefore: number } | undefined>;
+  /** Mints double-wrapped tokens outside /token (the gateway's exchange, src/oidc/minted-access-tokens.ts). */
+  readonly tokenMinter: TokenMinter;
   readonly management: ManagementServices;
   /** Ends the crypto workers. */
   close(): Promise<void>;
@@ -170,6 +173,7 @@ export async function createServices(runtime: Runtime, options: ServicesOptions)
       const client = await providers.current().Client.find(clientId);
       return client === undefined ? undefined : { tokensNotBefore: tokensNotBefore(client) ?? Number.POSITIVE_INFINITY };
     },
+    tokenMinter: createTokenMinter({ current: () => providers.current(), resourceServers, encryptor: jweEncryptor, escrowKey: runtime.tokenEscrowKey }),
     management,
     close: () => jweEncryptor.close(),
   };

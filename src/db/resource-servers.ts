@@ -11,10 +11,14 @@ export interface ResourceServerRow extends Record<string, unknown> {
   signing_alg: string;
   inner_encryption_jwk: JsonWebKey | null;
   encrypt_whole_token: boolean;
+  token_format: TokenFormat;
   built_in: boolean;
   created_at: Date;
   updated_at: Date;
 }
+
+/** What /token issues for a resource server: a JWT, or an opaque reference (migrations/0013). */
+export type TokenFormat = 'jwt' | 'reference';
 
 export interface ResourceServerFields {
   readonly name: string;
@@ -23,10 +27,11 @@ export interface ResourceServerFields {
   readonly signingAlg: string;
   readonly innerEncryptionJwk: JsonWebKey | null;
   readonly encryptWholeToken: boolean;
+  readonly tokenFormat: TokenFormat;
 }
 
 const COLUMNS =
-  'id, seq::text AS seq, identifier, name, scopes, access_token_ttl, signing_alg, inner_encryption_jwk, encrypt_whole_token, built_in, created_at, updated_at';
+  'id, seq::text AS seq, identifier, name, scopes, access_token_ttl, signing_alg, inner_encryption_jwk, encrypt_whole_token, token_format, built_in, created_at, updated_at';
 
 export function createResourceServerStore(db: Queryable) {
   return {
@@ -58,8 +63,8 @@ export function createResourceServerStore(db: Queryable) {
     /** Undefined when the identifier is taken. */
     async insert(identifier: string, fields: ResourceServerFields): Promise<ResourceServerRow | undefined> {
       const { rows } = await db.query<ResourceServerRow>(
-        `INSERT INTO resource_servers (identifier, name, scopes, access_token_ttl, signing_alg, inner_encryption_jwk, encrypt_whole_token)
-         VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (identifier) DO NOTHING RETURNING ${COLUMNS}`,
+        `INSERT INTO resource_servers (identifier, name, scopes, access_token_ttl, signing_alg, inner_encryption_jwk, encrypt_whole_token, token_format)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT (identifier) DO NOTHING RETURNING ${COLUMNS}`,
         [
           identifier,
           fields.name,
@@ -68,6 +73,7 @@ export function createResourceServerStore(db: Queryable) {
           fields.signingAlg,
           fields.innerEncryptionJwk === null ? null : jsonParam(fields.innerEncryptionJwk),
           fields.encryptWholeToken,
+          fields.tokenFormat,
         ],
       );
       return rows[0];
@@ -75,7 +81,7 @@ export function createResourceServerStore(db: Queryable) {
     async update(id: string, fields: ResourceServerFields): Promise<ResourceServerRow> {
       const result = await db.query<ResourceServerRow>(
         `UPDATE resource_servers SET name = $2, scopes = $3, access_token_ttl = $4, signing_alg = $5,
-           inner_encryption_jwk = $6, encrypt_whole_token = $7, updated_at = now()
+           inner_encryption_jwk = $6, encrypt_whole_token = $7, token_format = $8, updated_at = now()
          WHERE id = $1 RETURNING ${COLUMNS}`,
         [
           id,
@@ -85,6 +91,7 @@ export function createResourceServerStore(db: Queryable) {
           fields.signingAlg,
           fields.innerEncryptionJwk === null ? null : jsonParam(fields.innerEncryptionJwk),
           fields.encryptWholeToken,
+          fields.tokenFormat,
         ],
       );
       return onlyRow(result);

@@ -29,7 +29,8 @@ export interface GatewayToken {
   readonly scope?: string | undefined;
   readonly acr?: string | undefined;
   /** Epoch seconds. */
-  readonly exp?: number | undefined;
+  readonly exp: number;
+  readonly auth_time?: number | undefined;
 }
 
 /** A person as the policy needs them, from Gatehouse's own tables (it cannot read `inner`). */
@@ -47,10 +48,17 @@ export interface GatewayPolicyDeps {
   person(sub: string): Promise<GatewayPerson | undefined>;
   /** The acr that proves a second factor (SPEC §4). */
   readonly mfaAcr: string;
+  /**
+   * SPEC §7 `upstream_token: "exchange"`: a token for the route's upstream resource server in
+   * place of `token`, remembered per `key` (the credential) and route; undefined when none can
+   * be minted (the resource server or client is gone).
+   */
+  upstreamToken(key: string, token: GatewayToken, route: GatewayRouteRow): Promise<string | undefined>;
 }
 
 export type Decision =
-  | { readonly outcome: 'allow'; readonly headers: Readonly<Record<IdentityHeader, string>> }
+  /** `upstreamAuthorization`: the Authorization the upstream gets instead of the caller's (exchange routes). */
+  | { readonly outcome: 'allow'; readonly headers: Readonly<Record<IdentityHeader, string>>; readonly upstreamAuthorization?: string }
   /**
    * 401 with this WWW-Authenticate challenge. `signIn`: a browser route and no credential at all,
    * so a browser may be sent to sign in instead (the door decides by Accept, SPEC §7).
@@ -60,7 +68,7 @@ export type Decision =
    * 403; `challenge` when scopes are missing (RFC 6750 §3.1 insufficient_scope). `signIn`: a
    * browser session that signed in without the second factor this route needs (step-up).
    */
-  | { readonly outcome: 'forbidden'; readonly reason: 'no_route' | 'insufficient_scope' | 'role' | 'mfa' | 'not_a_person'; readonly challenge?: string; readonly signIn?: 'mfa' };
+  | { readonly outcome: 'forbidden'; readonly reason: 'no_route' | 'insufficient_scope' | 'role' | 'mfa' | 'not_a_person' | 'exchange_failed'; readonly challenge?: string; readonly signIn?: 'mfa' };
 
 /** RFC 6750 §3: a quoted-string parameter value (no quote or backslash can appear in ours, but escape anyway). */
 function quote(value: string): string {
@@ -107,14 +115,18 @@ export async function decide(
 
   const viaSession = route.browser_sign_in && authorization === undefined && session !== undefined;
   let token: GatewayToken;
+  /** What the upstream token is remembered by: the caller's own credential. */
+  let credentialKey: string;
   if (viaSession) {
     token = session;
+    credentialKey = `session:${session.sub}:${session.exp}`;
   } else {
     const credential = bearerToken(authorization);
     if ('challenge' in credential) {
       const signIn = route.browser_sign_in && authorization === undefined ? ({ signIn: 'session' } as const) : {};
       return { outcome: 'unauthenticated', challenge: credential.challenge, ...signIn };
     }
+    credentialKey = credential.token;
     try {
       token = await deps.verify(credential.token, audience);
     } catch {
@@ -135,7 +147,9 @@ export async function decide(
   }
 
   const isPerson = token.sub !== token.client_id;
-  const needsPerson = route.required_roles.length > 0 || route.require_mfa || route.identity_headers === 'trusted';
+  const exchange = route.upstream_token === 'exchange';
+  // An exchanged token carries the person's claims in its inner layer: the person must still be there.
+  const needsPerson = route.required_roles.length > 0 || route.require_mfa || route.identity_headers === 'trusted' || exchange;
   const person = isPerson && needsPerson ? await deps.person(token.sub) : undefined;
   // A person's token whose person is gone or disabled passes no route that looks at the person.
   if (isPerson && needsPerson && person === undefined) return { outcome: 'forbidden', reason: 'not_a_person' };
@@ -145,7 +159,14 @@ export async function decide(
     if (route.require_mfa && token.acr !== deps.mfaAcr) return { outcome: 'forbidden', reason: 'mfa', ...(viaSession ? { signIn: 'mfa' as const } : {}) };
   }
 
-  if (route.identity_headers === 'none') return { outcome: 'allow', headers: EMPTY_HEADERS };
+  let upstream: { upstreamAuthorization: string } | undefined;
+  if (exchange) {
+    const minted = await deps.upstreamToken(credentialKey, token, route);
+    if (minted === undefined) return { outcome: 'forbidden', reason: 'exchange_failed' };
+    upstream = { upstreamAuthorization: `Bearer ${minted}` };
+  }
+
+  if (route.identity_headers === 'none') return { outcome: 'allow', headers: EMPTY_HEADERS, ...upstream };
   const headers: Record<IdentityHeader, string> = {
     ...EMPTY_HEADERS,
     'X-Gatehouse-Subject': headerValue(token.sub),
@@ -160,5 +181,5 @@ export async function decide(
     headers['X-Gatehouse-Name'] = headerValue(person.name);
     headers['X-Gatehouse-Roles'] = headerValue(person.roles.join(','));
   }
-  return { outcome: 'allow', headers };
+  return { outcome: 'allow', headers, ...upstream };
 }

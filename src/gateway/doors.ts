@@ -146,12 +146,16 @@ function answerSignIn(ctx: ParameterizedContext, original: OriginalRequest, styl
   ctx.status = original.method === 'GET' || original.method === 'HEAD' ? 302 : 303;
 }
 
-function answer(ctx: ParameterizedContext, decision: Decision): void {
+function answer(ctx: ParameterizedContext, decision: Decision, authorization: readonly string[] | undefined): void {
   ctx.set('Cache-Control', 'no-store');
   switch (decision.outcome) {
     case 'allow':
       ctx.status = 200;
       ctx.set(decision.headers);
+      // Always answered, like the identity headers: the exchanged token, or the caller's own
+      // (an allow has at most one), so a gateway that copies Authorization (Caddy's copy_headers,
+      // nginx's auth_request_set) never blanks the caller's or forwards a placeholder.
+      ctx.set('Authorization', decision.upstreamAuthorization ?? authorization?.[0] ?? '');
       ctx.body = '';
       return;
     case 'unauthenticated':
@@ -201,7 +205,7 @@ export function gatewayDoors(deps: GatewayDoorDeps): Router {
         );
       }
       if (toSignIn) answerSignIn(ctx, original, signInAnswer, decision);
-      else answer(ctx, decision);
+      else answer(ctx, decision, authorization);
     };
   router.all('/gateway/forward-auth', door(forwardedRequest, 'X-Forwarded-Method, X-Forwarded-Host and X-Forwarded-Uri', 'redirect'));
   router.all('/gateway/auth-request', door(originalUrlRequest, 'X-Original-Method and X-Original-URL', 'unauthorized_with_location'));

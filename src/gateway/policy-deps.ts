@@ -3,6 +3,8 @@ import type { Services } from '../services.js';
 import { BoundedCache } from '../lib/bounded-cache.js';
 import { createVerifier, type Verifier } from '../verifier/index.js';
 import type { GatewayPolicyDeps } from './decide.js';
+import { createReferenceTokens, isReferenceTokenShape } from '../oidc/reference-tokens.js';
+import { createUpstreamTokens } from './upstream-token.js';
 
 /**
  * How long a verified token is remembered for the exact token string (never past its `exp`, and
@@ -17,7 +19,8 @@ const VERIFIED_TOKEN_SECONDS = 60;
  * the token's client still standing behind it, and the person from Gatehouse's own users table
  * (it cannot read the inner layer), through a cache every announced change empties.
  */
-export function gatewayPolicy(issuer: string, services: Pick<Services, 'providers' | 'accounts' | 'gatewayPeople' | 'tokenClient'>): GatewayPolicyDeps {
+export function gatewayPolicy(issuer: string, services: Pick<Services, 'providers' | 'accounts' | 'gatewayPeople' | 'tokenClient' | 'tokenMinter'>): GatewayPolicyDeps {
+  const references = createReferenceTokens(() => services.providers.current());
   // One verifier per resource server a route names (a bounded, small set).
   const verifiers = new BoundedCache<string, Verifier>(1_000);
   const verifierFor = (audience: string): Verifier => {
@@ -28,15 +31,30 @@ export function gatewayPolicy(issuer: string, services: Pick<Services, 'provider
     }
     return verifier;
   };
+  async function referenceClaims(token: string, audience: string) {
+    const found = await references.find(token);
+    if (found === undefined || !found.aud.includes(audience)) throw new Error('no such reference token for this audience');
+    return found;
+  }
+
   return {
     async verify(token, audience) {
-      const { claims } = await verifierFor(audience).verify(token);
+      // SPEC §7: a reference token (no dots, unlike a JWS or JWE) is looked up; a JWT verified.
+      const claims = isReferenceTokenShape(token) ? await referenceClaims(token, audience) : (await verifierFor(audience).verify(token)).claims;
       // As introspection answers (src/oidc/jwt-introspection.ts): a deleted client's tokens, and
       // those from before its credentials last changed, no longer pass. Served from the client cache.
       const client = await services.tokenClient(claims.client_id);
       if (client === undefined || claims.iat < client.tokensNotBefore) throw new Error('the token’s client no longer stands behind it');
-      return { sub: claims.sub, client_id: claims.client_id, scope: claims.scope, acr: typeof claims['acr'] === 'string' ? claims['acr'] : undefined, exp: claims.exp };
+      return {
+        sub: claims.sub,
+        client_id: claims.client_id,
+        scope: claims.scope,
+        acr: typeof claims.acr === 'string' ? claims.acr : undefined,
+        auth_time: typeof claims.auth_time === 'number' ? claims.auth_time : undefined,
+        exp: claims.exp,
+      };
     },
+    upstreamToken: createUpstreamTokens({ mint: (request) => services.tokenMinter.mint(request) }),
     async person(sub) {
       const user = await services.gatewayPeople.get(sub, () => services.accounts.load(undefined, sub));
       return user === undefined || user.disabled ? undefined : user;

@@ -18,6 +18,8 @@ import { allowedResources } from './clients.js';
  * - whole-token encrypted tokens are opened with the escrowed content key (src/tokens/jwe.ts);
  * - only the token's own client, or a client allowed for the token's resource server, learns
  *   anything (RFC 7662 §4: the server decides who may introspect what).
+ *
+ * Stored (reference, SPEC §7) tokens are the provider's to introspect; only their `sub` is filled in.
  */
 export function introspectJwtAccessTokens(deps: {
   readonly issuer: string;
@@ -73,7 +75,10 @@ export function introspectJwtAccessTokens(deps: {
     await next();
     const oidc = (ctx as unknown as KoaContextWithOIDC).oidc as KoaContextWithOIDC['oidc'] | undefined;
     if (oidc?.route !== 'introspection') return;
-    const body = ctx.body as { active?: unknown; error?: unknown } | undefined;
+    const body = ctx.body as { active?: unknown; error?: unknown; sub?: unknown; client_id?: unknown } | undefined;
+    // A stored (reference) client-credentials token: the provider leaves `sub` out; a JWT for the
+    // same grant carries sub = client_id (RFC 9068 §2.2), and so does its introspection here.
+    if (ctx.status === 200 && body?.active === true && body.sub === undefined && typeof body.client_id === 'string') body.sub = body.client_id;
     const structured = ctx.status === 400 && body?.error === 'unsupported_token_type';
     if (!structured && !(ctx.status === 200 && body?.active === false)) return;
     const token = oidc.params?.['token'];

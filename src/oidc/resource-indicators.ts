@@ -52,8 +52,10 @@ export function createResourceIndicators(registry: ResourceServerRegistry) {
         scope: available.join(' '),
         audience: server.identifier,
         accessTokenTTL: server.access_token_ttl,
-        accessTokenFormat: 'jwt',
-        jwt: { sign: { alg: server.signing_alg as SigningAlg } },
+        // SPEC §7: a reference resource server gets an opaque token, stored here; nothing readable leaves.
+        ...(server.token_format === 'reference'
+          ? { accessTokenFormat: 'opaque' as const }
+          : { accessTokenFormat: 'jwt' as const, jwt: { sign: { alg: server.signing_alg as SigningAlg } } }),
       };
     },
 

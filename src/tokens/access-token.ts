@@ -29,7 +29,7 @@ interface JwtStructure {
 }
 
 /** Extra inner-layer claims for tokens issued to a person (src/tokens/person-claims.ts). */
-export type PersonClaims = (ctx: KoaContextWithOIDC, token: TokenLike) => Promise<Record<string, unknown> | undefined>;
+export type PersonClaims = (ctx: KoaContextWithOIDC | undefined, token: TokenLike) => Promise<Record<string, unknown> | undefined>;
 
 /** Set by the customizer when the token being issued must be encrypted whole. */
 const WHOLE_TOKEN_RECIPIENT = 'gatehouseWholeTokenRecipient';
@@ -43,7 +43,9 @@ export interface InnerRecipients {
 }
 
 export function innerLayer(registry: InnerRecipients, encryptor: JweEncryptor, personClaims?: PersonClaims) {
-  return async function addInnerLayer(ctx: KoaContextWithOIDC, token: TokenLike, jwt: JwtStructure): Promise<void> {
+  // `ctx` is undefined for tokens minted outside a provider request (src/oidc/minted-access-tokens.ts),
+  // which encrypt whole tokens themselves.
+  return async function addInnerLayer(ctx: KoaContextWithOIDC | undefined, token: TokenLike, jwt: JwtStructure): Promise<void> {
     const identifier = token.resourceServer?.identifier();
     if (identifier === undefined) return;
     const entry = await registry.get(identifier);
@@ -56,7 +58,7 @@ export function innerLayer(registry: InnerRecipients, encryptor: JweEncryptor, p
     };
     jwt.payload['inner'] = await encryptor.encrypt(entry.recipient, JSON.stringify(inner));
     // Tells encryptWholeTokens, later in this request, to wrap the signed token for this server.
-    if (entry.row.encrypt_whole_token) (ctx.state as Record<string, unknown>)[WHOLE_TOKEN_RECIPIENT] = entry.recipient;
+    if (entry.row.encrypt_whole_token && ctx !== undefined) (ctx.state as Record<string, unknown>)[WHOLE_TOKEN_RECIPIENT] = entry.recipient;
   };
 }
 

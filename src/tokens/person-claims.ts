@@ -19,16 +19,28 @@ interface Authentication {
   readonly sessionUid?: string;
 }
 
+/**
+ * How the person signed in, for tokens Gatehouse mints outside a provider request (the gateway's
+ * exchanged tokens, src/oidc/minted-access-tokens.ts): the provider calls the hooks below without
+ * a context then, so the minter attaches it to the token object.
+ */
+const mintedSignIns = new WeakMap<object, Authentication>();
+
+export function attachSignIn(token: object, signIn: Authentication): void {
+  mintedSignIns.set(token, signIn);
+}
+
 /** The code or refresh token being exchanged carries how the person signed in. */
-function authentication(ctx: KoaContextWithOIDC): Authentication | undefined {
+function authentication(ctx: KoaContextWithOIDC | undefined, token: object): Authentication | undefined {
+  if (ctx === undefined) return mintedSignIns.get(token);
   const entities = ctx.oidc.entities as { AuthorizationCode?: Authentication; RefreshToken?: Authentication };
   return entities.AuthorizationCode ?? entities.RefreshToken;
 }
 
 /** For `extraTokenClaims`: the public person claims. */
-export function publicPersonClaims(ctx: KoaContextWithOIDC, token: PersonToken): Record<string, unknown> | undefined {
+export function publicPersonClaims(ctx: KoaContextWithOIDC | undefined, token: PersonToken): Record<string, unknown> | undefined {
   if (token.accountId === undefined) return undefined;
-  const signIn = authentication(ctx);
+  const signIn = authentication(ctx, token);
   return signIn === undefined ? undefined : { auth_time: signIn.authTime, acr: signIn.acr };
 }
 
@@ -59,15 +71,15 @@ export function personClaims(user: Person): { sub: string; preferred_username: s
 
 /** What the inner layer needs of a person: their row, read once per request. */
 export interface PersonLookup {
-  load(ctx: KoaContextWithOIDC, id: string): Promise<Person | undefined>;
+  load(ctx: KoaContextWithOIDC | undefined, id: string): Promise<Person | undefined>;
 }
 
 export function innerPersonClaims(accounts: PersonLookup) {
-  return async function personInner(ctx: KoaContextWithOIDC, token: PersonToken): Promise<Record<string, unknown> | undefined> {
+  return async function personInner(ctx: KoaContextWithOIDC | undefined, token: PersonToken): Promise<Record<string, unknown> | undefined> {
     if (token.accountId === undefined) return undefined;
     const user = await accounts.load(ctx, token.accountId);
     if (user === undefined) return undefined;
-    const auth = authentication(ctx);
+    const auth = authentication(ctx, token);
     return {
       ...personClaims(user),
       roles: user.roles,

@@ -1,5 +1,6 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
+import { compactDecrypt, createRemoteJWKSet, exportJWK, generateKeyPair, jwtVerify, type CryptoKey } from 'jose';
 import * as oidc from 'openid-client';
 import { adminCall, adminToken, clientCredentials, createClient, createResourceServer, decodeJwt, deleteClient } from '../support/admin-api.js';
 import { CookieClient } from '../support/cookie-client.js';
@@ -19,6 +20,9 @@ const API = 'https://api.gateway-freshness.test';
 const HOST = 'api.gateway-freshness.test';
 /** A route for services (no roles: a client is no person). */
 const SERVICE_HOST = 'svc.gateway-freshness.test';
+/** An exchange route: the upstream gets a token for INNER, whose inner layer carries the person. */
+const EXCHANGE_HOST = 'exchange.gateway-freshness.test';
+const INNER = 'https://inner.gateway-freshness.test';
 const REDIRECT = 'http://127.0.0.1:9/callback';
 const PASSWORD = 'gateway freshness pass phrase';
 /** Comfortably above the documented bound, so a slow machine does not fail the test; the poll returns as soon as it holds. */
@@ -30,6 +34,7 @@ describe('gateway caches across two instances', { skip: postgresUrl === undefine
   let admin: string;
   let userId: string;
   let personToken: string;
+  let innerKey: CryptoKey;
 
   before(async () => {
     one = await startTestServer();
@@ -42,6 +47,11 @@ describe('gateway caches across two instances', { skip: postgresUrl === undefine
     const route = await adminCall(one, 'POST', '/gateway-routes', { host: HOST, path_prefix: '/', resource_server: API, required_scopes: ['api:read'], required_roles: ['staff'], identity_headers: 'trusted' }, admin);
     assert.equal(route.status, 201);
     assert.equal((await adminCall(one, 'POST', '/gateway-routes', { host: SERVICE_HOST, path_prefix: '/', resource_server: API, required_scopes: ['api:read'] }, admin)).status, 201);
+    const pair = await generateKeyPair('ECDH-ES+A256KW', { crv: 'P-256' });
+    innerKey = pair.privateKey;
+    await createResourceServer(one, { identifier: INNER, name: 'Inner', scopes: ['api:read'], inner_encryption_jwk: await exportJWK(pair.publicKey) }, admin);
+    const exchangeRoute = { host: EXCHANGE_HOST, path_prefix: '/', resource_server: API, required_scopes: ['api:read'], upstream_token: 'exchange', upstream_resource_server: INNER };
+    assert.equal((await adminCall(one, 'POST', '/gateway-routes', exchangeRoute, admin)).status, 201);
 
     const web = await adminCall<{ client_id: string; client_secret: string }>(
       one,
@@ -88,6 +98,25 @@ describe('gateway caches across two instances', { skip: postgresUrl === undefine
     await until(two, personToken, 403);
     assert.equal((await adminCall(one, 'PATCH', `/users/${userId}`, { disabled: false }, admin)).status, 200);
     await until(two, personToken, 200);
+  });
+
+  test('exchange for a person: the upstream’s token carries the person in its inner layer, read from Gatehouse’s tables; none once the person is disabled', async () => {
+    const decided = await decide(two, personToken, EXCHANGE_HOST);
+    assert.equal(decided.status, 200);
+    const exchanged = (decided.headers.get('authorization') ?? '').slice('Bearer '.length);
+    const { payload } = await jwtVerify(exchanged, createRemoteJWKSet(new URL(`${one.issuer}/jwks`)), { issuer: one.issuer, audience: INNER });
+    assert.equal(payload.sub, userId);
+    assert.equal(typeof payload['auth_time'], 'number');
+    assert.equal(payload['acr'], decodeJwt(personToken).payload['acr']);
+    assert.equal(payload['preferred_username'], undefined, 'nothing personal in the public claims');
+    const inner = JSON.parse(new TextDecoder().decode((await compactDecrypt(String(payload['inner']), innerKey)).plaintext)) as Record<string, unknown>;
+    assert.equal(inner['sub'], userId);
+    assert.equal(inner['preferred_username'], 'fresh');
+    assert.deepEqual(inner['roles'], ['staff', 'auditor']);
+    assert.equal((await adminCall(one, 'PATCH', `/users/${userId}`, { disabled: true }, admin)).status, 200);
+    await until(two, personToken, 403, EXCHANGE_HOST);
+    assert.equal((await adminCall(one, 'PATCH', `/users/${userId}`, { disabled: false }, admin)).status, 200);
+    await until(two, personToken, 200, EXCHANGE_HOST);
   });
 
   test('a deleted client’s tokens stop passing every instance’s gateway (as introspection answers), cached verification or not', async () => {

@@ -79,6 +79,7 @@ for (const backend of backends) {
         signingAlg: 'ES256',
         innerEncryptionJwk: null,
         encryptWholeToken: false,
+        tokenFormat: 'jwt',
       });
       assert.ok(created);
       await eventually('insert announced', () => seen.includes('resource_server:https://orders.example'));

@@ -88,6 +88,7 @@ export interface ResourceServerInput {
   readonly signing_alg?: 'ES256' | 'EdDSA' | 'PS256' | 'RS256';
   readonly inner_encryption_jwk?: JsonWebKey;
   readonly encrypt_whole_token?: boolean;
+  readonly token_format?: 'jwt' | 'reference';
 }
 
 export interface ClientInput {

@@ -4,6 +4,7 @@ import { once } from 'node:events';
 import { createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { test } from 'node:test';
+import { compactDecrypt, createRemoteJWKSet, decodeJwt, exportJWK, generateKeyPair, jwtVerify, type CryptoKey } from 'jose';
 import { adminCall, adminToken, clientCredentials, createClient, createResourceServer } from './admin-api.js';
 import { freePort, startTestServer, type TestServer } from './server.js';
 
@@ -11,7 +12,12 @@ import { freePort, startTestServer, type TestServer } from './server.js';
 export interface GatewayUnderTest {
   readonly site: string;
   readonly clientId: string;
-  readonly token: (scope: string) => Promise<string>;
+  /** A client-credentials token for the routes' resource server (or another one the client may use). */
+  readonly token: (scope: string, resource?: string) => Promise<string>;
+  /** The issuer, and the resource servers the exchange and reference routes name. */
+  readonly issuer: string;
+  readonly ledger: { readonly identifier: string; readonly innerKey: CryptoKey };
+  readonly reference: string;
   readonly reached: { method: string; url: string; headers: Record<string, string | string[] | undefined> }[];
 }
 
@@ -57,6 +63,59 @@ export function gatewayBehaviourTests(env: () => GatewayUnderTest): void {
     assert.equal(env().reached.at(-1)?.method, 'POST');
   });
 
+  test('a pass route hands the upstream the caller’s own token, untouched', async () => {
+    env().reached.length = 0;
+    const token = await env().token('orders:read');
+    assert.equal((await fetch(`${env().site}/orders/1`, { headers: { authorization: `Bearer ${token}` } })).status, 200);
+    assert.equal(env().reached.at(-1)?.headers['authorization'], `Bearer ${token}`);
+  });
+
+  test('exchange: the upstream gets a short-lived double-wrapped token for its own resource server, inner layer to its key; remembered per token and route', async () => {
+    const { ledger, issuer } = env();
+    env().reached.length = 0;
+    const original = await env().token('orders:read orders:write');
+    const response = await fetch(`${env().site}/ledger/entries`, { headers: { authorization: `Bearer ${original}` } });
+    assert.equal(response.status, 200);
+    const forwarded = String(env().reached.at(-1)?.headers['authorization'] ?? '');
+    assert.match(forwarded, /^Bearer [\w-]+\.[\w-]+\.[\w-]+$/);
+    const exchanged = forwarded.slice('Bearer '.length);
+    assert.notEqual(exchanged, original);
+    // An independent check: jose against Gatehouse's published keys, for the upstream's audience.
+    const { payload, protectedHeader } = await jwtVerify(exchanged, createRemoteJWKSet(new URL(`${issuer}/jwks`)), { issuer, audience: ledger.identifier, typ: 'at+jwt' });
+    const originalClaims = decodeJwt(original);
+    assert.equal(protectedHeader.typ, 'at+jwt');
+    assert.equal(payload.sub, originalClaims.sub);
+    assert.equal(payload['client_id'], originalClaims['client_id']);
+    assert.equal(payload['scope'], 'orders:read', 'only the scopes the upstream resource server defines');
+    const now = Math.floor(Date.now() / 1000);
+    assert.ok(payload.exp! <= now + 60 && payload.exp! <= originalClaims.exp!, `exp ${payload.exp} within 60 s and not past the original's`);
+    const inner = JSON.parse(new TextDecoder().decode((await compactDecrypt(String(payload['inner']), ledger.innerKey)).plaintext)) as Record<string, unknown>;
+    assert.equal(inner['jti'], payload.jti);
+    assert.equal(inner['client_id'], env().clientId);
+    // The same caller again: the same exchanged token, not a new one per request.
+    assert.equal((await fetch(`${env().site}/ledger/entries`, { headers: { authorization: `Bearer ${original}` } })).status, 200);
+    assert.equal(env().reached.at(-1)?.headers['authorization'], forwarded);
+  });
+
+  test('reference tokens: opaque from /token, accepted by the gateway, swapped for a JWT on exchange routes; a made-up one is a 401', async () => {
+    const { reference, ledger, issuer } = env();
+    env().reached.length = 0;
+    const opaque = await env().token('orders:read', reference);
+    assert.doesNotMatch(opaque, /\./, 'nothing readable leaves');
+    assert.equal((await fetch(`${env().site}/reference/1`, { headers: { authorization: `Bearer ${opaque}` } })).status, 200);
+    assert.equal(env().reached.at(-1)?.headers['authorization'], `Bearer ${opaque}`);
+    assert.equal(env().reached.at(-1)?.headers['x-gatehouse-client-id'], env().clientId);
+    assert.equal((await fetch(`${env().site}/reference-exchange/1`, { headers: { authorization: `Bearer ${opaque}` } })).status, 200);
+    const swapped = String(env().reached.at(-1)?.headers['authorization']).slice('Bearer '.length);
+    const { payload } = await jwtVerify(swapped, createRemoteJWKSet(new URL(`${issuer}/jwks`)), { issuer, audience: ledger.identifier });
+    assert.equal(payload['client_id'], env().clientId);
+    const count = env().reached.length;
+    assert.equal((await fetch(`${env().site}/reference/1`, { headers: { authorization: `Bearer ${'A'.repeat(43)}` } })).status, 401);
+    // A reference token for another audience is no credential here either.
+    assert.equal((await fetch(`${env().site}/orders/1`, { headers: { authorization: `Bearer ${opaque}` } })).status, 401);
+    assert.equal(env().reached.length, count);
+  });
+
   test('a path no route covers is denied, and a prefix matches whole segments only', async () => {
     env().reached.length = 0;
     const bearer = { authorization: `Bearer ${await env().token('orders:read')}` };
@@ -91,6 +150,9 @@ export interface GatewayScenario extends GatewayUnderTest {
  * plus an echo upstream that records what reaches it. The gateway itself is the test's to start.
  */
 export async function startGatewayScenario(resource: string): Promise<GatewayScenario> {
+  const ledgerIdentifier = `${resource}/ledger`;
+  const reference = `${resource}/reference`;
+  const ledgerKeys = await generateKeyPair('ECDH-ES+A256KW', { crv: 'P-256' });
   const server = await startTestServer();
   const reached: GatewayUnderTest['reached'] = [];
   const upstream = createServer((req, res) => {
@@ -104,10 +166,17 @@ export async function startGatewayScenario(resource: string): Promise<GatewaySce
 
   const admin = await adminToken(server, 'admin:clients admin:resource-servers admin:gateway');
   await createResourceServer(server, { identifier: resource, name: 'Orders', scopes: ['orders:read', 'orders:write'] }, admin);
-  const shop = await createClient(server, { client_name: 'Shop', allowed_resources: [resource] }, admin);
+  // The upstream of the exchange routes: its own audience, an inner layer only it can read.
+  await createResourceServer(server, { identifier: ledgerIdentifier, name: 'Ledger', scopes: ['orders:read', 'ledger:read'], inner_encryption_jwk: await exportJWK(ledgerKeys.publicKey) }, admin);
+  await createResourceServer(server, { identifier: reference, name: 'Orders (reference tokens)', scopes: ['orders:read'], token_format: 'reference' }, admin);
+  const shop = await createClient(server, { client_name: 'Shop', allowed_resources: [resource, reference] }, admin);
+  const host = `127.0.0.1:${port}`;
   for (const body of [
-    { host: `127.0.0.1:${port}`, path_prefix: '/orders', methods: ['GET'], resource_server: resource, required_scopes: ['orders:read'] },
-    { host: `127.0.0.1:${port}`, path_prefix: '/orders', methods: ['POST'], resource_server: resource, required_scopes: ['orders:write'] },
+    { host, path_prefix: '/orders', methods: ['GET'], resource_server: resource, required_scopes: ['orders:read'] },
+    { host, path_prefix: '/orders', methods: ['POST'], resource_server: resource, required_scopes: ['orders:write'] },
+    { host, path_prefix: '/ledger', resource_server: resource, required_scopes: ['orders:read'], upstream_token: 'exchange', upstream_resource_server: ledgerIdentifier },
+    { host, path_prefix: '/reference', resource_server: reference, required_scopes: ['orders:read'] },
+    { host, path_prefix: '/reference-exchange', resource_server: reference, required_scopes: ['orders:read'], upstream_token: 'exchange', upstream_resource_server: ledgerIdentifier },
   ]) {
     const created = await adminCall(server, 'POST', '/gateway-routes', body, admin);
     assert.equal(created.status, 201, JSON.stringify(created.body));
@@ -119,9 +188,12 @@ export async function startGatewayScenario(resource: string): Promise<GatewaySce
     upstream: `127.0.0.1:${(upstream.address() as AddressInfo).port}`,
     resource,
     clientId: shop.client_id,
+    issuer: server.issuer,
+    ledger: { identifier: ledgerIdentifier, innerKey: ledgerKeys.privateKey },
+    reference,
     reached,
-    token: async (scope) => {
-      const { status, body } = await clientCredentials(server, shop.client_id, shop.client_secret!, { scope, resource });
+    token: async (scope, audience = resource) => {
+      const { status, body } = await clientCredentials(server, shop.client_id, shop.client_secret!, { scope, resource: audience });
       assert.equal(status, 200, JSON.stringify(body));
       return body['access_token'] as string;
     },

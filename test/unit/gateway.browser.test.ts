@@ -120,6 +120,7 @@ describe('the policy with a browser session', () => {
     verify: () => Promise.reject(new Error('no token in these cases')),
     person: (sub) => Promise.resolve(people.get(sub)),
     mfaAcr: 'urn:gatehouse:acr:mfa',
+    upstreamToken: () => Promise.reject(new Error('no exchange routes in these cases')),
   };
   const browserRoute = (overrides: Partial<GatewayRouteRow> = {}): GatewayRouteRow => ({
     id: randomUUID(),

@@ -64,10 +64,11 @@ describe('gateway policy', () => {
         let verifier = verifiers.get(audience);
         if (verifier === undefined) verifiers.set(audience, (verifier = createVerifier({ issuer: ISSUER, audience, jwks: () => ({ keys: [key.publicJwk] }) })));
         const { claims } = await verifier.verify(token);
-        return { sub: claims.sub, client_id: claims.client_id, scope: claims.scope, acr: claims['acr'] };
+        return { sub: claims.sub, client_id: claims.client_id, scope: claims.scope, acr: claims['acr'], exp: claims.exp };
       },
       person: (sub) => Promise.resolve(people.get(sub)),
       mfaAcr: MFA,
+      upstreamToken: () => Promise.reject(new Error('no exchange routes in these cases')),
     };
     people.set('person-1', { username: 'ada', email: 'ada@example.test', name: 'Ada\r\nX-Injected: yes', roles: ['buyer', 'auditor'] });
   });

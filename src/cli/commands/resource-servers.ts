@@ -36,6 +36,7 @@ export const resourceServerCommands: readonly Command[] = [
       alg: { type: 'string', value: 'ALG', field: 'signing_alg', help: `token signing algorithm: ${SIGNING_ALGS.join(', ')} (default ES256)` },
       'inner-jwk-file': { type: 'string', value: 'PATH', field: 'inner_encryption_jwk', help: 'file holding the public JWK (EC, X25519 or RSA) the inner layer is encrypted to' },
       'encrypt-whole-token': { type: 'boolean', field: 'encrypt_whole_token', help: 'also encrypt the whole signed token to that key (needs --inner-jwk-file)' },
+      'token-format': { type: 'string', value: 'FORMAT', field: 'token_format', help: 'jwt (default) or reference: opaque tokens only introspection and the gateway accept' },
     },
     examples: [
       'gatehouse resource-servers create --identifier https://billing.example.com --name Billing --scope invoices:read --scope invoices:write',
@@ -52,6 +53,7 @@ export const resourceServerCommands: readonly Command[] = [
       const jwkFile = invocation.string('inner-jwk-file');
       if (jwkFile !== undefined) body['inner_encryption_jwk'] = await readJsonFile('--inner-jwk-file', jwkFile);
       if (invocation.flag('encrypt-whole-token')) body['encrypt_whole_token'] = true;
+      given(body, 'token_format', invocation.string('token-format'));
       const definition = parseOrThrow(createResourceServerBody, body, 'input');
 
       const server = await withServices(invocation.output, ({ services, audit }) => services.resourceServers.create(definition, audit));

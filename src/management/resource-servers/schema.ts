@@ -4,6 +4,9 @@ import { OIDC_SCOPES } from '../../oidc/clients.js';
 import { importRecipient } from '../../tokens/jwe.js';
 import { absoluteUri, jwkObject, scopeToken, unique } from '../schema-common.js';
 
+/** SPEC §7: `reference` resource servers get opaque tokens from /token; only introspection and the gateway accept them. */
+export const TOKEN_FORMATS = ['jwt', 'reference'] as const;
+
 const scopes = z
   .array(scopeToken)
   .max(200, 'at most 200 scopes')
@@ -26,6 +29,7 @@ const fields = {
   signing_alg: z.enum(SIGNING_ALGS, { error: `must be one of ${SIGNING_ALGS.join(', ')}` }),
   inner_encryption_jwk: innerEncryptionJwk,
   encrypt_whole_token: z.boolean({ error: 'must be true or false' }),
+  token_format: z.enum(TOKEN_FORMATS, { error: `must be one of ${TOKEN_FORMATS.join(', ')}` }),
 };
 
 function wholeTokenNeedsKey(value: { encrypt_whole_token?: boolean | undefined; inner_encryption_jwk?: unknown }, ctx: z.RefinementCtx) {
@@ -43,6 +47,7 @@ export const createResourceServerBody = z
     signing_alg: fields.signing_alg.default(DEFAULT_SIGNING_ALG),
     inner_encryption_jwk: fields.inner_encryption_jwk.default(null),
     encrypt_whole_token: fields.encrypt_whole_token.default(false),
+    token_format: fields.token_format.default('jwt'),
   })
   .superRefine(wholeTokenNeedsKey);
 
@@ -54,6 +59,7 @@ export const patchResourceServerBody = z.strictObject({
   signing_alg: fields.signing_alg.optional(),
   inner_encryption_jwk: fields.inner_encryption_jwk.optional(),
   encrypt_whole_token: fields.encrypt_whole_token.optional(),
+  token_format: fields.token_format.optional(),
 });
 
 export type CreateResourceServerBody = z.infer<typeof createResourceServerBody>;

@@ -26,6 +26,7 @@ function toFields(row: ResourceServerRow): ResourceServerFields {
     signingAlg: row.signing_alg,
     innerEncryptionJwk: row.inner_encryption_jwk,
     encryptWholeToken: row.encrypt_whole_token,
+    tokenFormat: row.token_format,
   };
 }
 
@@ -54,6 +55,7 @@ export function createResourceServerService(deps: ResourceServerServiceDeps) {
           signingAlg: body.signing_alg,
           innerEncryptionJwk: body.inner_encryption_jwk,
           encryptWholeToken: body.encrypt_whole_token,
+          tokenFormat: body.token_format,
         });
         if (created === undefined) {
           throw new Conflict('A resource server with that identifier already exists.', {
@@ -63,7 +65,7 @@ export function createResourceServerService(deps: ResourceServerServiceDeps) {
         await recordAudit(tx, audit, {
           type: 'resource_server.created',
           target: created.id,
-          details: { identifier: created.identifier, scopes: created.scopes, inner_layer: created.inner_encryption_jwk !== null },
+          details: { identifier: created.identifier, scopes: created.scopes, inner_layer: created.inner_encryption_jwk !== null, token_format: created.token_format },
         });
         return created;
       });
@@ -86,6 +88,7 @@ export function createResourceServerService(deps: ResourceServerServiceDeps) {
           signingAlg: patch.signing_alg ?? fields.signingAlg,
           innerEncryptionJwk: patch.inner_encryption_jwk === undefined ? fields.innerEncryptionJwk : (patch.inner_encryption_jwk),
           encryptWholeToken: patch.encrypt_whole_token ?? fields.encryptWholeToken,
+          tokenFormat: patch.token_format ?? fields.tokenFormat,
         };
         if (next.encryptWholeToken && next.innerEncryptionJwk === null) {
           throw new ValidationFailed('The request body is invalid.', {
