@@ -11,7 +11,7 @@ import { createMetrics, type Metrics } from './http/metrics.js';
 import { createTokenRateLimits } from './oidc/token-rate-limits.js';
 import { issuerPath } from './http/issuer-origin.js';
 import { createAccounts, type Accounts } from './oidc/accounts.js';
-import type { ClientMetadataCache } from './oidc/adapter.js';
+import { createClientMetadataSource, type ClientMetadataCache } from './oidc/adapter.js';
 import { tokensNotBefore } from './oidc/clients.js';
 import { createLookupCache, type LookupCache } from './oidc/lookup-cache.js';
 import { createTokenMinter, type TokenMinter } from './oidc/minted-access-tokens.js';
@@ -77,6 +77,7 @@ export async function createServices(runtime: Runtime, options: ServicesOptions)
   const gatewayRoutes = createRouteTable(db, { isLive: options.isLive });
   const clientCache: ClientMetadataCache = createLookupCache({ ttlMs: CACHE_TTL_MS, maxEntries: 10_000, isLive: options.isLive });
   const accounts = createAccounts(db);
+  const clientMetadata = createClientMetadataSource(db, clientCache);
   // Misses are kept too: a person's creation is announced as well.
   const gatewayPeople = createLookupCache<UserRow>({ ttlMs: CACHE_TTL_MS, maxEntries: 50_000, isLive: options.isLive, cacheMisses: true });
   // Created once here, not per provider: a key rotation rebuilds the provider but keeps the counts.
@@ -169,8 +170,9 @@ export async function createServices(runtime: Runtime, options: ServicesOptions)
     signIn,
     providers,
     adminVerifier,
+    // The cached metadata, not a provider Client: the gateway asks on every decision.
     tokenClient: async (clientId) => {
-      const client = await providers.current().Client.find(clientId);
+      const client = await clientMetadata(clientId);
       return client === undefined ? undefined : { tokensNotBefore: tokensNotBefore(client) ?? Number.POSITIVE_INFINITY };
     },
     tokenMinter: createTokenMinter({ current: () => providers.current(), resourceServers, encryptor: jweEncryptor, escrowKey: runtime.tokenEscrowKey }),

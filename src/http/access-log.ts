@@ -10,10 +10,17 @@ export function accessLog(logger: Logger): Middleware {
   return async function logRequest(ctx, next) {
     const started = process.hrtime.bigint();
     const { requestId } = ctx.state;
-    ctx.state.log = logger.child({ reqId: requestId });
+    // Made on first use: most requests never log anything but the line below.
+    let child: Logger | undefined;
+    Object.defineProperty(ctx.state, 'log', { configurable: true, enumerable: true, get: () => (child ??= logger.child({ reqId: requestId })) });
     try {
       await next();
     } finally {
+      // Nothing is built (not even the peer address) for a line the level drops.
+      if (logger.isLevelEnabled(ctx.status >= 500 ? 'warn' : 'info')) writeLine();
+    }
+
+    function writeLine(): void {
       const ms = Number(process.hrtime.bigint() - started) / 1e6;
       const line = {
         reqId: requestId,

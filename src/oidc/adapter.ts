@@ -24,10 +24,31 @@ export class ClientWriteRefusedError extends Error {
 /** Client metadata as the provider reads it; frozen, because one object serves many requests. */
 export type ClientMetadataCache = LookupCache<Readonly<Record<string, unknown>>>;
 
-export function createAdapterFactory(db: Queryable, clientCache: ClientMetadataCache): AdapterFactory {
-  const models = createOidcModelStore(db);
+/**
+ * A client's metadata as oidc-provider reads it, through the cache: for the provider (the
+ * adapter below) and for the gateway's client checks, which need no Client instance.
+ */
+export function createClientMetadataSource(db: Queryable, clientCache: ClientMetadataCache) {
   const clients = createClientStore(db);
   const gatewayRoutes = createGatewayRouteStore(db);
+  return function clientMetadata(id: string): Promise<Readonly<Record<string, unknown>> | undefined> {
+    // No client id contains NUL; such input is simply unknown (not a database error).
+    if (containsNul(id)) return Promise.resolve(undefined);
+    return clientCache.get(id, async () => {
+      // Gatehouse's own gateway client follows the browser routes (invalidated when they change).
+      if (id === GATEWAY_CLIENT_ID) {
+        const gateway = gatewayClientMetadata(await gatewayRoutes.browserHosts());
+        return gateway === undefined ? undefined : deepFreeze(gateway);
+      }
+      const row = await clients.find(id);
+      return row === undefined ? undefined : deepFreeze(clientMetadataFromRow(row));
+    });
+  };
+}
+
+export function createAdapterFactory(db: Queryable, clientCache: ClientMetadataCache): AdapterFactory {
+  const models = createOidcModelStore(db);
+  const clientMetadata = createClientMetadataSource(db, clientCache);
 
   function asPayload(stored: { payload: Record<string, unknown>; consumed: boolean } | undefined): AdapterPayload | undefined {
     if (stored === undefined) return undefined;
@@ -36,19 +57,8 @@ export function createAdapterFactory(db: Queryable, clientCache: ClientMetadataC
 
   class ClientAdapter implements Adapter {
     async find(id: string): Promise<AdapterPayload | undefined> {
-      // No client id contains NUL; such input is simply unknown (not a database error).
-      if (containsNul(id)) return undefined;
       // Every token request authenticates its client: served from the cache (src/oidc/lookup-cache.ts).
-      const metadata = await clientCache.get(id, async () => {
-        // Gatehouse's own gateway client follows the browser routes (invalidated when they change).
-        if (id === GATEWAY_CLIENT_ID) {
-          const gateway = gatewayClientMetadata(await gatewayRoutes.browserHosts());
-          return gateway === undefined ? undefined : deepFreeze(gateway);
-        }
-        const row = await clients.find(id);
-        return row === undefined ? undefined : deepFreeze(clientMetadataFromRow(row));
-      });
-      return metadata;
+      return await clientMetadata(id);
     }
     upsert(): Promise<never> {
       return Promise.reject(new ClientWriteRefusedError());
