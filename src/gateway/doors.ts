@@ -48,6 +48,17 @@ function single(ctx: ParameterizedContext, name: string): string | undefined {
   return value;
 }
 
+/**
+ * A request-target (starting with '/') as the upstream will read it. The WHATWG parser resolves
+ * `..` and `.` segments (also percent-encoded ones) as upstreams do; appended rather than resolved
+ * against a base, so `//host/x` stays a path, as the upstream sees it.
+ */
+function parsePath(uri: string): { path: string; target: string } | undefined {
+  if (!URL.canParse(`http://gateway.invalid${uri}`)) return undefined;
+  const url = new URL(`http://gateway.invalid${uri}`);
+  return { path: url.pathname, target: `${url.pathname}${url.search}` };
+}
+
 /** The original request from the forwarded headers, or undefined when they are missing or malformed. */
 export function forwardedRequest(ctx: ParameterizedContext): OriginalRequest | undefined {
   const method = single(ctx, 'x-forwarded-method')?.toUpperCase();
@@ -55,15 +66,8 @@ export function forwardedRequest(ctx: ParameterizedContext): OriginalRequest | u
   const uri = single(ctx, 'x-forwarded-uri');
   const scheme = forwardedProto(ctx);
   if (method === undefined || !METHOD.test(method) || host === undefined || !isHostHeader(host) || uri === undefined || !uri.startsWith('/') || scheme === undefined) return undefined;
-  let url: URL;
-  try {
-    // The WHATWG parser resolves `..` and `.` segments (also percent-encoded ones) as upstreams do.
-    // Appended, not resolved against a base: `//host/x` stays a path, as the upstream sees it.
-    url = new URL(`http://gateway.invalid${uri}`);
-  } catch {
-    return undefined;
-  }
-  return { method, host, path: url.pathname, target: `${url.pathname}${url.search}`, scheme };
+  const parsed = parsePath(uri);
+  return parsed === undefined ? undefined : { method, host, ...parsed, scheme };
 }
 
 /** nginx: the original request from X-Original-Method and the absolute X-Original-URL. */
@@ -93,13 +97,8 @@ export function extAuthzRequest(ctx: ParameterizedContext): OriginalRequest | un
   const rest = raw.slice(EXT_AUTHZ_PREFIX.length);
   const uri = rest === '' || rest.startsWith('?') ? `/${rest}` : rest;
   if (!uri.startsWith('/')) return undefined;
-  let url: URL;
-  try {
-    url = new URL(`http://gateway.invalid${uri}`);
-  } catch {
-    return undefined;
-  }
-  return { method, host, path: url.pathname, target: `${url.pathname}${url.search}`, scheme };
+  const parsed = parsePath(uri);
+  return parsed === undefined ? undefined : { method, host, ...parsed, scheme };
 }
 
 /** The original request's Authorization header values (Node joins none; repeated ones arrive as one list). */
