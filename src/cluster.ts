@@ -107,6 +107,10 @@ export function runPrimary(options: PrimaryOptions): Promise<number> {
     };
     process.on('SIGTERM', stop);
     process.on('SIGINT', stop);
+    // Each worker reloads its own TLS files (src/main.ts).
+    process.on('SIGHUP', () => {
+      for (const worker of Object.values(cluster.workers ?? {})) worker?.process.kill('SIGHUP');
+    });
 
     for (let i = 0; i < options.workers; i += 1) fork();
   });

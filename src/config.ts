@@ -96,9 +96,18 @@ const environmentSchema = z
     // Operators choose this one, so it must be as strong as a generated secret (≥ 256 bits of base64url).
     BOOTSTRAP_ADMIN_CLIENT_SECRET: z.string().min(43, 'must be at least 43 characters (256 bits of base64url)').optional(),
     TRUST_PROXY: booleanFlag.default(false),
-    // Read here only for the production check below (SPEC §1, §8): whether Gatehouse serves TLS itself.
+    // SPEC §8: Gatehouse serves HTTPS itself with these (re-read on SIGHUP).
     TLS_CERT_FILE: z.string().trim().min(1).optional(),
     TLS_KEY_FILE: z.string().trim().min(1).optional(),
+    // CAs a client certificate must chain to (tls_client_auth); with TLS, one is asked for (optional).
+    TLS_CLIENT_CA_FILE: z.string().trim().min(1).optional(),
+    // Behind a TLS-terminating proxy: the request header the proxy puts the client certificate in.
+    CLIENT_CERT_HEADER: z
+      .string()
+      .trim()
+      .toLowerCase()
+      .regex(/^[a-z0-9-]{1,64}$/, 'must be a header name (letters, digits and -)')
+      .optional(),
     LOG_LEVEL: z.enum(LOG_LEVELS, { error: `must be one of ${LOG_LEVELS.join(', ')}` }).default('info'),
     SHUTDOWN_TIMEOUT_MS: z.coerce.number({ error: 'must be a number' }).int().min(0).max(600_000).default(10_000),
     AUDIT_RETENTION_DAYS: z.coerce.number({ error: 'must be a number of days' }).int('must be whole days').min(1, 'must be at least 1').max(36_500).default(90),
@@ -144,6 +153,16 @@ const environmentSchema = z
         message: 'must be set together with its pair (TLS_CERT_FILE and TLS_KEY_FILE)',
       });
     }
+    // A client-sent header must never pass for a certificate: only a proxy Gatehouse trusts sets it.
+    if (env.CLIENT_CERT_HEADER !== undefined && !env.TRUST_PROXY) {
+      ctx.addIssue({ code: 'custom', path: ['CLIENT_CERT_HEADER'], message: 'needs TRUST_PROXY=true: only a trusted proxy may tell Gatehouse the client certificate' });
+    }
+    if (env.CLIENT_CERT_HEADER !== undefined && env.TLS_CERT_FILE !== undefined) {
+      ctx.addIssue({ code: 'custom', path: ['CLIENT_CERT_HEADER'], message: 'must not be set when Gatehouse serves TLS itself (TLS_CERT_FILE): the certificate comes from the connection' });
+    }
+    if (env.TLS_CLIENT_CA_FILE !== undefined && env.TLS_CERT_FILE === undefined && env.CLIENT_CERT_HEADER === undefined) {
+      ctx.addIssue({ code: 'custom', path: ['TLS_CLIENT_CA_FILE'], message: 'needs TLS_CERT_FILE (Gatehouse serves TLS) or CLIENT_CERT_HEADER (a proxy passes the certificate)' });
+    }
     if (env.NODE_ENV === 'production') {
       if (env.ISSUER === undefined || !env.ISSUER.startsWith('https://')) {
         ctx.addIssue({ code: 'custom', path: ['ISSUER'], message: 'must be an https:// URL when NODE_ENV=production' });
@@ -180,8 +199,12 @@ export interface Config {
   readonly masterKeyPrevious: readonly Buffer[];
   readonly bootstrapAdmin: { readonly clientId: string; readonly clientSecret: string } | undefined;
   readonly trustProxy: boolean;
-  /** Set when Gatehouse is configured to serve TLS itself (both files). */
+  /** Set when Gatehouse serves TLS itself (both files; re-read on SIGHUP). */
   readonly tls: { readonly certFile: string; readonly keyFile: string } | undefined;
+  /** PEM file of the CAs client certificates must chain to (tls_client_auth). */
+  readonly tlsClientCaFile: string | undefined;
+  /** Lower-case header name a trusted proxy puts the client certificate in (SPEC §8). */
+  readonly clientCertHeader: string | undefined;
   readonly logLevel: LogLevel;
   readonly shutdownTimeoutMs: number;
   /** How often each instance checks for rotated signing keys. */
@@ -259,6 +282,8 @@ export function loadConfig(env: Environment = process.env): Config {
         : undefined,
     trustProxy: e.TRUST_PROXY,
     tls: e.TLS_CERT_FILE !== undefined && e.TLS_KEY_FILE !== undefined ? { certFile: e.TLS_CERT_FILE, keyFile: e.TLS_KEY_FILE } : undefined,
+    tlsClientCaFile: e.TLS_CLIENT_CA_FILE,
+    clientCertHeader: e.CLIENT_CERT_HEADER,
     logLevel: e.LOG_LEVEL,
     shutdownTimeoutMs: e.SHUTDOWN_TIMEOUT_MS,
     keyRefreshIntervalMs: e.KEY_REFRESH_INTERVAL_MS,

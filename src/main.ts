@@ -69,6 +69,13 @@ async function serve(logger: Logger): Promise<void> {
     };
     process.on('SIGTERM', stop);
     process.on('SIGINT', stop);
+    // SPEC §8: renewed certificates are picked up without dropping a connection.
+    process.on('SIGHUP', () => {
+      running.reloadTls().then(
+        () => logger.info('TLS files reloaded'),
+        (error: unknown) => logger.error({ err: { message: (error as Error).message } }, 'TLS reload failed: keeping the files loaded before'),
+      );
+    });
   } catch (error) {
     await failedToStart(logger, error);
   }

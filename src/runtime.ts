@@ -13,6 +13,7 @@ import { loadMigrations, migrate, withStartupLock, type Migration } from './db/m
 import { createServerSecretStore } from './db/server-secrets.js';
 import { createUserStore } from './db/users.js';
 import { ensureSigningKeys } from './oidc/keys.js';
+import { loadTlsMaterial, type TlsMaterial } from './http/tls.js';
 
 /** Everything the app needs, prepared once at start-up and passed in (never imported as a singleton). */
 export interface Runtime {
@@ -25,6 +26,8 @@ export interface Runtime {
   readonly cookieKeys: readonly string[];
   readonly tokenEscrowKey: Buffer;
   readonly bootstrap: BootstrapResult;
+  /** TLS certificates and client-certificate CAs (SPEC §8), reloadable on SIGHUP. */
+  readonly tls: TlsMaterial;
 }
 
 export function openDatabase(config: Config, logger: Logger): Promise<Database> {
@@ -76,6 +79,7 @@ export async function openRuntime(config: Config, logger: Logger, existingDb?: D
       db,
       migrations,
       envelope,
+      tls: await loadTlsMaterial(config),
       ...prepared,
     };
   } catch (error) {

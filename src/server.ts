@@ -1,5 +1,6 @@
 import { once } from 'node:events';
 import http from 'node:http';
+import https from 'node:https';
 import net, { type AddressInfo } from 'node:net';
 import { createApp, type GatehouseApp } from './app.js';
 import type { Runtime } from './runtime.js';
@@ -12,22 +13,24 @@ import type { Runtime } from './runtime.js';
 const IDLE_CONNECTION_GRACE_MS = 250;
 
 export interface RunningServer extends GatehouseApp {
-  readonly server: http.Server;
+  readonly server: http.Server | https.Server;
   readonly url: string;
   /** The management listener (MANAGEMENT_PORT), when on. */
   readonly managementServer: http.Server | undefined;
   readonly managementUrl: string | undefined;
   /** Stops accepting, lets in-flight requests finish (up to the timeout), closes the pool. */
   close(): Promise<void>;
+  /** SIGHUP: re-reads the TLS files; new connections get them, open ones keep theirs. */
+  reloadTls(): Promise<void>;
 }
 
 /** Where a listener is reachable from this host (a wildcard bind is reached on loopback). */
-function urlOf(server: http.Server, host: string): string {
+function urlOf(server: http.Server | https.Server, host: string): string {
   const { port } = server.address() as AddressInfo;
-  return `http://${host === '0.0.0.0' || host === '::' ? '127.0.0.1' : host}:${port}`;
+  return `${server instanceof https.Server ? 'https' : 'http'}://${host === '0.0.0.0' || host === '::' ? '127.0.0.1' : host}:${port}`;
 }
 
-async function listenOn(server: http.Server, port: number, host: string): Promise<void> {
+async function listenOn(server: http.Server | https.Server, port: number, host: string): Promise<void> {
   server.listen(port, host);
   await once(server, 'listening');
 }
@@ -38,14 +41,22 @@ export async function startServer(runtime: Runtime, listen: { port: number; host
   const handle = built.app.callback();
   let closing: Promise<void> | undefined;
   const inFlight = new Set<http.ServerResponse>();
-  const server = http.createServer((req, res) => {
+  const serve = (req: http.IncomingMessage, res: http.ServerResponse) => {
     // While draining, every response closes its connection, so keep-alive clients can neither
     // send more requests nor hold the shutdown open until keepAliveTimeout.
     if (closing !== undefined) res.setHeader('Connection', 'close');
     inFlight.add(res);
     res.once('close', () => inFlight.delete(res));
     void handle(req, res);
-  });
+  };
+  // SPEC §8: HTTPS on PORT with TLS_CERT_FILE/TLS_KEY_FILE; with TLS_CLIENT_CA_FILE a client
+  // certificate is asked for but not required (only some clients authenticate with one), and an
+  // unverified one is kept, marked so (src/http/client-certificate.ts).
+  const tlsOptions = runtime.tls.serverOptions();
+  const server =
+    tlsOptions === undefined
+      ? http.createServer(serve)
+      : https.createServer({ ...tlsOptions, minVersion: 'TLSv1.2', requestCert: runtime.tls.requestsClientCertificates, rejectUnauthorized: false }, serve);
   // Slow-client protection; oidc-provider's own body limits cover payload size.
   server.headersTimeout = 15_000;
   server.requestTimeout = 30_000;
@@ -106,5 +117,10 @@ export async function startServer(runtime: Runtime, listen: { port: number; host
     managementServer,
     managementUrl: managementServer === undefined ? undefined : urlOf(managementServer, listen.host),
     close,
+    async reloadTls() {
+      await runtime.tls.reload();
+      const options = runtime.tls.serverOptions();
+      if (options !== undefined && server instanceof https.Server) server.setSecureContext(options);
+    },
   };
 }

@@ -118,6 +118,7 @@ export async function createServices(runtime: Runtime, options: ServicesOptions)
         secondFactor,
         rateLimits,
         allowPrivateJwksUri: config.allowPrivateJwksUri,
+        clientCertificate: runtime.tls.clientCertificate,
       }),
   });
 

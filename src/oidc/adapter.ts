@@ -58,7 +58,9 @@ export function createAdapterFactory(db: Queryable, clientCache: ClientMetadataC
   class ClientAdapter implements Adapter {
     async find(id: string): Promise<AdapterPayload | undefined> {
       // Every token request authenticates its client: served from the cache (src/oidc/lookup-cache.ts).
-      return await clientMetadata(id);
+      const metadata = await clientMetadata(id);
+      // The provider annotates a client's keys (x5t#S256) in place: those get a copy of the frozen entry.
+      return metadata?.['jwks'] === undefined ? metadata : structuredClone(metadata);
     }
     upsert(): Promise<never> {
       return Promise.reject(new ClientWriteRefusedError());

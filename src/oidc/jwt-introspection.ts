@@ -67,7 +67,9 @@ export function introspectJwtAccessTokens(deps: {
       scope: payload['scope'],
       auth_time: payload['auth_time'],
       acr: payload['acr'],
-      token_type: 'Bearer',
+      // RFC 8705 §3.2 / RFC 9449 §6.2: the binding travels with the answer, and names the token type.
+      ...(payload['cnf'] === undefined ? {} : { cnf: payload['cnf'] }),
+      token_type: (payload['cnf'] as { jkt?: unknown } | undefined)?.jkt === undefined ? 'Bearer' : 'DPoP',
     };
   }
 

@@ -15,6 +15,8 @@ import { introspectJwtAccessTokens } from './jwt-introspection.js';
 import { ACR_MFA, ACR_PASSWORD, CLAIMS_BY_SCOPE, type Accounts } from './accounts.js';
 import { interactionPolicyWithSecondFactor } from './second-factor-check.js';
 import { extendModels } from './model-extensions.js';
+import { certificateSubjectMatches } from './certificate-subject.js';
+import type { ClientCertificateSource } from '../http/client-certificate.js';
 import { observeProvider } from './provider-events.js';
 import type { SecondFactor } from '../accounts/second-factor.js';
 import { loadExistingGrant } from './grants.js';
@@ -52,6 +54,8 @@ export interface ProviderDependencies {
   readonly rateLimits: TokenRateLimits;
   /** ALLOW_PRIVATE_JWKS_URI: client jwks_uri may be on loopback or private addresses. */
   readonly allowPrivateJwksUri: boolean;
+  /** The request's client certificate, from the TLS connection or a trusted proxy (SPEC §8). */
+  readonly clientCertificate: ClientCertificateSource;
 }
 
 /** The public halves of the provider's signing keys, for verifying our own JWTs in-process. */
@@ -117,6 +121,21 @@ export function createProvider(deps: ProviderDependencies): Provider {
         allowedPolicy: (_ctx, client, token) =>
           token.clientId === client.clientId || (client.clientAuthMethod !== 'none' && tokenResources(token).some((resource) => allowedResources(client).includes(resource))),
       },
+      // SPEC §8, RFC 8705: client authentication with a certificate and certificate-bound tokens.
+      // The certificate comes from src/http/client-certificate.ts; subjects compare as RFC 4514
+      // DNs or SANs (./certificate-subject.ts).
+      mTLS: {
+        enabled: true,
+        certificateBoundAccessTokens: true,
+        tlsClientAuth: true,
+        selfSignedTlsClientAuth: true,
+        getCertificate: (ctx) => deps.clientCertificate(ctx.req)?.certificate,
+        certificateAuthorized: (ctx) => deps.clientCertificate(ctx.req)?.chainVerified === true,
+        certificateSubjectMatches(ctx, property, expected) {
+          const presented = deps.clientCertificate(ctx.req);
+          return presented !== undefined && certificateSubjectMatches(presented.certificate, property, expected);
+        },
+      },
       revocation: {
         enabled: true,
         // RFC 7009 §2.1: a client may only revoke tokens that were issued to it.
@@ -161,8 +180,8 @@ export function createProvider(deps: ProviderDependencies): Provider {
     clientBasedCORS(_ctx, origin, client) {
       return client.redirectUris?.some((uri) => new URL(uri).origin === origin) ?? false;
     },
-    // SPEC §2: these four, and not client_secret_jwt (it would need the plaintext secret).
-    clientAuthMethods: ['client_secret_basic', 'client_secret_post', 'private_key_jwt', 'none'],
+    // SPEC §2 and §8: these six, and not client_secret_jwt (it would need the plaintext secret).
+    clientAuthMethods: ['client_secret_basic', 'client_secret_post', 'private_key_jwt', 'tls_client_auth', 'self_signed_tls_client_auth', 'none'],
     // Authorization code only (SPEC §2, RFC 9700 §2.1.2): no implicit or hybrid responses.
     responseTypes: ['code'],
     clientDefaults: {

@@ -69,6 +69,8 @@ export interface TestServerOptions {
   /** Connection URL override (e.g. through a proxy the test controls). */
   readonly databaseUrl?: string;
   readonly database?: TestDatabase;
+  /** Serve HTTPS (ISSUER https://127.0.0.1:<port>) with these files (SPEC §8). */
+  readonly tls?: { readonly certFile: string; readonly keyFile: string; readonly clientCaFile?: string };
 }
 
 /** A real Gatehouse on an ephemeral port, on its own database, with a known bootstrap admin client. */
@@ -85,7 +87,10 @@ export async function startTestServer(options: TestServerOptions = {}): Promise<
     PORT: String(port),
     MANAGEMENT_PORT: managementPort,
     HOST: '127.0.0.1',
-    ISSUER: `http://127.0.0.1:${port}`,
+    ISSUER: `${options.tls === undefined ? 'http' : 'https'}://127.0.0.1:${port}`,
+    ...(options.tls === undefined
+      ? {}
+      : { TLS_CERT_FILE: options.tls.certFile, TLS_KEY_FILE: options.tls.keyFile, ...(options.tls.clientCaFile === undefined ? {} : { TLS_CLIENT_CA_FILE: options.tls.clientCaFile }) }),
     DATA_DIR: database.dataDir,
     MASTER_KEY: masterKey,
     BOOTSTRAP_ADMIN_CLIENT_ID: admin.clientId,

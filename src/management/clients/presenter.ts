@@ -1,6 +1,6 @@
 import { z } from 'zod';
 import type { ClientRow } from '../../db/clients.js';
-import { AUTH_METHODS, GRANT_TYPES } from './schema.js';
+import { AUTH_METHODS, GRANT_TYPES, TLS_SUBJECT_FIELDS } from './schema.js';
 
 const timestamp = z.iso.datetime();
 
@@ -21,6 +21,12 @@ export const clientResponse = z
     allowed_resources: z.array(z.string()).describe('Identifiers of the resource servers the client may get tokens for.'),
     require_mfa: z.boolean().describe('People signing in through this client must pass a second factor.'),
     first_party: z.boolean().describe('The organisation’s own app: consent is not asked.'),
+    tls_client_auth_subject_dn: z.string().optional(),
+    tls_client_auth_san_dns: z.string().optional(),
+    tls_client_auth_san_uri: z.string().optional(),
+    tls_client_auth_san_ip: z.string().optional(),
+    tls_client_auth_san_email: z.string().optional(),
+    tls_client_certificate_bound_access_tokens: z.boolean().describe('RFC 8705 §3: tokens are bound to the client certificate (cnf.x5t#S256).'),
     created_at: timestamp,
     updated_at: timestamp,
   })
@@ -67,6 +73,8 @@ export function presentClient(row: ClientRow): ClientResponse {
     allowed_resources: row.allowed_resources,
     require_mfa: row.require_mfa,
     first_party: row.first_party,
+    ...Object.fromEntries(TLS_SUBJECT_FIELDS.flatMap((field) => (typeof m[field] === 'string' ? [[field, m[field]]] : []))),
+    tls_client_certificate_bound_access_tokens: m['tls_client_certificate_bound_access_tokens'] === true,
     created_at: row.created_at.toISOString(),
     updated_at: row.updated_at.toISOString(),
   };

@@ -1,9 +1,13 @@
 import { z } from 'zod';
 import { pageQuery } from '../pagination.js';
 import { jwkObject, redirectUri, scopeToken, unique, absoluteUri } from '../schema-common.js';
+import { parseDistinguishedName } from '../../oidc/certificate-subject.js';
 
 export const GRANT_TYPES = ['authorization_code', 'refresh_token', 'client_credentials'] as const;
-export const AUTH_METHODS = ['client_secret_basic', 'client_secret_post', 'private_key_jwt', 'none'] as const;
+export const AUTH_METHODS = ['client_secret_basic', 'client_secret_post', 'private_key_jwt', 'tls_client_auth', 'self_signed_tls_client_auth', 'none'] as const;
+
+/** RFC 8705 §2.1.2: the one certificate subject a `tls_client_auth` client registers. */
+export const TLS_SUBJECT_FIELDS = ['tls_client_auth_subject_dn', 'tls_client_auth_san_dns', 'tls_client_auth_san_uri', 'tls_client_auth_san_ip', 'tls_client_auth_san_email'] as const;
 export const SECRET_AUTH_METHODS: readonly string[] = ['client_secret_basic', 'client_secret_post'];
 
 const scopeString = z
@@ -38,6 +42,20 @@ const metadataFields = {
   allowed_resources: z.array(absoluteUri).max(100, 'at most 100 resources').refine(unique, 'must not repeat a resource'),
   require_mfa: z.boolean({ error: 'must be true or false' }),
   first_party: z.boolean({ error: 'must be true or false' }),
+  tls_client_auth_subject_dn: z
+    .string()
+    .trim()
+    .min(1, 'must not be empty')
+    .max(1000, 'must be at most 1000 characters')
+    .refine((dn) => parseDistinguishedName(dn) !== undefined, 'must be an RFC 4514 distinguished name, e.g. CN=orders,O=Example')
+    .meta({ description: 'RFC 8705: the certificate subject, an RFC 4514 DN, compared as a DN (not as text).' }),
+  tls_client_auth_san_dns: z.string().trim().min(1).max(253).regex(/^[A-Za-z0-9.-]+$/, 'must be a DNS name').meta({ description: 'RFC 8705: a dNSName SAN of the certificate.' }),
+  tls_client_auth_san_uri: z.url({ error: 'must be a URI' }).max(2048).meta({ description: 'RFC 8705: a uniformResourceIdentifier SAN of the certificate (e.g. a SPIFFE ID).' }),
+  tls_client_auth_san_ip: z.union([z.ipv4(), z.ipv6()], { error: 'must be an IPv4 or IPv6 address' }).meta({ description: 'RFC 8705: an iPAddress SAN of the certificate.' }),
+  tls_client_auth_san_email: z.email({ error: 'must be an email address' }).max(320).meta({ description: 'RFC 8705: an rfc822Name SAN of the certificate.' }),
+  tls_client_certificate_bound_access_tokens: z
+    .boolean({ error: 'must be true or false' })
+    .meta({ description: 'RFC 8705 §3: tokens carry cnf.x5t#S256 of the certificate the client used; a token request without one is refused.' }),
 };
 
 /** The whole client as stored: every field resolved, cross-field rules checked. */
@@ -55,6 +73,12 @@ export const clientDefinition = z
     allowed_resources: metadataFields.allowed_resources.default([]),
     require_mfa: metadataFields.require_mfa.default(false),
     first_party: metadataFields.first_party.default(false),
+    tls_client_auth_subject_dn: metadataFields.tls_client_auth_subject_dn.optional(),
+    tls_client_auth_san_dns: metadataFields.tls_client_auth_san_dns.optional(),
+    tls_client_auth_san_uri: metadataFields.tls_client_auth_san_uri.optional(),
+    tls_client_auth_san_ip: metadataFields.tls_client_auth_san_ip.optional(),
+    tls_client_auth_san_email: metadataFields.tls_client_auth_san_email.optional(),
+    tls_client_certificate_bound_access_tokens: metadataFields.tls_client_certificate_bound_access_tokens.default(false),
   })
   .superRefine((client, ctx) => {
     const grants = new Set(client.grant_types);
@@ -78,6 +102,14 @@ export const clientDefinition = z
       issue('jwks', 'private_key_jwt needs jwks or jwks_uri');
     }
     if (client.jwks !== undefined && client.jwks_uri !== undefined) issue('jwks_uri', 'give jwks or jwks_uri, not both');
+    const subjects = TLS_SUBJECT_FIELDS.filter((field) => client[field] !== undefined);
+    if (client.token_endpoint_auth_method === 'tls_client_auth' && subjects.length !== 1) {
+      issue(subjects[1] ?? 'tls_client_auth_subject_dn', `tls_client_auth needs exactly one of ${TLS_SUBJECT_FIELDS.join(', ')}`);
+    }
+    if (client.token_endpoint_auth_method !== 'tls_client_auth' && subjects.length > 0) issue(subjects[0]!, 'only tls_client_auth clients register a certificate subject');
+    if (client.token_endpoint_auth_method === 'self_signed_tls_client_auth' && client.jwks === undefined && client.jwks_uri === undefined) {
+      issue('jwks', 'self_signed_tls_client_auth needs jwks or jwks_uri holding the certificate (x5c)');
+    }
   });
 
 export type ClientDefinition = z.infer<typeof clientDefinition>;
@@ -98,6 +130,12 @@ export const patchClientBody = z.strictObject({
   allowed_resources: metadataFields.allowed_resources.optional(),
   require_mfa: metadataFields.require_mfa.optional(),
   first_party: metadataFields.first_party.optional(),
+  tls_client_auth_subject_dn: metadataFields.tls_client_auth_subject_dn.nullable().optional(),
+  tls_client_auth_san_dns: metadataFields.tls_client_auth_san_dns.nullable().optional(),
+  tls_client_auth_san_uri: metadataFields.tls_client_auth_san_uri.nullable().optional(),
+  tls_client_auth_san_ip: metadataFields.tls_client_auth_san_ip.nullable().optional(),
+  tls_client_auth_san_email: metadataFields.tls_client_auth_san_email.nullable().optional(),
+  tls_client_certificate_bound_access_tokens: metadataFields.tls_client_certificate_bound_access_tokens.optional(),
 });
 
 export type PatchClientBody = z.infer<typeof patchClientBody>;

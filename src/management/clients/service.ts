@@ -10,7 +10,7 @@ import { missingPrivileges, recordAudit, type AdminContext } from '../../audit/a
 import { decodeCursor, toPage, type Page } from '../pagination.js';
 import { presentClient, withSecret, type ClientResponse, type ClientSecretResponse } from './presenter.js';
 import { checkIfMatch } from '../etag.js';
-import { clientDefinition, SECRET_AUTH_METHODS, type ClientDefinition, type PatchClientBody } from './schema.js';
+import { clientDefinition, SECRET_AUTH_METHODS, TLS_SUBJECT_FIELDS, type ClientDefinition, type PatchClientBody } from './schema.js';
 import { Conflict, Forbidden, NotFound, ValidationFailed, fieldErrors, type FieldError, type ManagementError } from '../errors.js';
 
 export interface ClientServiceDeps {
@@ -47,6 +47,8 @@ function metadataOf(definition: ClientDefinition): Record<string, unknown> {
     ...(definition.scope === undefined ? {} : { scope: definition.scope }),
     ...(definition.jwks === undefined ? {} : { jwks: definition.jwks }),
     ...(definition.jwks_uri === undefined ? {} : { jwks_uri: definition.jwks_uri }),
+    ...Object.fromEntries(TLS_SUBJECT_FIELDS.flatMap((field) => (definition[field] === undefined ? [] : [[field, definition[field]]]))),
+    ...(definition.tls_client_certificate_bound_access_tokens ? { tls_client_certificate_bound_access_tokens: true } : {}),
   };
 }
 
