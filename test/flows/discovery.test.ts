@@ -3,9 +3,9 @@ import { after, before, describe, test } from 'node:test';
 import * as oidc from 'openid-client';
 import { startTestServer, type TestServer } from '../support/server.js';
 
-/** SPEC §2's client authentication methods; the tls_* ones (§8) are not implemented yet. */
+/** SPEC §2's client authentication methods, the tls_* ones from §8. */
 const SPEC_AUTH_METHODS = ['client_secret_basic', 'client_secret_post', 'private_key_jwt', 'tls_client_auth', 'self_signed_tls_client_auth', 'none'];
-const IMPLEMENTED_AUTH_METHODS = ['client_secret_basic', 'client_secret_post', 'none', 'private_key_jwt'];
+const IMPLEMENTED_AUTH_METHODS = [...SPEC_AUTH_METHODS].sort();
 
 /** Every string in a JSON value that is an http(s) URL, with the member it sits in. */
 function urlsIn(value: unknown, path = ''): { path: string; url: string }[] {
@@ -62,6 +62,8 @@ describe('discovery through a real OpenID client', () => {
       'client_secret_post',
       'none',
       'private_key_jwt',
+      'self_signed_tls_client_auth',
+      'tls_client_auth',
     ]);
     assert.equal(metadata.dpop_signing_alg_values_supported, undefined);
     assert.equal(metadata.pushed_authorization_request_endpoint, undefined);
