@@ -25,6 +25,8 @@ export interface Runtime {
   readonly clientSecrets: ClientSecretHasher;
   readonly cookieKeys: readonly string[];
   readonly tokenEscrowKey: Buffer;
+  /** Keys DPoP nonces; the same at every instance (SPEC §8). */
+  readonly dpopNonceSecret: Buffer;
   readonly bootstrap: BootstrapResult;
   /** TLS certificates and client-certificate CAs (SPEC §8), reloadable on SIGHUP. */
   readonly tls: TlsMaterial;
@@ -59,6 +61,7 @@ export async function openRuntime(config: Config, logger: Logger, existingDb?: D
       const cookieKey = await loadOrCreateServerSecret(secrets, envelope, SERVER_SECRETS.cookieSigning);
       const hmacKey = await loadOrCreateServerSecret(secrets, envelope, SERVER_SECRETS.clientSecretHmac);
       const tokenEscrowKey = await loadOrCreateServerSecret(secrets, envelope, SERVER_SECRETS.tokenEscrow);
+      const dpopNonceSecret = await loadOrCreateServerSecret(secrets, envelope, SERVER_SECRETS.dpopNonce);
       const clientSecrets = createClientSecretHasher(hmacKey);
       const bootstrap = await bootstrapAdmin(session, { issuer: config.issuer, hasher: clientSecrets, configured: config.bootstrapAdmin });
       // migrations/0009: look-alike usernames are refused by a skeleton only code can compute.
@@ -70,7 +73,7 @@ export async function openRuntime(config: Config, logger: Logger, existingDb?: D
           'users whose usernames look like an older user\'s (created before look-alikes were refused): rename them',
         );
       }
-      return { cookieKeys: [cookieKey.toString('base64url')], clientSecrets, tokenEscrowKey, bootstrap };
+      return { cookieKeys: [cookieKey.toString('base64url')], clientSecrets, tokenEscrowKey, dpopNonceSecret, bootstrap };
     });
 
     return {

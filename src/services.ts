@@ -113,12 +113,14 @@ export async function createServices(runtime: Runtime, options: ServicesOptions)
         clientCache,
         metrics,
         tokenEscrowKey: runtime.tokenEscrowKey,
+        dpopNonceSecret: runtime.dpopNonceSecret,
         jweEncryptor,
         accounts,
         secondFactor,
         rateLimits,
         allowPrivateJwksUri: config.allowPrivateJwksUri,
         clientCertificate: runtime.tls.clientCertificate,
+        acceptsClientCertificates: runtime.tls.requestsClientCertificates || config.clientCertHeader !== undefined,
       }),
   });
 

@@ -7,6 +7,8 @@ export const SERVER_SECRETS = {
   clientSecretHmac: 'client-secret-hmac-key',
   // Wraps each whole-token-encrypted token's content key so Gatehouse can introspect it.
   tokenEscrow: 'token-escrow-key',
+  // Keys DPoP nonces (RFC 9449 §8), so a nonce one instance hands out is good at every other.
+  dpopNonce: 'dpop-nonce-key',
 } as const;
 
 export type ServerSecretName = (typeof SERVER_SECRETS)[keyof typeof SERVER_SECRETS];

@@ -12,6 +12,7 @@ export interface ResourceServerRow extends Record<string, unknown> {
   inner_encryption_jwk: JsonWebKey | null;
   encrypt_whole_token: boolean;
   token_format: TokenFormat;
+  require_sender_constraint: boolean;
   built_in: boolean;
   created_at: Date;
   updated_at: Date;
@@ -28,10 +29,11 @@ export interface ResourceServerFields {
   readonly innerEncryptionJwk: JsonWebKey | null;
   readonly encryptWholeToken: boolean;
   readonly tokenFormat: TokenFormat;
+  readonly requireSenderConstraint: boolean;
 }
 
 const COLUMNS =
-  'id, seq::text AS seq, identifier, name, scopes, access_token_ttl, signing_alg, inner_encryption_jwk, encrypt_whole_token, token_format, built_in, created_at, updated_at';
+  'id, seq::text AS seq, identifier, name, scopes, access_token_ttl, signing_alg, inner_encryption_jwk, encrypt_whole_token, token_format, require_sender_constraint, built_in, created_at, updated_at';
 
 export function createResourceServerStore(db: Queryable) {
   return {
@@ -63,8 +65,8 @@ export function createResourceServerStore(db: Queryable) {
     /** Undefined when the identifier is taken. */
     async insert(identifier: string, fields: ResourceServerFields): Promise<ResourceServerRow | undefined> {
       const { rows } = await db.query<ResourceServerRow>(
-        `INSERT INTO resource_servers (identifier, name, scopes, access_token_ttl, signing_alg, inner_encryption_jwk, encrypt_whole_token, token_format)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT (identifier) DO NOTHING RETURNING ${COLUMNS}`,
+        `INSERT INTO resource_servers (identifier, name, scopes, access_token_ttl, signing_alg, inner_encryption_jwk, encrypt_whole_token, token_format, require_sender_constraint)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) ON CONFLICT (identifier) DO NOTHING RETURNING ${COLUMNS}`,
         [
           identifier,
           fields.name,
@@ -74,6 +76,7 @@ export function createResourceServerStore(db: Queryable) {
           fields.innerEncryptionJwk === null ? null : jsonParam(fields.innerEncryptionJwk),
           fields.encryptWholeToken,
           fields.tokenFormat,
+          fields.requireSenderConstraint,
         ],
       );
       return rows[0];
@@ -81,7 +84,7 @@ export function createResourceServerStore(db: Queryable) {
     async update(id: string, fields: ResourceServerFields): Promise<ResourceServerRow> {
       const result = await db.query<ResourceServerRow>(
         `UPDATE resource_servers SET name = $2, scopes = $3, access_token_ttl = $4, signing_alg = $5,
-           inner_encryption_jwk = $6, encrypt_whole_token = $7, token_format = $8, updated_at = now()
+           inner_encryption_jwk = $6, encrypt_whole_token = $7, token_format = $8, require_sender_constraint = $9, updated_at = now()
          WHERE id = $1 RETURNING ${COLUMNS}`,
         [
           id,
@@ -92,6 +95,7 @@ export function createResourceServerStore(db: Queryable) {
           fields.innerEncryptionJwk === null ? null : jsonParam(fields.innerEncryptionJwk),
           fields.encryptWholeToken,
           fields.tokenFormat,
+          fields.requireSenderConstraint,
         ],
       );
       return onlyRow(result);

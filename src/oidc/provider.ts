@@ -1,5 +1,5 @@
 import { createPublicKey, type JsonWebKey } from 'node:crypto';
-import Provider, { type CanBePromise, type Configuration, type TokenEndpointGrantContext, type UnknownObject } from 'oidc-provider';
+import Provider, { type CanBePromise, type Configuration, type KoaContextWithOIDC, type TokenEndpointGrantContext, type UnknownObject } from 'oidc-provider';
 import type { Logger } from 'pino';
 import type { ClientSecretHasher } from '../crypto/client-secret.js';
 import { SIGNING_ALGS } from '../crypto/signing-keys.js';
@@ -46,6 +46,8 @@ export interface ProviderDependencies {
   readonly metrics: Metrics;
   /** Wraps whole-token encrypted tokens' content keys so introspection can open them. */
   readonly tokenEscrowKey: Buffer;
+  /** Keys DPoP nonces; sealed in the database and the same at every instance (SPEC §8). */
+  readonly dpopNonceSecret: Buffer;
   /** Builds the inner layer and whole-token JWEs, off the event loop (src/tokens/crypto-pool.ts). */
   readonly jweEncryptor: JweEncryptor;
   readonly accounts: Accounts;
@@ -56,6 +58,8 @@ export interface ProviderDependencies {
   readonly allowPrivateJwksUri: boolean;
   /** The request's client certificate, from the TLS connection or a trusted proxy (SPEC §8). */
   readonly clientCertificate: ClientCertificateSource;
+  /** Client certificates can reach the provider (TLS_CLIENT_CA_FILE or CLIENT_CERT_HEADER). */
+  readonly acceptsClientCertificates: boolean;
 }
 
 /** The public halves of the provider's signing keys, for verifying our own JWTs in-process. */
@@ -78,11 +82,33 @@ function tokenResources(token: { aud?: unknown; resource?: unknown }): string[] 
 const IP_LIMITED_ROUTES = ['token', 'introspection', 'revocation'] as const;
 
 const ALGS = [...SIGNING_ALGS];
+const DPOP_ALGS = ['ES256', 'EdDSA', 'Ed25519', 'PS256', 'RS256'] as const;
 /** SPEC §2: a client's jwks_uri is fetched with a timeout, a size limit and a cache, failures too. */
 const JWKS_FETCH_TIMEOUT_MS = 2_500;
 const JWKS_MAX_BYTES = 64 * 1024;
 const JWKS_FAILURE_TTL_MS = 30_000;
 const DEFAULT_ACCESS_TOKEN_TTL = 900;
+
+/** What oidc-provider says when a DPoP proof's jti was seen before (helpers/validate_dpop.js). */
+const DPOP_REPLAY_DETAIL = 'DPoP proof JWT Replay detected';
+
+/** The endpoints a client authenticates at, which RFC 8705 §5 lets discovery alias for mTLS. */
+const MTLS_ALIASED_ENDPOINTS = [
+  'token_endpoint',
+  'revocation_endpoint',
+  'introspection_endpoint',
+  'userinfo_endpoint',
+  'pushed_authorization_request_endpoint',
+  'device_authorization_endpoint',
+] as const;
+
+async function advertiseMtlsEndpointAliases(ctx: KoaContextWithOIDC, next: () => Promise<void>): Promise<void> {
+  await next();
+  if (ctx.oidc?.route !== 'discovery' || ctx.status !== 200 || typeof ctx.body !== 'object' || ctx.body === null) return;
+  const metadata = ctx.body as Record<string, unknown>;
+  const aliases = Object.fromEntries(MTLS_ALIASED_ENDPOINTS.flatMap((name) => (typeof metadata[name] === 'string' ? [[name, metadata[name]]] : [])));
+  metadata['mtls_endpoint_aliases'] = aliases;
+}
 
 export function createProvider(deps: ProviderDependencies): Provider {
   const configuration: Configuration = {
@@ -160,8 +186,17 @@ export function createProvider(deps: ProviderDependencies): Provider {
       },
       // RFC 8707 from the resource_servers table; every access token is for one resource server.
       resourceIndicators: createResourceIndicators(deps.resourceServers),
+      // SPEC §8, RFC 9449: DPoP at the token endpoint (and userinfo). Nonces are keyed by a secret
+      // every instance shares, so one instance's nonce is good at all of them; a proof must carry
+      // one (RFC 9449 §8), which bounds a stolen proof's life to the nonce's. Proof jti replay is
+      // refused through ReplayDetection, atomic across instances (./model-extensions.ts).
+      dPoP: {
+        enabled: true,
+        nonceSecret: deps.dpopNonceSecret,
+        requireNonce: () => true,
+        allowReplay: false,
+      },
       // Not in SPEC §2: discovery advertises exactly what Gatehouse supports.
-      dPoP: { enabled: false },
       pushedAuthorizationRequests: { enabled: false },
     },
     // The OpenID scopes; resource-server scopes come from the database per request.
@@ -199,6 +234,8 @@ export function createProvider(deps: ProviderDependencies): Provider {
       authorizationSigningAlgValues: ALGS,
       clientAuthSigningAlgValues: ALGS,
       requestObjectSigningAlgValues: ALGS,
+      // RFC 9449 proofs: asymmetric only (§4.2); the same family Gatehouse signs with.
+      dPoPSigningAlgValues: [...DPOP_ALGS],
     },
     extraClientMetadata: {
       properties: [...EXTRA_CLIENT_METADATA],
@@ -297,6 +334,23 @@ export function createProvider(deps: ProviderDependencies): Provider {
       ctx.body = { error: 'temporarily_unavailable', error_description: 'the service is temporarily unavailable, retry shortly' };
     }
   });
+
+  // RFC 9449 §4.3 (check 12) and §5: a replayed proof is an invalid proof. oidc-provider answers
+  // invalid_grant for it (the reason only in its error event), so the event marks the request and
+  // the answer gets the RFC's code. test/flows/dpop.test.ts fails if an upgrade changes the reason.
+  provider.on('grant.error', (ctx: KoaContextWithOIDC, error: { error_detail?: unknown }) => {
+    if (error.error_detail === DPOP_REPLAY_DETAIL) ctx.state['dpopProofReplayed'] = true;
+  });
+  provider.use(async function replayedProofIsInvalidProof(ctx, next) {
+    await next();
+    if (ctx.state['dpopProofReplayed'] === true && ctx.status === 400 && ctx.response.is('json')) {
+      ctx.body = { error: 'invalid_dpop_proof', error_description: 'DPoP proof was already used' };
+    }
+  });
+
+  // RFC 8705 §5: clients doing mutual TLS use these; Gatehouse asks for the certificate on its one
+  // listener, so each alias is the endpoint itself. Only when a certificate can reach it at all.
+  if (deps.acceptsClientCertificates) provider.use(advertiseMtlsEndpointAliases);
 
   // SPEC §3 encrypt_whole_token: nested JWT with cty "JWT" (see src/tokens/access-token.ts).
   provider.use(encryptWholeTokens(deps.tokenEscrowKey, deps.jweEncryptor));

@@ -3,6 +3,11 @@ import type { SigningAlg } from '../crypto/signing-keys.js';
 import { allowedResources, grantableScopes, OIDC_SCOPES, registeredScopes } from './clients.js';
 import type { ResourceServerRegistry } from './resource-server-registry.js';
 
+/** Whether the token this request gets will be DPoP-bound (a proof is sent) or certificate-bound. */
+function senderConstrained(ctx: KoaContextWithOIDC, client: Client): boolean {
+  return ctx.get('DPoP') !== '' || client.tlsClientCertificateBoundAccessTokens === true;
+}
+
 /**
  * RFC 8707 resource indicators backed by the resource_servers table. A client may only get
  * tokens for the resources in its `allowed_resources`, with scopes that resource server defines
@@ -35,6 +40,11 @@ export function createResourceIndicators(registry: ResourceServerRegistry) {
       const entry = await registry.get(resourceIndicator);
       if (entry === undefined) throw new errors.InvalidTarget('unknown resource');
       const server = entry.row;
+      // SPEC §8: such a server only gets tokens bound to a DPoP key or the client's certificate.
+      // The grant itself validates the proof and binds the certificate; here it must be asked for.
+      if (server.require_sender_constraint && ctx.oidc.route === 'token' && !senderConstrained(ctx, client)) {
+        throw new errors.InvalidRequest(`${resourceIndicator} only accepts sender-constrained tokens: send a DPoP proof, or use a certificate-bound client`);
+      }
 
       // A client that registered a `scope` may only get those of the server's scopes; one that
       // registered none gets no scope of the privileged admin API (src/oidc/clients.ts).

@@ -65,7 +65,11 @@ describe('discovery through a real OpenID client', () => {
       'self_signed_tls_client_auth',
       'tls_client_auth',
     ]);
-    assert.equal(metadata.dpop_signing_alg_values_supported, undefined);
+    // SPEC §8: DPoP proofs with asymmetric algorithms only (RFC 9449 §4.2).
+    assert.deepEqual([...(metadata.dpop_signing_alg_values_supported ?? [])].sort(), ['ES256', 'EdDSA', 'Ed25519', 'PS256', 'RS256'].sort());
+    assert.equal(metadata.tls_client_certificate_bound_access_tokens, true);
+    // RFC 8705 §5: no aliases while no client certificate can reach this instance (no CA, no header).
+    assert.equal(metadata.mtls_endpoint_aliases, undefined);
     assert.equal(metadata.pushed_authorization_request_endpoint, undefined);
     assert.equal(metadata.registration_endpoint, undefined);
   });

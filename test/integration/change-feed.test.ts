@@ -80,6 +80,7 @@ for (const backend of backends) {
         innerEncryptionJwk: null,
         encryptWholeToken: false,
         tokenFormat: 'jwt',
+        requireSenderConstraint: false,
       });
       assert.ok(created);
       await eventually('insert announced', () => seen.includes('resource_server:https://orders.example'));

@@ -87,6 +87,11 @@ describe('TLS and mTLS client authentication', { skip: curlAvailable ? false : '
       (discovery['token_endpoint_auth_methods_supported'] as string[]).filter((m) => m.includes('tls')).sort(),
       ['self_signed_tls_client_auth', 'tls_client_auth'],
     );
+    // RFC 8705 §5: the certificate is asked for on the one listener, so each alias is the endpoint.
+    const aliases = discovery['mtls_endpoint_aliases'] as Record<string, string>;
+    for (const name of ['token_endpoint', 'introspection_endpoint', 'revocation_endpoint', 'userinfo_endpoint']) {
+      assert.equal(aliases[name], discovery[name], name);
+    }
     const old = await new Promise<string>((resolve) => {
       const socket = connect({ host: '127.0.0.1', port: Number(new URL(server.url).port), ca: pki.ca.pem, maxVersion: 'TLSv1.1', minVersion: 'TLSv1' });
       socket.once('secureConnect', () => resolve('connected'));

@@ -89,6 +89,7 @@ export interface ResourceServerInput {
   readonly inner_encryption_jwk?: JsonWebKey;
   readonly encrypt_whole_token?: boolean;
   readonly token_format?: 'jwt' | 'reference';
+  readonly require_sender_constraint?: boolean;
 }
 
 export interface ClientInput {
@@ -98,6 +99,7 @@ export interface ClientInput {
   readonly token_endpoint_auth_method?: 'client_secret_basic' | 'client_secret_post' | 'private_key_jwt';
   readonly jwks?: { keys: JsonWebKey[] };
   readonly scope?: string;
+  readonly dpop_bound_access_tokens?: boolean;
 }
 
 export interface ApiResponse<T> {

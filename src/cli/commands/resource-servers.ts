@@ -37,6 +37,7 @@ export const resourceServerCommands: readonly Command[] = [
       'inner-jwk-file': { type: 'string', value: 'PATH', field: 'inner_encryption_jwk', help: 'file holding the public JWK (EC, X25519 or RSA) the inner layer is encrypted to' },
       'encrypt-whole-token': { type: 'boolean', field: 'encrypt_whole_token', help: 'also encrypt the whole signed token to that key (needs --inner-jwk-file)' },
       'token-format': { type: 'string', value: 'FORMAT', field: 'token_format', help: 'jwt (default) or reference: opaque tokens only introspection and the gateway accept' },
+      'require-sender-constraint': { type: 'boolean', field: 'require_sender_constraint', help: 'issue only DPoP- or certificate-bound tokens for it' },
     },
     examples: [
       'gatehouse resource-servers create --identifier https://billing.example.com --name Billing --scope invoices:read --scope invoices:write',
@@ -54,6 +55,7 @@ export const resourceServerCommands: readonly Command[] = [
       if (jwkFile !== undefined) body['inner_encryption_jwk'] = await readJsonFile('--inner-jwk-file', jwkFile);
       if (invocation.flag('encrypt-whole-token')) body['encrypt_whole_token'] = true;
       given(body, 'token_format', invocation.string('token-format'));
+      if (invocation.flag('require-sender-constraint')) body['require_sender_constraint'] = true;
       const definition = parseOrThrow(createResourceServerBody, body, 'input');
 
       const server = await withServices(invocation.output, ({ services, audit }) => services.resourceServers.create(definition, audit));

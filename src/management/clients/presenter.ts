@@ -27,6 +27,7 @@ export const clientResponse = z
     tls_client_auth_san_ip: z.string().optional(),
     tls_client_auth_san_email: z.string().optional(),
     tls_client_certificate_bound_access_tokens: z.boolean().describe('RFC 8705 §3: tokens are bound to the client certificate (cnf.x5t#S256).'),
+    dpop_bound_access_tokens: z.boolean().describe('RFC 9449 §5.2: token requests must carry a DPoP proof; tokens are bound to its key (cnf.jkt).'),
     created_at: timestamp,
     updated_at: timestamp,
   })
@@ -75,6 +76,7 @@ export function presentClient(row: ClientRow): ClientResponse {
     first_party: row.first_party,
     ...Object.fromEntries(TLS_SUBJECT_FIELDS.flatMap((field) => (typeof m[field] === 'string' ? [[field, m[field]]] : []))),
     tls_client_certificate_bound_access_tokens: m['tls_client_certificate_bound_access_tokens'] === true,
+    dpop_bound_access_tokens: m['dpop_bound_access_tokens'] === true,
     created_at: row.created_at.toISOString(),
     updated_at: row.updated_at.toISOString(),
   };

@@ -56,6 +56,9 @@ const metadataFields = {
   tls_client_certificate_bound_access_tokens: z
     .boolean({ error: 'must be true or false' })
     .meta({ description: 'RFC 8705 §3: tokens carry cnf.x5t#S256 of the certificate the client used; a token request without one is refused.' }),
+  dpop_bound_access_tokens: z
+    .boolean({ error: 'must be true or false' })
+    .meta({ description: 'RFC 9449 §5.2: every token request must carry a DPoP proof; tokens carry cnf.jkt of its key.' }),
 };
 
 /** The whole client as stored: every field resolved, cross-field rules checked. */
@@ -79,6 +82,7 @@ export const clientDefinition = z
     tls_client_auth_san_ip: metadataFields.tls_client_auth_san_ip.optional(),
     tls_client_auth_san_email: metadataFields.tls_client_auth_san_email.optional(),
     tls_client_certificate_bound_access_tokens: metadataFields.tls_client_certificate_bound_access_tokens.default(false),
+    dpop_bound_access_tokens: metadataFields.dpop_bound_access_tokens.default(false),
   })
   .superRefine((client, ctx) => {
     const grants = new Set(client.grant_types);
@@ -136,6 +140,7 @@ export const patchClientBody = z.strictObject({
   tls_client_auth_san_ip: metadataFields.tls_client_auth_san_ip.nullable().optional(),
   tls_client_auth_san_email: metadataFields.tls_client_auth_san_email.nullable().optional(),
   tls_client_certificate_bound_access_tokens: metadataFields.tls_client_certificate_bound_access_tokens.optional(),
+  dpop_bound_access_tokens: metadataFields.dpop_bound_access_tokens.optional(),
 });
 
 export type PatchClientBody = z.infer<typeof patchClientBody>;

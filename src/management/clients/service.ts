@@ -49,6 +49,7 @@ function metadataOf(definition: ClientDefinition): Record<string, unknown> {
     ...(definition.jwks_uri === undefined ? {} : { jwks_uri: definition.jwks_uri }),
     ...Object.fromEntries(TLS_SUBJECT_FIELDS.flatMap((field) => (definition[field] === undefined ? [] : [[field, definition[field]]]))),
     ...(definition.tls_client_certificate_bound_access_tokens ? { tls_client_certificate_bound_access_tokens: true } : {}),
+    ...(definition.dpop_bound_access_tokens ? { dpop_bound_access_tokens: true } : {}),
   };
 }
 

@@ -30,6 +30,7 @@ const fields = {
   inner_encryption_jwk: innerEncryptionJwk,
   encrypt_whole_token: z.boolean({ error: 'must be true or false' }),
   token_format: z.enum(TOKEN_FORMATS, { error: `must be one of ${TOKEN_FORMATS.join(', ')}` }),
+  require_sender_constraint: z.boolean({ error: 'must be true or false' }),
 };
 
 function wholeTokenNeedsKey(value: { encrypt_whole_token?: boolean | undefined; inner_encryption_jwk?: unknown }, ctx: z.RefinementCtx) {
@@ -48,6 +49,7 @@ export const createResourceServerBody = z
     inner_encryption_jwk: fields.inner_encryption_jwk.default(null),
     encrypt_whole_token: fields.encrypt_whole_token.default(false),
     token_format: fields.token_format.default('jwt'),
+    require_sender_constraint: fields.require_sender_constraint.default(false),
   })
   .superRefine(wholeTokenNeedsKey);
 
@@ -60,6 +62,7 @@ export const patchResourceServerBody = z.strictObject({
   inner_encryption_jwk: fields.inner_encryption_jwk.optional(),
   encrypt_whole_token: fields.encrypt_whole_token.optional(),
   token_format: fields.token_format.optional(),
+  require_sender_constraint: fields.require_sender_constraint.optional(),
 });
 
 export type CreateResourceServerBody = z.infer<typeof createResourceServerBody>;

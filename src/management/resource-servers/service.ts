@@ -27,6 +27,7 @@ function toFields(row: ResourceServerRow): ResourceServerFields {
     innerEncryptionJwk: row.inner_encryption_jwk,
     encryptWholeToken: row.encrypt_whole_token,
     tokenFormat: row.token_format,
+    requireSenderConstraint: row.require_sender_constraint,
   };
 }
 
@@ -56,6 +57,7 @@ export function createResourceServerService(deps: ResourceServerServiceDeps) {
           innerEncryptionJwk: body.inner_encryption_jwk,
           encryptWholeToken: body.encrypt_whole_token,
           tokenFormat: body.token_format,
+          requireSenderConstraint: body.require_sender_constraint,
         });
         if (created === undefined) {
           throw new Conflict('A resource server with that identifier already exists.', {
@@ -65,7 +67,7 @@ export function createResourceServerService(deps: ResourceServerServiceDeps) {
         await recordAudit(tx, audit, {
           type: 'resource_server.created',
           target: created.id,
-          details: { identifier: created.identifier, scopes: created.scopes, inner_layer: created.inner_encryption_jwk !== null, token_format: created.token_format },
+          details: { identifier: created.identifier, scopes: created.scopes, inner_layer: created.inner_encryption_jwk !== null, token_format: created.token_format, require_sender_constraint: created.require_sender_constraint },
         });
         return created;
       });
@@ -89,6 +91,7 @@ export function createResourceServerService(deps: ResourceServerServiceDeps) {
           innerEncryptionJwk: patch.inner_encryption_jwk === undefined ? fields.innerEncryptionJwk : (patch.inner_encryption_jwk),
           encryptWholeToken: patch.encrypt_whole_token ?? fields.encryptWholeToken,
           tokenFormat: patch.token_format ?? fields.tokenFormat,
+          requireSenderConstraint: patch.require_sender_constraint ?? fields.requireSenderConstraint,
         };
         if (next.encryptWholeToken && next.innerEncryptionJwk === null) {
           throw new ValidationFailed('The request body is invalid.', {
