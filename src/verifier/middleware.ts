@@ -1,12 +1,17 @@
+import type { X509Certificate } from 'node:crypto';
+import { TLSSocket } from 'node:tls';
 import type { Middleware, ParameterizedContext } from 'koa';
 import { VerifierError } from './errors.js';
+import { DPOP_ALGS, type PresentedBinding } from './sender-binding.js';
 import type { Verifier, VerifiedToken } from './verifier.js';
 
 /** What the middleware refused, for a caller that formats its own error bodies. */
 export interface BearerFailure {
   readonly status: 401 | 403;
-  /** RFC 6750 §3.1 error code; undefined when no token was sent at all. */
-  readonly error: 'invalid_token' | 'insufficient_scope' | 'invalid_request' | undefined;
+  /** RFC 6750 §3.1 (or RFC 9449 §7.1) error code; undefined when no token was sent at all. */
+  readonly error: 'invalid_token' | 'insufficient_scope' | 'invalid_request' | 'invalid_dpop_proof' | undefined;
+  /** The challenge's scheme: DPoP when the request used it or the token is DPoP-bound. */
+  readonly scheme: 'Bearer' | 'DPoP';
   readonly description: string | undefined;
   /** Why the verifier refused the token. */
   readonly code: VerifierError['code'] | undefined;
@@ -17,11 +22,24 @@ export interface RequireTokenOptions {
   readonly scopes?: readonly string[];
   /** Writes the body of a refusal; by default `{ error, error_description }` JSON. */
   readonly respond?: (ctx: ParameterizedContext, failure: BearerFailure) => void;
+  /**
+   * The origin clients address this service at (`https://orders.example.com`), for a DPoP proof's
+   * `htu`. Default: Koa's `ctx.origin`, which follows X-Forwarded-Proto/Host only with `app.proxy`.
+   */
+  readonly origin?: string;
+  /**
+   * The client certificate, for certificate-bound tokens (RFC 8705 §3). Default: the TLS
+   * connection's. Behind a TLS-terminating proxy, read the header it sets (and only trust it from
+   * that proxy).
+   */
+  readonly certificate?: (ctx: ParameterizedContext) => X509Certificate | undefined;
 }
 
 function quote(value: string): string {
   return `"${value.replace(/["\\]/g, '')}"`;
 }
+
+const DPOP_ALGS_PARAM = `algs=${quote(DPOP_ALGS.join(' '))}`;
 
 function challenge(failure: BearerFailure, scopes: readonly string[]): string {
   // RFC 6750 §3: a request without credentials gets a bare challenge, no error code.
@@ -29,7 +47,26 @@ function challenge(failure: BearerFailure, scopes: readonly string[]): string {
   const parts = [`error=${quote(failure.error)}`];
   if (failure.description !== undefined) parts.push(`error_description=${quote(failure.description)}`);
   if (failure.error === 'insufficient_scope' && scopes.length > 0) parts.push(`scope=${quote(scopes.join(' '))}`);
-  return `Bearer ${parts.join(', ')}`;
+  // RFC 9449 §7.1: a DPoP challenge names the proof algorithms accepted.
+  if (failure.scheme === 'DPoP') parts.push(DPOP_ALGS_PARAM);
+  return `${failure.scheme} ${parts.join(', ')}`;
+}
+
+/** The Authorization header's scheme, when it is one a token comes with (case-insensitive, RFC 9110 §11.1). */
+function schemeOf(header: string): 'Bearer' | 'DPoP' | undefined {
+  const name = /^(Bearer|DPoP)(?:\s|$)/i.exec(header)?.[1];
+  if (name === undefined) return undefined;
+  return name.toLowerCase() === 'dpop' ? 'DPoP' : 'Bearer';
+}
+
+function connectionCertificate(ctx: ParameterizedContext): X509Certificate | undefined {
+  return ctx.req.socket instanceof TLSSocket ? ctx.req.socket.getPeerX509Certificate() : undefined;
+}
+
+/** A refused token's error: RFC 9449 §7.1 for proofs, RFC 6750 §3.1 for the rest. */
+function tokenFailure(error: VerifierError, scheme: 'Bearer' | 'DPoP'): BearerFailure {
+  if (error.code === 'dpop_invalid') return { status: 401, error: 'invalid_dpop_proof', scheme: 'DPoP', description: error.message, code: error.code };
+  return { status: 401, error: 'invalid_token', scheme: error.binding === 'dpop' ? 'DPoP' : scheme, description: error.message, code: error.code };
 }
 
 function defaultRespond(ctx: ParameterizedContext, failure: BearerFailure): void {
@@ -37,8 +74,10 @@ function defaultRespond(ctx: ParameterizedContext, failure: BearerFailure): void
 }
 
 /**
- * Koa middleware that requires a valid Gatehouse access token (RFC 6750) and sets
- * `ctx.state.token = { claims, inner }`.
+ * Koa middleware that requires a valid Gatehouse access token, as `Authorization: Bearer` (RFC
+ * 6750) or, DPoP-bound, as `Authorization: DPoP` with its `DPoP` proof header (RFC 9449 §7), and
+ * sets `ctx.state.token = { claims, inner }`. A certificate-bound token must come over a
+ * connection with that client certificate (RFC 8705 §3).
  *
  * @example
  * app.use(requireToken(verifier, { scopes: ['orders:read'] }));
@@ -46,6 +85,7 @@ function defaultRespond(ctx: ParameterizedContext, failure: BearerFailure): void
 export function requireToken(verifier: Verifier, options: RequireTokenOptions = {}): Middleware {
   const scopes = options.scopes ?? [];
   const respond = options.respond ?? defaultRespond;
+  const certificateOf = options.certificate ?? connectionCertificate;
 
   const refuse = (ctx: ParameterizedContext, failure: BearerFailure) => {
     ctx.status = failure.status;
@@ -57,27 +97,35 @@ export function requireToken(verifier: Verifier, options: RequireTokenOptions = 
   return async function requireBearerToken(ctx, next) {
     const header = ctx.get('Authorization');
     // RFC 6750 §3.1: no credentials, or another scheme (e.g. Basic), get a bare challenge.
-    if (header === '' || !/^Bearer(\s|$)/i.test(header)) {
-      refuse(ctx, { status: 401, error: undefined, description: undefined, code: undefined });
+    const scheme = schemeOf(header);
+    if (scheme === undefined) {
+      refuse(ctx, { status: 401, error: undefined, scheme: 'Bearer', description: undefined, code: undefined });
       return;
     }
-    const match = /^Bearer +([A-Za-z0-9\-._~+/]+=*)$/i.exec(header);
+    const match = /^(?:Bearer|DPoP) +([A-Za-z0-9\-._~+/]+=*)$/i.exec(header);
     if (match === null) {
-      refuse(ctx, { status: 401, error: 'invalid_token', description: 'the Authorization header is not a Bearer token', code: 'token_malformed' });
+      refuse(ctx, { status: 401, error: 'invalid_token', scheme, description: `the Authorization header is not a ${scheme} token`, code: 'token_malformed' });
       return;
     }
+    const accessToken = match[1]!;
+    const certificate = certificateOf(ctx);
+    const presented: PresentedBinding = {
+      ...(certificate === undefined ? {} : { certificate }),
+      // RFC 9449 §7.2: with the Bearer scheme a DPoP header is not looked at.
+      ...(scheme === 'DPoP' ? { dpop: { proof: ctx.get('DPoP'), method: ctx.method, url: `${options.origin ?? ctx.origin}${ctx.originalUrl}` } } : {}),
+    };
     let token: VerifiedToken;
     try {
-      token = await verifier.verify(match[1]!);
+      token = await verifier.verify(accessToken, presented);
     } catch (error) {
       if (!(error instanceof VerifierError)) throw error;
       if (error.code === 'jwks_unavailable') throw error;
-      refuse(ctx, { status: 401, error: 'invalid_token', description: error.message, code: error.code });
+      refuse(ctx, tokenFailure(error, scheme));
       return;
     }
     const granted = new Set((token.claims.scope ?? '').split(' ').filter(Boolean));
     if (!scopes.every((scope) => granted.has(scope))) {
-      refuse(ctx, { status: 403, error: 'insufficient_scope', description: 'the token lacks a required scope', code: undefined });
+      refuse(ctx, { status: 403, error: 'insufficient_scope', scheme, description: 'the token lacks a required scope', code: undefined });
       return;
     }
     ctx.state['token'] = token;

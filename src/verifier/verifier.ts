@@ -15,6 +15,7 @@ import {
 import { BoundedCache } from './lru.js';
 import { remoteKeyResolver } from './remote-keys.js';
 import { VerifierError } from './errors.js';
+import { createSenderBindingChecker, type DpopOptions, type PresentedBinding } from './sender-binding.js';
 
 /** Signature algorithms Gatehouse signs with. `none` and every HMAC algorithm are refused. */
 const SIGNING_ALGS = ['ES256', 'EdDSA', 'Ed25519', 'PS256', 'RS256'];
@@ -34,6 +35,8 @@ export interface AccessTokenClaims extends JWTPayload {
   acr?: string;
   /** The encrypted inner layer (compact JWE), when the resource server has an inner key. */
   inner?: string;
+  /** RFC 9449 §6 / RFC 8705 §3: the key (`jkt`) or certificate (`x5t#S256`) the token is bound to. */
+  cnf?: { jkt?: string; 'x5t#S256'?: string };
 }
 
 /** The decrypted inner layer (SPEC §3). Person fields are present for tokens issued to a person. */
@@ -100,6 +103,13 @@ export interface VerifierOptions {
    * Default `{ initialSeconds: 1, maxSeconds: 30 }`.
    */
   readonly fetchBackoff?: FetchBackoff;
+  /**
+   * Refuse tokens that are neither DPoP- nor certificate-bound (`binding_mismatch`), for a
+   * resource server registered with `require_sender_constraint` (SPEC §8). Default false.
+   */
+  readonly requireSenderConstraint?: boolean;
+  /** DPoP proof checks (RFC 9449): the `iat` window and where proof jtis are remembered. */
+  readonly dpop?: DpopOptions;
 }
 
 /** How long the verifier waits before fetching again after discovery or the JWKS failed. */
@@ -109,8 +119,13 @@ export interface FetchBackoff {
 }
 
 export interface Verifier {
-  /** Verifies a JWS access token, or an `encrypt_whole_token` JWE (needs `innerKey`). */
-  verify(token: string): Promise<VerifiedToken>;
+  /**
+   * Verifies a JWS access token, or an `encrypt_whole_token` JWE (needs `innerKey`), and that the
+   * request holds what a bound token is bound to: for `cnf.jkt` a DPoP proof for this request and
+   * token (`dpop`), for `cnf.x5t#S256` the client certificate (`certificate`). A bound token
+   * without them, or a proof with an unbound token, is `binding_mismatch`; a bad proof `dpop_invalid`.
+   */
+  verify(token: string, presented?: PresentedBinding): Promise<VerifiedToken>;
 }
 
 /** A successful verification, remembered for the exact token string. */
@@ -239,6 +254,7 @@ export function createVerifier(options: VerifierOptions): Verifier {
   const cacheMaxAgeMs = nonNegative('cacheMaxAgeSeconds', options.cacheMaxAgeSeconds, 5) * 1000;
   const cacheSize = Math.floor(nonNegative('cacheSize', options.cacheSize, 10_000));
   const results = cacheMaxAgeMs > 0 && cacheSize > 0 ? new BoundedCache<string, Remembered>(cacheSize) : undefined;
+  const binding = createSenderBindingChecker({ clockTolerance, requireSenderConstraint: options.requireSenderConstraint === true, dpop: options.dpop });
 
   /** The time checks jose's jwtVerify makes (RFC 7519 §4.1.4, §4.1.5), applied to a remembered result. */
   function checkTimes(claims: AccessTokenClaims, nowMs: number): void {
@@ -322,40 +338,48 @@ export function createVerifier(options: VerifierOptions): Verifier {
     return new TextDecoder().decode(plaintext);
   }
 
-  return {
-    async verify(token) {
+  /** The token's own checks; a remembered result stands in for them (`cacheMaxAgeSeconds`). */
+  async function verifyToken(token: string): Promise<VerifiedToken> {
+    if (typeof token !== 'string' || token.length === 0) throw new VerifierError('token_malformed', 'no token');
+    const entry = results?.get(token);
+    if (entry !== undefined) {
+      let recalled: VerifiedToken | undefined;
       try {
-        if (typeof token !== 'string' || token.length === 0) throw new VerifierError('token_malformed', 'no token');
-        const entry = results?.get(token);
-        if (entry !== undefined) {
-          let recalled: VerifiedToken | undefined;
-          try {
-            recalled = await recall(entry);
-          } finally {
-            if (recalled === undefined) results?.delete(token);
-          }
-          if (recalled !== undefined) return recalled;
-        }
-        const jws = await unwrap(token);
-        assertWellFormedJws(jws);
-        // The key the signature was checked with, so a remembered result can be tied to it.
-        let used: { header: CompactJWSHeaderParameters; input: FlattenedJWSInput; key: unknown } | undefined;
-        const resolve: JWTVerifyGetKey = async (header, input) => {
-          const key = await getKey(header, input);
-          used = { header, input, key };
-          return key;
-        };
-        const { payload } = await jwtVerify(jws, resolve, {
-          issuer,
-          audience: options.audience,
-          typ: 'at+jwt',
-          algorithms: SIGNING_ALGS,
-          clockTolerance,
-          requiredClaims: ['iss', 'sub', 'aud', 'exp', 'iat', 'jti', 'client_id'],
-        });
-        const claims = payload as AccessTokenClaims;
-        const result: VerifiedToken = deepFreeze({ claims, inner: await decryptInner(claims) });
-        remember(token, result, used);
+        recalled = await recall(entry);
+      } finally {
+        if (recalled === undefined) results?.delete(token);
+      }
+      if (recalled !== undefined) return recalled;
+    }
+    const jws = await unwrap(token);
+    assertWellFormedJws(jws);
+    // The key the signature was checked with, so a remembered result can be tied to it.
+    let used: { header: CompactJWSHeaderParameters; input: FlattenedJWSInput; key: unknown } | undefined;
+    const resolve: JWTVerifyGetKey = async (header, input) => {
+      const key = await getKey(header, input);
+      used = { header, input, key };
+      return key;
+    };
+    const { payload } = await jwtVerify(jws, resolve, {
+      issuer,
+      audience: options.audience,
+      typ: 'at+jwt',
+      algorithms: SIGNING_ALGS,
+      clockTolerance,
+      requiredClaims: ['iss', 'sub', 'aud', 'exp', 'iat', 'jti', 'client_id'],
+    });
+    const claims = payload as AccessTokenClaims;
+    const result: VerifiedToken = deepFreeze({ claims, inner: await decryptInner(claims) });
+    remember(token, result, used);
+    return result;
+  }
+
+  return {
+    async verify(token, presented) {
+      try {
+        const result = await verifyToken(token);
+        // Per request, never remembered: the proof and certificate belong to this request.
+        await binding.check(token, result.claims, presented);
         return result;
       } catch (error) {
         throw classify(error);
