@@ -1,5 +1,5 @@
 import { createHash, type X509Certificate } from 'node:crypto';
-import { EmbeddedJWK, calculateJwkThumbprint, decodeProtectedHeader, jwtVerify, type JWK } from 'jose';
+import { EmbeddedJWK, calculateJwkThumbprint, jwtVerify, type JWK, type JWTHeaderParameters } from 'jose';
 import { BoundedCache } from './lru.js';
 import { VerifierError } from './errors.js';
 
@@ -91,7 +91,7 @@ export function createSenderBindingChecker(options: { clockTolerance: number; re
     if (typeof dpop.proof !== 'string' || !/^[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+$/.test(dpop.proof)) {
       throw invalidProof('the DPoP header is not one proof JWT');
     }
-    let header: ReturnType<typeof decodeProtectedHeader>;
+    let header: JWTHeaderParameters;
     let payload: Record<string, unknown>;
     try {
       ({ payload, protectedHeader: header } = await jwtVerify(dpop.proof, EmbeddedJWK, { typ: 'dpop+jwt', algorithms: [...DPOP_ALGS] }));
