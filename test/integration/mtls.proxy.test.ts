@@ -3,6 +3,7 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { createHash, type X509Certificate } from 'node:crypto';
 import { once } from 'node:events';
 import { readFile, writeFile } from 'node:fs/promises';
+import { request } from 'node:http';
 import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { exportJWK, importX509 } from 'jose';
@@ -40,6 +41,21 @@ async function shipped(file: string, replacements: readonly (readonly [string, s
     text = text.replaceAll(from, to);
   }
   return text;
+}
+
+/** A form POST over plain HTTP with headers that may repeat (fetch would join them into one line). */
+function postForm(url: string, headers: Record<string, string | string[]>, form: Record<string, string>): Promise<{ status: number; body: string }> {
+  const body = new URLSearchParams(form).toString();
+  return new Promise((resolve, reject) => {
+    const req = request(url, { method: 'POST', headers: { ...headers, 'content-type': 'application/x-www-form-urlencoded', 'content-length': Buffer.byteLength(body) } }, (res) => {
+      let text = '';
+      res.setEncoding('utf8');
+      res.on('data', (chunk: string) => (text += chunk));
+      res.on('end', () => resolve({ status: res.statusCode ?? 0, body: text }));
+    });
+    req.on('error', reject);
+    req.end(body);
+  });
 }
 
 interface ProxyStart {
@@ -171,12 +187,12 @@ function mtlsBehindProxy(door: ProxyDoor): void {
     test(`a client-sent ${door.header} is never passed on: without a certificate, or with another one, the forged header does not authenticate`, async () => {
       // The control: the very header, sent straight to Gatehouse's own port (which only the proxy
       // may reach), is what authenticates. So the proxy is what stands between it and a client.
-      const direct = await fetch(`${server.url}/token`, {
-        method: 'POST',
-        headers: { [door.header]: door.encode(orders), 'content-type': 'application/x-www-form-urlencoded' },
-        body: new URLSearchParams({ grant_type: 'client_credentials', client_id: ids['dn']!, resource: API, scope: 'api:read' }).toString(),
-      });
-      assert.equal(direct.status, 200, await direct.text());
+      const form = { grant_type: 'client_credentials', client_id: ids['dn']!, resource: API, scope: 'api:read' };
+      const direct = await postForm(`${server.url}/token`, { [door.header]: door.encode(orders) }, form);
+      assert.equal(direct.status, 200, direct.body);
+      // A proxy that appended its header instead of replacing the client's: Gatehouse sees both
+      // (Node joins them, `forged, real`) and trusts neither.
+      assertInvalidClient(await postForm(`${server.url}/token`, { [door.header]: [door.encode(orders), door.encode(rogue)] }, form), 'the header twice');
 
       const forged = door.encode(orders);
       assertInvalidClient(await token(ids['dn']!, { headers: { [door.header]: forged } }), 'forged header, no certificate');
