@@ -36,9 +36,14 @@ function fromDer(base64: string): X509Certificate | undefined {
   }
 }
 
+/**
+ * Exactly one certificate. Two are what a proxy that appends instead of replacing hands on (Node
+ * joins repeated header lines as `client's, proxy's`): the first would be the client's own claim.
+ */
 function fromPem(pem: string): X509Certificate | undefined {
   try {
-    return parseCertificates(pem)[0];
+    const certificates = parseCertificates(pem);
+    return certificates.length === 1 ? certificates[0] : undefined;
   } catch {
     return undefined;
   }
