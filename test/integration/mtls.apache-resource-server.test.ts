@@ -37,6 +37,7 @@ const apacheAvailable =
   (await commandAvailable('openssl', ['version']));
 
 const API = 'https://api.apache-rs.test';
+const OTHER_API = 'https://other.apache-rs.test';
 const LUA = path.join(REPO_ROOT, 'test/support/apache');
 const POLICIES = ['enforced', 'required', 'optional'] as const;
 
@@ -56,10 +57,12 @@ describe('certificate-bound tokens at Apache mod_auth_openidc (RFC 8705 §3)', {
   let enforced: string;
   let bound: string;
   let plain: string;
+  /** Bound to the same certificate, for another resource server. */
+  let elsewhere: string;
 
   const gatehouse = (pathname: string, options: Omit<Parameters<typeof curl>[1], 'ca'>) => curl(`${server.url}${pathname}`, { ca: pki.ca.certFile, ...options });
-  const resource = (site: string, token: string | undefined, cert?: Issued) =>
-    curl(`${site}/resource`, { ca: pki.ca.certFile, ...(cert === undefined ? {} : { cert }), headers: token === undefined ? {} : { authorization: `Bearer ${token}` } });
+  const resource = (site: string, token: string | undefined, cert?: Issued, location = '/resource') =>
+    curl(`${site}${location}`, { ca: pki.ca.certFile, ...(cert === undefined ? {} : { cert }), headers: token === undefined ? {} : { authorization: `Bearer ${token}` } });
   /** The RFC 6750 challenge Apache answers with (curl's %header{} write-out). */
   const challenge = async (site: string, token: string, cert?: Issued) => {
     const args = ['-sS', '--cacert', pki.ca.certFile, '-o', '/dev/null', '-w', '%{http_code} %header{www-authenticate}', '-H', `authorization: Bearer ${token}`, `${site}/resource`];
@@ -79,19 +82,23 @@ describe('certificate-bound tokens at Apache mod_auth_openidc (RFC 8705 §3)', {
     const issued = await gatehouse('/token', { basic: [server.admin.clientId, server.admin.clientSecret], form: { grant_type: 'client_credentials', scope: 'admin:clients admin:resource-servers' } });
     assert.equal(issued.status, 200, issued.body);
     const admin = { authorization: `Bearer ${(JSON.parse(issued.body) as { access_token: string }).access_token}` };
-    const created = await gatehouse('/admin/v1/resource-servers', { method: 'POST', json: { identifier: API, name: 'API', scopes: ['api:read'] }, headers: admin });
-    assert.equal(created.status, 201, created.body);
+    for (const identifier of [API, OTHER_API]) {
+      const created = await gatehouse('/admin/v1/resource-servers', { method: 'POST', json: { identifier, name: identifier, scopes: ['api:read'] }, headers: admin });
+      assert.equal(created.status, 201, created.body);
+    }
     const client = async (body: Record<string, unknown>) => {
-      const answer = await gatehouse('/admin/v1/clients', { method: 'POST', json: { grant_types: ['client_credentials'], allowed_resources: [API], token_endpoint_auth_method: 'tls_client_auth', ...body }, headers: admin });
+      const answer = await gatehouse('/admin/v1/clients', { method: 'POST', json: { grant_types: ['client_credentials'], allowed_resources: [API, OTHER_API], token_endpoint_auth_method: 'tls_client_auth', ...body }, headers: admin });
       assert.equal(answer.status, 201, answer.body);
       return (JSON.parse(answer.body) as { client_id: string }).client_id;
     };
-    const token = async (clientId: string, cert: Issued) => {
-      const answer = await gatehouse('/token', { cert, form: { grant_type: 'client_credentials', client_id: clientId, resource: API, scope: 'api:read' } });
+    const token = async (clientId: string, cert: Issued, resource = API) => {
+      const answer = await gatehouse('/token', { cert, form: { grant_type: 'client_credentials', client_id: clientId, resource, scope: 'api:read' } });
       assert.equal(answer.status, 200, answer.body);
       return (JSON.parse(answer.body) as { access_token: string }).access_token;
     };
-    bound = await token(await client({ client_name: 'Bound', tls_client_auth_subject_dn: 'CN=orders service,O=Example', tls_client_certificate_bound_access_tokens: true }), orders);
+    const boundClient = await client({ client_name: 'Bound', tls_client_auth_subject_dn: 'CN=orders service,O=Example', tls_client_certificate_bound_access_tokens: true });
+    bound = await token(boundClient, orders);
+    elsewhere = await token(boundClient, orders, OTHER_API);
     plain = await token(await client({ client_name: 'Plain', tls_client_auth_subject_dn: 'CN=other service,O=Example' }), other);
     assert.deepEqual(decodeJwt(bound).payload['cnf'], { 'x5t#S256': thumbprint(orders.certificate) });
     assert.equal(decodeJwt(plain).payload['cnf'], undefined);
@@ -122,12 +129,16 @@ describe('certificate-bound tokens at Apache mod_auth_openidc (RFC 8705 §3)', {
       '  SSLVerifyClient optional',
       '  SSLVerifyDepth 1',
       `  OIDCOAuthAccessTokenBindingPolicy ${policy}`,
-      '  <Location /resource>',
-      '    AuthType oauth20',
-      '    Require valid-user',
-      `    LuaHookAccessChecker ${dir}/certificate-thumbprint.lua certificate_thumbprint`,
-      `    LuaMapHandler ^/resource$ ${dir}/protected-resource.lua handle`,
-      '  </Location>',
+      // mod_auth_openidc checks neither aud nor typ of a JWT access token by itself (RFC 9068 §4 asks
+      // the resource server to check aud): /resource does it with Require claim, /any-audience shows why.
+      ...['/resource', '/any-audience'].flatMap((location) => [
+        `  <Location ${location}>`,
+        '    AuthType oauth20',
+        ...(location === '/resource' ? ['    <RequireAll>', '      Require valid-user', `      Require claim aud:${API}`, '    </RequireAll>'] : ['    Require valid-user']),
+        `    LuaHookAccessChecker ${dir}/certificate-thumbprint.lua certificate_thumbprint`,
+        `    LuaMapHandler ^${location}$ ${dir}/protected-resource.lua handle`,
+        '  </Location>',
+      ]),
       '</VirtualHost>',
     ];
     const config = [
@@ -200,6 +211,15 @@ describe('certificate-bound tokens at Apache mod_auth_openidc (RFC 8705 §3)', {
     assert.equal((await resource(enforced, `${encodedHeader}.${rebound}.${signature}`, other)).status, 401);
     // The untouched token still passes, so the refusals above are the signature's doing.
     assert.equal((await resource(enforced, bound, orders)).status, 200);
+  });
+
+  test('a bound token for another resource server, with the right certificate: refused by the aud check, accepted without it', async () => {
+    assert.equal(decodeJwt(elsewhere).payload['aud'], OTHER_API);
+    const refused = await resource(enforced, elsewhere, orders);
+    assert.equal(refused.status, 401, refused.body);
+    const accepted = await resource(enforced, elsewhere, orders, '/any-audience');
+    assert.equal(accepted.status, 200, accepted.body);
+    assert.equal(fields(accepted.body)['aud'], OTHER_API);
   });
 
   test('a plain (unbound) token is refused under enforced, with or without a certificate', async () => {
