@@ -20,8 +20,8 @@ import { freePort, startTestServer, waitFor, type TestServer } from '../support/
  * certificate, verifying Gatehouse's JWT access tokens against the jwks_uri from discovery and
  * enforcing RFC 8705 §3 certificate binding (OIDCOAuthAccessTokenBindingPolicy enforced): a
  * token bound with cnf["x5t#S256"] is accepted only over a connection presenting that very
- * certificate. A second virtual host with the `optional` policy shows the difference for a
- * plain (unbound) token.
+ * certificate. Virtual hosts with the `required` and `optional` policies pin what those let
+ * through (a stolen bound token, used with no certificate or another one).
  *
  * mod_auth_openidc 2.4 reads the presented certificate's thumbprint from the
  * TB_SSL_CLIENT_CERT_FINGERPRINT request variable, which mod_ssl does not set; a mod_lua hook
