@@ -66,9 +66,12 @@ export function certificateFromHeader(header: string, value: string): X509Certif
     return match === null ? undefined : fromDer(match[1]!);
   }
   if (header === 'x-forwarded-client-cert') {
-    // Envoy: `By=…;Hash=…;Cert="<URL-encoded PEM>";Subject="…"`; several comma-separated
-    // elements when several proxies appended: the first is the one the client presented.
-    const match = /(?:^|;)Cert="([^"]+)"/i.exec(value.split(',')[0] ?? '');
+    // Envoy: `By=…;Hash=…;Cert="<URL-encoded PEM>";Subject="…"`. Several comma-separated elements
+    // mean some proxy appended instead of replacing (forward_client_cert_details APPEND_FORWARD),
+    // so one of them may be the client's own invention: none is trusted (SANITIZE_SET gives one).
+    const elements = value.match(/(?:[^,"]|"(?:[^"\\]|\\.)*")+/g) ?? [];
+    if (elements.length !== 1) return undefined;
+    const match = /(?:^|;)\s*Cert="([^"]+)"/i.exec(elements[0]!);
     const pem = match === null ? undefined : decodeUri(match[1]!);
     return pem === undefined ? undefined : fromPem(pem);
   }
