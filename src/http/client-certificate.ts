@@ -57,6 +57,24 @@ function decodeUri(value: string): string | undefined {
   }
 }
 
+/** `value` split at each `separator` that is not inside a double-quoted string (with `\\` escapes). */
+function splitOutsideQuotes(value: string, separator: string): string[] {
+  const parts: string[] = [];
+  let start = 0;
+  let quoted = false;
+  for (let i = 0; i < value.length; i += 1) {
+    const char = value[i];
+    if (quoted && char === '\\') i += 1;
+    else if (char === '"') quoted = !quoted;
+    else if (!quoted && char === separator) {
+      parts.push(value.slice(start, i));
+      start = i + 1;
+    }
+  }
+  parts.push(value.slice(start));
+  return parts;
+}
+
 /** A header value as the named proxy convention writes it; undefined when malformed. */
 export function certificateFromHeader(header: string, value: string): X509Certificate | undefined {
   if (value.length === 0 || value.length > MAX_HEADER_LENGTH) return undefined;
@@ -69,9 +87,9 @@ export function certificateFromHeader(header: string, value: string): X509Certif
     // Envoy: `By=…;Hash=…;Cert="<URL-encoded PEM>";Subject="…"`. Several comma-separated elements
     // mean some proxy appended instead of replacing (forward_client_cert_details APPEND_FORWARD),
     // so one of them may be the client's own invention: none is trusted (SANITIZE_SET gives one).
-    const elements = value.match(/(?:[^,"]|"(?:[^"\\]|\\.)*")+/g) ?? [];
+    const elements = splitOutsideQuotes(value, ',');
     if (elements.length !== 1) return undefined;
-    const match = /(?:^|;)\s*Cert="([^"]+)"/i.exec(elements[0]!);
+    const match = /(?:^|;)\s*Cert="([^"]+)"/i.exec(elements[0] ?? '');
     const pem = match === null ? undefined : decodeUri(match[1]!);
     return pem === undefined ? undefined : fromPem(pem);
   }
