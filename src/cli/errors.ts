@@ -15,8 +15,9 @@ function flagFor(command: Command | undefined, pointer: string): string | undefi
   const field = /^#\/([^/]+)/.exec(pointer)?.[1];
   if (field === undefined || command === undefined) return undefined;
   if (command.fieldSources !== undefined && Object.hasOwn(command.fieldSources, field)) return command.fieldSources[field];
-  const entry = Object.entries(command.options ?? {}).find(([, spec]) => spec.field === field);
-  return entry === undefined ? undefined : `--${entry[0]}`;
+  // Several flags may fill one field (--jwks-file or --certificate-file): name them all.
+  const flags = Object.entries(command.options ?? {}).flatMap(([name, spec]) => (spec.field === field ? [`--${name}`] : []));
+  return flags.length === 0 ? undefined : flags.join(' or ');
 }
 
 function exitCodeOf(error: ManagementError): number {

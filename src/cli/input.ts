@@ -1,3 +1,4 @@
+import { X509Certificate } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
 import { UsageError } from './command.js';
 
@@ -24,6 +25,38 @@ export async function readJsonFile(flag: string, path: string): Promise<unknown>
   } catch {
     throw new UsageError(`${flag}: ${path} is not valid JSON`);
   }
+}
+
+/**
+ * RFC 8705 §2.2 `self_signed_tls_client_auth`: a certificate file (PEM or DER) as the public JWK
+ * the client's `jwks` registers, with the certificate itself in `x5c` (RFC 7517 §4.7: base64 DER,
+ * not base64url), which is what the provider compares a presented certificate against. Node's own
+ * parser reads the key, so no signing algorithm has to be guessed for it. One certificate per
+ * file: a bundle would register only its first one, silently.
+ */
+export async function readCertificateJwk(flag: string, path: string): Promise<Record<string, unknown>> {
+  let bytes: Buffer;
+  try {
+    bytes = await readFile(path);
+  } catch (error) {
+    throw new UsageError(`${flag}: cannot read ${path} (${(error as NodeJS.ErrnoException).code ?? (error as Error).message})`);
+  }
+  const pemBlocks = bytes.toString('latin1').match(/-----BEGIN CERTIFICATE-----/g)?.length ?? 0;
+  if (pemBlocks > 1) throw new UsageError(`${flag}: ${path} holds ${pemBlocks} certificates; give one file per certificate`);
+  let certificate: X509Certificate;
+  try {
+    certificate = new X509Certificate(bytes);
+  } catch {
+    throw new UsageError(`${flag}: ${path} is not an X.509 certificate (PEM or DER)`);
+  }
+  let jwk: Record<string, unknown>;
+  try {
+    jwk = certificate.publicKey.export({ format: 'jwk' });
+  } catch {
+    // e.g. an RSASSA-PSS key, which JWK has no way to write.
+    throw new UsageError(`${flag}: ${path}: its ${certificate.publicKey.asymmetricKeyType ?? 'unknown'} key cannot be written as a JWK`);
+  }
+  return { ...jwk, x5c: [certificate.raw.toString('base64')] };
 }
 
 /** Sets `body[field]` only when the flag was given, so the schema's defaults apply otherwise. */

@@ -1,9 +1,13 @@
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
+import { writeFile } from 'node:fs/promises';
+import path from 'node:path';
+import { exportJWK, importX509 } from 'jose';
 import { after, before, describe, test } from 'node:test';
 import type { Database } from '../../src/db/database.js';
 import { ADMIN_SCOPES } from '../../src/management/admin-scopes.js';
 import { createTestDatabase, type TestDatabase } from '../support/database.js';
+import { createPki } from '../support/pki.js';
 import { spawnGatehouse } from '../support/process.js';
 import { waitFor } from '../support/server.js';
 
@@ -356,5 +360,147 @@ describe('operator CLI: clients, resource servers, users, admin clients and the 
       .split('\n')
       .map((line) => (JSON.parse(line) as { type: string }).type);
     assert.deepEqual(types, database.backend === 'postgres' ? ['client.created', 'resource_server.created'] : ['client.created']);
+  });
+
+  // SPEC §8 clients, after the audit tail tests (which count client.created events).
+  interface ShownClient {
+    token_endpoint_auth_method: string;
+    tls_client_auth_subject_dn?: string;
+    tls_client_certificate_bound_access_tokens: boolean;
+    dpop_bound_access_tokens: boolean;
+    jwks?: { keys: Record<string, unknown>[] };
+  }
+
+  async function shownClient(id: string): Promise<ShownClient> {
+    const shown = await cli(['clients', 'show', id, '--json']);
+    assert.equal(shown.code, 0, shown.stderr);
+    return JSON.parse(shown.stdout) as ShownClient;
+  }
+
+  test('clients create --auth-method tls_client_auth --tls-subject-dn --certificate-bound-tokens: no secret, the settings listed, read back by clients show', async () => {
+    const dn = 'CN=orders-worker,O=Example Corp\\, Ltd';
+    const created = await cli([
+      'clients',
+      'create',
+      '--name',
+      'orders-worker',
+      '--grant',
+      'client_credentials',
+      '--auth-method',
+      'tls_client_auth',
+      '--tls-subject-dn',
+      dn,
+      '--certificate-bound-tokens',
+      '--resource',
+      'https://billing.test',
+      '--scope',
+      'invoices:read',
+    ]);
+    assert.equal(created.code, 0, created.stderr);
+    const match = /^client_id: +(\S+)\ntoken_endpoint_auth_method: +tls_client_auth\ntls_client_auth_subject_dn: +(.+)\ntls_client_certificate_bound_access_tokens: +true\n$/.exec(created.stdout);
+    assert.ok(match, created.stdout);
+    assert.equal(match[2], dn);
+    assert.doesNotMatch(created.stdout + created.stderr, /client_secret|not shown again/, 'a certificate client has no secret');
+    const id = match[1]!;
+
+    const client = await shownClient(id);
+    assert.equal(client.token_endpoint_auth_method, 'tls_client_auth');
+    assert.equal(client.tls_client_auth_subject_dn, dn);
+    assert.equal(client.tls_client_certificate_bound_access_tokens, true);
+    assert.equal(client.dpop_bound_access_tokens, false);
+    const human = await cli(['clients', 'show', id]);
+    assert.match(human.stdout, /^tls_client_auth_subject_dn: +CN=orders-worker,O=Example Corp\\, Ltd$/m);
+    assert.match(human.stdout, /^tls_client_certificate_bound_access_tokens: +true$/m);
+
+    await inDatabase(async (db) => {
+      const { rows } = await db.query<{ client_secret_hash: string | null; metadata: Record<string, unknown> }>('SELECT client_secret_hash, metadata FROM clients WHERE client_id = $1', [id]);
+      assert.equal(rows[0]?.client_secret_hash, null);
+      assert.equal(rows[0]?.metadata['tls_client_auth_subject_dn'], dn);
+      assert.equal(rows[0]?.metadata['tls_client_certificate_bound_access_tokens'], true);
+      assert.deepEqual(
+        (await auditEvents(db, id)).map((event) => [event.type, event.actor]),
+        [['client.created', 'cli']],
+      );
+    });
+  });
+
+  test('clients create --auth-method self_signed_tls_client_auth --certificate-file registers the openssl certificate as a JWK with x5c', async () => {
+    const pki = await createPki();
+    try {
+      const [current, next] = await Promise.all([pki.selfSigned('edge-agent', '/CN=edge agent'), pki.selfSigned('edge-agent-next', '/CN=edge agent')]);
+      const created = await cli([
+        'clients',
+        'create',
+        '--name',
+        'edge-agent',
+        '--grant',
+        'client_credentials',
+        '--auth-method',
+        'self_signed_tls_client_auth',
+        '--certificate-file',
+        current.certFile,
+        '--certificate-file',
+        next.certFile,
+      ]);
+      assert.equal(created.code, 0, created.stderr);
+      // The fingerprints as `openssl x509 -noout -fingerprint -sha256` prints them, in the order given.
+      const match = /^client_id: +(\S+)\ntoken_endpoint_auth_method: +self_signed_tls_client_auth\ncertificate_sha256: +(\S+) (\S+)\n$/.exec(created.stdout);
+      assert.ok(match, created.stdout);
+      assert.deepEqual([match[2], match[3]], [current.certificate.fingerprint256, next.certificate.fingerprint256]);
+
+      const client = await shownClient(match[1]!);
+      assert.equal(client.token_endpoint_auth_method, 'self_signed_tls_client_auth');
+      // The same JWK the mTLS tests register by hand with jose (and authenticate with).
+      const expected = await Promise.all(
+        [current, next].map(async (issued) => ({ ...(await exportJWK(await importX509(issued.pem, 'ES256', { extractable: true }))), x5c: [issued.certificate.raw.toString('base64')] })),
+      );
+      assert.deepEqual(client.jwks, { keys: expected });
+      assert.equal(client.tls_client_certificate_bound_access_tokens, false);
+
+      // A certificate file is one certificate; a key is not one; a JWK Set without x5c cannot authenticate such a client.
+      const bundle = path.join(pki.dir, 'bundle.pem');
+      await writeFile(bundle, current.pem + next.pem);
+      const noX5c = path.join(pki.dir, 'no-x5c.jwks');
+      await writeFile(noX5c, JSON.stringify({ keys: [await exportJWK(await importX509(current.pem, 'ES256', { extractable: true }))] }));
+      const base = ['clients', 'create', '--grant', 'client_credentials', '--auth-method', 'self_signed_tls_client_auth'];
+      const [twoInOne, key, withoutX5c, both] = await Promise.all([
+        cli([...base, '--certificate-file', bundle]),
+        cli([...base, '--certificate-file', current.keyFile]),
+        cli([...base, '--jwks-file', noX5c]),
+        cli([...base, '--jwks-file', noX5c, '--certificate-file', current.certFile]),
+      ]);
+      for (const run of [twoInOne, key, withoutX5c, both]) {
+        assert.equal(run.code, 2, run.stderr);
+        assert.equal(run.stdout, '');
+      }
+      assert.match(twoInOne.stderr, /^gatehouse: --certificate-file: \S+bundle\.pem holds 2 certificates; give one file per certificate\n/);
+      assert.match(key.stderr, /^gatehouse: --certificate-file: \S+edge-agent\.key is not an X\.509 certificate \(PEM or DER\)\n/);
+      assert.equal(withoutX5c.stderr, 'gatehouse: #/jwks: self_signed_tls_client_auth needs a key whose x5c holds the certificate (--jwks-file or --certificate-file)\n');
+      assert.match(both.stderr, /^gatehouse: give --jwks-file or --certificate-file, not both\n/);
+    } finally {
+      await pki.close();
+    }
+  });
+
+  test('clients create --dpop-bound-tokens: a public client whose every token request needs a DPoP proof', async () => {
+    const created = await cli(['clients', 'create', '--name', 'spa', '--grant', 'authorization_code', '--grant', 'refresh_token', '--auth-method', 'none', '--redirect-uri', 'https://app.test/callback', '--dpop-bound-tokens', '--json']);
+    assert.equal(created.code, 0, created.stderr);
+    const body = JSON.parse(created.stdout) as ShownClient & { client_id: string; client_secret?: string };
+    assert.equal(body.dpop_bound_access_tokens, true);
+    assert.equal(body.tls_client_certificate_bound_access_tokens, false);
+    assert.equal(body.client_secret, undefined);
+
+    const client = await shownClient(body.client_id);
+    assert.equal(client.token_endpoint_auth_method, 'none');
+    assert.equal(client.dpop_bound_access_tokens, true);
+    await inDatabase(async (db) => {
+      const { rows } = await db.query<{ metadata: Record<string, unknown> }>('SELECT metadata FROM clients WHERE client_id = $1', [body.client_id]);
+      assert.equal(rows[0]?.metadata['dpop_bound_access_tokens'], true);
+    });
+
+    // Human output: the setting after client_id, no secret line for a public client.
+    const plain = await cli(['clients', 'create', '--name', 'spa-2', '--auth-method', 'none', '--redirect-uri', 'https://app.test/callback', '--dpop-bound-tokens']);
+    assert.equal(plain.code, 0, plain.stderr);
+    assert.match(plain.stdout, /^client_id: +\S+\ndpop_bound_access_tokens: +true\n$/);
   });
 });

@@ -112,6 +112,25 @@ describe('operator CLI: help and usage errors (no database is opened)', () => {
         args: ['clients', 'create', '--name', 'x', '--grant', 'client_credentials', '--grant', 'password', '--redirect-uri', 'http://example.com/cb'],
         stderr: /^gatehouse: #\/grant_types\/1: must be one of authorization_code, refresh_token, client_credentials \(--grant\)\n/,
       },
+      // SPEC §8: a tls_client_auth client registers exactly one certificate subject.
+      {
+        args: ['clients', 'create', '--name', 'x', '--grant', 'client_credentials', '--auth-method', 'tls_client_auth', '--certificate-bound-tokens'],
+        stderr:
+          /^gatehouse: #\/tls_client_auth_subject_dn: tls_client_auth needs exactly one of tls_client_auth_subject_dn, tls_client_auth_san_dns, tls_client_auth_san_uri, tls_client_auth_san_ip, tls_client_auth_san_email \(--tls-subject-dn\)\n$/,
+      },
+      {
+        args: ['clients', 'create', '--grant', 'client_credentials', '--auth-method', 'tls_client_auth', '--tls-subject-dn', 'CN=a', '--tls-san-uri', 'spiffe://example.org/a'],
+        stderr: /^gatehouse: #\/tls_client_auth_san_uri: tls_client_auth needs exactly one of .* \(--tls-san-uri\)\n$/,
+      },
+      {
+        args: ['clients', 'create', '--grant', 'client_credentials', '--tls-subject-dn', 'orders'],
+        stderr:
+          /^gatehouse: #\/tls_client_auth_subject_dn: must be an RFC 4514 distinguished name, e.g. CN=orders,O=Example \(--tls-subject-dn\)\ngatehouse: #\/tls_client_auth_subject_dn: only tls_client_auth clients register a certificate subject \(--tls-subject-dn\)\n$/,
+      },
+      {
+        args: ['clients', 'create', '--grant', 'client_credentials', '--auth-method', 'self_signed_tls_client_auth'],
+        stderr: /^gatehouse: #\/jwks: self_signed_tls_client_auth needs jwks or jwks_uri holding the certificate \(x5c\) \(--jwks-file or --certificate-file\)\n$/,
+      },
       { args: ['resource-servers', 'create', '--identifier', 'not a uri', '--name', 'x', '--ttl', 'soon'], stderr: /^gatehouse: #\/identifier: must be an absolute URI without a fragment \(--identifier\)\ngatehouse: #\/access_token_ttl: must be a number of seconds \(--ttl\)\n$/ },
       { args: ['keys', 'rotate', 'HS256'], stderr: /^gatehouse: #\/algs\/0: must be one of ES256, EdDSA, PS256, RS256 \(ALG\)\n$/ },
       { args: ['audit', 'tail', '--limit', '500'], stderr: /^gatehouse: #\/limit: limit must be at most 200 \(--limit\)\n$/ },

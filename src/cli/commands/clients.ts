@@ -1,15 +1,40 @@
+import { X509Certificate } from 'node:crypto';
 import { parseOrThrow } from '../../management/errors.js';
 import type { ClientResponse } from '../../management/clients/presenter.js';
-import { AUTH_METHODS, clientListQuery, createClientBody, GRANT_TYPES } from '../../management/clients/schema.js';
-import { EXIT, PAGE_OPTIONS, pageHint, pageQueryOf, printJson, record, table, type Command, type Output } from '../command.js';
+import { AUTH_METHODS, clientListQuery, createClientBody, GRANT_TYPES, TLS_SUBJECT_FIELDS } from '../../management/clients/schema.js';
+import { EXIT, PAGE_OPTIONS, pageHint, pageQueryOf, printJson, record, table, UsageError, type Command, type Output } from '../command.js';
 import { withServices } from '../context.js';
-import { given, readJsonFile, splitScopes } from '../input.js';
+import { given, readCertificateJwk, readJsonFile, splitScopes } from '../input.js';
 
-/** The one-time secret, shown as `client_id` / `client_secret` lines a script can pick out. */
-export function printCredentials(output: Output, result: { client_id: string; client_secret?: string | undefined }): void {
+/**
+ * The one-time secret, shown as `client_id` / `client_secret` lines a script can pick out; `shown`
+ * adds lines after them (the JSON is the whole result either way).
+ */
+export function printCredentials(output: Output, result: { client_id: string; client_secret?: string | undefined }, shown: Readonly<Record<string, unknown>> = {}): void {
   if (output.json) return printJson(output, result);
-  output.out(record({ client_id: result.client_id, client_secret: result.client_secret }));
+  output.out(record({ client_id: result.client_id, client_secret: result.client_secret, ...shown }));
   if (result.client_secret !== undefined) output.err('Store the client_secret now: it is not shown again (Gatehouse keeps only a hash of it).\n');
+}
+
+/** The registered certificates' SHA-256 fingerprints, as `openssl x509 -noout -fingerprint -sha256` prints them. */
+function certificateFingerprints(keys: readonly Record<string, unknown>[]): string[] {
+  return keys.flatMap((key) => {
+    const first: unknown = Array.isArray(key['x5c']) ? key['x5c'][0] : undefined;
+    return typeof first === 'string' ? [new X509Certificate(Buffer.from(first, 'base64')).fingerprint256] : [];
+  });
+}
+
+const CERTIFICATE_AUTH_METHODS: readonly string[] = ['tls_client_auth', 'self_signed_tls_client_auth'];
+
+/** SPEC §8: how the client proves itself and what its tokens are bound to, when that is more than a secret. */
+function senderConstraintOf(client: ClientResponse): Record<string, unknown> {
+  return {
+    ...(CERTIFICATE_AUTH_METHODS.includes(client.token_endpoint_auth_method) ? { token_endpoint_auth_method: client.token_endpoint_auth_method } : {}),
+    ...Object.fromEntries(TLS_SUBJECT_FIELDS.flatMap((field) => (client[field] === undefined ? [] : [[field, client[field]]]))),
+    ...(client.token_endpoint_auth_method === 'self_signed_tls_client_auth' && client.jwks !== undefined ? { certificate_sha256: certificateFingerprints(client.jwks.keys) } : {}),
+    ...(client.tls_client_certificate_bound_access_tokens ? { tls_client_certificate_bound_access_tokens: true } : {}),
+    ...(client.dpop_bound_access_tokens ? { dpop_bound_access_tokens: true } : {}),
+  };
 }
 
 function clientRow(client: ClientResponse): string[] {
@@ -26,6 +51,8 @@ export const clientCommands: readonly Command[] = [
     description: [
       'Registers an OAuth client, validated exactly as POST /admin/v1/clients validates it (RFC 7591 metadata), and records a client.created audit event with actor "cli".',
       'Prints client_id and, for client_secret_basic and client_secret_post, client_secret: Gatehouse keeps only a hash, so the secret is shown this once (use clients rotate-secret to issue a new one).',
+      'Certificate clients (RFC 8705) get no secret. A tls_client_auth client presents a certificate that chains to TLS_CLIENT_CA_FILE and registers exactly one of --tls-subject-dn, --tls-san-dns, --tls-san-uri, --tls-san-ip or --tls-san-email. A self_signed_tls_client_auth client registers the certificate itself: --certificate-file (repeatable, to register the next certificate before the current one expires), or --jwks-file with keys that carry x5c.',
+      'Sender-constrained tokens: --certificate-bound-tokens binds tokens to the client certificate the request came with (cnf.x5t#S256); --dpop-bound-tokens makes a DPoP proof (RFC 9449) mandatory on every token request and binds tokens to its key (cnf.jkt). The output then lists these settings after client_id.',
     ],
     options: {
       name: { type: 'string', value: 'NAME', field: 'client_name', help: 'client_name, shown on consent pages and in lists (default: the client_id)' },
@@ -36,7 +63,25 @@ export const clientCommands: readonly Command[] = [
       'post-logout-redirect-uri': { type: 'string', multiple: true, value: 'URI', field: 'post_logout_redirect_uris', help: 'where RP-initiated logout may return to' },
       'auth-method': { type: 'string', value: 'METHOD', field: 'token_endpoint_auth_method', help: `token endpoint authentication: ${AUTH_METHODS.join(', ')} (default: client_secret_basic)` },
       'jwks-uri': { type: 'string', value: 'URL', field: 'jwks_uri', help: "https URL of the client's public keys (private_key_jwt)" },
-      'jwks-file': { type: 'string', value: 'PATH', field: 'jwks', help: `file holding the client's public JWK Set {"keys": [...]} (private_key_jwt)` },
+      'jwks-file': { type: 'string', value: 'PATH', field: 'jwks', help: `file holding the client's public JWK Set {"keys": [...]} (private_key_jwt; self_signed_tls_client_auth with x5c)` },
+      'certificate-file': {
+        type: 'string',
+        multiple: true,
+        value: 'PEM',
+        field: 'jwks',
+        help: "the client's own certificate (PEM or DER), registered in its jwks with x5c (self_signed_tls_client_auth; not with --jwks-file)",
+      },
+      'tls-subject-dn': { type: 'string', value: 'DN', field: 'tls_client_auth_subject_dn', help: 'tls_client_auth: the certificate subject, an RFC 4514 DN such as "CN=orders,O=Example" (compared as a DN)' },
+      'tls-san-dns': { type: 'string', value: 'NAME', field: 'tls_client_auth_san_dns', help: 'tls_client_auth: a DNS name in the certificate subjectAltName' },
+      'tls-san-uri': { type: 'string', value: 'URI', field: 'tls_client_auth_san_uri', help: 'tls_client_auth: a URI in the certificate subjectAltName, e.g. a SPIFFE ID' },
+      'tls-san-ip': { type: 'string', value: 'IP', field: 'tls_client_auth_san_ip', help: 'tls_client_auth: an IPv4 or IPv6 address in the certificate subjectAltName' },
+      'tls-san-email': { type: 'string', value: 'EMAIL', field: 'tls_client_auth_san_email', help: 'tls_client_auth: an email address in the certificate subjectAltName' },
+      'certificate-bound-tokens': {
+        type: 'boolean',
+        field: 'tls_client_certificate_bound_access_tokens',
+        help: 'bind access tokens to the client certificate of the token request (RFC 8705 cnf.x5t#S256)',
+      },
+      'dpop-bound-tokens': { type: 'boolean', field: 'dpop_bound_access_tokens', help: 'every token request must carry a DPoP proof; tokens are bound to its key (RFC 9449 cnf.jkt)' },
       'require-mfa': { type: 'boolean', field: 'require_mfa', help: 'people signing in through this client must pass a second factor' },
       'first-party': { type: 'boolean', field: 'first_party', help: "the organisation's own app: people are not asked for consent" },
     },
@@ -44,6 +89,9 @@ export const clientCommands: readonly Command[] = [
       'gatehouse clients create --name billing --grant client_credentials --resource https://billing.example.com --scope "invoices:read invoices:write"',
       'gatehouse clients create --name shop --grant authorization_code --grant refresh_token --redirect-uri https://shop.example.com/callback --scope "openid profile" --first-party',
       'gatehouse clients create --name spa --grant authorization_code --auth-method none --redirect-uri http://127.0.0.1:5173/callback',
+      'gatehouse clients create --name orders-worker --grant client_credentials --auth-method tls_client_auth --tls-subject-dn "CN=orders-worker,O=Example" --certificate-bound-tokens --resource https://orders.example.com --scope orders:read',
+      'gatehouse clients create --name edge-agent --grant client_credentials --auth-method self_signed_tls_client_auth --certificate-file edge-agent.pem --certificate-bound-tokens',
+      'gatehouse clients create --name spa --grant authorization_code --grant refresh_token --auth-method none --redirect-uri https://app.example.com/callback --dpop-bound-tokens',
     ],
     async run(invocation) {
       const body: Record<string, unknown> = {};
@@ -56,13 +104,23 @@ export const clientCommands: readonly Command[] = [
       given(body, 'token_endpoint_auth_method', invocation.string('auth-method'));
       given(body, 'jwks_uri', invocation.string('jwks-uri'));
       const jwksFile = invocation.string('jwks-file');
+      const certificateFiles = invocation.strings('certificate-file');
+      if (jwksFile !== undefined && certificateFiles.length > 0) throw new UsageError('give --jwks-file or --certificate-file, not both');
       if (jwksFile !== undefined) body['jwks'] = await readJsonFile('--jwks-file', jwksFile);
+      if (certificateFiles.length > 0) body['jwks'] = { keys: await Promise.all(certificateFiles.map((file) => readCertificateJwk('--certificate-file', file))) };
+      given(body, 'tls_client_auth_subject_dn', invocation.string('tls-subject-dn'));
+      given(body, 'tls_client_auth_san_dns', invocation.string('tls-san-dns'));
+      given(body, 'tls_client_auth_san_uri', invocation.string('tls-san-uri'));
+      given(body, 'tls_client_auth_san_ip', invocation.string('tls-san-ip'));
+      given(body, 'tls_client_auth_san_email', invocation.string('tls-san-email'));
+      if (invocation.flag('certificate-bound-tokens')) body['tls_client_certificate_bound_access_tokens'] = true;
+      if (invocation.flag('dpop-bound-tokens')) body['dpop_bound_access_tokens'] = true;
       if (invocation.flag('require-mfa')) body['require_mfa'] = true;
       if (invocation.flag('first-party')) body['first_party'] = true;
       const definition = parseOrThrow(createClientBody, body, 'input');
 
       const client = await withServices(invocation.output, ({ services, audit }) => services.clients.create(definition, audit));
-      printCredentials(invocation.output, client);
+      printCredentials(invocation.output, client, senderConstraintOf(client));
       return EXIT.ok;
     },
   },

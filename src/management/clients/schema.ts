@@ -114,6 +114,11 @@ export const clientDefinition = z
     if (client.token_endpoint_auth_method === 'self_signed_tls_client_auth' && client.jwks === undefined && client.jwks_uri === undefined) {
       issue('jwks', 'self_signed_tls_client_auth needs jwks or jwks_uri holding the certificate (x5c)');
     }
+    // RFC 8705 §2.2.2: the certificate is registered as a key's x5c; without one the client could never authenticate.
+    const hasCertificate = (key: Record<string, unknown>) => Array.isArray(key['x5c']) && key['x5c'].length > 0 && key['x5c'].every((c) => typeof c === 'string' && c !== '');
+    if (client.token_endpoint_auth_method === 'self_signed_tls_client_auth' && client.jwks !== undefined && !client.jwks.keys.some(hasCertificate)) {
+      issue('jwks', 'self_signed_tls_client_auth needs a key whose x5c holds the certificate');
+    }
   });
 
 export type ClientDefinition = z.infer<typeof clientDefinition>;
