@@ -24,7 +24,8 @@ export interface RequireTokenOptions {
   readonly respond?: (ctx: ParameterizedContext, failure: BearerFailure) => void;
   /**
    * The origin clients address this service at (`https://orders.example.com`), for a DPoP proof's
-   * `htu`. Default: Koa's `ctx.origin`, which follows X-Forwarded-Proto/Host only with `app.proxy`.
+   * `htu`. Default: the request's protocol and Host (Koa follows X-Forwarded-Proto/Host only with
+   * `app.proxy`).
    */
   readonly origin?: string;
   /**
@@ -112,7 +113,7 @@ export function requireToken(verifier: Verifier, options: RequireTokenOptions = 
     const presented: PresentedBinding = {
       ...(certificate === undefined ? {} : { certificate }),
       // RFC 9449 §7.2: with the Bearer scheme a DPoP header is not looked at.
-      ...(scheme === 'DPoP' ? { dpop: { proof: ctx.get('DPoP'), method: ctx.method, url: `${options.origin ?? ctx.origin}${ctx.originalUrl}` } } : {}),
+      ...(scheme === 'DPoP' ? { dpop: { proof: ctx.get('DPoP'), method: ctx.method, url: `${options.origin ?? `${ctx.protocol}://${ctx.host}`}${ctx.originalUrl}` } } : {}),
     };
     let token: VerifiedToken;
     try {
