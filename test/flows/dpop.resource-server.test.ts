@@ -85,9 +85,9 @@ describe('DPoP-bound tokens at resource servers', () => {
     };
     // The holder's proof, made by openid-client's key: fetch one through a request it signs.
     let captured: Request | undefined;
-    config[oidc.customFetch] = async (url, init) => {
+    config[oidc.customFetch] = (url, init) => {
       captured = new Request(url, { method: init.method, headers: init.headers });
-      return new Response('{}', { status: 200, headers: { 'content-type': 'application/json' } });
+      return Promise.resolve(new Response('{}', { status: 200, headers: { 'content-type': 'application/json' } }));
     };
     try {
       await oidc.fetchProtectedResource(config, token, new URL('https://orders.dpop-rs.example/orders'), 'GET', undefined, undefined, { DPoP: handle });
