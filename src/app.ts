@@ -77,6 +77,7 @@ export async function createApp(runtime: Runtime): Promise<GatehouseApp> {
   const gatewayCookies = createSealedCookies(Buffer.from(runtime.cookieKeys[0] ?? '', 'base64url'));
   const gatewayCodes = createGatewayCodes(() => providers.current(), db);
   const gateway = gatewayDoors({
+    clientCertificate: runtime.tls.clientCertificate,
     routes: gatewayRoutes,
     policy: gatewayPolicy(config.issuer, services),
     sessions: createBrowserSessions({ cookies: gatewayCookies, codes: gatewayCodes }),

@@ -1,4 +1,7 @@
+import type { X509Certificate } from 'node:crypto';
 import type { GatewayRouteRow } from '../db/gateway-routes.js';
+import { VerifierError } from '../verifier/errors.js';
+import { DPOP_ALGS, type PresentedBinding } from '../verifier/sender-binding.js';
 
 /**
  * The gateway's one policy (SPEC §7): given the route a request matched and the credential it
@@ -41,9 +44,24 @@ export interface GatewayPerson {
   readonly roles: readonly string[];
 }
 
+/**
+ * What the original request holds besides its token (SPEC §8): its DPoP header values, the
+ * method and URL a proof must be for, and the client certificate the gateway passed on.
+ */
+export interface OriginalPresentation {
+  readonly dpop: readonly string[] | undefined;
+  readonly method: string;
+  /** Scheme, host and path as the client addressed them (a proof's `htu`). */
+  readonly url: string;
+  readonly certificate?: X509Certificate | undefined;
+}
+
 export interface GatewayPolicyDeps {
-  /** Verifies a bearer token for `audience`; throws on any invalid token. */
-  verify(token: string, audience: string): Promise<GatewayToken>;
+  /**
+   * Verifies a token for `audience`, and that `presented` holds what a bound token is bound to
+   * (src/verifier/sender-binding.ts); throws on any invalid token, a VerifierError saying why.
+   */
+  verify(token: string, audience: string, presented?: PresentedBinding): Promise<GatewayToken>;
   /** The person a token's `sub` names, or undefined (a client, or a person disabled or deleted). */
   person(sub: string): Promise<GatewayPerson | undefined>;
   /** The acr that proves a second factor (SPEC §4). */
@@ -85,16 +103,46 @@ function headerValue(value: string | null | undefined): string {
   return (value ?? '').replace(/[\u0000-\u001f\u007f]+/g, ' ').trim();
 }
 
+type Scheme = 'Bearer' | 'DPoP';
+
+/** RFC 9449 §7.1: a DPoP challenge names the proof algorithms accepted. */
+const DPOP_ALGS_PARAM = `algs=${quote(DPOP_ALGS.join(' '))}`;
+
+function challengeOf(scheme: Scheme, error: string, description: string): string {
+  return `${scheme} error=${quote(error)}, error_description=${quote(description)}${scheme === 'DPoP' ? `, ${DPOP_ALGS_PARAM}` : ''}`;
+}
+
 /**
  * `authorization` is the original request's Authorization header values (undefined: none). RFC
- * 6750 §2.1: one `Bearer` credential; several Authorization headers are a malformed request.
+ * 6750 §2.1 and RFC 9449 §7.1: one `Bearer` or `DPoP` credential; several Authorization headers
+ * are a malformed request.
  */
-function bearerToken(authorization: readonly string[] | undefined): { token: string } | { challenge: string } {
+function credentialOf(authorization: readonly string[] | undefined): { token: string; scheme: Scheme } | { challenge: string } {
   if (authorization === undefined || authorization.length === 0) return { challenge: 'Bearer' };
-  const malformed = { challenge: 'Bearer error="invalid_request", error_description="one Bearer token expected"' };
+  const malformed = { challenge: 'Bearer error="invalid_request", error_description="one Bearer or DPoP token expected"' };
   if (authorization.length > 1) return malformed;
-  const match = /^Bearer +([A-Za-z0-9\-._~+/]+=*) *$/i.exec(authorization[0] ?? '');
-  return match === null ? malformed : { token: match[1]! };
+  const match = /^(Bearer|DPoP) +([A-Za-z0-9\-._~+/]+=*) *$/i.exec(authorization[0] ?? '');
+  if (match === null) return malformed;
+  return { token: match[2]!, scheme: match[1]!.toLowerCase() === 'dpop' ? 'DPoP' : 'Bearer' };
+}
+
+/** The binding to check: the DPoP proof only with the DPoP scheme (RFC 9449 §7.2), the certificate always. */
+function presentedBinding(scheme: Scheme, presented: OriginalPresentation | undefined): PresentedBinding {
+  const certificate = presented?.certificate === undefined ? {} : { certificate: presented.certificate };
+  if (scheme !== 'DPoP' || presented === undefined) return certificate;
+  // RFC 9449 §4.3 step 1: exactly one DPoP header; anything else fails the proof check.
+  const proof = presented.dpop?.length === 1 ? presented.dpop[0]! : '';
+  return { ...certificate, dpop: { proof, method: presented.method, url: presented.url } };
+}
+
+/** RFC 6750 §3.1 / RFC 9449 §7.1: why a token was refused, as the challenge says it. */
+function refusedToken(error: unknown, scheme: Scheme): string {
+  if (error instanceof VerifierError && error.code === 'dpop_invalid') return challengeOf('DPoP', 'invalid_dpop_proof', 'the DPoP proof is invalid');
+  if (error instanceof VerifierError && error.code === 'binding_mismatch') {
+    return challengeOf(error.binding === 'dpop' ? 'DPoP' : scheme, 'invalid_token', 'the access token is bound to a key or certificate this request does not hold');
+  }
+  // Expired, revoked, malformed or for another audience.
+  return challengeOf(scheme, 'invalid_token', 'the access token is invalid');
 }
 
 /**
@@ -106,6 +154,7 @@ export async function decide(
   route: GatewayRouteRow | undefined,
   authorization: readonly string[] | undefined,
   session?: GatewayToken,
+  presented?: OriginalPresentation,
 ): Promise<Decision> {
   // Deny by default: a request no route covers never reaches an upstream.
   if (route === undefined) return { outcome: 'forbidden', reason: 'no_route' };
@@ -117,21 +166,22 @@ export async function decide(
   let token: GatewayToken;
   /** What the upstream token is remembered by: the caller's own credential. */
   let credentialKey: string;
+  let scheme: Scheme = 'Bearer';
   if (viaSession) {
     token = session;
     credentialKey = `session:${session.sub}:${session.exp}`;
   } else {
-    const credential = bearerToken(authorization);
+    const credential = credentialOf(authorization);
     if ('challenge' in credential) {
       const signIn = route.browser_sign_in && authorization === undefined ? ({ signIn: 'session' } as const) : {};
       return { outcome: 'unauthenticated', challenge: credential.challenge, ...signIn };
     }
     credentialKey = credential.token;
+    scheme = credential.scheme;
     try {
-      token = await deps.verify(credential.token, audience);
-    } catch {
-      // RFC 6750 §3.1 invalid_token: expired, revoked, malformed or for another audience.
-      return { outcome: 'unauthenticated', challenge: 'Bearer error="invalid_token", error_description="the access token is invalid"' };
+      token = await deps.verify(credential.token, audience, presentedBinding(credential.scheme, presented));
+    } catch (error) {
+      return { outcome: 'unauthenticated', challenge: refusedToken(error, credential.scheme) };
     }
   }
 
@@ -142,7 +192,7 @@ export async function decide(
     return {
       outcome: 'forbidden',
       reason: 'insufficient_scope',
-      challenge: `Bearer error="insufficient_scope", error_description="the token lacks a required scope", scope=${quote(route.required_scopes.join(' '))}`,
+      challenge: `${challengeOf(scheme, 'insufficient_scope', 'the token lacks a required scope')}, scope=${quote(route.required_scopes.join(' '))}`,
     };
   }
 

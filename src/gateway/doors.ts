@@ -2,8 +2,9 @@ import Router from '@koa/router';
 import type { ParameterizedContext } from 'koa';
 import type { Logger } from 'pino';
 import { ROUTER_METHODS } from '../http/errors.js';
+import type { ClientCertificateSource } from '../http/client-certificate.js';
 import type { Metrics } from '../http/metrics.js';
-import { decide, type Decision, type GatewayPolicyDeps } from './decide.js';
+import { decide, type Decision, type GatewayPolicyDeps, type OriginalPresentation } from './decide.js';
 import { isHostHeader } from './host.js';
 import type { RouteTable } from './route-table.js';
 import { SIGN_IN_PATH, type BrowserSessions } from './browser/sign-in.js';
@@ -16,7 +17,8 @@ import { SIGN_IN_PATH, type BrowserSessions } from './browser/sign-in.js';
  *   subrequest itself is a GET without body);
  * - `/gateway/ext-authz/<original path>` for Envoy's HTTP `ext_authz`: the request line and Host
  *   are the original request's (extAuthzRequest).
- * The original request's own Authorization (and, for browser routes, its gateway cookie) comes along. These headers are trusted from whoever
+ * The original request's own Authorization (with its DPoP proof, SPEC §8, and, for browser routes,
+ * its gateway cookie) comes along, and its client certificate in CLIENT_CERT_HEADER. These headers are trusted from whoever
  * can reach the endpoint: deployments keep /gateway/* reachable from the gateway only.
  */
 
@@ -170,6 +172,8 @@ function answer(ctx: ParameterizedContext, decision: Decision, authorization: re
 }
 
 export interface GatewayDoorDeps {
+  /** The original request's client certificate, as the gateway passes it on (CLIENT_CERT_HEADER). */
+  readonly clientCertificate: ClientCertificateSource;
   readonly routes: RouteTable;
   readonly policy: GatewayPolicyDeps;
   readonly sessions: BrowserSessions;
@@ -193,7 +197,13 @@ export function gatewayDoors(deps: GatewayDoorDeps): Router {
       const authorization = authorizationOf(ctx);
       // The cookie is opened only where it can count: a browser route and no token.
       const session = route?.browser_sign_in === true && authorization === undefined ? await deps.sessions.fromCookies(ctx.req.headers.cookie, original.host) : undefined;
-      const decision = await decide(deps.policy, route, authorization, session);
+      const presented: OriginalPresentation = {
+        dpop: ctx.req.headersDistinct['dpop'],
+        method: original.method,
+        url: `${original.scheme}://${original.host}${original.path}`,
+        certificate: deps.clientCertificate(ctx.req)?.certificate,
+      };
+      const decision = await decide(deps.policy, route, authorization, session, presented);
       const toSignIn = decision.outcome !== 'allow' && decision.signIn !== undefined && isBrowserNavigation(ctx);
       deps.metrics.gatewayDecisions.inc({ route: route?.id ?? 'none', outcome: toSignIn ? 'sign_in' : decision.outcome });
       // Denials are logged with what was asked and why, never the token.

@@ -2,6 +2,7 @@ import { ACR_MFA } from '../oidc/accounts.js';
 import type { Services } from '../services.js';
 import { BoundedCache } from '../lib/bounded-cache.js';
 import { createVerifier, type Verifier } from '../verifier/index.js';
+import { createSenderBindingChecker, type DpopReplayStore } from '../verifier/sender-binding.js';
 import type { GatewayPolicyDeps } from './decide.js';
 import { createReferenceTokens, isReferenceTokenShape } from '../oidc/reference-tokens.js';
 import { createUpstreamTokens } from './upstream-token.js';
@@ -21,12 +22,19 @@ const VERIFIED_TOKEN_SECONDS = 60;
  */
 export function gatewayPolicy(issuer: string, services: Pick<Services, 'providers' | 'accounts' | 'gatewayPeople' | 'tokenClient' | 'tokenMinter'>): GatewayPolicyDeps {
   const references = createReferenceTokens(() => services.providers.current());
+  // SPEC §2: a DPoP proof's jti is accepted once, across instances: the gateway claims it in the
+  // database as the token endpoint does (ReplayDetection, src/oidc/model-extensions.ts).
+  const replayStore: DpopReplayStore = {
+    firstUse: (key, expiresAtSeconds) => services.providers.current().ReplayDetection.unique('gateway-dpop', key, expiresAtSeconds),
+  };
+  // Reference tokens are looked up, not verified: their binding is checked on its own.
+  const referenceBinding = createSenderBindingChecker({ clockTolerance: 5, requireSenderConstraint: false, dpop: { replayStore } });
   // One verifier per resource server a route names (a bounded, small set).
   const verifiers = new BoundedCache<string, Verifier>(1_000);
   const verifierFor = (audience: string): Verifier => {
     let verifier = verifiers.get(audience);
     if (verifier === undefined) {
-      verifier = createVerifier({ issuer, audience, jwks: () => services.providers.publicJwks(), cacheMaxAgeSeconds: VERIFIED_TOKEN_SECONDS });
+      verifier = createVerifier({ issuer, audience, jwks: () => services.providers.publicJwks(), cacheMaxAgeSeconds: VERIFIED_TOKEN_SECONDS, dpop: { replayStore } });
       verifiers.set(audience, verifier);
     }
     return verifier;
@@ -38,9 +46,16 @@ export function gatewayPolicy(issuer: string, services: Pick<Services, 'provider
   }
 
   return {
-    async verify(token, audience) {
+    async verify(token, audience, presented) {
       // SPEC §7: a reference token (no dots, unlike a JWS or JWE) is looked up; a JWT verified.
-      const claims = isReferenceTokenShape(token) ? await referenceClaims(token, audience) : (await verifierFor(audience).verify(token)).claims;
+      // Either way what a bound token is bound to must come with it (SPEC §8).
+      let claims;
+      if (isReferenceTokenShape(token)) {
+        claims = await referenceClaims(token, audience);
+        await referenceBinding.check(token, claims, presented);
+      } else {
+        claims = (await verifierFor(audience).verify(token, presented)).claims;
+      }
       // As introspection answers (src/oidc/jwt-introspection.ts): a deleted client's tokens, and
       // those from before its credentials last changed, no longer pass. Served from the client cache.
       const client = await services.tokenClient(claims.client_id);

@@ -15,6 +15,8 @@ export interface ReferenceToken {
   readonly exp: number;
   readonly acr: string | undefined;
   readonly auth_time: number | undefined;
+  /** The DPoP key or client certificate the token is bound to (SPEC §8), as a JWT's `cnf` says it. */
+  readonly cnf: { jkt?: string; 'x5t#S256'?: string } | undefined;
 }
 
 /** Opaque token values are base64url (oidc-provider's nanoid); anything else is not looked up. */
@@ -30,6 +32,14 @@ interface StoredToken {
   readonly iat?: number;
   readonly exp?: number;
   readonly extra?: Record<string, unknown>;
+  readonly jkt?: string;
+  readonly 'x5t#S256'?: string;
+}
+
+function confirmation(stored: StoredToken): ReferenceToken['cnf'] {
+  if (stored.jkt !== undefined) return { jkt: stored.jkt };
+  if (stored['x5t#S256'] !== undefined) return { 'x5t#S256': stored['x5t#S256'] };
+  return undefined;
 }
 
 export function isReferenceTokenShape(value: string): boolean {
@@ -61,6 +71,7 @@ export function createReferenceTokens(current: () => Provider) {
         exp: stored.exp,
         acr: typeof extra['acr'] === 'string' ? extra['acr'] : undefined,
         auth_time: typeof extra['auth_time'] === 'number' ? extra['auth_time'] : undefined,
+        cnf: confirmation(stored),
       };
     },
   };

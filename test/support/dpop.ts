@@ -43,3 +43,30 @@ export function dpopProof(key: DpopKey, method: string, url: string, claims: Pro
     .setIssuedAt(claims.iat ?? Math.floor(Date.now() / 1000))
     .sign(key.privateKey);
 }
+
+/**
+ * A DPoP-bound client-credentials token from Gatehouse's token endpoint (HTTP Basic), answering
+ * the nonce challenge as RFC 9449 §8 says: the first proof has no nonce, the retry the one given.
+ */
+export async function dpopClientCredentials(
+  server: { readonly url: string; readonly issuer: string },
+  client: { readonly client_id: string; readonly client_secret?: string | undefined },
+  key: DpopKey,
+  params: Record<string, string>,
+): Promise<{ status: number; body: Record<string, unknown> }> {
+  const request = async (nonce: string | undefined) => {
+    const response = await fetch(`${server.url}/token`, {
+      method: 'POST',
+      headers: {
+        authorization: `Basic ${Buffer.from(`${encodeURIComponent(client.client_id)}:${encodeURIComponent(client.client_secret ?? '')}`).toString('base64')}`,
+        'content-type': 'application/x-www-form-urlencoded',
+        dpop: await dpopProof(key, 'POST', `${server.issuer}/token`, nonce === undefined ? {} : { nonce }),
+      },
+      body: new URLSearchParams({ grant_type: 'client_credentials', ...params }),
+    });
+    return { status: response.status, body: (await response.json()) as Record<string, unknown>, nonce: response.headers.get('dpop-nonce') };
+  };
+  const first = await request(undefined);
+  if (first.status !== 400 || first.body['error'] !== 'use_dpop_nonce' || first.nonce === null) return first;
+  return request(first.nonce);
+}

@@ -6,6 +6,7 @@ import type { AddressInfo } from 'node:net';
 import { test } from 'node:test';
 import { compactDecrypt, createRemoteJWKSet, decodeJwt, exportJWK, generateKeyPair, jwtVerify, type CryptoKey } from 'jose';
 import { adminCall, adminToken, clientCredentials, createClient, createResourceServer } from './admin-api.js';
+import { dpopClientCredentials, dpopKey, dpopProof, type DpopKey } from './dpop.js';
 import { freePort, startTestServer, type TestServer } from './server.js';
 
 /** What a gateway test set up: the protected site, tokens, and what its echo upstream saw. */
@@ -14,6 +15,8 @@ export interface GatewayUnderTest {
   readonly clientId: string;
   /** A client-credentials token for the routes' resource server (or another one the client may use). */
   readonly token: (scope: string, resource?: string) => Promise<string>;
+  /** The same, bound to `key` with DPoP (SPEC §8). */
+  readonly dpopToken: (scope: string, key: DpopKey, resource?: string) => Promise<string>;
   /** The issuer, and the resource servers the exchange and reference routes name. */
   readonly issuer: string;
   readonly ledger: { readonly identifier: string; readonly innerKey: CryptoKey };
@@ -116,6 +119,39 @@ export function gatewayBehaviourTests(env: () => GatewayUnderTest): void {
     assert.equal(env().reached.length, count);
   });
 
+  test('DPoP-bound tokens (SPEC §8): with the DPoP scheme and a proof for the original request they pass; as Bearer, replayed, for another URL or key they are refused with a DPoP challenge', async () => {
+    env().reached.length = 0;
+    const [key, thief] = await Promise.all([dpopKey(), dpopKey()]);
+    const token = await env().dpopToken('orders:read', key);
+    const url = `${env().site}/orders/7?page=2`;
+    const proof = await dpopProof(key, 'GET', url, { accessToken: token });
+    const allowed = await fetch(url, { headers: { authorization: `DPoP ${token}`, dpop: proof } });
+    assert.equal(allowed.status, 200);
+    assert.equal(env().reached.at(-1)?.headers['authorization'], `DPoP ${token}`);
+    assert.equal(env().reached.at(-1)?.headers['x-gatehouse-client-id'], env().clientId);
+    const count = env().reached.length;
+    const refusals: [string, Record<string, string>, RegExp][] = [
+      ['replayed', { authorization: `DPoP ${token}`, dpop: proof }, /^DPoP error="invalid_dpop_proof".*algs="/],
+      ['as Bearer', { authorization: `Bearer ${token}` }, /^DPoP error="invalid_token"/],
+      ['no proof', { authorization: `DPoP ${token}` }, /^DPoP error="invalid_dpop_proof"/],
+      ['another URL', { authorization: `DPoP ${token}`, dpop: await dpopProof(key, 'GET', `${env().site}/orders/8`, { accessToken: token }) }, /^DPoP error="invalid_dpop_proof"/],
+      ['another method', { authorization: `DPoP ${token}`, dpop: await dpopProof(key, 'POST', url, { accessToken: token }) }, /^DPoP error="invalid_dpop_proof"/],
+      ['another key', { authorization: `DPoP ${token}`, dpop: await dpopProof(thief, 'GET', url, { accessToken: token }) }, /^DPoP error="invalid_token"/],
+    ];
+    for (const [label, headers, challenge] of refusals) {
+      const response = await fetch(url, { headers });
+      assert.equal(response.status, 401, label);
+      assert.match(response.headers.get('www-authenticate') ?? '', challenge, label);
+    }
+    // A DPoP-bound reference token is held to its key the same way.
+    const opaque = await env().dpopToken('orders:read', key, env().reference);
+    const referenceUrl = `${env().site}/reference/1`;
+    assert.equal((await fetch(referenceUrl, { headers: { authorization: `DPoP ${opaque}`, dpop: await dpopProof(key, 'GET', referenceUrl, { accessToken: opaque }) } })).status, 200);
+    assert.equal((await fetch(referenceUrl, { headers: { authorization: `DPoP ${opaque}`, dpop: await dpopProof(thief, 'GET', referenceUrl, { accessToken: opaque }) } })).status, 401);
+    assert.equal((await fetch(referenceUrl, { headers: { authorization: `Bearer ${opaque}` } })).status, 401);
+    assert.equal(env().reached.length, count + 1);
+  });
+
   test('a path no route covers is denied, and a prefix matches whole segments only', async () => {
     env().reached.length = 0;
     const bearer = { authorization: `Bearer ${await env().token('orders:read')}` };
@@ -195,6 +231,12 @@ export async function startGatewayScenario(resource: string): Promise<GatewaySce
     token: async (scope, audience = resource) => {
       const { status, body } = await clientCredentials(server, shop.client_id, shop.client_secret!, { scope, resource: audience });
       assert.equal(status, 200, JSON.stringify(body));
+      return body['access_token'] as string;
+    },
+    dpopToken: async (scope, key, audience = resource) => {
+      const { status, body } = await dpopClientCredentials(server, shop, key, { scope, resource: audience });
+      assert.equal(status, 200, JSON.stringify(body));
+      assert.equal(body['token_type'], 'DPoP');
       return body['access_token'] as string;
     },
     async close() {
