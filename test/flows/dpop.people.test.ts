@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
-import { calculateJwkThumbprint, decodeJwt, type JWK } from 'jose';
+import { calculateJwkThumbprint, decodeJwt } from 'jose';
 import * as oidc from 'openid-client';
 import { adminCall, adminToken, createResourceServer } from '../support/admin-api.js';
 import { CookieClient } from '../support/cookie-client.js';
@@ -52,7 +52,7 @@ describe('DPoP for a public client signing a person in', () => {
     config = await oidc.discovery(new URL(server.issuer), client.body.client_id, undefined, oidc.None(), { execute: [oidc.allowInsecureRequests] });
     keys = await oidc.randomDPoPKeyPair('ES256');
     handle = oidc.getDPoPHandle(config, keys);
-    jkt = await calculateJwkThumbprint((await crypto.subtle.exportKey('jwk', keys.publicKey)) as JWK);
+    jkt = await calculateJwkThumbprint(await crypto.subtle.exportKey('jwk', keys.publicKey));
 
     const browser = new CookieClient();
     const { verifier, state, nonce, params } = await pkceParams(REDIRECT, 'openid offline_access orders:read', { prompt: 'consent', resource: ORDERS });
