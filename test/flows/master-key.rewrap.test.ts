@@ -88,7 +88,7 @@ describe('gatehouse master-key rewrap (real CLI processes)', () => {
     await sealTotp(alice, keyA);
     const ids = await sealedKeyIds();
     total = ids.length;
-    assert.equal(total, 12, "8 signing keys, 3 server secrets, 1 TOTP secret");
+    assert.equal(total, 13, "8 signing keys, 4 server secrets (cookies, client-secret HMAC, token escrow, DPoP nonces), 1 TOTP secret");
     assert.deepEqual(new Set(ids), new Set([masterKeyId(Buffer.from(keyA, 'base64url'))]));
   });
   after(() => database?.drop());
@@ -128,7 +128,7 @@ describe('gatehouse master-key rewrap (real CLI processes)', () => {
     const rewrap = await cli({ MASTER_KEY: keyB, MASTER_KEY_PREVIOUS: keyA }, 'master-key', 'rewrap');
     assert.equal(rewrap.code, 0, rewrap.stderr);
     const idB = masterKeyId(Buffer.from(keyB, 'base64url'));
-    assert.match(rewrap.stdout, new RegExp(`^re-sealed ${total} values with master key ${idB} \\(signing_keys 8, server_secrets 3, user_totp 1\\); 0 were sealed with it already\\n$`));
+    assert.match(rewrap.stdout, new RegExp(`^re-sealed ${total} values with master key ${idB} \\(signing_keys 8, server_secrets 4, user_totp 1\\); 0 were sealed with it already\\n$`));
     assert.deepEqual(new Set(await sealedKeyIds()), new Set([idB]));
 
     // The previous key can go: B alone opens the signing keys and server secrets (the CLI builds the app) ...
