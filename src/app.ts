@@ -58,6 +58,7 @@ export async function createApp(runtime: Runtime): Promise<GatehouseApp> {
     logger,
     ...services.management,
     tokenClient: services.tokenClient,
+    clientCertificate: runtime.tls.clientCertificate,
   });
 
   const app = new Koa();

@@ -2,6 +2,7 @@ import Router from '@koa/router';
 import compose from 'koa-compose';
 import type { Middleware, ParameterizedContext } from 'koa';
 import type { Logger } from 'pino';
+import type { ClientCertificateSource } from '../http/client-certificate.js';
 import { requireToken, type BearerFailure, type Verifier, type VerifiedToken } from '../verifier/index.js';
 import { ROUTER_METHODS } from '../http/errors.js';
 import { auditContext } from './caller.js';
@@ -26,6 +27,8 @@ export interface AdminApiDeps extends Omit<AdminServices, 'openApiDocument'> {
    * notifications): undefined once deleted, with the earliest `iat` it still stands behind.
    */
   readonly tokenClient: (clientId: string) => Promise<{ readonly tokensNotBefore: number } | undefined>;
+  /** The request's client certificate, for certificate-bound admin tokens (SPEC §8). */
+  readonly clientCertificate: ClientCertificateSource;
 }
 
 function respondWithProblem(ctx: ParameterizedContext, failure: BearerFailure): void {
@@ -108,7 +111,9 @@ export function createAdminApi(deps: AdminApiDeps): Middleware {
   const guard = (scope: AdminScope) => {
     let middleware = guards.get(scope);
     if (middleware === undefined) {
-      middleware = compose([requireToken(deps.verifier, { scopes: [scope], respond: respondWithProblem }), liveClient, jsonBody()]);
+      // A DPoP proof's htu is the URL the client addressed: ISSUER (with any path a proxy strips) and the route.
+      const bound = { origin: deps.issuer.replace(/\/+$/, ''), certificate: (ctx: ParameterizedContext) => deps.clientCertificate(ctx.req)?.certificate };
+      middleware = compose([requireToken(deps.verifier, { scopes: [scope], respond: respondWithProblem, ...bound }), liveClient, jsonBody()]);
       guards.set(scope, middleware);
     }
     return middleware;

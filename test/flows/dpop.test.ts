@@ -4,7 +4,7 @@ import { decodeJwt } from 'jose';
 import * as oidc from 'openid-client';
 import { adminToken, createClient, createResourceServer, introspectToken, type ClientBody } from '../support/admin-api.js';
 import { postgresUrl } from '../support/database.js';
-import { dpopKey, dpopProof, type DpopKey } from '../support/dpop.js';
+import { dpopClientCredentials, dpopKey, dpopProof, type DpopKey } from '../support/dpop.js';
 import { startTestServer, type TestServer } from '../support/server.js';
 
 /**
@@ -160,6 +160,20 @@ describe('DPoP at the token endpoint', () => {
     const granted = await requestToken(server.url, plain, await dpopProof(key, 'POST', tokenUrl, { nonce }), params);
     assert.equal(granted.status, 200, JSON.stringify(granted.body));
     assert.deepEqual(decodeJwt(granted.body['access_token'] as string)['cnf'], { jkt: key.thumbprint });
+  });
+
+  test('the admin API takes a DPoP-bound admin token with its proof, and refuses it as Bearer', async () => {
+    const admin = { client_id: server.admin.clientId, client_secret: server.admin.clientSecret };
+    const issued = await dpopClientCredentials(server, admin, key, { resource: `${server.issuer}/admin`, scope: 'admin:clients' });
+    assert.equal(issued.status, 200, JSON.stringify(issued.body));
+    const token = issued.body['access_token'] as string;
+    const url = `${server.issuer}/admin/v1/clients?limit=1`;
+    const listed = await fetch(url, { headers: { authorization: `DPoP ${token}`, dpop: await dpopProof(key, 'GET', url, { accessToken: token }) } });
+    assert.equal(listed.status, 200, await listed.clone().text());
+    const asBearer = await fetch(url, { headers: { authorization: `Bearer ${token}` } });
+    assert.equal(asBearer.status, 401);
+    assert.match(asBearer.headers.get('www-authenticate') ?? '', /^DPoP error="invalid_token"/);
+    assert.match(asBearer.headers.get('content-type') ?? '', /^application\/problem\+json/);
   });
 
   describe('two instances', { skip: postgresUrl === undefined ? 'needs PostgreSQL: two instances cannot share a PGlite database' : false }, () => {
