@@ -4,7 +4,7 @@ import type { ClientRow } from '../db/clients.js';
 export const OIDC_SCOPES = ['openid', 'offline_access', 'profile', 'email'] as const;
 
 /** Gatehouse metadata that oidc-provider should carry on its Client model. */
-export const EXTRA_CLIENT_METADATA = ['allowed_resources', 'require_mfa', 'first_party', 'registered_scope', 'tokens_not_before', 'browser_hosts'] as const;
+export const EXTRA_CLIENT_METADATA = ['allowed_resources', 'require_mfa', 'first_party', 'registered_scope', 'tokens_not_before', 'browser_hosts', 'token_exchange'] as const;
 
 function splitScope(scope: unknown): string[] {
   return typeof scope === 'string' ? scope.split(' ').filter(Boolean) : [];

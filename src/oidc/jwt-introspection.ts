@@ -1,4 +1,4 @@
-import { createLocalJWKSet, jwtVerify, type JSONWebKeySet } from 'jose';
+import { createLocalJWKSet, jwtVerify, type JSONWebKeySet, type JWTPayload } from 'jose';
 import type { Middleware } from 'koa';
 import type { KoaContextWithOIDC } from 'oidc-provider';
 import type { Queryable } from '../db/database.js';
@@ -21,13 +21,19 @@ import { allowedResources } from './clients.js';
  *
  * Stored (reference, SPEC §7) tokens are the provider's to introspect; only their `sub` is filled in.
  */
-export function introspectJwtAccessTokens(deps: {
+export interface OwnTokenKeys {
   readonly issuer: string;
-  readonly db: Queryable;
   readonly publicJwks: () => JSONWebKeySet;
   readonly escrowKey: Buffer;
-}): Middleware {
-  const clients = createClientStore(deps.db);
+}
+
+/**
+ * Opens one of Gatehouse's own JWT access tokens with this instance's keys: a JWS, or a whole-token
+ * JWE through its escrowed content key. The payload when the signature, issuer, `typ` and `exp`
+ * hold and it names one `client_id` and one `aud`; undefined for anything else. Introspection and
+ * token exchange (./token-exchange.ts) both start here.
+ */
+export function ownAccessTokenVerifier(deps: OwnTokenKeys): (token: string) => Promise<JWTPayload | undefined> {
   let seenKeys: JSONWebKeySet | undefined;
   let keySet: ReturnType<typeof createLocalJWKSet> | undefined;
   const keys = () => {
@@ -38,8 +44,7 @@ export function introspectJwtAccessTokens(deps: {
     }
     return keySet;
   };
-
-  async function introspect(token: string, callerId: string, callerResources: readonly string[]): Promise<Record<string, unknown> | undefined> {
+  return async (token) => {
     const parts = token.split('.').length;
     let jws = token;
     if (parts === 5) {
@@ -52,6 +57,17 @@ export function introspectJwtAccessTokens(deps: {
     const { payload } = await jwtVerify(jws, keys(), { issuer: deps.issuer, typ: 'at+jwt', algorithms: [...SIGNING_ALGS] }).catch(() => ({
       payload: undefined,
     }));
+    if (payload === undefined || typeof payload.client_id !== 'string' || typeof payload.aud !== 'string') return undefined;
+    return payload;
+  };
+}
+
+export function introspectJwtAccessTokens(deps: OwnTokenKeys & { readonly db: Queryable }): Middleware {
+  const clients = createClientStore(deps.db);
+  const verifyOwn = ownAccessTokenVerifier(deps);
+
+  async function introspect(token: string, callerId: string, callerResources: readonly string[]): Promise<Record<string, unknown> | undefined> {
+    const payload = await verifyOwn(token);
     if (payload === undefined || typeof payload.client_id !== 'string' || typeof payload.aud !== 'string') return undefined;
     if (payload.client_id !== callerId && !callerResources.includes(payload.aud)) return undefined;
     if ((await clients.find(payload.client_id)) === undefined) return undefined;
@@ -67,6 +83,8 @@ export function introspectJwtAccessTokens(deps: {
       scope: payload['scope'],
       auth_time: payload['auth_time'],
       acr: payload['acr'],
+      // SPEC §2, RFC 8693 §4.1: who acted, for an exchanged token (nested for a chain).
+      ...(payload['act'] === undefined ? {} : { act: payload['act'] }),
       // RFC 8705 §3.2 / RFC 9449 §6.2: the binding travels with the answer, and names the token type.
       ...(payload['cnf'] === undefined ? {} : { cnf: payload['cnf'] }),
       token_type: (payload['cnf'] as { jkt?: unknown } | undefined)?.jkt === undefined ? 'Bearer' : 'DPoP',

@@ -11,7 +11,8 @@ import { createResourceIndicators } from './resource-indicators.js';
 import type { ResourceServerRegistry } from './resource-server-registry.js';
 import { encryptWholeTokens, innerLayer } from '../tokens/access-token.js';
 import type { JweEncryptor } from '../tokens/crypto-pool.js';
-import { introspectJwtAccessTokens } from './jwt-introspection.js';
+import { introspectJwtAccessTokens, ownAccessTokenVerifier } from './jwt-introspection.js';
+import { actorClaim, registerTokenExchange, subjectAudiences } from './token-exchange.js';
 import { ACR_MFA, ACR_PASSWORD, CLAIMS_BY_SCOPE, type Accounts } from './accounts.js';
 import { interactionPolicyWithSecondFactor } from './second-factor-check.js';
 import { extendModels } from './model-extensions.js';
@@ -111,6 +112,7 @@ async function advertiseMtlsEndpointAliases(ctx: KoaContextWithOIDC, next: () =>
 }
 
 export function createProvider(deps: ProviderDependencies): Provider {
+  const resourceIndicators = createResourceIndicators(deps.resourceServers);
   const configuration: Configuration = {
     // Storage in PostgreSQL/PGlite; clients come from the admin API's table.
     adapter: createAdapterFactory(deps.db, deps.clientCache),
@@ -185,7 +187,7 @@ export function createProvider(deps: ProviderDependencies): Provider {
         },
       },
       // RFC 8707 from the resource_servers table; every access token is for one resource server.
-      resourceIndicators: createResourceIndicators(deps.resourceServers),
+      resourceIndicators,
       // SPEC §8, RFC 9449: DPoP at the token endpoint (and userinfo). Nonces are keyed by a secret
       // every instance shares, so one instance's nonce is good at all of them; a proof must carry
       // one (RFC 9449 §8), which bounds a stolen proof's life to the nonce's. Proof jti replay is
@@ -206,7 +208,12 @@ export function createProvider(deps: ProviderDependencies): Provider {
     // SPEC §4: what a sign-in achieved; a request may ask for the second factor by acr_values.
     acrValues: [ACR_PASSWORD, ACR_MFA],
     // SPEC §3: person tokens carry auth_time and acr publicly; the rest goes to the inner layer.
-    extraTokenClaims: (ctx, token) => publicPersonClaims(ctx, token as { accountId?: string }),
+    // SPEC §9: an exchanged token says who acted (`act`, ./token-exchange.ts).
+    extraTokenClaims: (ctx, token) => {
+      const person = publicPersonClaims(ctx, token as { accountId?: string });
+      const actor = actorClaim(token);
+      return person === undefined && actor === undefined ? undefined : { ...person, ...actor };
+    },
     // SPEC §2: refresh tokens rotate on every use; reusing a rotated one revokes the grant.
     rotateRefreshToken: true,
     // Consent is remembered per grant; first-party clients skip it (src/oidc/grants.ts).
@@ -248,6 +255,9 @@ export function createProvider(deps: ProviderDependencies): Provider {
         }
         if (key === 'registered_scope' && value !== undefined && typeof value !== 'string') {
           throw new TypeError('registered_scope must be a string');
+        }
+        if (key === 'token_exchange' && value !== undefined && subjectAudiences({ token_exchange: value }) === undefined) {
+          throw new TypeError('token_exchange must be an object with subject_audiences');
         }
       },
     },
@@ -352,10 +362,20 @@ export function createProvider(deps: ProviderDependencies): Provider {
   // listener, so each alias is the endpoint itself. Only when a certificate can reach it at all.
   if (deps.acceptsClientCertificates) provider.use(advertiseMtlsEndpointAliases);
 
+  // SPEC §9: RFC 8693 token exchange, through registerGrantType (so the per-client limit wraps it too).
+  const publicJwks = publicHalves(deps.jwks);
+  const verifyOwnToken = ownAccessTokenVerifier({ issuer: deps.issuer, publicJwks: () => publicJwks, escrowKey: deps.tokenEscrowKey });
+  registerTokenExchange(provider, {
+    db: deps.db,
+    logger: deps.logger,
+    accounts: deps.accounts,
+    verifyOwnToken,
+    resourceServerInfo: (ctx, resource, client) => resourceIndicators.getResourceServerInfo(ctx, resource, client),
+  });
+
   // SPEC §3 encrypt_whole_token: nested JWT with cty "JWT" (see src/tokens/access-token.ts).
   provider.use(encryptWholeTokens(deps.tokenEscrowKey, deps.jweEncryptor));
   // RFC 7662 for Gatehouse's JWT access tokens, which the provider does not store.
-  const publicJwks = publicHalves(deps.jwks);
   provider.use(introspectJwtAccessTokens({ issuer: deps.issuer, db: deps.db, publicJwks: () => publicJwks, escrowKey: deps.tokenEscrowKey }));
 
   return provider;
