@@ -580,7 +580,7 @@ interface Report {
   readonly cryptoBound: CryptoBound;
   /** Gatehouse's memory over its rows (undefined: no Gatehouse row, or /proc not readable). */
   readonly memory: RssReport | undefined;
-  /** The HTTPS instance's memory over its rows (tls, mtls). */
+  /** The HTTPS instance's memory over its rows (tls, mtls, tls-resume). */
   readonly tlsMemory: RssReport | undefined;
   /** DPoP proofs the load generator signed, and how often the server handed out a new nonce. */
   readonly dpop: { proofs: number; nonces: number } | undefined;
@@ -618,14 +618,14 @@ function markdown(report: Report): string {
     `| inner: sign + inner JWE | ${fmt(bound.signEncryptMicros, 1)} | ${fmt(bound.innerTokensPerSecond)} |`,
     `| nested: sign + inner JWE + whole-token JWE | ${fmt(bound.nestedMicros, 1)} | ${fmt(bound.nestedTokensPerSecond)} |`,
     '',
-    'DPoP proofs, one core (not a token bound: the client signs, the server verifies):',
+    'DPoP proofs, one at a time in this process (not a token bound: the client signs, the server verifies; the verify is asynchronous WebCrypto, so this is wall time with its thread-pool hops):',
     '',
     '| proof | µs per proof | proofs/s |',
     '|---|---:|---:|',
     `| client: build + ES256-sign a proof (node:crypto, as the load generator does per request) | ${fmt(bound.dpopSignMicros, 1)} | ${fmt(1e6 / bound.dpopSignMicros)} |`,
     `| server: jose jwtVerify with the embedded JWK + RFC 7638 thumbprint (oidc-provider's validate_dpop) | ${fmt(bound.dpopVerifyMicros, 1)} | ${fmt(1e6 / bound.dpopVerifyMicros)} |`,
     '',
-    'Cores used during each row (/proc; CPU seconds per second of the row). "server" is the process answering the row (the HTTPS instance for tls and mtls); ' +
+    'Cores used during each row (/proc; CPU seconds per second of the row). "server" is the process answering the row (the HTTPS instance for tls, mtls and tls-resume); ' +
       '"load generator" is this process (autocannon on one event loop, plus the DPoP proofs it signs), "busy" its event-loop utilisation: near 100 % it, not the server, limits the row; ' +
       '"other" is everything else on the machine; "stolen" is time the host gave to other VMs:',
     '',
@@ -661,7 +661,7 @@ function markdown(report: Report): string {
       : [`tls-resume: ${fmt(report.rows['tls-resume'].resumed)} of ${fmt(report.rows['tls-resume'].requests)} connections resumed a TLS session (median round).`, '']),
     ...(report.dpop === undefined ? [] : [`DPoP: ${fmt(report.dpop.proofs)} proofs signed by the load generator, each used once; the server handed out a new nonce ${fmt(report.dpop.nonces)} time(s).`, '']),
     ...(report.memory === undefined ? [] : [rssLine('its rows', report.memory), '']),
-    ...(report.tlsMemory === undefined ? [] : [rssLine('the HTTPS instance, rows tls and mtls', report.tlsMemory), '']),
+    ...(report.tlsMemory === undefined ? [] : [rssLine('the HTTPS instance, rows tls, mtls and tls-resume', report.tlsMemory), '']),
     ...checksTable(report.checks),
     '',
     'Figures drift ±30 % between runs on a shared machine; compare the ratios within one run. ' +
@@ -759,7 +759,7 @@ async function main(): Promise<number> {
       const rounds = runs.get(target.row) ?? [];
       rows[target.row] = { ...median(rounds, (run) => run.tokensPerSecond), label: target.label, rounds };
     }
-    const checks = [...buildChecks(rows, cryptoBound), ...rssCheck('bench:tokens rows', memory), ...rssCheck('bench:tokens HTTPS instance, rows tls and mtls', tlsMemory)];
+    const checks = [...buildChecks(rows, cryptoBound), ...rssCheck('bench:tokens rows', memory), ...rssCheck('bench:tokens HTTPS instance, rows tls, mtls and tls-resume', tlsMemory)];
     const nodeVersion = process.version;
     const report: Report = {
       date: started.toISOString(),
