@@ -3,9 +3,12 @@ import { randomBytes } from 'node:crypto';
 import { once } from 'node:events';
 import { readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { mkdtemp, writeFile } from 'node:fs/promises';
+import http from 'node:http';
+import https from 'node:https';
 import { createServer } from 'node:net';
 import { cpus, loadavg, tmpdir } from 'node:os';
 import path from 'node:path';
+import { TLSSocket, type ConnectionOptions } from 'node:tls';
 import { fileURLToPath } from 'node:url';
 import autocannon from 'autocannon';
 import pg from 'pg';
@@ -193,10 +196,10 @@ export function basic(id: string, secret: string): string {
 /** The client-credentials request every benchmark times (resource servers define `bench:read`). */
 export const TOKEN_BODY = 'grant_type=client_credentials&scope=bench%3Aread';
 
-export async function requestToken(baseUrl: string, authorization: string, body: string): Promise<string> {
+export async function requestToken(baseUrl: string, authorization: string | undefined, body: string): Promise<string> {
   const response = await fetch(`${baseUrl}/token`, {
     method: 'POST',
-    headers: { authorization, 'content-type': 'application/x-www-form-urlencoded', accept: 'application/json' },
+    headers: { ...(authorization === undefined ? {} : { authorization }), 'content-type': 'application/x-www-form-urlencoded', accept: 'application/json' },
     body,
   });
   const text = await response.text();
@@ -227,6 +230,11 @@ export interface Gatehouse {
   readonly managementUrl: string;
   readonly dataDir: string;
   readonly profileFile: string | undefined;
+  /**
+   * MASTER_KEY and the bootstrap admin client's credentials: a second instance on the same
+   * database needs them (`env`), or it cannot open the server secrets sealed in it.
+   */
+  readonly sharedEnv: Readonly<Record<string, string>>;
   /** An admin-API access token with these scopes (the bootstrap admin client's credentials). */
   adminToken(scopes: readonly string[]): Promise<string>;
 }
@@ -251,18 +259,27 @@ export function ensureBuilt(): Promise<void> {
   return built;
 }
 
+/** SPEC §8: Gatehouse serving HTTPS itself (TLS_CERT_FILE, TLS_KEY_FILE, optionally TLS_CLIENT_CA_FILE). */
+export interface GatehouseTls {
+  readonly certFile: string;
+  readonly keyFile: string;
+  readonly clientCaFile?: string | undefined;
+}
+
 /**
  * Starts Gatehouse (the production build, `dist/main.js`, `LOG_LEVEL=warn`) on a free 127.0.0.1 port and
  * `database` (PGlite in a temp dir when it has no URL), and waits until /readyz answers 200.
  * With `profileFile`, it runs under `--cpu-prof` and writes that file when stopped; `env` adds to
- * (or overrides) its environment, e.g. `WORKERS`.
+ * (or overrides) its environment, e.g. `WORKERS`. With `tls` it serves HTTPS (its `url` is
+ * https://; readiness is asked on the plain-HTTP management port, and `adminToken` needs a
+ * fetch that trusts the certificate: use an HTTP instance on the same database for the admin API).
  */
 export async function launchGatehouse(
   database: BenchDatabase,
-  options: { profileFile?: string | undefined; env?: Readonly<Record<string, string>> } = {},
+  options: { profileFile?: string | undefined; env?: Readonly<Record<string, string>>; tls?: GatehouseTls | undefined } = {},
 ): Promise<Gatehouse> {
   const port = await freePort();
-  const url = `http://127.0.0.1:${port}`;
+  const url = `${options.tls === undefined ? 'http' : 'https'}://127.0.0.1:${port}`;
   const managementPort = await freePort();
   const dataDir = await mkdtemp(path.join(tmpdir(), 'gatehouse-bench-'));
   const admin = { id: 'bench-admin', secret: randomBytes(32).toString('base64url') };
@@ -278,29 +295,43 @@ export async function launchGatehouse(
     './bench/exit-with-parent.ts',
     'dist/main.js',
   ];
+  const sharedEnv = {
+    MASTER_KEY: randomBytes(32).toString('base64url'),
+    BOOTSTRAP_ADMIN_CLIENT_ID: admin.id,
+    BOOTSTRAP_ADMIN_CLIENT_SECRET: admin.secret,
+    ...options.env,
+  };
   const child = spawnChild('gatehouse', nodeArgs, {
     PORT: String(port),
     MANAGEMENT_PORT: String(managementPort),
     HOST: '127.0.0.1',
     ISSUER: url,
     DATA_DIR: dataDir,
-    MASTER_KEY: randomBytes(32).toString('base64url'),
-    BOOTSTRAP_ADMIN_CLIENT_ID: admin.id,
-    BOOTSTRAP_ADMIN_CLIENT_SECRET: admin.secret,
+    ...sharedEnv,
     LOG_LEVEL: 'warn',
     SHUTDOWN_TIMEOUT_MS: '5000',
     ...(database.url === undefined ? {} : { DATABASE_URL: database.url }),
+    ...(options.tls === undefined
+      ? {}
+      : {
+          TLS_CERT_FILE: options.tls.certFile,
+          TLS_KEY_FILE: options.tls.keyFile,
+          ...(options.tls.clientCaFile === undefined ? {} : { TLS_CLIENT_CA_FILE: options.tls.clientCaFile }),
+        }),
     ...options.env,
   });
-  await waitUntil('ready (/readyz 200)', child, async () => (await fetch(`${url}/readyz`)).status === 200, 120_000);
+  const managementUrl = `http://127.0.0.1:${managementPort}`;
+  const readyUrl = options.tls === undefined ? `${url}/readyz` : `${managementUrl}/readyz`;
+  await waitUntil('ready (/readyz 200)', child, async () => (await fetch(readyUrl)).status === 200, 120_000);
   return {
     child,
     url,
-    managementUrl: `http://127.0.0.1:${managementPort}`,
+    managementUrl,
     dataDir,
     profileFile,
+    sharedEnv: { MASTER_KEY: sharedEnv.MASTER_KEY, BOOTSTRAP_ADMIN_CLIENT_ID: sharedEnv.BOOTSTRAP_ADMIN_CLIENT_ID, BOOTSTRAP_ADMIN_CLIENT_SECRET: sharedEnv.BOOTSTRAP_ADMIN_CLIENT_SECRET },
     adminToken: (scopes) =>
-      requestToken(url, basic(admin.id, admin.secret), `grant_type=client_credentials&scope=${encodeURIComponent(scopes.join(' '))}`),
+      requestToken(url, basic(sharedEnv.BOOTSTRAP_ADMIN_CLIENT_ID, sharedEnv.BOOTSTRAP_ADMIN_CLIENT_SECRET), `grant_type=client_credentials&scope=${encodeURIComponent(scopes.join(' '))}`),
   };
 }
 
@@ -330,7 +361,69 @@ export interface TokenTarget {
   /** Names the target in messages. */
   readonly row: string;
   readonly url: string;
-  readonly authorization: string;
+  /** The Authorization header; undefined for a client that authenticates with its TLS certificate. */
+  readonly authorization: string | undefined;
+  /** For an https:// url: the CA to trust and, for mTLS, the client certificate and key. */
+  readonly tls?: Pick<ConnectionOptions, 'ca' | 'cert' | 'key'> | undefined;
+  /**
+   * Headers made afresh for every request by the load generator itself (a DPoP proof: a new jti and
+   * signature each time), and what it learns from each response (the latest DPoP-Nonce).
+   */
+  readonly perRequest?: PerRequest | undefined;
+  /** The form body; TOKEN_BODY unless given (a tls_client_auth client names itself with client_id). */
+  readonly body?: string | undefined;
+}
+
+export interface PerRequest {
+  headers(): Record<string, string>;
+  onResponse(headers: Readonly<Record<string, string | string[] | undefined>>): void;
+}
+
+/** The headers of a token request to `target` (a fresh DPoP proof when it has one). */
+function tokenHeaders(target: TokenTarget): Record<string, string> {
+  return {
+    ...(target.authorization === undefined ? {} : { authorization: target.authorization }),
+    'content-type': 'application/x-www-form-urlencoded',
+    accept: 'application/json',
+    ...target.perRequest?.headers(),
+  };
+}
+
+/**
+ * One POST /token to `target` with node:http(s) (fetch cannot trust a bench CA or present a client
+ * certificate): status, headers and body. `perRequest` sees the answer, as under load.
+ */
+export function postToken(target: TokenTarget, body = target.body ?? TOKEN_BODY): Promise<{ status: number; headers: http.IncomingHttpHeaders; text: string }> {
+  const url = new URL(`${target.url}/token`);
+  const secure = url.protocol === 'https:';
+  return new Promise((resolve, reject) => {
+    const request = (secure ? https : http).request(
+      url,
+      { method: 'POST', headers: tokenHeaders(target), agent: false, timeout: 10_000, ...(secure ? target.tls : {}) },
+      (response) => {
+        let text = '';
+        response.setEncoding('utf8');
+        response.on('data', (chunk: string) => (text += chunk));
+        response.on('end', () => {
+          target.perRequest?.onResponse(response.headers);
+          resolve({ status: response.statusCode ?? 0, headers: response.headers, text });
+        });
+        response.on('error', reject);
+      },
+    );
+    request.on('timeout', () => request.destroy(new Error('timed out')));
+    request.on('error', reject);
+    request.end(body);
+  });
+}
+
+/** postToken, expecting a 200 with an access token: the parsed response. */
+export async function postTokenOk(target: TokenTarget): Promise<{ access_token: string; token_type: string } & Record<string, unknown>> {
+  const { status, text } = await postToken(target);
+  if (status !== 200) throw new Error(`row ${target.row}: POST ${target.url}/token answered ${status}: ${text.slice(0, 500)}`);
+  const parsed = JSON.parse(text) as Record<string, unknown>;
+  if (typeof parsed['access_token'] !== 'string') throw new Error(`row ${target.row}: no access_token in ${text.slice(0, 500)}`);
+  return parsed as { access_token: string; token_type: string } & Record<string, unknown>;
 }
 
 export interface RunResult {
@@ -364,8 +457,20 @@ export async function drive(target: TokenTarget, seconds: number, options: Drive
     timeout: 10,
     ...(options.overallRate === undefined ? {} : { overallRate: options.overallRate }),
     ...(options.workers === undefined ? {} : { workers: options.workers }),
-    headers: { authorization: target.authorization, 'content-type': 'application/x-www-form-urlencoded', accept: 'application/json' },
-    body: TOKEN_BODY,
+    headers: tokenHeaders(target),
+    body: target.body ?? TOKEN_BODY,
+    ...(target.tls === undefined ? {} : { tlsOptions: target.tls }),
+    ...(target.perRequest === undefined
+      ? {}
+      : {
+          requests: [
+            {
+              // Called for every request on every connection: a new proof each time.
+              setupRequest: (request: autocannon.Request) => ({ ...request, headers: { ...request.headers, ...target.perRequest!.headers() } }),
+              onResponse: (_status: number, _body: string, _context: object, headers: http.IncomingHttpHeaders | undefined) => target.perRequest!.onResponse(headers ?? {}),
+            },
+          ],
+        }),
   });
   const ok = result['2xx'];
   return {
@@ -381,17 +486,90 @@ export async function drive(target: TokenTarget, seconds: number, options: Drive
   };
 }
 
+/**
+ * A new connection for every request, `connections` at a time, for `seconds` (node:http(s), not
+ * autocannon: autocannon keeps its connections). Over https the agent keeps TLS sessions (100 by
+ * default) and offers the last one on every new connection, so each handshake after the first is a
+ * resumption (TLS 1.3 PSK with a fresh ECDHE share); `resumed` counts the connections that resumed.
+ */
+export async function driveNewConnections(target: TokenTarget, seconds: number, connections: number): Promise<RunResult & { readonly resumed: number }> {
+  const url = new URL(`${target.url}/token`);
+  const secure = url.protocol === 'https:';
+  const agent = secure ? new https.Agent({ keepAlive: false, maxCachedSessions: 100 }) : new http.Agent({ keepAlive: false });
+  const body = target.body ?? TOKEN_BODY;
+  const latencies: number[] = [];
+  let ok = 0;
+  let non2xx = 0;
+  let errors = 0;
+  let timeouts = 0;
+  let resumed = 0;
+  const one = () =>
+    new Promise<void>((resolve) => {
+      const started = performance.now();
+      const request = (secure ? https : http).request(
+        url,
+        { method: 'POST', headers: tokenHeaders(target), agent, timeout: 10_000, ...(secure ? target.tls : {}) },
+        (response) => {
+          response.on('data', () => undefined);
+          response.on('end', () => {
+            latencies.push(performance.now() - started);
+            target.perRequest?.onResponse(response.headers);
+            const status = response.statusCode ?? 0;
+            if (status >= 200 && status < 300) ok += 1;
+            else non2xx += 1;
+            resolve();
+          });
+          response.on('error', () => {
+            errors += 1;
+            resolve();
+          });
+        },
+      );
+      request.on('socket', (socket) => {
+        if (socket instanceof TLSSocket) socket.once('secureConnect', () => (resumed += socket.isSessionReused() ? 1 : 0));
+      });
+      request.on('timeout', () => {
+        timeouts += 1;
+        request.destroy(new Error('timed out'));
+      });
+      request.on('error', () => {
+        errors += 1;
+        resolve();
+      });
+      request.end(body);
+    });
+  const started = performance.now();
+  const deadline = started + seconds * 1000;
+  await Promise.all(
+    Array.from({ length: connections }, async () => {
+      while (performance.now() < deadline) await one();
+    }),
+  );
+  const durationSeconds = (performance.now() - started) / 1000;
+  agent.destroy();
+  latencies.sort((x, y) => x - y);
+  const at = (q: number) => Math.round(latencies[Math.min(latencies.length - 1, Math.floor(q * latencies.length))] ?? Number.NaN);
+  return {
+    tokensPerSecond: ok / durationSeconds,
+    p50Ms: at(0.5),
+    p99Ms: at(0.99),
+    requests: ok + non2xx,
+    non2xx,
+    errors,
+    timeouts,
+    durationSeconds,
+    loadAverage: loadavg()[0] ?? 0,
+    resumed,
+  };
+}
+
 /** Fails the run when any response was not 2xx, or a connection failed or timed out. */
 export async function failOnBadResponses(target: TokenTarget, run: RunResult): Promise<void> {
   if (run.non2xx === 0 && run.errors === 0 && run.timeouts === 0 && run.requests > 0) return;
   let sample: string;
   try {
-    const response = await fetch(`${target.url}/token`, {
-      method: 'POST',
-      headers: { authorization: target.authorization, 'content-type': 'application/x-www-form-urlencoded' },
-      body: TOKEN_BODY,
-    });
-    sample = `; a request now answers ${response.status}: ${(await response.text()).slice(0, 500)}`;
+    const response = await postToken(target);
+    sample = `; a request now answers ${response.status}: ${response.text.slice(0, 500)}`;
   } catch (error) {
     sample = `; a request now fails: ${(error as Error).message}`;
   }
