@@ -20,9 +20,10 @@ interface Authentication {
 }
 
 /**
- * How the person signed in, for tokens Gatehouse mints outside a provider request (the gateway's
- * exchanged tokens, src/oidc/minted-access-tokens.ts): the provider calls the hooks below without
- * a context then, so the minter attaches it to the token object.
+ * How the person signed in, for tokens Gatehouse mints without a code or refresh token to read it
+ * from: the gateway's exchanged tokens (src/oidc/minted-access-tokens.ts, outside a provider
+ * request) and RFC 8693 token exchange (src/oidc/token-exchange.ts, from the subject token). The
+ * minter attaches it to the token object; an attached one wins.
  */
 const mintedSignIns = new WeakMap<object, Authentication>();
 
@@ -32,7 +33,8 @@ export function attachSignIn(token: object, signIn: Authentication): void {
 
 /** The code or refresh token being exchanged carries how the person signed in. */
 function authentication(ctx: KoaContextWithOIDC | undefined, token: object): Authentication | undefined {
-  if (ctx === undefined) return mintedSignIns.get(token);
+  const attached = mintedSignIns.get(token);
+  if (attached !== undefined || ctx === undefined) return attached;
   const entities = ctx.oidc.entities as { AuthorizationCode?: Authentication; RefreshToken?: Authentication };
   return entities.AuthorizationCode ?? entities.RefreshToken;
 }

@@ -35,8 +35,16 @@ export interface AccessTokenClaims extends JWTPayload {
   acr?: string;
   /** The encrypted inner layer (compact JWE), when the resource server has an inner key. */
   inner?: string;
+  /** RFC 8693 §4.1, SPEC §9: on an exchanged token, the client that acted (earlier ones nested). */
+  act?: Actor;
   /** RFC 9449 §6 / RFC 8705 §3: the key (`jkt`) or certificate (`x5t#S256`) the token is bound to. */
   cnf?: { jkt?: string; 'x5t#S256'?: string };
+}
+
+/** Who acted on the subject's behalf: a client_id, and whoever acted before it. */
+export interface Actor {
+  readonly sub: string;
+  readonly act?: Actor;
 }
 
 /** The decrypted inner layer (SPEC §3). Person fields are present for tokens issued to a person. */

@@ -54,7 +54,7 @@ describe('discovery through a real OpenID client', () => {
   });
 
   test('advertises exactly what SPEC §2 supports', () => {
-    assert.deepEqual([...(metadata.grant_types_supported ?? [])].sort(), ['authorization_code', 'client_credentials', 'refresh_token']);
+    assert.deepEqual([...(metadata.grant_types_supported ?? [])].sort(), ['authorization_code', 'client_credentials', 'refresh_token', 'urn:ietf:params:oauth:grant-type:token-exchange']);
     assert.deepEqual(metadata.response_types_supported, ['code']);
     assert.deepEqual(metadata.code_challenge_methods_supported, ['S256']);
     assert.deepEqual([...(metadata.token_endpoint_auth_methods_supported ?? [])].sort(), [

@@ -43,6 +43,7 @@ describe('the admin API OpenAPI document', () => {
       issuer: ISSUER,
       verifier: { verify: () => Promise.resolve(noScopes) },
       logger: { error: () => undefined } as unknown as Logger,
+      clientCertificate: () => undefined,
     } as unknown as AdminApiDeps;
     const app = new Koa();
     app.use(createAdminApi(deps));

@@ -27,6 +27,10 @@ export const clientResponse = z
     tls_client_auth_san_ip: z.string().optional(),
     tls_client_auth_san_email: z.string().optional(),
     tls_client_certificate_bound_access_tokens: z.boolean().describe('RFC 8705 §3: tokens are bound to the client certificate (cnf.x5t#S256).'),
+    token_exchange: z
+      .object({ subject_audiences: z.array(z.string()) })
+      .optional()
+      .describe('SPEC §9: the resource servers whose tokens this client may exchange (RFC 8693).'),
     dpop_bound_access_tokens: z.boolean().describe('RFC 9449 §5.2: token requests must carry a DPoP proof; tokens are bound to its key (cnf.jkt).'),
     created_at: timestamp,
     updated_at: timestamp,
@@ -77,6 +81,7 @@ export function presentClient(row: ClientRow): ClientResponse {
     ...Object.fromEntries(TLS_SUBJECT_FIELDS.flatMap((field) => (typeof m[field] === 'string' ? [[field, m[field]]] : []))),
     tls_client_certificate_bound_access_tokens: m['tls_client_certificate_bound_access_tokens'] === true,
     dpop_bound_access_tokens: m['dpop_bound_access_tokens'] === true,
+    ...(m['token_exchange'] === undefined ? {} : { token_exchange: m['token_exchange'] as { subject_audiences: string[] } }),
     created_at: row.created_at.toISOString(),
     updated_at: row.updated_at.toISOString(),
   };

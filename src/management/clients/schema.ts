@@ -3,7 +3,9 @@ import { pageQuery } from '../pagination.js';
 import { jwkObject, redirectUri, scopeToken, unique, absoluteUri } from '../schema-common.js';
 import { parseDistinguishedName } from '../../oidc/certificate-subject.js';
 
-export const GRANT_TYPES = ['authorization_code', 'refresh_token', 'client_credentials'] as const;
+/** SPEC §9: RFC 8693 token exchange. */
+export const TOKEN_EXCHANGE_GRANT = 'urn:ietf:params:oauth:grant-type:token-exchange';
+export const GRANT_TYPES = ['authorization_code', 'refresh_token', 'client_credentials', TOKEN_EXCHANGE_GRANT] as const;
 export const AUTH_METHODS = ['client_secret_basic', 'client_secret_post', 'private_key_jwt', 'tls_client_auth', 'self_signed_tls_client_auth', 'none'] as const;
 
 /** RFC 8705 §2.1.2: the one certificate subject a `tls_client_auth` client registers. */
@@ -56,6 +58,11 @@ const metadataFields = {
   tls_client_certificate_bound_access_tokens: z
     .boolean({ error: 'must be true or false' })
     .meta({ description: 'RFC 8705 §3: tokens carry cnf.x5t#S256 of the certificate the client used; a token request without one is refused.' }),
+  token_exchange: z
+    .strictObject({
+      subject_audiences: z.array(absoluteUri).min(1, 'must name at least one resource server').max(100, 'at most 100 resource servers').refine(unique, 'must not repeat a resource server'),
+    })
+    .meta({ description: 'SPEC §9: the resource servers whose access tokens this client may exchange (RFC 8693) for tokens to its allowed_resources.' }),
   dpop_bound_access_tokens: z
     .boolean({ error: 'must be true or false' })
     .meta({ description: 'RFC 9449 §5.2: every token request must carry a DPoP proof; tokens carry cnf.jkt of its key.' }),
@@ -83,6 +90,7 @@ export const clientDefinition = z
     tls_client_auth_san_email: metadataFields.tls_client_auth_san_email.optional(),
     tls_client_certificate_bound_access_tokens: metadataFields.tls_client_certificate_bound_access_tokens.default(false),
     dpop_bound_access_tokens: metadataFields.dpop_bound_access_tokens.default(false),
+    token_exchange: metadataFields.token_exchange.optional(),
   })
   .superRefine((client, ctx) => {
     const grants = new Set(client.grant_types);
@@ -106,6 +114,12 @@ export const clientDefinition = z
       issue('jwks', 'private_key_jwt needs jwks or jwks_uri');
     }
     if (client.jwks !== undefined && client.jwks_uri !== undefined) issue('jwks_uri', 'give jwks or jwks_uri, not both');
+    if (grants.has(TOKEN_EXCHANGE_GRANT) !== (client.token_exchange !== undefined)) {
+      issue('token_exchange', `token_exchange is given exactly when grant_types has ${TOKEN_EXCHANGE_GRANT}`);
+    }
+    if (grants.has(TOKEN_EXCHANGE_GRANT) && client.token_endpoint_auth_method === 'none') {
+      issue('token_endpoint_auth_method', 'a public client (none) cannot exchange tokens');
+    }
     const subjects = TLS_SUBJECT_FIELDS.filter((field) => client[field] !== undefined);
     if (client.token_endpoint_auth_method === 'tls_client_auth' && subjects.length !== 1) {
       issue(subjects[1] ?? 'tls_client_auth_subject_dn', `tls_client_auth needs exactly one of ${TLS_SUBJECT_FIELDS.join(', ')}`);
@@ -146,6 +160,7 @@ export const patchClientBody = z.strictObject({
   tls_client_auth_san_email: metadataFields.tls_client_auth_san_email.nullable().optional(),
   tls_client_certificate_bound_access_tokens: metadataFields.tls_client_certificate_bound_access_tokens.optional(),
   dpop_bound_access_tokens: metadataFields.dpop_bound_access_tokens.optional(),
+  token_exchange: metadataFields.token_exchange.nullable().optional(),
 });
 
 export type PatchClientBody = z.infer<typeof patchClientBody>;

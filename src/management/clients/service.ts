@@ -50,6 +50,7 @@ function metadataOf(definition: ClientDefinition): Record<string, unknown> {
     ...Object.fromEntries(TLS_SUBJECT_FIELDS.flatMap((field) => (definition[field] === undefined ? [] : [[field, definition[field]]]))),
     ...(definition.tls_client_certificate_bound_access_tokens ? { tls_client_certificate_bound_access_tokens: true } : {}),
     ...(definition.dpop_bound_access_tokens ? { dpop_bound_access_tokens: true } : {}),
+    ...(definition.token_exchange === undefined ? {} : { token_exchange: definition.token_exchange }),
   };
 }
 
@@ -75,6 +76,13 @@ async function checkAgainstResourceServers(db: Queryable, definition: ClientDefi
   definition.allowed_resources.forEach((identifier, index) => {
     if (!known.has(identifier)) errors.push({ pointer: `#/allowed_resources/${index}`, detail: 'no resource server has this identifier' });
   });
+  const subjects = definition.token_exchange?.subject_audiences ?? [];
+  if (subjects.length > 0) {
+    const subjectServers = new Set((await createResourceServerStore(db).findByIdentifiers(subjects)).map((s) => s.identifier));
+    subjects.forEach((identifier, index) => {
+      if (!subjectServers.has(identifier)) errors.push({ pointer: `#/token_exchange/subject_audiences/${index}`, detail: 'no resource server has this identifier' });
+    });
+  }
   if (definition.scope !== undefined) {
     const offered = new Set<string>([...OIDC_SCOPES, ...servers.flatMap((s) => s.scopes)]);
     const unknown = definition.scope.split(' ').filter((s) => !offered.has(s));
