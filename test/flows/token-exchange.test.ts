@@ -186,6 +186,14 @@ describe('token exchange (RFC 8693): delegation across tiers', () => {
     assert.deepEqual(rows[0]?.details['actor_chain'], [payments.client_id, orders.client_id]);
   });
 
+  test('/metrics counts exchanges by target resource server', async () => {
+    await exchange(orders, personToken, { resource: PAYMENTS });
+    const text = await (await fetch(`${server.managementUrl}/metrics`)).text();
+    const line = text.split('\n').find((l) => l.startsWith('gatehouse_tokens_issued_total{') && l.includes(`grant_type="${GRANT}"`) && l.includes(`resource_server="${PAYMENTS}"`));
+    assert.ok(line, 'a sample for the exchange grant and the payments audience');
+    assert.ok(Number(line.split(' ').at(-1)) >= 1);
+  });
+
   test('scope escalation, a foreign audience and a re-exchange without the right are refused', async () => {
     await refused(exchange(orders, personToken, { resource: PAYMENTS, scope: 'payments:refund' }), 'invalid_scope');
     await refused(exchange(orders, personToken, { resource: PAYMENTS, scope: 'payments:charge orders:read' }), 'invalid_scope');
