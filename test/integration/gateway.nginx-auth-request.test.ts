@@ -6,6 +6,7 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { commandAvailable, gatewayBehaviourTests, startGatewayScenario, type GatewayScenario } from '../support/gateway.js';
+import { nginxArgs, privateNginxConfig } from '../support/nginx.js';
 import { gatewayBrowserTests } from '../support/gateway-browser.js';
 import { REPO_ROOT } from '../support/process.js';
 import { waitFor } from '../support/server.js';
@@ -37,23 +38,9 @@ describe('gateway auth_request behind nginx (deploy/gateway/nginx-gatehouse.conf
     await writeFile(path.join(dir, 'gatehouse.conf'), shipped.replace('listen 8080;', `listen 127.0.0.1:${port};`));
     await writeFile(
       path.join(dir, 'nginx.conf'),
-      [
-        'daemon off;',
-        'worker_processes 1;',
-        `pid ${dir}/nginx.pid;`,
-        `error_log ${dir}/error.log info;`,
-        'events { worker_connections 64; }',
-        'http {',
-        `  access_log ${dir}/access.log;`,
-        `  client_body_temp_path ${dir}/body; proxy_temp_path ${dir}/proxy; fastcgi_temp_path ${dir}/fastcgi; uwsgi_temp_path ${dir}/uwsgi; scgi_temp_path ${dir}/scgi;`,
-        `  upstream gatehouse { server ${new URL(server.url).host}; }`,
-        `  upstream app { server ${scenario.upstream}; }`,
-        `  include ${dir}/gatehouse.conf;`,
-        '}',
-        '',
-      ].join('\n'),
+      privateNginxConfig(dir, [`upstream gatehouse { server ${new URL(server.url).host}; }`, `upstream app { server ${scenario.upstream}; }`, `include ${dir}/gatehouse.conf;`]),
     );
-    nginx = spawn('nginx', ['-p', dir, '-c', path.join(dir, 'nginx.conf')], { stdio: ['ignore', 'pipe', 'pipe'] });
+    nginx = spawn('nginx', nginxArgs(dir), { stdio: ['ignore', 'pipe', 'pipe'] });
     nginx.stdout?.on('data', (chunk: Buffer) => (nginxLog += chunk.toString('utf8')));
     nginx.stderr?.on('data', (chunk: Buffer) => (nginxLog += chunk.toString('utf8')));
     await waitFor(async () => (await fetch(`${scenario.site}/orders`).catch(() => undefined)) !== undefined, 30_000, 100).catch(() => {

@@ -8,6 +8,7 @@ import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { exportJWK, importX509 } from 'jose';
 import { adminCall, adminToken, decodeJwt } from '../support/admin-api.js';
+import { nginxArgs, privateNginxConfig } from '../support/nginx.js';
 import { commandAvailable } from '../support/gateway.js';
 import { createPki, curl, type Issued, type Pki } from '../support/pki.js';
 import { REPO_ROOT } from '../support/process.js';
@@ -218,24 +219,8 @@ mtlsBehindProxy({
     ]);
     await writeFile(path.join(dir, 'gatehouse-mtls.conf'), site);
     // A private instance: its own pid, logs and temp dirs.
-    await writeFile(
-      path.join(dir, 'nginx.conf'),
-      [
-        'daemon off;',
-        'worker_processes 1;',
-        `pid ${dir}/nginx.pid;`,
-        `error_log ${dir}/error.log info;`,
-        'events { worker_connections 64; }',
-        'http {',
-        `  access_log ${dir}/access.log;`,
-        `  client_body_temp_path ${dir}/body; proxy_temp_path ${dir}/proxy; fastcgi_temp_path ${dir}/fastcgi; uwsgi_temp_path ${dir}/uwsgi; scgi_temp_path ${dir}/scgi;`,
-        `  upstream gatehouse { server ${upstream}; keepalive 4; }`,
-        `  include ${dir}/gatehouse-mtls.conf;`,
-        '}',
-        '',
-      ].join('\n'),
-    );
-    return ['nginx', ['-p', dir, '-c', path.join(dir, 'nginx.conf')]];
+    await writeFile(path.join(dir, 'nginx.conf'), privateNginxConfig(dir, [`upstream gatehouse { server ${upstream}; keepalive 4; }`, `include ${dir}/gatehouse-mtls.conf;`]));
+    return ['nginx', nginxArgs(dir)];
   },
   stopSignal: 'SIGQUIT',
 });
