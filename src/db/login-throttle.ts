@@ -48,6 +48,8 @@ export interface ReserveResult {
  * up to the cap). A concurrent attempt waits for the row lock and then sees this count, so N
  * concurrent guesses are allowed exactly as many tries as N sequential ones.
  *
+ * The keys' rows must exist (ensureThrottleRows) for the row locks to serialise anything.
+ *
  * Returns WITH-clause CTEs ending in `reserved` (one row: locked_seconds, reservations json) and
  * their parameters, numbered from `$first`, for a caller that reads something else in the same
  * round trip (src/db/users.ts, the password step).
@@ -93,6 +95,22 @@ export function reservationSql(keys: readonly ThrottleKey[], first: number): { c
   return { ctes, params };
 }
 
+/**
+ * Makes sure every key has a row before reservationSql runs. Its `FOR UPDATE` serialises
+ * concurrent attempts only on rows that exist: without this, a burst of first attempts for a
+ * key (or for one the maintenance job just pruned) all found nothing to lock, all saw "not
+ * locked", and all were counted and allowed, more than the threshold. Touching `updated_at`
+ * keeps the row from being pruned before the reservation reads it.
+ */
+export async function ensureThrottleRows(db: Queryable, keys: readonly ThrottleKey[]): Promise<void> {
+  await db.query(
+    `INSERT INTO login_throttle (key, failures, window_start, updated_at)
+     SELECT DISTINCT key, 0, now(), now() FROM unnest($1::text[]) AS key ORDER BY key
+     ON CONFLICT (key) DO UPDATE SET updated_at = now()`,
+    [keys.map((k) => k.key)],
+  );
+}
+
 /** The `reserved` row of reservationSql, as the caller's statement returned it. */
 export function reserveResultOf(row: { locked_seconds: number; reservations: Reservation[] }): ReserveResult {
   return { lockedSeconds: row.reservations.length > 0 ? 0 : row.locked_seconds, reservations: row.reservations };
@@ -106,6 +124,7 @@ export function createLoginThrottleStore(db: Queryable) {
   return {
     /** Counts an attempt for every key, unless one of them is locked (see reservationSql). */
     async reserve(keys: readonly ThrottleKey[]): Promise<ReserveResult> {
+      await ensureThrottleRows(db, keys);
       const { ctes, params } = reservationSql(keys, 1);
       const result = await db.query<{ locked_seconds: number; reservations: Reservation[] }>(`WITH ${ctes} SELECT * FROM reserved`, params);
       return reserveResultOf(onlyRow(result));

@@ -1,5 +1,5 @@
 import { onlyRow, type Queryable } from './database.js';
-import { reservationSql, reserveResultOf, type Reservation, type ReserveResult, type ThrottleKey } from './login-throttle.js';
+import { ensureThrottleRows, reservationSql, reserveResultOf, type Reservation, type ReserveResult, type ThrottleKey } from './login-throttle.js';
 
 export interface UserRow extends Record<string, unknown> {
   id: string;
@@ -80,12 +80,13 @@ export function createUserStore(db: Queryable) {
       return rows[0];
     },
     /**
-     * The password step's first statement, in one round trip: the attempt is reserved for
+     * The password step (after ensureThrottleRows), in one round trip: the attempt is reserved for
      * `throttle` (see reservationSql: counted before the password is checked, or refused while a
      * key is locked) and the person's row is read, if any. The row is read even when the attempt
      * is refused; the answer then does not depend on it.
      */
     async findForSignIn(normalized: string, throttle: readonly ThrottleKey[]): Promise<{ user: UserRow | undefined } & ReserveResult> {
+      await ensureThrottleRows(db, throttle);
       const { ctes, params } = reservationSql(throttle, 2);
       const result = await db.query<Partial<UserRow> & { locked_seconds: number; reservations: Reservation[] }>(
         `WITH ${ctes}
