@@ -10,6 +10,7 @@ export const SEALED_COLUMNS = {
   signing_keys: { id: 'kid', sealed: 'private_jwk_sealed' },
   server_secrets: { id: 'name', sealed: 'sealed' },
   user_totp: { id: 'user_id', sealed: 'secret_sealed' },
+  identity_providers: { id: 'id', sealed: 'client_secret_sealed' },
 } as const;
 
 export type SealedTable = keyof typeof SEALED_COLUMNS;
@@ -22,7 +23,8 @@ export function createSealedValueStore(db: Queryable) {
     /** Every sealed value of `table`, locked for the rest of the transaction. */
     async listForUpdate(table: SealedTable): Promise<{ id: string; sealed: string }[]> {
       const { id, sealed } = SEALED_COLUMNS[table];
-      const { rows } = await db.query<{ id: string; sealed: string }>(`SELECT ${id}::text AS id, ${sealed} AS sealed FROM ${table} ORDER BY ${id} FOR UPDATE`);
+      // A NULL column holds nothing to re-seal (an identity provider without a client secret).
+      const { rows } = await db.query<{ id: string; sealed: string }>(`SELECT ${id}::text AS id, ${sealed} AS sealed FROM ${table} WHERE ${sealed} IS NOT NULL ORDER BY ${id} FOR UPDATE`);
       return rows;
     },
     async replace(table: SealedTable, rowId: string, value: string): Promise<void> {
