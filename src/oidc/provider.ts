@@ -92,6 +92,8 @@ const DEFAULT_ACCESS_TOKEN_TTL = 900;
 
 /** What oidc-provider says when a DPoP proof's jti was seen before (helpers/validate_dpop.js). */
 const DPOP_REPLAY_DETAIL = 'DPoP proof JWT Replay detected';
+/** What oidc-provider says when a client uses a grant type it did not register (actions/token.js). */
+const GRANT_NOT_ALLOWED_DESCRIPTION = 'requested grant type is not allowed for this client';
 
 /** The endpoints a client authenticates at, which RFC 8705 §5 lets discovery alias for mTLS. */
 const MTLS_ALIASED_ENDPOINTS = [
@@ -345,17 +347,23 @@ export function createProvider(deps: ProviderDependencies): Provider {
     }
   });
 
-  // RFC 9449 §4.3 (check 12) and §5: a replayed proof is an invalid proof. oidc-provider answers
-  // invalid_grant for it (the reason only in its error event), so the event marks the request and
-  // the answer gets the RFC's code. test/flows/dpop.test.ts fails if an upgrade changes the reason.
-  provider.on('grant.error', (ctx: KoaContextWithOIDC, error: { error_detail?: unknown }) => {
-    if (error.error_detail === DPOP_REPLAY_DETAIL) ctx.state['dpopProofReplayed'] = true;
+  // Two token endpoint answers get the RFC's error code instead of oidc-provider's (which names
+  // the reason only in its error event, so the event marks the request and the answer is
+  // rewritten); test/flows/dpop.test.ts and token-exchange.test.ts fail if an upgrade changes them:
+  // - RFC 9449 §4.3 (check 12) and §5: a replayed DPoP proof is invalid_dpop_proof, not invalid_grant;
+  // - RFC 6749 §5.2: a grant type the client is not registered for is unauthorized_client, not invalid_request.
+  const RFC_ERRORS = {
+    dpopReplay: { error: 'invalid_dpop_proof', error_description: 'DPoP proof was already used' },
+    grantNotAllowed: { error: 'unauthorized_client', error_description: 'this client is not registered for this grant type' },
+  } as const;
+  provider.on('grant.error', (ctx: KoaContextWithOIDC, error: { error_detail?: unknown; error_description?: unknown }) => {
+    if (error.error_detail === DPOP_REPLAY_DETAIL) ctx.state['rfcError'] = RFC_ERRORS.dpopReplay;
+    else if (error.error_description === GRANT_NOT_ALLOWED_DESCRIPTION) ctx.state['rfcError'] = RFC_ERRORS.grantNotAllowed;
   });
-  provider.use(async function replayedProofIsInvalidProof(ctx, next) {
+  provider.use(async function answerWithRfcErrorCodes(ctx, next) {
     await next();
-    if (ctx.state['dpopProofReplayed'] === true && ctx.status === 400 && ctx.response.is('json')) {
-      ctx.body = { error: 'invalid_dpop_proof', error_description: 'DPoP proof was already used' };
-    }
+    const rewritten = ctx.state['rfcError'] as (typeof RFC_ERRORS)[keyof typeof RFC_ERRORS] | undefined;
+    if (rewritten !== undefined && ctx.status === 400 && ctx.response.is('json')) ctx.body = { ...rewritten };
   });
 
   // RFC 8705 §5: clients doing mutual TLS use these; Gatehouse asks for the certificate on its one

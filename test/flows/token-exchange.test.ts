@@ -202,6 +202,9 @@ describe('token exchange (RFC 8693): delegation across tiers', () => {
     // orders may exchange orders tokens only, not the payments token it was handed back.
     await refused(exchange(orders, toPayments.access_token, { resource: PAYMENTS }), 'invalid_grant');
     await refused(exchange(orders, personToken, { resource: LEDGER }), 'invalid_target');
+    // RFC 6749 §5.2: a client not registered for the grant.
+    const plain = await service('no exchange', { grant_types: ['client_credentials'], allowed_resources: [PAYMENTS] });
+    await refused(exchange(plain, personToken, { resource: PAYMENTS }), 'unauthorized_client');
   });
 
   test('a foreign or malformed subject token, and a wrong subject_token_type, are refused', async () => {
