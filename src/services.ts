@@ -10,6 +10,13 @@ import { adminResourceIdentifier } from './management/admin-scopes.js';
 import { createMetrics, type Metrics } from './http/metrics.js';
 import { createTokenRateLimits } from './oidc/token-rate-limits.js';
 import { issuerPath } from './http/issuer-origin.js';
+import { createUpstreams } from './federation/upstream.js';
+import { createOutboundFetch } from './oidc/outbound-fetch.js';
+
+/** An upstream identity provider (SPEC §10) answers within this, in at most this many bytes; a failed GET is remembered this long. */
+const UPSTREAM_TIMEOUT_MS = 5_000;
+const UPSTREAM_MAX_BYTES = 256 * 1024;
+const UPSTREAM_FAILURE_TTL_MS = 5_000;
 import { createAccounts, type Accounts } from './oidc/accounts.js';
 import { createClientMetadataSource, type ClientMetadataCache } from './oidc/adapter.js';
 import { tokensNotBefore } from './oidc/clients.js';
@@ -143,6 +150,12 @@ export async function createServices(runtime: Runtime, options: ServicesOptions)
       path: `${issuerPath(config.issuer)}/interaction`,
     }),
     counters: metrics,
+    envelope: runtime.envelope,
+    // SPEC §10: upstream providers are reached like client jwks_uris are (ALLOW_PRIVATE_JWKS_URI).
+    upstreams: createUpstreams({
+      fetch: createOutboundFetch({ allowPrivate: config.allowPrivateJwksUri, timeoutMs: UPSTREAM_TIMEOUT_MS, maxBodyBytes: UPSTREAM_MAX_BYTES, failureTtlMs: UPSTREAM_FAILURE_TTL_MS }),
+      redirectUri: (providerId) => `${config.issuer}/federation/${encodeURIComponent(providerId)}/callback`,
+    }),
   });
   const management = createManagementServices({
     db,

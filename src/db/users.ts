@@ -75,6 +75,11 @@ export function createUserStore(db: Queryable) {
       const { rows } = await db.query<UserRow>(`SELECT ${COLUMNS} FROM users WHERE id = $1${options.forUpdate === true ? ' FOR UPDATE' : ''}`, [id]);
       return rows[0];
     },
+    /** People whose email is `email` (compared case-insensitively), for linking by verified email (SPEC §10). */
+    async findByEmail(email: string, options: { forUpdate?: boolean } = {}): Promise<UserRow[]> {
+      const { rows } = await db.query<UserRow>(`SELECT ${COLUMNS} FROM users WHERE lower(email) = lower($1) ORDER BY seq LIMIT 2${options.forUpdate === true ? ' FOR UPDATE' : ''}`, [email]);
+      return rows;
+    },
     async findByUsername(normalized: string): Promise<UserRow | undefined> {
       const { rows } = await db.query<UserRow>(`SELECT ${COLUMNS} FROM users WHERE username_normalized = $1`, [normalized]);
       return rows[0];

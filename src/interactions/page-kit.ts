@@ -4,7 +4,7 @@ import type { Logger } from 'pino';
 import { ACR_MFA, ACR_PASSWORD } from '../oidc/accounts.js';
 import type { ProviderHost } from '../oidc/provider-host.js';
 import { DEVICE_COOKIE } from '../sign-in/device-cookies.js';
-import type { SecondFactorAttempt, SignInRequest } from '../sign-in/index.js';
+import type { PendingFederation, SecondFactorAttempt, SignInRequest } from '../sign-in/index.js';
 import type { Views } from '../views.js';
 import type { Csrf } from './csrf.js';
 import { readForm } from './form.js';
@@ -43,6 +43,8 @@ export interface PageKitDeps {
 
 // The sign-in in progress, in the interaction's own `result` (the provider replaces it when the interaction finishes).
 const PENDING_KEY = 'gatehouse_pending';
+// A sign-in at an upstream provider in progress (SPEC §10): what its callback must find again.
+const FEDERATION_KEY = 'gatehouse_federation';
 
 export function createPageKit(deps: PageKitDeps) {
   /** A hosted page's absolute URL (SPEC §1: advertised URLs start with ISSUER). */
@@ -104,12 +106,15 @@ export function createPageKit(deps: PageKitDeps) {
     await interaction.persist();
   }
 
-  async function finishSignIn(ctx: PageContext, accountId: string, secondFactorUsed: boolean): Promise<void> {
-    const { interaction } = ctx.state;
+  /** `first`: the first factor (RFC 8176: a password, or `fed` for an upstream provider). */
+  async function finishSignIn(ctx: PageContext, accountId: string, secondFactorUsed: boolean, first: 'pwd' | 'fed' = 'pwd'): Promise<void> {
+    await completeLogin(ctx, ctx.state.interaction, { accountId, amr: secondFactorUsed ? [first, 'otp'] : [first], mfa: secondFactorUsed });
+  }
+
+  /** Ends the login prompt of `interaction` (which this request read) and sends the browser on. */
+  async function completeLogin(ctx: ParameterizedContext, interaction: Interaction, login: { accountId: string; amr: readonly string[]; mfa: boolean }): Promise<void> {
     interaction.result = {
-      login: secondFactorUsed
-        ? { accountId, amr: ['pwd', 'otp'], acr: ACR_MFA, remember: true }
-        : { accountId, amr: ['pwd'], acr: ACR_PASSWORD, remember: true },
+      login: { accountId: login.accountId, amr: [...login.amr], acr: login.mfa ? ACR_MFA : ACR_PASSWORD, remember: true },
     } satisfies InteractionResults;
     // What provider.interactionFinished(..., { mergeWithLastSubmission: false }) does, without
     // reading the interaction again: this request read it (and checked its cookie and session).
@@ -118,7 +123,17 @@ export function createPageKit(deps: PageKitDeps) {
     ctx.redirect(interaction.returnTo);
   }
 
-  return { pageUrl, render, formFields, csrfToken, loadInteraction, checkForm, findClient, signInRequest, attemptOf, saveAttempt, finishSignIn };
+  function federationOf(interaction: Interaction): PendingFederation | undefined {
+    const value = interaction.result?.[FEDERATION_KEY] as PendingFederation | undefined;
+    return typeof value?.providerId === 'string' && typeof value.state === 'string' && typeof value.nonce === 'string' && typeof value.codeVerifier === 'string' ? value : undefined;
+  }
+
+  async function saveFederation(interaction: Interaction, pending: PendingFederation): Promise<void> {
+    interaction.result = { [FEDERATION_KEY]: pending };
+    await interaction.persist();
+  }
+
+  return { pageUrl, render, formFields, csrfToken, loadInteraction, checkForm, findClient, signInRequest, attemptOf, saveAttempt, finishSignIn, completeLogin, federationOf, saveFederation };
 }
 
 export type PageKit = ReturnType<typeof createPageKit>;

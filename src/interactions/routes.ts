@@ -2,6 +2,7 @@ import Router from '@koa/router';
 import compose from 'koa-compose';
 import type { Logger } from 'pino';
 import { ROUTER_METHODS } from '../http/errors.js';
+import { issuerPath } from '../http/issuer-origin.js';
 import type { Accounts } from '../oidc/accounts.js';
 import type { ResourceServerRegistry } from '../oidc/resource-server-registry.js';
 import type { SignIn } from '../sign-in/index.js';
@@ -9,6 +10,7 @@ import { PageError, pageErrors } from './page-errors.js';
 import { createPageKit, type PageContext, type PageKitDeps } from './page-kit.js';
 import { abortPage } from './pages/abort.js';
 import { consentPage } from './pages/consent.js';
+import { federationPages } from './pages/federation.js';
 import { loginPage } from './pages/login.js';
 import { secondFactorPage } from './pages/second-factor.js';
 
@@ -28,7 +30,8 @@ export interface InteractionDeps extends PageKitDeps {
 
 export function interactionRoutes(deps: InteractionDeps): Router {
   const kit = createPageKit(deps);
-  const login = loginPage(kit, deps.signIn.password);
+  const federation = federationPages(kit, { federation: deps.signIn.federation, providers: deps.providers, cookiePath: `${issuerPath(deps.issuer)}/federation` });
+  const login = loginPage(kit, deps.signIn.password, federation.choices);
   const secondFactor = secondFactorPage(kit, deps.signIn.secondFactor);
   const consent = consentPage(kit, deps);
   const abort = abortPage(kit);
@@ -40,17 +43,24 @@ export function interactionRoutes(deps: InteractionDeps): Router {
     ctx.state.uid = interaction.uid;
     const attempt = kit.attemptOf(interaction);
     if (interaction.prompt.name === 'login' && attempt !== undefined) return secondFactor.show(ctx, attempt);
-    if (interaction.prompt.name === 'login') return login.show(ctx);
+    if (interaction.prompt.name === 'login') {
+      // SPEC §10: a login_hint in a mapped email domain goes straight to its provider.
+      if (await federation.redirectForHint(ctx)) return;
+      return login.show(ctx);
+    }
     if (interaction.prompt.name === 'consent') return consent.show(ctx);
     throw new PageError(400, 'Request refused', 'This sign-in step is not supported.');
   }
 
-  const router = new Router({ prefix: '/interaction', methods: [...ROUTER_METHODS] });
+  const router = new Router({ methods: [...ROUTER_METHODS] });
   router.use(pageErrors({ logger: deps.logger, render: kit.render }));
-  router.get('/:uid', compose<PageContext>([kit.loadInteraction, kit.findClient, showCurrentStep]));
-  router.post('/:uid/login', login.submit);
-  router.post('/:uid/second-factor', secondFactor.submit);
-  router.post('/:uid/consent', consent.submit);
-  router.post('/:uid/abort', abort.submit);
+  router.get('/interaction/:uid', compose<PageContext>([kit.loadInteraction, kit.findClient, showCurrentStep]));
+  router.post('/interaction/:uid/login', login.submit);
+  router.post('/interaction/:uid/second-factor', secondFactor.submit);
+  router.post('/interaction/:uid/consent', consent.submit);
+  router.post('/interaction/:uid/abort', abort.submit);
+  router.post('/interaction/:uid/federate', compose<PageContext>([kit.loadInteraction, kit.checkForm, federation.start]));
+  // The upstream's redirect back (SPEC §10): outside /interaction, where the provider's cookies are.
+  router.get('/federation/:id/callback', federation.callback);
   return router;
 }

@@ -30,6 +30,8 @@ export interface SecondFactorAttempt {
   readonly attemptId: string;
   /** Set once enrollment is confirmed and the recovery codes were shown. */
   readonly enrolled?: boolean;
+  /** The first factor was an upstream identity provider (SPEC §10), not a password. */
+  readonly federated?: boolean;
 }
 
 /** The sign-in counters of src/http/metrics.ts, as far as sign-in uses them. */

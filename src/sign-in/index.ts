@@ -1,4 +1,7 @@
 import type { PasswordHasher } from '../accounts/passwords.js';
+import type { Envelope } from '../crypto/envelope.js';
+import type { Upstreams } from '../federation/upstream.js';
+import { createFederatedSignIn, type FederatedSignIn } from './federated-sign-in.js';
 import type { SecondFactor } from '../accounts/second-factor.js';
 import type { Database } from '../db/database.js';
 import type { SignInCounters } from './attempt.js';
@@ -8,6 +11,8 @@ import { createSecondFactorSignIn, type SecondFactorSignIn } from './second-fact
 import { createLoginThrottle } from './throttle.js';
 
 export type { SecondFactorAttempt, SignInRequest } from './attempt.js';
+export type { PendingFederation } from '../federation/upstream.js';
+export type { FederatedOutcome, FederatedSignIn, FederationChoice } from './federated-sign-in.js';
 export type { PasswordSignInOutcome } from './password-sign-in.js';
 export type { SecondFactorOutcome, SecondFactorPrompt } from './second-factor-sign-in.js';
 
@@ -19,6 +24,8 @@ export type { SecondFactorOutcome, SecondFactorPrompt } from './second-factor-si
 export interface SignIn {
   readonly password: PasswordSignIn;
   readonly secondFactor: SecondFactorSignIn;
+  /** Through an upstream identity provider (SPEC §10). */
+  readonly federation: FederatedSignIn;
 }
 
 export function createSignIn(deps: {
@@ -28,10 +35,14 @@ export function createSignIn(deps: {
   readonly secondFactor: SecondFactor;
   readonly deviceCookies: DeviceCookies;
   readonly counters: SignInCounters;
+  /** Opens identity providers' client secrets. */
+  readonly envelope: Envelope;
+  readonly upstreams: Upstreams;
 }): SignIn {
   const parts = { db: deps.db, throttle: createLoginThrottle(deps.db), deviceCookies: deps.deviceCookies, counters: deps.counters };
   return {
     password: createPasswordSignIn({ ...parts, passwords: deps.passwords }),
     secondFactor: createSecondFactorSignIn({ ...parts, secondFactor: deps.secondFactor }),
+    federation: createFederatedSignIn({ db: deps.db, envelope: deps.envelope, passwords: deps.passwords, upstreams: deps.upstreams }),
   };
 }

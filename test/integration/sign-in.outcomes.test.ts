@@ -1,3 +1,4 @@
+import { createUpstreams } from '../../src/federation/upstream.js';
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import { after, before, describe, test } from 'node:test';
@@ -46,6 +47,9 @@ describe('sign-in outcomes', () => {
       }),
       deviceCookies,
       counters: { loginOutcomes: { inc: ({ outcome }) => counted.push(outcome) }, lockouts: { inc: () => counted.push('lockout') } },
+      envelope: createEnvelope(randomBytes(32)),
+      // No upstream is reached here: these tests sign in with passwords.
+      upstreams: createUpstreams({ fetch: () => Promise.reject(new Error('no upstream in this test')), redirectUri: (id) => `http://127.0.0.1:9/federation/${id}/callback` }),
     });
   });
   after(async () => {

@@ -1,6 +1,7 @@
 import compose from 'koa-compose';
 import type { Next } from 'koa';
 import type { PasswordSignIn, PasswordSignInOutcome } from '../../sign-in/password-sign-in.js';
+import type { FederationChoice } from '../../sign-in/index.js';
 import { PageError } from '../page-errors.js';
 import type { PageContext, PageKit } from '../page-kit.js';
 import { requiresMfa } from '../../oidc/clients.js';
@@ -20,17 +21,27 @@ interface LoginState {
 
 type LoginContext = PageContext<LoginState>;
 
-export function renderLogin(kit: PageKit, ctx: PageContext, view: { username?: string; error?: string }, status = 200): void {
+export function renderLogin(kit: PageKit, ctx: PageContext, view: { username?: string; error?: string; providers?: readonly FederationChoice[] }, status = 200): void {
   const { uid, clientName } = ctx.state;
   kit.render(
     ctx,
     'login',
-    { title: 'Sign in', clientName, action: kit.pageUrl(uid, '/login'), ...kit.formFields(uid), username: view.username ?? '', error: view.error },
+    {
+      title: 'Sign in',
+      clientName,
+      action: kit.pageUrl(uid, '/login'),
+      ...kit.formFields(uid),
+      username: view.username ?? '',
+      error: view.error,
+      // SPEC §10: a button per enabled identity provider.
+      providers: view.providers ?? [],
+      federateAction: kit.pageUrl(uid, '/federate'),
+    },
     status,
   );
 }
 
-export function loginPage(kit: PageKit, signInWithPassword: PasswordSignIn) {
+export function loginPage(kit: PageKit, signInWithPassword: PasswordSignIn, choices: () => Promise<FederationChoice[]>) {
   async function requireLoginPrompt(ctx: LoginContext, next: Next) {
     const { interaction, uid } = ctx.state;
     if (interaction.prompt.name !== 'login' || interaction.uid !== uid) throw new PageError(400, 'Request refused', 'This sign-in step is already complete.');
@@ -71,10 +82,10 @@ export function loginPage(kit: PageKit, signInWithPassword: PasswordSignIn) {
     switch (outcome.kind) {
       case 'throttled':
         ctx.set('Retry-After', String(outcome.retryAfter));
-        renderLogin(kit, ctx, { username, error: SIGN_IN_FAILED }, 429);
+        renderLogin(kit, ctx, { username, error: SIGN_IN_FAILED, providers: await choices() }, 429);
         return;
       case 'refused':
-        renderLogin(kit, ctx, { username, error: SIGN_IN_FAILED }, 401);
+        renderLogin(kit, ctx, { username, error: SIGN_IN_FAILED, providers: await choices() }, 401);
         return;
       case 'signed_in':
         ctx.append('Set-Cookie', outcome.deviceCookie);
@@ -91,9 +102,9 @@ export function loginPage(kit: PageKit, signInWithPassword: PasswordSignIn) {
 
   return {
     /** GET /interaction/:uid at the login prompt, with the login_hint filled in. */
-    show(ctx: PageContext): void {
+    async show(ctx: PageContext): Promise<void> {
       const hint = ctx.state.interaction.params['login_hint'];
-      renderLogin(kit, ctx, { username: typeof hint === 'string' ? hint.slice(0, 256) : '' });
+      renderLogin(kit, ctx, { username: typeof hint === 'string' ? hint.slice(0, 256) : '', providers: await choices() });
     },
     /** POST /interaction/:uid/login */
     submit: compose<LoginContext>([kit.loadInteraction, requireLoginPrompt, kit.checkForm, kit.findClient, readCredentials, checkPassword, answerOutcome]),

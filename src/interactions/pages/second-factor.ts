@@ -71,7 +71,7 @@ export function secondFactorPage(kit: PageKit, signIn: SecondFactorSignIn) {
     switch (outcome.kind) {
       case 'signed_in':
         if (outcome.deviceCookie !== undefined) ctx.append('Set-Cookie', outcome.deviceCookie);
-        await kit.finishSignIn(ctx, outcome.accountId, true);
+        await kit.finishSignIn(ctx, outcome.accountId, true, attempt.federated === true ? 'fed' : 'pwd');
         return;
       case 'enrolled':
         ctx.append('Set-Cookie', outcome.deviceCookie);
