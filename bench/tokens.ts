@@ -60,7 +60,8 @@ import {
  * and nested (whole-token encrypted) JWTs; the plain token with a DPoP proof per request (a new
  * jti, signed by the load generator for each request, RFC 9449 nonces), and over HTTPS (a second
  * Gatehouse process on the same database serving TLS itself, SPEC §8) with client_secret_basic
- * and with tls_client_auth; a bare oidc-provider issuing plain ES256 JWTs
+ * and with tls_client_auth; token exchange (RFC 8693, SPEC §9: one service's inner-layer token
+ * exchanged by another client for an inner-layer token to a third resource server); a bare oidc-provider issuing plain ES256 JWTs
  * (bench/bare-provider.ts); and the single-core crypto bound measured in this process.
  * Every server is a child process on 127.0.0.1; every child and the whole run are time-bounded.
  *
@@ -69,20 +70,20 @@ import {
  *   BENCH_WARMUP_SECONDS=3    warm-up seconds per row (first round only)
  *   BENCH_CONNECTIONS=16      autocannon connections
  *   BENCH_ROUNDS=1            repeat the rows; the median round per row is reported
- *   BENCH_ROWS=plain,inner,nested,dpop,tls,mtls,new-conn,tls-resume,bare   a subset of rows
+ *   BENCH_ROWS=plain,inner,nested,exchange,dpop,tls,mtls,new-conn,tls-resume,bare   a subset of rows
  *   BENCH_DATABASE_URL=postgres://postgres@127.0.0.1:5432/postgres  (PGlite when unreachable)
  *   BENCH_CPU_PROF=1          run Gatehouse under --cpu-prof and summarise its top frames
  *   BENCH_CRYPTO_MS=2000      time per crypto-bound measurement
  *   BENCH_ENFORCE=1           exit 1 when a target is not met
  */
 
-type RowName = 'plain' | 'inner' | 'nested' | 'dpop' | 'tls' | 'mtls' | 'new-conn' | 'tls-resume' | 'bare';
-const ALL_ROWS: readonly RowName[] = ['plain', 'inner', 'nested', 'dpop', 'tls', 'mtls', 'new-conn', 'tls-resume', 'bare'];
+type RowName = 'plain' | 'inner' | 'nested' | 'exchange' | 'dpop' | 'tls' | 'mtls' | 'new-conn' | 'tls-resume' | 'bare';
+const ALL_ROWS: readonly RowName[] = ['plain', 'inner', 'nested', 'exchange', 'dpop', 'tls', 'mtls', 'new-conn', 'tls-resume', 'bare'];
 /** Rows served by the HTTPS Gatehouse. */
 type TlsRowName = 'tls' | 'mtls' | 'tls-resume';
 const TLS_ROWS: readonly RowName[] = ['tls', 'mtls', 'tls-resume'];
 /** Rows served by the HTTP Gatehouse. */
-type HttpRowName = 'plain' | 'inner' | 'nested' | 'dpop' | 'new-conn';
+type HttpRowName = 'plain' | 'inner' | 'nested' | 'exchange' | 'dpop' | 'new-conn';
 
 const settings = {
   seconds: envNumber('BENCH_SECONDS', 10, 1, 300),
@@ -111,6 +112,8 @@ const TARGETS = {
   innerOverCryptoBound: 0.5,
   dpopCostOverPlain: 0.3,
   tlsCostOverPlain: 0.2,
+  /** SPEC §9: an exchange verifies one token and issues one, so it should cost little more than issuing one. */
+  exchangeOverInner: 0.7,
 } as const;
 
 // ---------------------------------------------------------------------------------------------
@@ -131,9 +134,24 @@ interface GatehouseSetup {
   readonly targets: Record<HttpRowName, Target>;
   readonly innerKey: KeyObject;
   readonly dpop: DpopClient;
+  readonly exchange: ExchangeSetup;
   /** Creates clients on this instance's admin API (the HTTPS instance shares its database). */
   readonly createClient: (body: Record<string, unknown>) => Promise<{ client_id: string; client_secret?: string }>;
 }
+
+/** The exchange row's parties (SPEC §9): whose token is exchanged, by whom, for which target. */
+interface ExchangeSetup {
+  readonly subjectAudience: string;
+  readonly targetAudience: string;
+  /** client_id of the service whose client-credentials token is the subject (the token's sub). */
+  readonly subjectClientId: string;
+  /** client_id of the exchanging client (the new token's act.sub). */
+  readonly actorClientId: string;
+  readonly subjectToken: string;
+}
+
+const TOKEN_EXCHANGE_GRANT = 'urn:ietf:params:oauth:grant-type:token-exchange';
+const ACCESS_TOKEN_TYPE = 'urn:ietf:params:oauth:token-type:access_token';
 
 // ---------------------------------------------------------------------------------------------
 // DPoP (RFC 9449) in the load generator: a proof per request, signed synchronously with
@@ -222,6 +240,44 @@ async function startGatehouse(database: BenchDatabase, stamp: string): Promise<G
     perRequest: dpop,
     pid,
   };
+  // SPEC §9: a service (client A) holds a client-credentials token for resource server A (inner
+  // layer); client B exchanges it for a token to resource server B (inner layer). Both servers get
+  // the longest lifetime so one subject token outlasts the run (the new token never outlives it).
+  const exchangeSubject = 'https://exchange-subject.bench.invalid';
+  const exchangeTarget = 'https://exchange-target.bench.invalid';
+  for (const identifier of [exchangeSubject, exchangeTarget]) {
+    await adminPost(url, adminToken, '/resource-servers', {
+      identifier,
+      name: `bench ${new URL(identifier).hostname.split('.')[0]}`,
+      scopes: ['bench:read'],
+      signing_alg: 'ES256',
+      access_token_ttl: 86_400,
+      inner_encryption_jwk: innerJwk,
+    });
+  }
+  const subjectClient = await createClient({ client_name: 'bench exchange subject', grant_types: ['client_credentials'], allowed_resources: [exchangeSubject] });
+  const actorClient = await createClient({
+    client_name: 'bench exchange actor',
+    grant_types: [TOKEN_EXCHANGE_GRANT],
+    token_exchange: { subject_audiences: [exchangeSubject] },
+    allowed_resources: [exchangeTarget],
+  });
+  const subjectToken = await requestToken(url, basic(subjectClient.client_id, subjectClient.client_secret ?? ''), TOKEN_BODY);
+  const exchange: ExchangeSetup = { subjectAudience: exchangeSubject, targetAudience: exchangeTarget, subjectClientId: subjectClient.client_id, actorClientId: actorClient.client_id, subjectToken };
+  targets.exchange = {
+    row: 'exchange',
+    label: "Gatehouse: token exchange (RFC 8693): a service's inner-layer token verified, an ES256 JWT + inner JWE for another resource server issued (act, audited)",
+    url,
+    authorization: basic(actorClient.client_id, actorClient.client_secret ?? ''),
+    body: new URLSearchParams({
+      grant_type: TOKEN_EXCHANGE_GRANT,
+      subject_token: subjectToken,
+      subject_token_type: ACCESS_TOKEN_TYPE,
+      resource: exchangeTarget,
+      scope: 'bench:read',
+    }).toString(),
+    pid,
+  };
   // The plain row's client and token, a new TCP connection per request: the baseline of tls-resume.
   targets['new-conn'] = {
     ...targets.plain,
@@ -229,7 +285,7 @@ async function startGatehouse(database: BenchDatabase, stamp: string): Promise<G
     label: 'Gatehouse: ES256 JWT, a new TCP connection per request (node:http, Connection: close)',
     newConnections: true,
   };
-  return { gatehouse, url, targets, innerKey, dpop, createClient };
+  return { gatehouse, url, targets, innerKey, dpop, exchange, createClient };
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -349,6 +405,21 @@ async function checkTokens(gatehouse: GatehouseSetup | undefined, tls: TlsSetup 
     if (decodeProtectedHeader(nested).cty !== 'JWT') throw new Error('nested row: token is not a nested JWT (cty JWT)');
     const outer = await verify(decoder.decode((await compactDecrypt(nested, gatehouse.innerKey)).plaintext), 'https://nested.bench.invalid');
     if (typeof outer.payload['inner'] !== 'string') throw new Error('nested row: signed token has no inner layer');
+
+    // Exchange: the new token is for the target, keeps the subject's sub, names the caller in act,
+    // carries an inner layer for the target, and the answer says what it is (RFC 8693 §2.2.1).
+    const { exchange } = gatehouse;
+    const subject = await verify(exchange.subjectToken, exchange.subjectAudience);
+    if (typeof subject.payload['inner'] !== 'string') throw new Error('exchange row: the subject token has no inner layer');
+    const exchanged = await postTokenOk(gatehouse.targets.exchange);
+    if (exchanged['issued_token_type'] !== ACCESS_TOKEN_TYPE || exchanged['refresh_token'] !== undefined) throw new Error(`exchange row: answer ${JSON.stringify(exchanged).slice(0, 300)}`);
+    const delegated = await verify(exchanged.access_token, exchange.targetAudience);
+    if (delegated.payload.sub !== exchange.subjectClientId) throw new Error('exchange row: sub is not the subject token\'s');
+    if ((delegated.payload['act'] as { sub?: unknown } | undefined)?.sub !== exchange.actorClientId) throw new Error('exchange row: act.sub is not the exchanging client');
+    const delegatedInner = delegated.payload['inner'];
+    if (typeof delegatedInner !== 'string') throw new Error('exchange row: the new token has no inner layer');
+    const openedDelegated = JSON.parse(decoder.decode((await compactDecrypt(delegatedInner, gatehouse.innerKey)).plaintext)) as { jti?: unknown };
+    if (openedDelegated.jti !== delegated.payload.jti) throw new Error('exchange row: inner.jti differs from the outer jti');
 
     // DPoP: a proof without a nonce is challenged (RFC 9449 §8) and the challenge's nonce is kept;
     // then a fresh proof with it gets a DPoP token bound to the key.
@@ -481,7 +552,7 @@ async function measureCryptoBound(): Promise<CryptoBound> {
 // Report.
 
 function buildChecks(rows: Partial<Record<RowName, RunResult>>, bound: CryptoBound): Check[] {
-  const { plain, inner, nested, dpop, tls, mtls, bare } = rows;
+  const { plain, inner, nested, exchange, dpop, tls, mtls, bare } = rows;
   const newConn = rows['new-conn'];
   const tlsResume = rows['tls-resume'];
   const checks: Check[] = [];
@@ -500,6 +571,16 @@ function buildChecks(rows: Partial<Record<RowName, RunResult>>, bound: CryptoBou
   if (nested !== undefined && plain !== undefined) {
     const value = 1 - nested.tokensPerSecond / plain.tokensPerSecond;
     checks.push({ name: 'nested cost over plain (1 − nested/plain)', value, display: pct(value), target: `≤ ${pct(TARGETS.nestedCostOverPlain)}`, met: value <= TARGETS.nestedCostOverPlain });
+  }
+  if (exchange !== undefined && inner !== undefined) {
+    const value = exchange.tokensPerSecond / inner.tokensPerSecond;
+    checks.push({
+      name: 'token exchanges / client credentials with an inner layer (exchange/inner)',
+      value,
+      display: `${value.toFixed(2)}×`,
+      target: `≥ ${TARGETS.exchangeOverInner.toFixed(2)}×`,
+      met: value >= TARGETS.exchangeOverInner,
+    });
   }
   if (dpop !== undefined && plain !== undefined) {
     const value = 1 - dpop.tokensPerSecond / plain.tokensPerSecond;
@@ -600,7 +681,7 @@ function markdown(report: Report): string {
     '',
     `Node ${env['node']}, ${env['cpus']} × ${env['cpuModel']}; Gatehouse on ${env['database']}, one process; ` +
       `autocannon ${env['connections']} connections (new-conn, tls-resume: as many node:http(s) loops, a connection per request), ` +
-      'POST /token (client_secret_basic, client_credentials; mtls: tls_client_auth), ' +
+      'POST /token (client_secret_basic, client_credentials; exchange: RFC 8693 token exchange; mtls: tls_client_auth), ' +
       `${env['seconds']} s per row after ${env['warmupSeconds']} s warm-up, ${env['rounds']} round(s) (median shown); ` +
       `load average ${env['loadAverageAtStart']} at start; source ${env['source']}.`,
     ...(env['cpuProfile'] === 'yes' ? ['', '**Gatehouse ran under `--cpu-prof`: its rows are slowed by the profiler; do not compare them with unprofiled runs.**'] : []),
@@ -722,7 +803,7 @@ async function main(): Promise<number> {
       bare = await startBare();
     }
     await checkTokens(gatehouse, tls, bare);
-    log('tokens checked: signatures, typ, inner jti, nested cty JWT, DPoP nonce challenge and cnf.jkt, TLS issuer and cnf.x5t#S256');
+    log('tokens checked: signatures, typ, inner jti, nested cty JWT, exchange sub/act/inner, DPoP nonce challenge and cnf.jkt, TLS issuer and cnf.x5t#S256');
 
     const targets: Target[] = settings.rows.map((row) => {
       if (row === 'bare') return bare!.target;
@@ -795,7 +876,7 @@ async function main(): Promise<number> {
     await writeFile(path.join(RESULTS_DIR, `tokens-${stamp}.json`), JSON.stringify(report, null, 2) + '\n');
     process.stdout.write(text);
     log(`written bench/results/tokens-${stamp}.md and .json`);
-    await writeBenchOutput({ title: 'Client credentials: plain, inner, nested, DPoP, TLS and mTLS vs bare oidc-provider and the crypto bound', markdown: text, checks, data: report });
+    await writeBenchOutput({ title: 'Client credentials: plain, inner, nested, token exchange, DPoP, TLS and mTLS vs bare oidc-provider and the crypto bound', markdown: text, checks, data: report });
 
     if (gatehouse !== undefined) {
       const httpRows = settings.rows.filter((row) => row !== 'bare' && !TLS_ROWS.includes(row));

@@ -369,6 +369,9 @@ describe('operator CLI: clients, resource servers, users, admin clients and the 
     tls_client_certificate_bound_access_tokens: boolean;
     dpop_bound_access_tokens: boolean;
     jwks?: { keys: Record<string, unknown>[] };
+    grant_types: string[];
+    allowed_resources: string[];
+    token_exchange?: { subject_audiences: string[] };
   }
 
   async function shownClient(id: string): Promise<ShownClient> {
@@ -502,5 +505,75 @@ describe('operator CLI: clients, resource servers, users, admin clients and the 
     const plain = await cli(['clients', 'create', '--name', 'spa-2', '--auth-method', 'none', '--redirect-uri', 'https://app.test/callback', '--dpop-bound-tokens']);
     assert.equal(plain.code, 0, plain.stderr);
     assert.match(plain.stdout, /^client_id: +\S+\ndpop_bound_access_tokens: +true\n$/);
+  });
+
+  test('clients create --grant token-exchange --exchange-subject-audience: the orders service exchanges its tokens for payments ones, read back by clients show', async () => {
+    for (const [identifier, name, scope] of [
+      ['https://orders.test', 'Orders', 'orders:read'],
+      ['https://payments.test', 'Payments', 'payments:charge'],
+      ['https://ledger.test', 'Ledger', 'ledger:read'],
+    ] as const) {
+      const server = await cli(['resource-servers', 'create', '--identifier', identifier, '--name', name, '--scope', scope]);
+      assert.equal(server.code, 0, server.stderr);
+    }
+    const created = await cli([
+      'clients',
+      'create',
+      '--name',
+      'orders-to-payments',
+      '--grant',
+      'token-exchange',
+      '--exchange-subject-audience',
+      'https://orders.test',
+      '--exchange-subject-audience',
+      'https://ledger.test',
+      '--resource',
+      'https://payments.test',
+      '--scope',
+      'payments:charge',
+    ]);
+    assert.equal(created.code, 0, created.stderr);
+    const match = /^client_id: +(\S+)\nclient_secret: +[\w-]{43}\ntoken_exchange\.subject_audiences: +https:\/\/orders\.test https:\/\/ledger\.test\n$/.exec(created.stdout);
+    assert.ok(match, created.stdout);
+    const id = match[1]!;
+
+    const client = await shownClient(id);
+    assert.deepEqual(client.grant_types, ['urn:ietf:params:oauth:grant-type:token-exchange']);
+    assert.deepEqual(client.token_exchange, { subject_audiences: ['https://orders.test', 'https://ledger.test'] });
+    assert.deepEqual(client.allowed_resources, ['https://payments.test']);
+    await inDatabase(async (db) => {
+      const { rows } = await db.query<{ metadata: Record<string, unknown> }>('SELECT metadata FROM clients WHERE client_id = $1', [id]);
+      assert.deepEqual(rows[0]?.metadata['token_exchange'], { subject_audiences: ['https://orders.test', 'https://ledger.test'] });
+      assert.deepEqual(
+        (await auditEvents(db, id)).map((event) => [event.type, event.actor]),
+        [['client.created', 'cli']],
+      );
+    });
+
+    // The grant's URN works as well as its short name; --json carries token_exchange too.
+    const urn = await cli([
+      'clients',
+      'create',
+      '--grant',
+      'client_credentials',
+      '--grant',
+      'urn:ietf:params:oauth:grant-type:token-exchange',
+      '--exchange-subject-audience',
+      'https://orders.test',
+      '--resource',
+      'https://payments.test',
+      '--json',
+    ]);
+    assert.equal(urn.code, 0, urn.stderr);
+    const body = JSON.parse(urn.stdout) as ShownClient & { client_secret?: string };
+    assert.deepEqual(body.grant_types, ['client_credentials', 'urn:ietf:params:oauth:grant-type:token-exchange']);
+    assert.deepEqual(body.token_exchange, { subject_audiences: ['https://orders.test'] });
+    assert.ok(body.client_secret);
+
+    // A subject audience is checked against the resource servers in the database: still exit 2, naming the flag.
+    const unknown = await cli(['clients', 'create', '--grant', 'token-exchange', '--exchange-subject-audience', 'https://nowhere.test', '--resource', 'https://payments.test']);
+    assert.equal(unknown.code, 2, unknown.stderr);
+    assert.equal(unknown.stdout, '');
+    assert.equal(unknown.stderr, 'gatehouse: #/token_exchange/subject_audiences/0: no resource server has this identifier (--exchange-subject-audience)\n');
   });
 });

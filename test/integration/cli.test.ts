@@ -131,6 +131,25 @@ describe('operator CLI: help and usage errors (no database is opened)', () => {
         args: ['clients', 'create', '--grant', 'client_credentials', '--auth-method', 'self_signed_tls_client_auth'],
         stderr: /^gatehouse: #\/jwks: self_signed_tls_client_auth needs jwks or jwks_uri holding the certificate \(x5c\) \(--jwks-file or --certificate-file\)\n$/,
       },
+      // SPEC §9: the token-exchange grant (short name or URN) and its subject audiences come together; never for a public client.
+      {
+        args: ['clients', 'create', '--name', 'x', '--grant', 'token-exchange', '--resource', 'https://payments.test'],
+        stderr:
+          /^gatehouse: #\/token_exchange: the token-exchange grant needs token_exchange\.subject_audiences: the resource servers whose tokens the client may exchange \(--exchange-subject-audience\)\n$/,
+      },
+      {
+        args: ['clients', 'create', '--grant', 'urn:ietf:params:oauth:grant-type:token-exchange'],
+        stderr: /^gatehouse: #\/token_exchange: the token-exchange grant needs token_exchange\.subject_audiences: .* \(--exchange-subject-audience\)\n$/,
+      },
+      {
+        args: ['clients', 'create', '--grant', 'client_credentials', '--exchange-subject-audience', 'https://orders.test'],
+        stderr: /^gatehouse: #\/token_exchange: only clients with the urn:ietf:params:oauth:grant-type:token-exchange grant have token_exchange \(--exchange-subject-audience\)\n$/,
+      },
+      {
+        args: ['clients', 'create', '--grant', 'token-exchange', '--auth-method', 'none', '--exchange-subject-audience', 'https://orders.test', '--exchange-subject-audience', 'orders'],
+        stderr:
+          /^gatehouse: #\/token_exchange\/subject_audiences\/1: must be an absolute URI without a fragment \(--exchange-subject-audience\)\ngatehouse: #\/token_endpoint_auth_method: a public client \(none\) cannot exchange tokens \(--auth-method\)\n$/,
+      },
       { args: ['resource-servers', 'create', '--identifier', 'not a uri', '--name', 'x', '--ttl', 'soon'], stderr: /^gatehouse: #\/identifier: must be an absolute URI without a fragment \(--identifier\)\ngatehouse: #\/access_token_ttl: must be a number of seconds \(--ttl\)\n$/ },
       { args: ['keys', 'rotate', 'HS256'], stderr: /^gatehouse: #\/algs\/0: must be one of ES256, EdDSA, PS256, RS256 \(ALG\)\n$/ },
       { args: ['audit', 'tail', '--limit', '500'], stderr: /^gatehouse: #\/limit: limit must be at most 200 \(--limit\)\n$/ },

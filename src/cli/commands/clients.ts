@@ -1,7 +1,7 @@
 import { X509Certificate } from 'node:crypto';
 import { parseOrThrow } from '../../management/errors.js';
 import type { ClientResponse } from '../../management/clients/presenter.js';
-import { AUTH_METHODS, clientListQuery, createClientBody, GRANT_TYPES, TLS_SUBJECT_FIELDS } from '../../management/clients/schema.js';
+import { AUTH_METHODS, clientListQuery, createClientBody, GRANT_TYPES, TLS_SUBJECT_FIELDS, TOKEN_EXCHANGE_GRANT } from '../../management/clients/schema.js';
 import { EXIT, PAGE_OPTIONS, pageHint, pageQueryOf, printJson, record, table, UsageError, type Command, type Output } from '../command.js';
 import { withServices } from '../context.js';
 import { given, readCertificateJwk, readJsonFile, splitScopes } from '../input.js';
@@ -24,6 +24,10 @@ function certificateFingerprints(keys: readonly Record<string, unknown>[]): stri
   });
 }
 
+/** `--grant token-exchange`: the RFC 8693 grant's URN is long to type; the URN itself works too. */
+const GRANT_ALIASES: Readonly<Record<string, string>> = { 'token-exchange': TOKEN_EXCHANGE_GRANT };
+const GRANT_NAMES = GRANT_TYPES.map((grant) => Object.keys(GRANT_ALIASES).find((alias) => GRANT_ALIASES[alias] === grant) ?? grant);
+
 const CERTIFICATE_AUTH_METHODS: readonly string[] = ['tls_client_auth', 'self_signed_tls_client_auth'];
 
 /** SPEC §8: how the client proves itself and what its tokens are bound to, when that is more than a secret. */
@@ -35,6 +39,11 @@ function senderConstraintOf(client: ClientResponse): Record<string, unknown> {
     ...(client.tls_client_certificate_bound_access_tokens ? { tls_client_certificate_bound_access_tokens: true } : {}),
     ...(client.dpop_bound_access_tokens ? { dpop_bound_access_tokens: true } : {}),
   };
+}
+
+/** SPEC §9: whose tokens the client may exchange, for a client with the token-exchange grant. */
+function tokenExchangeOf(client: ClientResponse): Record<string, unknown> {
+  return client.token_exchange === undefined ? {} : { 'token_exchange.subject_audiences': client.token_exchange.subject_audiences };
 }
 
 function clientRow(client: ClientResponse): string[] {
@@ -52,11 +61,12 @@ export const clientCommands: readonly Command[] = [
       'Registers an OAuth client, validated exactly as POST /admin/v1/clients validates it (RFC 7591 metadata), and records a client.created audit event with actor "cli".',
       'Prints client_id and, for client_secret_basic and client_secret_post, client_secret: Gatehouse keeps only a hash, so the secret is shown this once (use clients rotate-secret to issue a new one).',
       'Certificate clients (RFC 8705) get no secret. A tls_client_auth client presents a certificate that chains to TLS_CLIENT_CA_FILE and registers exactly one of --tls-subject-dn, --tls-san-dns, --tls-san-uri, --tls-san-ip or --tls-san-email. A self_signed_tls_client_auth client registers the certificate itself: --certificate-file (repeatable, to register the next certificate before the current one expires), or --jwks-file with keys that carry x5c.',
+      `Token exchange (RFC 8693): --grant token-exchange (short for ${TOKEN_EXCHANGE_GRANT}) lets a service trade an access token it received for one to the next service, on behalf of the same person or service. It needs --exchange-subject-audience for each resource server whose tokens it may exchange (token_exchange.subject_audiences), and the next service in --resource. The output then lists token_exchange.subject_audiences after client_id.`,
       'Sender-constrained tokens: --certificate-bound-tokens binds tokens to the client certificate the request came with (cnf.x5t#S256); --dpop-bound-tokens makes a DPoP proof (RFC 9449) mandatory on every token request and binds tokens to its key (cnf.jkt). The output then lists these settings after client_id.',
     ],
     options: {
       name: { type: 'string', value: 'NAME', field: 'client_name', help: 'client_name, shown on consent pages and in lists (default: the client_id)' },
-      grant: { type: 'string', multiple: true, value: 'GRANT', field: 'grant_types', help: `grant type: ${GRANT_TYPES.join(', ')} (default: authorization_code)` },
+      grant: { type: 'string', multiple: true, value: 'GRANT', field: 'grant_types', help: `grant type: ${GRANT_NAMES.join(', ')} (its URN works too) (default: authorization_code)` },
       resource: { type: 'string', multiple: true, value: 'URI', field: 'allowed_resources', help: 'identifier of a resource server the client may get tokens for' },
       scope: { type: 'string', multiple: true, value: 'SCOPES', field: 'scope', help: 'scopes the client may ask for, space-separated' },
       'redirect-uri': { type: 'string', multiple: true, value: 'URI', field: 'redirect_uris', help: 'redirect URI for the authorization_code grant (https, or http on loopback)' },
@@ -82,6 +92,13 @@ export const clientCommands: readonly Command[] = [
         help: 'bind access tokens to the client certificate of the token request (RFC 8705 cnf.x5t#S256)',
       },
       'dpop-bound-tokens': { type: 'boolean', field: 'dpop_bound_access_tokens', help: 'every token request must carry a DPoP proof; tokens are bound to its key (RFC 9449 cnf.jkt)' },
+      'exchange-subject-audience': {
+        type: 'string',
+        multiple: true,
+        value: 'URI',
+        field: 'token_exchange',
+        help: 'token-exchange: identifier of a resource server whose access tokens the client may exchange (RFC 8693 subject_token)',
+      },
       'require-mfa': { type: 'boolean', field: 'require_mfa', help: 'people signing in through this client must pass a second factor' },
       'first-party': { type: 'boolean', field: 'first_party', help: "the organisation's own app: people are not asked for consent" },
     },
@@ -92,11 +109,17 @@ export const clientCommands: readonly Command[] = [
       'gatehouse clients create --name orders-worker --grant client_credentials --auth-method tls_client_auth --tls-subject-dn "CN=orders-worker,O=Example" --certificate-bound-tokens --resource https://orders.example.com --scope orders:read',
       'gatehouse clients create --name edge-agent --grant client_credentials --auth-method self_signed_tls_client_auth --certificate-file edge-agent.pem --certificate-bound-tokens',
       'gatehouse clients create --name spa --grant authorization_code --grant refresh_token --auth-method none --redirect-uri https://app.example.com/callback --dpop-bound-tokens',
+      'gatehouse clients create --name orders-to-payments --grant token-exchange --exchange-subject-audience https://orders.example.com --resource https://payments.example.com --scope payments:charge',
     ],
     async run(invocation) {
       const body: Record<string, unknown> = {};
       given(body, 'client_name', invocation.string('name'));
-      given(body, 'grant_types', invocation.strings('grant'), (list) => list.length > 0);
+      given(
+        body,
+        'grant_types',
+        invocation.strings('grant').map((grant) => (Object.hasOwn(GRANT_ALIASES, grant) ? GRANT_ALIASES[grant]! : grant)),
+        (list) => list.length > 0,
+      );
       given(body, 'allowed_resources', invocation.strings('resource'), (list) => list.length > 0);
       given(body, 'scope', splitScopes(invocation.strings('scope')).join(' '), (scope) => scope !== '');
       given(body, 'redirect_uris', invocation.strings('redirect-uri'), (list) => list.length > 0);
@@ -115,12 +138,14 @@ export const clientCommands: readonly Command[] = [
       given(body, 'tls_client_auth_san_email', invocation.string('tls-san-email'));
       if (invocation.flag('certificate-bound-tokens')) body['tls_client_certificate_bound_access_tokens'] = true;
       if (invocation.flag('dpop-bound-tokens')) body['dpop_bound_access_tokens'] = true;
+      const subjectAudiences = invocation.strings('exchange-subject-audience');
+      if (subjectAudiences.length > 0) body['token_exchange'] = { subject_audiences: subjectAudiences };
       if (invocation.flag('require-mfa')) body['require_mfa'] = true;
       if (invocation.flag('first-party')) body['first_party'] = true;
       const definition = parseOrThrow(createClientBody, body, 'input');
 
       const client = await withServices(invocation.output, ({ services, audit }) => services.clients.create(definition, audit));
-      printCredentials(invocation.output, client, senderConstraintOf(client));
+      printCredentials(invocation.output, client, { ...senderConstraintOf(client), ...tokenExchangeOf(client) });
       return EXIT.ok;
     },
   },

@@ -114,8 +114,11 @@ export const clientDefinition = z
       issue('jwks', 'private_key_jwt needs jwks or jwks_uri');
     }
     if (client.jwks !== undefined && client.jwks_uri !== undefined) issue('jwks_uri', 'give jwks or jwks_uri, not both');
-    if (grants.has(TOKEN_EXCHANGE_GRANT) !== (client.token_exchange !== undefined)) {
-      issue('token_exchange', `token_exchange is given exactly when grant_types has ${TOKEN_EXCHANGE_GRANT}`);
+    if (grants.has(TOKEN_EXCHANGE_GRANT) && client.token_exchange === undefined) {
+      issue('token_exchange', 'the token-exchange grant needs token_exchange.subject_audiences: the resource servers whose tokens the client may exchange');
+    }
+    if (!grants.has(TOKEN_EXCHANGE_GRANT) && client.token_exchange !== undefined) {
+      issue('token_exchange', `only clients with the ${TOKEN_EXCHANGE_GRANT} grant have token_exchange`);
     }
     if (grants.has(TOKEN_EXCHANGE_GRANT) && client.token_endpoint_auth_method === 'none') {
       issue('token_endpoint_auth_method', 'a public client (none) cannot exchange tokens');
