@@ -119,7 +119,10 @@ export function createUpstreams(deps: { readonly fetch: (url: string, init: Requ
 function describe(error: unknown): string {
   if (error instanceof oidc.AuthorizationResponseError) return `the provider answered ${error.error}`;
   if (error instanceof oidc.ResponseBodyError) return `the token endpoint answered ${error.error}`;
-  if (error instanceof Error && 'code' in error && typeof error.code === 'string') return `${error.code}: ${error.message}`.slice(0, 300);
+  if (error instanceof Error && 'code' in error && typeof error.code === 'string') {
+    const cause = error.cause instanceof Error ? ` (${error.cause.message})` : '';
+    return `${error.code}: ${error.message}${cause}`.slice(0, 300);
+  }
   return error instanceof Error ? error.message.slice(0, 300) : 'the provider could not be reached';
 }
 
