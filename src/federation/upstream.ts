@@ -41,7 +41,7 @@ const DISCOVERY_TTL_MS = 10 * 60_000;
 export function createUpstreams(deps: { readonly fetch: (url: string, init: RequestInit) => Promise<Response>; readonly redirectUri: (providerId: string) => string }) {
   // openid-client's fetch signature, through the outbound fetch's.
   const customFetch: oidc.CustomFetch = (url, options) =>
-    deps.fetch(url, { method: options.method, headers: options.headers, body: options.body as BodyInit | undefined, redirect: options.redirect, signal: options.signal ?? null });
+    deps.fetch(url, { method: options.method, headers: options.headers, body: options.body as RequestInit['body'], redirect: options.redirect, signal: options.signal ?? null });
   const configs = new Map<string, { version: string; untilMs: number; config: Promise<oidc.Configuration> }>();
 
   function configFor(provider: UpstreamProvider): Promise<oidc.Configuration> {

@@ -1,7 +1,7 @@
 import { createHash, randomBytes } from 'node:crypto';
 import { secondFactorRequired } from '../accounts/mfa-policy.js';
 import type { PasswordHasher } from '../accounts/passwords.js';
-import { normalizeUsername, USERNAME_PATTERN, usernameSkeleton } from '../accounts/usernames.js';
+import { mixesScripts, normalizeUsername, USERNAME_PATTERN, usernameSkeleton } from '../accounts/usernames.js';
 import { recordAudit } from '../audit/audit.js';
 import type { Envelope } from '../crypto/envelope.js';
 import type { Database, Queryable } from '../db/database.js';
@@ -38,8 +38,10 @@ export interface FederatedSignIn {
   choices(): Promise<FederationChoice[]>;
   /** The enabled provider a `login_hint` email's domain maps to. */
   providerForHint(loginHint: unknown): Promise<string | undefined>;
-  /** Undefined when the provider is unknown or disabled; throws UpstreamError when it cannot be reached. */
-  begin(providerId: string, loginHint?: string): Promise<{ url: URL; pending: PendingFederation } | undefined>;
+  /** Undefined when the provider is unknown or disabled; throws UpstreamError when it cannot be reached (audited). */
+  begin(providerId: string, request: SignInRequest, loginHint?: string): Promise<{ url: URL; pending: PendingFederation } | undefined>;
+  /** A callback refused before the upstream was asked (not this browser's, expired, replayed): audited. */
+  refusedCallback(providerId: string, reason: string, request: SignInRequest): Promise<void>;
   complete(
     input: { readonly pending: PendingFederation; readonly callbackUrl: URL; readonly clientId: unknown; readonly clientRequiresMfa: boolean; readonly acrValues: unknown; readonly interactionExpiresAt: number },
     request: SignInRequest,
@@ -108,7 +110,8 @@ export function createFederatedSignIn(deps: {
   function usernameCandidates(row: IdentityProviderRow, identity: UpstreamIdentity, email: string | undefined): string[] {
     const suffix = createHash('sha256').update(`${row.id}\0${identity.sub}`).digest('hex').slice(0, 6);
     const wanted = claimString(identity.claims, row.claim_mappings.username ?? 'preferred_username') ?? email;
-    const valid = wanted !== undefined && USERNAME_PATTERN.test(wanted) && wanted.length <= 57 ? wanted : undefined;
+    // The rules an administrator's usernames follow (src/management/users): the pattern, one script.
+    const valid = wanted !== undefined && USERNAME_PATTERN.test(wanted) && wanted.length <= 57 && !mixesScripts(wanted) ? wanted : undefined;
     return valid === undefined ? [`fed-${suffix}`] : [valid, `${valid}-${suffix}`];
   }
 
@@ -205,6 +208,10 @@ export function createFederatedSignIn(deps: {
     );
   }
 
+  function auditFailure(request: SignInRequest, providerId: string, reason: string): Promise<void> {
+    return recordAudit(db, auditContextOf(request, null), { type: 'login.failure', target: 'unknown', outcome: 'failure', details: { provider_id: providerId, method: 'federated', reason } });
+  }
+
   return {
     async choices() {
       return (await providers.enabled()).map((row) => ({ id: row.id, name: row.name }));
@@ -218,16 +225,26 @@ export function createFederatedSignIn(deps: {
       return (await providers.enabled()).find((row) => row.email_domains.includes(domain))?.id;
     },
 
-    async begin(providerId, loginHint) {
+    async begin(providerId, request, loginHint) {
       const row = await enabledRow(providerId);
-      if (row === undefined) return undefined;
-      return deps.upstreams.begin(upstreamOf(row), { loginHint });
+      if (row === undefined) {
+        await auditFailure(request, providerId, 'the identity provider is unknown or disabled');
+        return undefined;
+      }
+      try {
+        return await deps.upstreams.begin(upstreamOf(row), { loginHint });
+      } catch (error) {
+        if (error instanceof UpstreamError) await auditFailure(request, providerId, error.message);
+        throw error;
+      }
     },
+
+    refusedCallback: (providerId, reason, request) => auditFailure(request, providerId, reason),
 
     async complete(input, request) {
       const row = await enabledRow(input.pending.providerId);
-      const failed = async (reason: string, target = 'unknown'): Promise<FederatedOutcome> => {
-        await recordAudit(db, auditContextOf(request, null), { type: 'login.failure', target, outcome: 'failure', details: { provider_id: input.pending.providerId, method: 'federated', reason } });
+      const failed = async (reason: string): Promise<FederatedOutcome> => {
+        await auditFailure(request, input.pending.providerId, reason);
         return { kind: 'refused', message: REFUSED.failed };
       };
       if (row === undefined) return failed('the identity provider is unknown or disabled');
@@ -274,7 +291,7 @@ export function createFederatedSignIn(deps: {
         return { person, upstreamMfa };
       });
       if ('refused' in outcome) {
-        await recordAudit(db, audit, { type: 'login.failure', target: 'unknown', outcome: 'failure', details: { provider_id: row.id, method: 'federated', reason: outcome.reason } });
+        await auditFailure(request, row.id, outcome.reason);
         return { kind: 'refused', message: outcome.refused };
       }
       if ('attempt' in outcome) return { kind: 'second_factor_required', attempt: outcome.attempt };

@@ -209,6 +209,8 @@ describe('sign-in through an upstream OpenID provider', () => {
     const answer = await browser.postForm(new URL(formAction(html, /\/federate$/)!, server.url), { csrf: hiddenField(html, 'csrf') ?? '', provider: down });
     assert.equal(answer.status, 502);
     assert.match(await answer.text(), /could not be reached/);
+    const { rows } = await server.db.query<{ n: number }>("SELECT count(*)::int AS n FROM audit_events WHERE type = 'login.failure' AND details->>'provider_id' = $1", [down]);
+    assert.equal(rows[0]!.n, 1, 'audited');
   });
 
   test('a callback without the browser that left for it, or with a changed state, signs nobody in', async () => {
@@ -220,6 +222,8 @@ describe('sign-in through an upstream OpenID provider', () => {
     const callback = new URL((await browser.get(left.headers.get('location')!)).headers.get('location')!);
     const stranger = await new CookieClient().get(new URL(`${callback.pathname}${callback.search}`, server.url));
     assert.equal(stranger.status, 400);
+    const { rows } = await server.db.query<{ reason: string }>("SELECT details->>'reason' AS reason FROM audit_events WHERE type = 'login.failure' AND details->>'provider_id' = $1", [providerId]);
+    assert.deepEqual(rows.map((row) => row.reason), ['the callback came to another browser than the one that left']);
     callback.searchParams.set('state', `${callback.searchParams.get('state')}x`);
     assert.equal((await browser.get(new URL(`${callback.pathname}${callback.search}`, server.url))).status, 400);
   });

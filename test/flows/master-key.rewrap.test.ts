@@ -128,7 +128,7 @@ describe('gatehouse master-key rewrap (real CLI processes)', () => {
     const rewrap = await cli({ MASTER_KEY: keyB, MASTER_KEY_PREVIOUS: keyA }, 'master-key', 'rewrap');
     assert.equal(rewrap.code, 0, rewrap.stderr);
     const idB = masterKeyId(Buffer.from(keyB, 'base64url'));
-    assert.match(rewrap.stdout, new RegExp(`^re-sealed ${total} values with master key ${idB} \\(signing_keys 8, server_secrets 4, user_totp 1\\); 0 were sealed with it already\\n$`));
+    assert.match(rewrap.stdout, new RegExp(`^re-sealed ${total} values with master key ${idB} \\(signing_keys 8, server_secrets 4, user_totp 1, identity_providers 0\\); 0 were sealed with it already\\n$`));
     assert.deepEqual(new Set(await sealedKeyIds()), new Set([idB]));
 
     // The previous key can go: B alone opens the signing keys and server secrets (the CLI builds the app) ...

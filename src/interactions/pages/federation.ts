@@ -28,7 +28,7 @@ export function federationPages(kit: PageKit, deps: { readonly federation: Feder
   async function leaveFor(ctx: ParameterizedContext, interaction: Interaction, providerId: string, loginHint?: string): Promise<void> {
     let started: Awaited<ReturnType<FederatedSignIn['begin']>>;
     try {
-      started = await deps.federation.begin(providerId, loginHint);
+      started = await deps.federation.begin(providerId, kit.signInRequest(ctx as PageContext), loginHint);
     } catch {
       throw unavailable();
     }
@@ -72,9 +72,17 @@ export function federationPages(kit: PageKit, deps: { readonly federation: Feder
       const interaction = uid === '' ? undefined : await provider.Interaction.find(uid);
       const pending = interaction === undefined ? undefined : kit.federationOf(interaction);
       const cookie = ctx.cookies.get(COOKIE, { signed: true });
-      if (interaction === undefined || pending === undefined || pending.providerId !== providerId || pending.state !== state || cookie !== state) throw expired();
+      const refusal =
+        interaction === undefined || pending === undefined ? 'no sign-in is waiting for this callback'
+        : pending.providerId !== providerId || pending.state !== state ? 'the callback does not match the sign-in waiting for it'
+        : cookie !== state ? 'the callback came to another browser than the one that left'
+        : interaction.prompt.name !== 'login' ? 'the sign-in is already complete'
+        : undefined;
+      if (refusal !== undefined || interaction === undefined || pending === undefined) {
+        await deps.federation.refusedCallback(providerId, refusal ?? 'no sign-in is waiting for this callback', kit.signInRequest(ctx as PageContext));
+        throw expired();
+      }
       ctx.cookies.set(COOKIE, null, { path: deps.cookiePath });
-      if (interaction.prompt.name !== 'login') throw expired();
 
       const clientId = interaction.params['client_id'];
       const client = typeof clientId === 'string' ? await provider.Client.find(clientId) : undefined;
