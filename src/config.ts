@@ -308,6 +308,15 @@ export function cliPassword(env: Environment = process.env): string | undefined 
   return value === undefined || value === '' ? undefined : value;
 }
 
+/**
+ * The upstream client secret `gatehouse identity-providers create|update` seals, when given in the
+ * environment rather than on stdin. The CLI's alone, like GATEHOUSE_PASSWORD.
+ */
+export function cliClientSecret(env: Environment = process.env): string | undefined {
+  const value = env['GATEHOUSE_CLIENT_SECRET'];
+  return value === undefined || value === '' ? undefined : value;
+}
+
 /** Never echo secrets back, even into an error line. */
 function describeValue(variable: string, value: string): string {
   if (/SECRET|KEY|DATABASE_URL/.test(variable)) return `${value.length} characters`;

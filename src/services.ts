@@ -159,6 +159,7 @@ export async function createServices(runtime: Runtime, options: ServicesOptions)
   });
   const management = createManagementServices({
     db,
+    issuer: config.issuer,
     envelope: runtime.envelope,
     clientSecrets: runtime.clientSecrets,
     passwords,

@@ -118,8 +118,17 @@ export function createAdminApi(deps: AdminApiDeps): Middleware {
     }
     return middleware;
   };
-  const { clients, resourceServers, keys, users, auditEvents, gatewayRoutes } = deps;
-  const services: AdminServices = { clients, resourceServers, keys, users, auditEvents, gatewayRoutes, openApiDocument: () => buildOpenApiDocument(deps.issuer) };
+  const { clients, resourceServers, keys, users, auditEvents, gatewayRoutes, identityProviders } = deps;
+  const services: AdminServices = {
+    clients,
+    resourceServers,
+    keys,
+    users,
+    auditEvents,
+    gatewayRoutes,
+    identityProviders,
+    openApiDocument: () => buildOpenApiDocument(deps.issuer),
+  };
   for (const route of ADMIN_ROUTES) {
     const path = route.path.replace(/\{(\w+)\}/g, ':$1');
     router.register(path, [route.method], [...(route.scope === null ? [] : [guard(route.scope)]), endpoint(route, services)]);

@@ -2,6 +2,7 @@ import { z } from 'zod';
 import { auditEventRoutes } from './audit-events/routes.js';
 import { clientRoutes } from './clients/routes.js';
 import { gatewayRouteRoutes } from './gateway-routes/routes.js';
+import { identityProviderRoutes } from './identity-providers/routes.js';
 import { keyRoutes } from './keys/routes.js';
 import { resourceServerRoutes } from './resource-servers/routes.js';
 import { named, route, type AdminRoute, type RouteTable } from './route.js';
@@ -38,6 +39,6 @@ const documentRoutes: RouteTable = {
 };
 
 /** Every route table of the admin API, in the order the router registers and the document lists them. */
-export const ROUTE_TABLES: readonly RouteTable[] = [clientRoutes, resourceServerRoutes, userRoutes, auditEventRoutes, keyRoutes, gatewayRouteRoutes, documentRoutes];
+export const ROUTE_TABLES: readonly RouteTable[] = [clientRoutes, resourceServerRoutes, userRoutes, auditEventRoutes, keyRoutes, gatewayRouteRoutes, identityProviderRoutes, documentRoutes];
 
 export const ADMIN_ROUTES: readonly AdminRoute[] = ROUTE_TABLES.flatMap((table) => table.routes);

@@ -3,6 +3,7 @@ import { adminClientCommands } from './commands/admin-client.js';
 import { auditCommands } from './commands/audit.js';
 import { clientCommands } from './commands/clients.js';
 import { gatewayRouteCommands } from './commands/gateway-routes.js';
+import { identityProviderCommands } from './commands/identity-providers.js';
 import { keyCommands } from './commands/keys.js';
 import { masterKeyCommands } from './commands/master-key.js';
 import { migrateCommand } from './commands/migrate.js';
@@ -25,6 +26,7 @@ const GROUPS: readonly Group[] = [
   { name: 'resource-servers', about: 'resource servers: the APIs that accept Gatehouse access tokens', commands: resourceServerCommands },
   { name: 'gateway-routes', about: 'gateway routes: which requests the API gateway lets through', commands: gatewayRouteCommands },
   { name: 'users', about: 'people who sign in on the hosted pages', commands: userCommands },
+  { name: 'identity-providers', about: 'upstream OpenID providers people sign in with (corporate SSO)', commands: identityProviderCommands },
   { name: 'keys', about: 'token signing keys', commands: keyCommands },
   { name: 'master-key', about: 'the MASTER_KEY that seals secrets at rest', commands: masterKeyCommands },
   { name: 'admin-client', about: 'clients for the admin API', commands: adminClientCommands },
@@ -58,6 +60,8 @@ const CONFIGURATION = `configuration: the server's environment variables, read t
                           ensure an admin client with these credentials exists
   LOG_LEVEL               pino level of the log lines written to stderr (default for the CLI: warn)
   GATEHOUSE_PASSWORD      the CLI's own: the password for "users create" (else read from stdin)
+  GATEHOUSE_CLIENT_SECRET the CLI's own: the upstream client secret for "identity-providers create"
+                          and "update --new-client-secret" (else read from stdin)
 
 Every command except migrate and help prepares the database as the server does at start (pending
 migrations, signing keys, the bootstrap admin client). With the embedded database, stop the server

@@ -62,6 +62,11 @@ export interface UserIdentityRow extends Record<string, unknown> {
   last_login_at: Date | null;
 }
 
+/** An identity with its provider's name, as the admin API lists a person's identities. */
+export interface LinkedIdentityRow extends UserIdentityRow {
+  provider_name: string;
+}
+
 const COLUMNS =
   'id, seq::text AS seq, name, issuer, client_id, client_secret_sealed, scopes, email_domains, create_users, link_by_verified_email, claim_mappings, role_mappings, sync, trust_upstream_mfa, enabled, created_at, updated_at';
 const IDENTITY_COLUMNS = 'provider_id, subject, user_id, email, mapped_roles, linked_at, last_login_at';
@@ -141,6 +146,18 @@ export function createUserIdentityStore(db: Queryable) {
     async forUser(userId: string): Promise<UserIdentityRow[]> {
       if (!UUID.test(userId)) return [];
       const { rows } = await db.query<UserIdentityRow>(`SELECT ${IDENTITY_COLUMNS} FROM user_identities WHERE user_id = $1 ORDER BY linked_at`, [userId]);
+      return rows;
+    },
+    /** The identities of these people, with their providers' names: oldest link first. */
+    async forUsers(userIds: readonly string[]): Promise<LinkedIdentityRow[]> {
+      const ids = userIds.filter((id) => UUID.test(id));
+      if (ids.length === 0) return [];
+      const { rows } = await db.query<LinkedIdentityRow>(
+        `SELECT ${IDENTITY_COLUMNS.split(', ').map((column) => `i.${column}`).join(', ')}, p.name AS provider_name
+           FROM user_identities i JOIN identity_providers p ON p.id = i.provider_id
+          WHERE i.user_id = ANY($1::uuid[]) ORDER BY i.linked_at, p.seq`,
+        [ids],
+      );
       return rows;
     },
     /** Undefined when the person already has an identity at this provider, or this one is linked to someone. */

@@ -6,15 +6,16 @@ import type { ResourceServerRegistry } from '../oidc/resource-server-registry.js
 import { createAuditEventService, type AuditEventService } from './audit-events/service.js';
 import { createClientService, type ClientService } from './clients/service.js';
 import { createGatewayRouteService, type GatewayRouteService } from './gateway-routes/service.js';
+import { createIdentityProviderService, type IdentityProviderService } from './identity-providers/service.js';
 import { createKeyService } from './keys/service.js';
 import { createResourceServerService, type ResourceServerService } from './resource-servers/service.js';
 import { createUserService, type UserService } from './users/service.js';
 
 /**
- * The management services: clients, resource servers, users, keys, audit events and gateway routes. The admin
- * API, the operator CLI and (soon) the console are front doors onto these; each validates with
- * the same schemas, records the same audit events and maps the same domain errors
- * (./errors.ts) once, in its own format.
+ * The management services: clients, resource servers, users, keys, audit events, gateway routes
+ * and identity providers. The admin API, the operator CLI and (soon) the console are front doors
+ * onto these; each validates with the same schemas, records the same audit events and maps the
+ * same domain errors (./errors.ts) once, in its own format.
  */
 export interface ManagementServices {
   readonly clients: ClientService;
@@ -23,10 +24,13 @@ export interface ManagementServices {
   readonly users: UserService;
   readonly auditEvents: AuditEventService;
   readonly gatewayRoutes: GatewayRouteService;
+  readonly identityProviders: IdentityProviderService;
 }
 
 export interface ManagementDependencies {
   readonly db: Database;
+  /** Gatehouse's issuer identifier (identity providers' redirect URIs are under it). */
+  readonly issuer: string;
   readonly envelope: Envelope;
   readonly clientSecrets: ClientSecretHasher;
   readonly passwords: PasswordHasher;
@@ -37,6 +41,7 @@ export interface ManagementDependencies {
   readonly forgetClient: (clientId: string) => void;
   /** Reloads the signing keys on this instance after a rotation or revocation. */
   readonly keysChanged: () => Promise<unknown>;
+  /** ALLOW_PRIVATE_JWKS_URI: client jwks_uri and identity provider issuers may be on private hosts. */
   readonly allowPrivateJwksUri: boolean;
   /** Drops this instance's gateway route table at once after a change. */
   readonly gatewayRoutesChanged: () => void;
@@ -57,5 +62,6 @@ export function createManagementServices(deps: ManagementDependencies): Manageme
     users: createUserService({ db, hasher: deps.passwords }),
     auditEvents: createAuditEventService({ db }),
     gatewayRoutes: createGatewayRouteService({ db, routesChanged: deps.gatewayRoutesChanged }),
+    identityProviders: createIdentityProviderService({ db, envelope: deps.envelope, issuer: deps.issuer, allowPrivateIssuer: deps.allowPrivateJwksUri }),
   };
 }

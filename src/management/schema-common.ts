@@ -17,7 +17,8 @@ export const absoluteUri = z
   .refine((value) => URL.canParse(value) && new URL(value).hash === '' && !value.includes('#'), 'must be an absolute URI without a fragment')
   .meta({ format: 'uri', description: 'An absolute URI without a fragment.' });
 
-function isLoopback(hostname: string): boolean {
+/** `localhost`, `[::1]` or 127.0.0.0/8 (RFC 8252 §7.3). */
+export function isLoopback(hostname: string): boolean {
   return hostname === 'localhost' || hostname === '[::1]' || (isIPv4(hostname) && hostname.startsWith('127.'));
 }
 

@@ -10,6 +10,7 @@ import { spawnGatehouse } from '../support/process.js';
 
 const newKey = () => randomBytes(32).toString('base64url');
 const TOTP_SECRET = 'JBSWY3DPEHPK3PXPJBSWY3DPEHPK3PXP';
+const UPSTREAM_SECRET = 'upstream-client-secret-of-corp-sso';
 
 describe('MASTER_KEY_PREVIOUS: values sealed with an earlier master key still open', () => {
   test('a value sealed under key A opens with MASTER_KEY=B, MASTER_KEY_PREVIOUS=A (among others), not with B alone', () => {
@@ -60,7 +61,8 @@ describe('gatehouse master-key rewrap (real CLI processes)', () => {
     return withDb(async (db) => {
       const ids: string[] = [];
       for (const [table, { sealed }] of Object.entries(SEALED_COLUMNS)) {
-        const { rows } = await db.query<{ v: string }>(`SELECT ${sealed} AS v FROM ${table}`);
+        // A NULL holds nothing sealed (an identity provider without a client secret).
+        const { rows } = await db.query<{ v: string }>(`SELECT ${sealed} AS v FROM ${table} WHERE ${sealed} IS NOT NULL`);
         ids.push(...rows.map((row) => sealedKeyId(row.v) ?? 'not an envelope'));
       }
       return ids;
@@ -78,17 +80,37 @@ describe('gatehouse master-key rewrap (real CLI processes)', () => {
     await withDb((db) => db.query('INSERT INTO user_totp (user_id, secret_sealed) VALUES ($1, $2)', [userId, sealed]).then(() => undefined));
   }
 
+  async function createIdentityProvider(): Promise<string> {
+    const created = await cli(
+      { MASTER_KEY: keyA, GATEHOUSE_CLIENT_SECRET: UPSTREAM_SECRET },
+      'identity-providers',
+      'create',
+      '--name',
+      'Corp SSO',
+      '--issuer',
+      'https://login.corp.test',
+      '--client-id',
+      'gatehouse',
+      '--json',
+    );
+    assert.equal(created.code, 0, created.stderr);
+    return (JSON.parse(created.stdout) as { id: string }).id;
+  }
+
   let alice: string;
+  let provider: string;
   let total: number;
 
   before(async () => {
     database = await createTestDatabase();
-    // Everything is sealed with key A: signing keys, server secrets, and alice's TOTP secret.
+    // Everything is sealed with key A: signing keys, server secrets, alice's TOTP secret and an
+    // upstream identity provider's client secret.
     alice = await createUser('alice');
     await sealTotp(alice, keyA);
+    provider = await createIdentityProvider();
     const ids = await sealedKeyIds();
     total = ids.length;
-    assert.equal(total, 13, "8 signing keys, 4 server secrets (cookies, client-secret HMAC, token escrow, DPoP nonces), 1 TOTP secret");
+    assert.equal(total, 14, '8 signing keys, 4 server secrets (cookies, client-secret HMAC, token escrow, DPoP nonces), 1 TOTP secret, 1 identity provider secret');
     assert.deepEqual(new Set(ids), new Set([masterKeyId(Buffer.from(keyA, 'base64url'))]));
   });
   after(() => database?.drop());
@@ -128,7 +150,7 @@ describe('gatehouse master-key rewrap (real CLI processes)', () => {
     const rewrap = await cli({ MASTER_KEY: keyB, MASTER_KEY_PREVIOUS: keyA }, 'master-key', 'rewrap');
     assert.equal(rewrap.code, 0, rewrap.stderr);
     const idB = masterKeyId(Buffer.from(keyB, 'base64url'));
-    assert.match(rewrap.stdout, new RegExp(`^re-sealed ${total} values with master key ${idB} \\(signing_keys 8, server_secrets 4, user_totp 1, identity_providers 0\\); 0 were sealed with it already\\n$`));
+    assert.match(rewrap.stdout, new RegExp(`^re-sealed ${total} values with master key ${idB} \\(signing_keys 8, server_secrets 4, user_totp 1, identity_providers 1\\); 0 were sealed with it already\\n$`));
     assert.deepEqual(new Set(await sealedKeyIds()), new Set([idB]));
 
     // The previous key can go: B alone opens the signing keys and server secrets (the CLI builds the app) ...
@@ -137,11 +159,15 @@ describe('gatehouse master-key rewrap (real CLI processes)', () => {
     // ... and the TOTP secret, bound to its row as before.
     const sealed = await withDb(async (db) => (await db.query<{ secret_sealed: string }>('SELECT secret_sealed FROM user_totp WHERE user_id = $1', [alice])).rows[0]!.secret_sealed);
     assert.equal(createEnvelope(Buffer.from(keyB, 'base64url')).open(sealed, `user_totp:${alice}`).toString(), TOTP_SECRET);
+    const upstream = await withDb(
+      async (db) => (await db.query<{ s: string }>('SELECT client_secret_sealed AS s FROM identity_providers WHERE id = $1', [provider])).rows[0]!.s,
+    );
+    assert.equal(createEnvelope(Buffer.from(keyB, 'base64url')).open(upstream, `identity_providers:${provider}`).toString(), UPSTREAM_SECRET);
 
     // Again: nothing left to re-seal.
     const again = await cli({ MASTER_KEY: keyB }, 'master-key', 'rewrap', '--json');
     assert.equal(again.code, 0, again.stderr);
-    assert.deepEqual(JSON.parse(again.stdout), { key_id: idB, resealed: 0, unchanged: total, by_table: { signing_keys: 0, server_secrets: 0, user_totp: 0 } });
+    assert.deepEqual(JSON.parse(again.stdout), { key_id: idB, resealed: 0, unchanged: total, by_table: { signing_keys: 0, server_secrets: 0, user_totp: 0, identity_providers: 0 } });
 
     // Audited with the counts, never a value.
     const events = await withDb(async (db) => (await db.query<{ actor: string; target: string; details: Record<string, unknown> }>("SELECT actor, target, details FROM audit_events WHERE type = 'master_key.rewrapped' ORDER BY id")).rows);

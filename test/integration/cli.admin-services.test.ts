@@ -4,6 +4,7 @@ import { writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { exportJWK, importX509 } from 'jose';
 import { after, before, describe, test } from 'node:test';
+import { createEnvelope } from '../../src/crypto/envelope.js';
 import type { Database } from '../../src/db/database.js';
 import { ADMIN_SCOPES } from '../../src/management/admin-scopes.js';
 import { createTestDatabase, type TestDatabase } from '../support/database.js';
@@ -161,6 +162,88 @@ describe('operator CLI: clients, resource servers, users, admin clients and the 
           ['gateway_route.deleted', 'cli'],
         ],
       );
+    });
+  });
+
+  test('identity-providers create, update, show, list and delete: the secret from GATEHOUSE_CLIENT_SECRET or stdin, never a flag, sealed and never printed', async () => {
+    const secret = `upstream-${randomBytes(12).toString('hex')}`;
+    const flag = await cli(['identity-providers', 'create', '--name', 'Corp', '--issuer', 'https://login.corp.test', '--client-id', 'gh', '--client-secret', secret]);
+    assert.equal(flag.code, 2);
+    assert.match(flag.stderr, /^gatehouse: unknown option --client-secret\n/);
+    const none = await cli(['identity-providers', 'create', '--name', 'Corp', '--issuer', 'https://login.corp.test', '--client-id', 'gh']);
+    assert.equal(none.code, 2);
+    assert.match(none.stderr, /no client secret: set GATEHOUSE_CLIENT_SECRET or pipe it on stdin/);
+    const refused = await cli(['identity-providers', 'create', '--name', 'Corp', '--issuer', 'http://10.0.0.1', '--client-id', 'gh', '--scope', 'email', '--role-mapping', 'admin=groups=ops'], {
+      env: { GATEHOUSE_CLIENT_SECRET: secret },
+    });
+    assert.equal(refused.code, 2);
+    assert.match(refused.stderr, /#\/issuer: must use https .*\(--issuer\)/);
+    assert.match(refused.stderr, /#\/scopes: must include openid .*\(--scope\)/);
+
+    const created = await cli(
+      [
+        'identity-providers',
+        'create',
+        '--name',
+        'Corp SSO',
+        '--issuer',
+        'https://login.corp.test',
+        '--client-id',
+        'gatehouse',
+        '--email-domain',
+        'Corp.Test',
+        '--role-mapping',
+        'billing:admin=groups=billing=admins',
+        '--username-claim',
+        'upn',
+        '--link-by-verified-email',
+        '--json',
+      ],
+      { env: { GATEHOUSE_CLIENT_SECRET: secret } },
+    );
+    assert.equal(created.code, 0, created.stderr);
+    assert.ok(!created.stdout.includes(secret));
+    const provider = JSON.parse(created.stdout) as { id: string; client_secret_set: boolean; email_domains: string[]; role_mappings: unknown[]; claim_mappings: unknown; redirect_uri: string };
+    assert.equal(provider.client_secret_set, true);
+    assert.deepEqual(provider.email_domains, ['corp.test']);
+    assert.deepEqual(provider.role_mappings, [{ role: 'billing:admin', claim: 'groups', value: 'billing=admins' }]);
+    assert.deepEqual(provider.claim_mappings, { username: 'upn' });
+    assert.equal(provider.redirect_uri, `${ISSUER}/federation/${provider.id}/callback`);
+
+    const fromStdin = `piped-${randomBytes(12).toString('hex')}`;
+    const updated = await cli(['identity-providers', 'update', provider.id, '--new-client-secret', '--enabled', 'false', '--json'], { stdin: `${fromStdin}\n` });
+    assert.equal(updated.code, 0, updated.stderr);
+    assert.equal((JSON.parse(updated.stdout) as { enabled: boolean }).enabled, false);
+    const sealed = await inDatabase(async (db) => (await db.query<{ s: string }>('SELECT client_secret_sealed AS s FROM identity_providers WHERE id = $1', [provider.id])).rows[0]!.s);
+    assert.ok(!sealed.includes(fromStdin) && !sealed.includes(secret));
+    assert.equal(createEnvelope(Buffer.from(env['MASTER_KEY']!, 'base64url')).open(sealed, `identity_providers:${provider.id}`).toString(), fromStdin);
+
+    const removed = await cli(['identity-providers', 'update', provider.id, '--remove-client-secret']);
+    assert.equal(removed.code, 0, removed.stderr);
+    assert.match(removed.stdout, /^client_secret_set: +false$/m);
+    const shown = await cli(['identity-providers', 'show', provider.id]);
+    assert.equal(shown.code, 0, shown.stderr);
+    assert.match(shown.stdout, /^issuer: +https:\/\/login\.corp\.test$/m);
+    const listed = await cli(['identity-providers', 'list']);
+    assert.match(listed.stdout, /^ID +NAME +ISSUER +EMAIL_DOMAINS +ENABLED +SECRET$/m);
+    assert.match(listed.stdout, new RegExp(`^${provider.id} +Corp SSO +https://login\\.corp\\.test +corp\\.test +no +no$`, 'm'));
+
+    const deleted = await cli(['identity-providers', 'delete', provider.id]);
+    assert.equal(deleted.code, 0, deleted.stderr);
+    assert.equal((await cli(['identity-providers', 'show', provider.id])).code, 3);
+
+    await inDatabase(async (db) => {
+      assert.deepEqual(
+        (await auditEvents(db, provider.id)).map((event) => [event.type, event.actor]),
+        [
+          ['identity_provider.created', 'cli'],
+          ['identity_provider.updated', 'cli'],
+          ['identity_provider.updated', 'cli'],
+          ['identity_provider.deleted', 'cli'],
+        ],
+      );
+      const { rows } = await db.query<{ details: unknown }>("SELECT details FROM audit_events WHERE type LIKE 'identity_provider.%'");
+      for (const row of rows) assert.ok(!JSON.stringify(row.details).includes(secret) && !JSON.stringify(row.details).includes(fromStdin));
     });
   });
 

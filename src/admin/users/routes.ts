@@ -1,6 +1,6 @@
 import { pageOf } from '../../management/pagination.js';
 import { AUTHENTICATED, named, route, WITH_BODY, type PathParam, type RouteTable } from '../route.js';
-import { userResponse } from '../../management/users/presenter.js';
+import { userIdentityResponse, userResponse } from '../../management/users/presenter.js';
 import { createUserBody, patchUserBody, userListQuery } from '../../management/users/schema.js';
 
 /** People who sign in through the hosted pages: `/admin/v1/users` (SPEC §5), scope `admin:users`. */
@@ -11,6 +11,7 @@ const UserCreate = named('UserCreate', createUserBody);
 const UserPatch = named('UserPatch', patchUserBody);
 
 const userId: PathParam = { schema: userResponse.shape.id, description: 'The person’s id.' };
+const providerId: PathParam = { schema: userIdentityResponse.shape.provider_id, description: 'The identity provider’s id.' };
 
 const USERNAME_TAKEN = 'compared ignoring case and width, or looks like an existing one (UTS #39 confusables; `errors` points at `#/username`).';
 
@@ -22,7 +23,7 @@ export const userRoutes: RouteTable = {
       method: 'get',
       path: '/users',
       summary: 'List people',
-      description: 'Oldest first. Never shows a password or a second-factor secret.',
+      description: 'Oldest first, each with their `identities` at upstream providers. Never shows a password or a second-factor secret.',
       scope: 'admin:users',
       query: userListQuery,
       response: { status: 200, description: 'A page of people.', schema: UserPage },
@@ -103,6 +104,18 @@ export const userRoutes: RouteTable = {
       response: { status: 204, description: 'Removed (also when there was none).' },
       errors: [404, ...AUTHENTICATED],
       handler: ({ params, caller }, { users }) => users.resetSecondFactor(params.id, caller),
+    }),
+    route({
+      operationId: 'unlinkUserIdentity',
+      method: 'delete',
+      path: '/users/{id}/identities/{provider_id}',
+      summary: 'Unlink a person from an identity provider',
+      description: 'Removes their identity at that provider (SPEC §10); their next sign-in there is matched again as a first one.',
+      scope: 'admin:users',
+      params: { id: userId, provider_id: providerId },
+      response: { status: 204, description: 'Unlinked.' },
+      errors: [404, ...AUTHENTICATED],
+      handler: ({ params, caller }, { users }) => users.unlinkIdentity(params.id, params.provider_id, caller),
     }),
   ],
 };

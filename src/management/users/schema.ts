@@ -12,6 +12,9 @@ function codePoints(value: string): number {
 const USERNAME_MAX_LENGTH = 64;
 const ROLE_PATTERN = /^[A-Za-z0-9._:-]{1,64}$/;
 
+/** A role as a person holds it (the `roles` claim); identity providers' role mappings name them too. */
+export const roleName = z.string({ error: 'must be a string' }).regex(ROLE_PATTERN, 'a role is 1 to 64 letters, digits or . _ : -');
+
 /** What the person types is kept for display; uniqueness and sign-in compare normalizeUsername(). */
 const username = z
   .string({ error: 'must be a string' })
@@ -44,7 +47,7 @@ const fields = {
   email_verified: z.boolean({ error: 'must be true or false' }),
   name: z.string({ error: 'must be a string' }).trim().min(1, 'must not be empty').max(200, 'must be at most 200 characters').nullable(),
   roles: z
-    .array(z.string({ error: 'must be a string' }).regex(ROLE_PATTERN, 'a role is 1 to 64 letters, digits or . _ : -'))
+    .array(roleName)
     .max(50, 'at most 50 roles')
     .refine(unique, 'must not repeat a role'),
   mfa_required: z.boolean({ error: 'must be true or false' }),

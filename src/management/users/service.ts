@@ -1,6 +1,7 @@
 import type { PasswordHasher } from '../../accounts/passwords.js';
 import { normalizeUsername, usernameSkeleton } from '../../accounts/usernames.js';
-import type { Database } from '../../db/database.js';
+import type { Database, Queryable } from '../../db/database.js';
+import { createUserIdentityStore, type LinkedIdentityRow } from '../../db/identity-providers.js';
 import { createOidcModelStore } from '../../db/oidc-models.js';
 import { createUserStore, usernameConstraintViolated, type UsernameConstraint, type UserFields, type UserRow } from '../../db/users.js';
 import { recordAudit, type AuditContext } from '../../audit/audit.js';
@@ -42,9 +43,23 @@ function usernameRefused(conflict: UsernameConstraint): ManagementError {
 }
 
 function changedFields(before: UserRow, after: UserRow): string[] {
-  const a = presentUser(before);
-  const b = presentUser(after);
+  const a = presentUser(before, []);
+  const b = presentUser(after, []);
   return AUDITED_FIELDS.filter((field) => JSON.stringify(a[field]) !== JSON.stringify(b[field])).sort();
+}
+
+/** People as the API shows them, each with their identities at upstream providers (one query a page). */
+async function presentWithIdentities(db: Queryable, rows: readonly UserRow[]): Promise<UserResponse[]> {
+  const byUser = new Map<string, LinkedIdentityRow[]>();
+  for (const identity of await createUserIdentityStore(db).forUsers(rows.map((row) => row.id))) {
+    byUser.set(identity.user_id, [...(byUser.get(identity.user_id) ?? []), identity]);
+  }
+  return rows.map((row) => presentUser(row, byUser.get(row.id) ?? []));
+}
+
+async function present(db: Queryable, row: UserRow): Promise<UserResponse> {
+  const [user] = await presentWithIdentities(db, [row]);
+  return user!;
 }
 
 /** People: the admin API and, later, the CLI both go through here (one code path). */
@@ -59,13 +74,14 @@ export function createUserService(deps: UserServiceDeps) {
         usernamePrefix: query.username === undefined ? undefined : normalizeUsername(query.username),
         emailPrefix: query.email,
       });
-      return toPage(rows, query.limit, (row) => row.seq, presentUser);
+      const page = toPage(rows, query.limit, (row) => row.seq, (row) => row);
+      return { ...page, items: await presentWithIdentities(db, page.items) };
     },
 
     async get(id: string): Promise<UserResponse> {
       const row = await createUserStore(db).findById(id);
       if (row === undefined) throw notFound();
-      return presentUser(row);
+      return present(db, row);
     },
 
     async create(body: CreateUserBody, audit: AuditContext): Promise<UserResponse> {
@@ -99,7 +115,8 @@ export function createUserService(deps: UserServiceDeps) {
         });
         return created;
       });
-      return presentUser(row);
+      // A new person has no identities yet.
+      return presentUser(row, []);
     },
 
     async update(id: string, patch: PatchUserBody, audit: AuditContext, ifMatch?: string): Promise<UserResponse> {
@@ -109,7 +126,7 @@ export function createUserService(deps: UserServiceDeps) {
         const store = createUserStore(tx);
         const current = await store.findById(id, { forUpdate: true });
         if (current === undefined) throw notFound();
-        checkIfMatch(ifMatch, presentUser(current));
+        checkIfMatch(ifMatch, await present(tx, current));
 
         const email = changes.email === undefined ? current.email : changes.email;
         const next: UserFields = {
@@ -164,7 +181,7 @@ export function createUserService(deps: UserServiceDeps) {
           // Counted on the disable event when both happen in one request (one revocation).
           await recordAudit(tx, audit, { type: 'user.password_changed', target: id, details: { revoked_artifacts: disabledNow ? 0 : revoked } });
         }
-        return presentUser(updated);
+        return present(tx, updated);
       });
     },
 
@@ -176,6 +193,24 @@ export function createUserService(deps: UserServiceDeps) {
         // SPEC §4: a removed second factor ends the person's sessions, grants and refresh tokens at once.
         const revoked = await createOidcModelStore(tx).revokeByAccountId(id);
         await recordAudit(tx, audit, { type: 'mfa.reset', target: id, details: { removed, revoked_artifacts: revoked } });
+      });
+    },
+
+    /**
+     * SPEC §10: removes the person's link to an upstream provider; their next sign-in there is
+     * matched again (by verified email, or as a new person, where the provider allows).
+     */
+    async unlinkIdentity(id: string, providerId: string, audit: AuditContext): Promise<void> {
+      await db.transaction(async (tx) => {
+        if ((await createUserStore(tx).findById(id, { forUpdate: true })) === undefined) throw notFound();
+        const identities = createUserIdentityStore(tx);
+        const identity = (await identities.forUsers([id])).find((candidate) => candidate.provider_id === providerId);
+        if (identity === undefined || !(await identities.unlink(id, providerId))) throw new NotFound('The user has no identity at that provider.');
+        await recordAudit(tx, audit, {
+          type: 'user.identity_unlinked',
+          target: id,
+          details: { provider_id: providerId, provider_name: identity.provider_name, subject: identity.subject },
+        });
       });
     },
 
