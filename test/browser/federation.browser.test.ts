@@ -29,7 +29,6 @@ const REDIRECT = `${CLIENT}/callback`;
 const UPSTREAM_HOST = '127.0.0.2';
 const UPSTREAM_CLIENT_ID = 'gatehouse';
 const UPSTREAM_SECRET = randomBytes(24).toString('base64url');
-const PROVIDER_NAME = 'Example Corp SSO';
 /** The dev login page takes any login name as the account id (the sub); this one is the upstream's only person. */
 const LOGIN = 'ada-7f3c';
 
@@ -66,7 +65,16 @@ function withoutFixtureNotices<T>(build: () => T): T {
   }
 }
 
-async function startUpstream(redirectUri: string, people: ReadonlyMap<string, UpstreamPerson>): Promise<Upstream> {
+interface UpstreamOptions {
+  /**
+   * Groups at userinfo only, the rest in the ID token too (oidc-provider's conformIdTokenClaims
+   * off): as Keycloak does with a group mapper not added to the ID token, or Okta with a groups
+   * claim on userinfo.
+   */
+  readonly groupsAtUserinfoOnly?: boolean;
+}
+
+async function startUpstream(redirectUri: string, people: ReadonlyMap<string, UpstreamPerson>, options: UpstreamOptions = {}): Promise<Upstream> {
   const http: Server = createServer();
   await new Promise<void>((resolve) => http.listen(0, UPSTREAM_HOST, resolve));
   const issuer = `http://${UPSTREAM_HOST}:${(http.address() as AddressInfo).port}`;
@@ -91,11 +99,18 @@ async function startUpstream(redirectUri: string, people: ReadonlyMap<string, Up
     scopes: ['openid', 'email', 'profile', 'groups'],
     claims: { openid: ['sub'], email: ['email', 'email_verified'], profile: ['name', 'preferred_username'], groups: ['groups'] },
     features: { devInteractions: { enabled: true } },
+    ...(options.groupsAtUserinfoOnly === true ? { conformIdTokenClaims: false } : {}),
     // The login name typed on the dev login page is the account id, and so the sub.
     findAccount(_ctx, id) {
       const person = people.get(id);
       if (person === undefined) return undefined;
-      return { accountId: id, claims: () => ({ ...person, sub: id, groups: [...person.groups] }) };
+      return {
+        accountId: id,
+        claims: (use) => {
+          const { groups, ...rest } = person;
+          return options.groupsAtUserinfoOnly === true && use === 'id_token' ? { ...rest, sub: id } : { ...rest, sub: id, groups: [...groups] };
+        },
+      };
     },
     ttl: { AccessToken: 600, IdToken: 600, Interaction: 600, Session: 600, Grant: 600 },
     renderError(ctx, out) {
@@ -122,25 +137,24 @@ async function startUpstream(redirectUri: string, people: ReadonlyMap<string, Up
 
 describe('sign-in through a real upstream OpenID provider in headless Chromium', { skip: chromiumMissing }, () => {
   let server: TestServer;
-  let upstream: Upstream;
   let browser: Browser;
   let config: oidc.Configuration;
-  let providerId: string;
-  const ada: UpstreamPerson = {
-    preferred_username: 'ada.upstream',
-    email: 'ada@corp.example',
-    email_verified: true,
-    name: 'Ada Upstream',
-    groups: ['engineering', 'admins'],
-  };
+  const upstreams: Upstream[] = [];
 
-  before(async () => {
-    server = await startTestServer({ env: { ALLOW_PRIVATE_JWKS_URI: 'true' } });
-    providerId = randomUUID();
-    upstream = await startUpstream(`${server.issuer}/federation/${providerId}/callback`, new Map([[LOGIN, ada]]));
+  interface Target {
+    readonly providerId: string;
+    readonly name: string;
+    readonly upstream: Upstream;
+  }
+
+  /** A fresh upstream with one person (typing LOGIN), registered at Gatehouse as a provider named `name`. */
+  async function addUpstream(name: string, person: UpstreamPerson, options: UpstreamOptions = {}): Promise<Target> {
+    const providerId = randomUUID();
+    const upstream = await startUpstream(`${server.issuer}/federation/${providerId}/callback`, new Map([[LOGIN, person]]), options);
+    upstreams.push(upstream);
     // Straight into the database: the admin API for identity providers is not this test's subject.
     await createIdentityProviderStore(server.db).insert(providerId, {
-      name: PROVIDER_NAME,
+      name,
       issuer: upstream.issuer,
       clientId: UPSTREAM_CLIENT_ID,
       clientSecretSealed: server.runtime.envelope.seal(UPSTREAM_SECRET, `identity_providers:${providerId}`),
@@ -157,6 +171,11 @@ describe('sign-in through a real upstream OpenID provider in headless Chromium',
       trustUpstreamMfa: false,
       enabled: true,
     });
+    return { providerId, name, upstream };
+  }
+
+  before(async () => {
+    server = await startTestServer({ env: { ALLOW_PRIVATE_JWKS_URI: 'true' } });
     const client = await adminCall<{ client_id: string; client_secret: string }>(
       server,
       'POST',
@@ -170,23 +189,23 @@ describe('sign-in through a real upstream OpenID provider in headless Chromium',
   });
   after(async () => {
     await browser?.close();
-    await upstream?.close();
+    for (const upstream of upstreams) await upstream.close();
     await server?.close();
   });
 
   /** Waits for the page to reach `url`; on a timeout, says where it is and what it shows instead. */
-  async function arrive(page: Page, url: string | RegExp | ((url: URL) => boolean), label: string): Promise<void> {
+  async function arrive(page: Page, target: Target, url: string | RegExp | ((url: URL) => boolean), label: string): Promise<void> {
     try {
       await page.waitForURL(url, { timeout: 15_000 });
     } catch (error) {
       const shown = await page.textContent('body').catch(() => '');
       const { rows } = await server.db.query<{ details: unknown }>("SELECT details FROM audit_events WHERE type = 'login.failure' ORDER BY occurred_at DESC LIMIT 1");
-      assert.fail(`${label}: still at ${page.url()} showing ${JSON.stringify(shown?.slice(0, 400))}; last login.failure ${JSON.stringify(rows[0]?.details)}; upstream errors ${upstream.errors.join(' | ')} (${(error as Error).message.split('\n')[0]})`);
+      assert.fail(`${label}: still at ${page.url()} showing ${JSON.stringify(shown?.slice(0, 400))}; last login.failure ${JSON.stringify(rows[0]?.details)}; upstream errors ${target.upstream.errors.join(' | ')} (${(error as Error).message.split('\n')[0]})`);
     }
   }
 
   /** One whole trip in a fresh browser: Gatehouse's login page, the button, the upstream's pages, the client. */
-  async function signInThroughUpstream(options: { check?: boolean } = {}): Promise<oidc.TokenEndpointResponse & oidc.TokenEndpointResponseHelpers> {
+  async function signInThroughUpstream(target: Target, options: { check?: boolean } = {}): Promise<oidc.TokenEndpointResponse & oidc.TokenEndpointResponseHelpers> {
     // bypassCSP only so the test can inject axe-core; Gatehouse's pages run no script.
     const context = await browser.newContext({ bypassCSP: true });
     try {
@@ -210,7 +229,7 @@ describe('sign-in through a real upstream OpenID provider in headless Chromium',
       });
       await page.goto(url.href);
       assert.equal(await page.title(), 'Sign in · Gatehouse');
-      const button = page.getByRole('button', { name: PROVIDER_NAME });
+      const button = page.getByRole('button', { name: target.name });
       await button.waitFor();
       assert.match((await page.textContent('main')) ?? '', /Or sign in with/);
       if (options.check === true) {
@@ -219,7 +238,7 @@ describe('sign-in through a real upstream OpenID provider in headless Chromium',
       }
 
       await button.click();
-      await arrive(page, (at) => at.origin === upstream.issuer && at.pathname.startsWith('/interaction/'), 'the upstream login page');
+      await arrive(page, target, (at) => at.origin === target.upstream.issuer && at.pathname.startsWith('/interaction/'), 'the upstream login page');
       await page.fill('input[name="login"]', LOGIN);
       await page.fill('input[name="password"]', 'any password: the dev login page takes any');
       await page.click('button:has-text("Sign-in")');
@@ -227,7 +246,7 @@ describe('sign-in through a real upstream OpenID provider in headless Chromium',
       await page.locator('input[name="prompt"][value="consent"]').waitFor({ state: 'attached' });
       await page.click('button:has-text("Continue")');
 
-      await arrive(page, (at) => at.href.startsWith(REDIRECT), 'back at the client');
+      await arrive(page, target, (at) => at.href.startsWith(REDIRECT), 'back at the client');
       const callback = new URL(callbacks.at(-1)!);
       assert.equal(callback.searchParams.get('state'), state);
       return await oidc.authorizationCodeGrant(config, callback, { pkceCodeVerifier: verifier, expectedState: state, expectedNonce: nonce });
@@ -236,7 +255,7 @@ describe('sign-in through a real upstream OpenID provider in headless Chromium',
     }
   }
 
-  async function peopleLinked(): Promise<{ id: string; username: string; roles: string[] }[]> {
+  async function peopleLinked(providerId: string): Promise<{ id: string; username: string; roles: string[] }[]> {
     const { rows } = await server.db.query<{ id: string; username: string; roles: string[] }>(
       'SELECT u.id, u.username, u.roles FROM users u JOIN user_identities i ON i.user_id = u.id WHERE i.provider_id = $1',
       [providerId],
@@ -245,8 +264,11 @@ describe('sign-in through a real upstream OpenID provider in headless Chromium',
   }
 
   test('first sign-in creates the person with the upstream username and mapped roles; the second, in a fresh browser, finds the same one; roles follow the groups', async () => {
-    const first = await signInThroughUpstream({ check: true });
-    const created = await peopleLinked();
+    const ada: UpstreamPerson = { preferred_username: 'ada.upstream', email: 'ada@corp.example', email_verified: true, name: 'Ada Upstream', groups: ['engineering', 'admins'] };
+    const target = await addUpstream('Example Corp SSO', ada);
+    const { providerId } = target;
+    const first = await signInThroughUpstream(target, { check: true });
+    const created = await peopleLinked(providerId);
     assert.equal(created.length, 1, JSON.stringify(created));
     const person = created[0]!;
     assert.equal(person.username, 'ada.upstream');
@@ -259,11 +281,11 @@ describe('sign-in through a real upstream OpenID provider in headless Chromium',
 
     // Upstream, Ada leaves the admins group.
     ada.groups = ['engineering'];
-    const second = await signInThroughUpstream();
+    const second = await signInThroughUpstream(target);
     const secondClaims = second.claims()!;
     assert.equal(secondClaims.sub, person.id, 'the same person');
     assert.ok((secondClaims['amr'] as string[] | undefined)?.includes('fed'));
-    assert.deepEqual(await peopleLinked(), [{ ...person, roles: ['engineer'] }]);
+    assert.deepEqual(await peopleLinked(providerId), [{ ...person, roles: ['engineer'] }]);
     const { rows: usersAfter } = await server.db.query<{ n: number }>('SELECT count(*)::int AS n FROM users');
     assert.equal(usersAfter[0]!.n, users[0]!.n, 'no second person');
     const { rows: signIns } = await server.db.query<{ n: number }>(
@@ -271,5 +293,16 @@ describe('sign-in through a real upstream OpenID provider in headless Chromium',
       [person.id],
     );
     assert.equal(signIns[0]!.n, 2);
+  });
+
+  test('an upstream that gives groups at userinfo only, the rest in the ID token: roles are still mapped', async () => {
+    const grace: UpstreamPerson = { preferred_username: 'grace.upstream', email: 'grace@corp.example', email_verified: true, name: 'Grace Upstream', groups: ['engineering'] };
+    const target = await addUpstream('Userinfo Groups SSO', grace, { groupsAtUserinfoOnly: true });
+    const tokens = await signInThroughUpstream(target);
+    const created = await peopleLinked(target.providerId);
+    assert.equal(created.length, 1, JSON.stringify(created));
+    assert.equal(created[0]!.username, 'grace.upstream');
+    assert.equal(tokens.claims()!.sub, created[0]!.id);
+    assert.deepEqual(created[0]!.roles, ['engineer']);
   });
 });
