@@ -73,6 +73,16 @@ export function mappedRoles(mappings: readonly RoleMapping[], claims: Readonly<R
   return [...roles].sort();
 }
 
+/**
+ * Every upstream claim the provider's mappings read: one the ID token leaves out is asked of
+ * userinfo. Role mapping claims too, or `sync: "every_login"` would take away every mapped role
+ * of a person whose upstream gives groups at userinfo only.
+ */
+function claimsRead(row: IdentityProviderRow): string[] {
+  const { username = 'preferred_username', email = 'email', name = 'name' } = row.claim_mappings;
+  return [...new Set([username, email, name, ...row.role_mappings.map((mapping) => mapping.claim)])];
+}
+
 const REFUSED = {
   noAccount: 'There is no account for you here yet. Ask an administrator to create one, then sign in again.',
   disabled: 'This account is disabled. Ask an administrator.',
@@ -250,7 +260,7 @@ export function createFederatedSignIn(deps: {
       if (row === undefined) return failed('the identity provider is unknown or disabled');
       let identity: UpstreamIdentity;
       try {
-        identity = await deps.upstreams.complete(upstreamOf(row), input.pending, input.callbackUrl, [row.claim_mappings.email ?? 'email', row.claim_mappings.name ?? 'name']);
+        identity = await deps.upstreams.complete(upstreamOf(row), input.pending, input.callbackUrl, claimsRead(row));
       } catch (error) {
         if (error instanceof UpstreamError) return failed(error.message);
         throw error;
