@@ -2,6 +2,7 @@ import assert from 'node:assert/strict';
 import { randomUUID } from 'node:crypto';
 import { after, before, describe, test } from 'node:test';
 import {
+  allPages,
   adminApi,
   adminToken,
   assertAudited,
@@ -11,7 +12,6 @@ import {
   auditRowsFor,
   uniqueName,
   type AdminApi,
-  type Page,
   type ResourceServerBody,
 } from '../support/admin-api.js';
 import { startTestServer, type TestServer } from '../support/server.js';
@@ -199,18 +199,7 @@ describe('admin API: gateway routes', () => {
   test('list pages oldest first; delete is audited and then 404', async () => {
     const a = await createRoute();
     const b = await createRoute();
-    const ids: string[] = [];
-    let cursor: string | null = null;
-    do {
-      const page: Awaited<ReturnType<typeof api.request<Page<GatewayRouteBody>>>> = await api.request<Page<GatewayRouteBody>>(
-        'GET',
-        `/gateway-routes?limit=2${cursor === null ? '' : `&cursor=${encodeURIComponent(cursor)}`}`,
-      );
-      assert.equal(page.status, 200, page.text);
-      assert.ok(page.body.items.length <= 2);
-      ids.push(...page.body.items.map((item) => item.id));
-      cursor = page.body.next_cursor;
-    } while (cursor !== null);
+    const ids = (await allPages<GatewayRouteBody>(api, '/gateway-routes', 2)).map((item) => item.id);
     assert.ok(ids.indexOf(a.id) >= 0 && ids.indexOf(a.id) < ids.indexOf(b.id));
     assert.equal(new Set(ids).size, ids.length);
 

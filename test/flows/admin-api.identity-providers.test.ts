@@ -3,6 +3,7 @@ import { randomUUID } from 'node:crypto';
 import { after, before, describe, test } from 'node:test';
 import { createUserIdentityStore } from '../../src/db/identity-providers.js';
 import {
+  allPages,
   adminApi,
   adminToken,
   assertAudited,
@@ -274,19 +275,7 @@ describe('admin API: identity providers', () => {
   test('list pages oldest first and shows no secret; delete is audited and then 404', async () => {
     const a = await createProvider({ client_secret: secret() });
     const b = await createProvider();
-    const ids: string[] = [];
-    let cursor: string | null = null;
-    do {
-      const page: Awaited<ReturnType<typeof api.request<Page<IdentityProviderBody>>>> = await api.request<Page<IdentityProviderBody>>(
-        'GET',
-        `/identity-providers?limit=2${cursor === null ? '' : `&cursor=${encodeURIComponent(cursor)}`}`,
-      );
-      assert.equal(page.status, 200, page.text);
-      assertNoSecret(page.text);
-      assert.ok(page.body.items.length <= 2);
-      ids.push(...page.body.items.map((item) => item.id));
-      cursor = page.body.next_cursor;
-    } while (cursor !== null);
+    const ids = (await allPages<IdentityProviderBody>(api, '/identity-providers', 2, (page) => assertNoSecret(page.text))).map((item) => item.id);
     assert.ok(ids.indexOf(a.id) >= 0 && ids.indexOf(a.id) < ids.indexOf(b.id));
     assert.equal(new Set(ids).size, ids.length);
 

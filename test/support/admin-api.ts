@@ -205,6 +205,25 @@ export function adminApi(server: Pick<TestServer, 'url'>, token: string): AdminA
   };
 }
 
+/**
+ * Every item of a paged list (SPEC §5 cursors), `limit` at a time, checking each page with
+ * `check` (its raw text too, e.g. for secrets that must not appear).
+ */
+export async function allPages<T>(api: AdminApi, path: string, limit: number, check: (page: ApiResponse<Page<T>>) => void = () => undefined): Promise<T[]> {
+  const items: T[] = [];
+  let cursor: string | null = null;
+  do {
+    const separator = path.includes('?') ? '&' : '?';
+    const page: ApiResponse<Page<T>> = await api.request<Page<T>>('GET', `${path}${separator}limit=${limit}${cursor === null ? '' : `&cursor=${encodeURIComponent(cursor)}`}`);
+    assert.equal(page.status, 200, page.text);
+    assert.ok(page.body.items.length <= limit);
+    check(page);
+    items.push(...page.body.items);
+    cursor = page.body.next_cursor;
+  } while (cursor !== null);
+  return items;
+}
+
 /** A bare admin API call with `token` (by default a fresh `adminToken(server)`), asserting nothing. */
 async function call(server: AdminServer, method: string, path: string, json?: unknown, token?: string): Promise<Omit<ApiResponse<unknown>, 'requestId'>> {
   return send(server, method, path, { Authorization: `Bearer ${token ?? (await adminToken(server))}` }, { json });
