@@ -175,9 +175,18 @@ export function registerTokenExchange(provider: Provider, deps: TokenExchangeDep
       const scope = (requested ?? [...available]).join(' ') || undefined;
 
       // sub stays the subject's (a person, or the service the chain started with); client_id is the
-      // caller's. A JWT access token is not stored and consults no grant: grantId and gty only
+      // caller's. A JWT access token is not stored and consults no grant: its grantId and gty only
       // name where it came from.
-      const token = new provider.AccessToken({ client, accountId: subject.sub, scope, grantId: 'token-exchange', gty: 'token_exchange' });
+      // An opaque (reference) token is introspected by the provider, which wants its grant to
+      // exist: a grant of just the exchanged scope for the target (no session ever uses it, and
+      // it lapses with the Grant TTL).
+      let grantId = 'token-exchange';
+      if (info.accessTokenFormat === 'opaque') {
+        const grant = new provider.Grant({ accountId: subject.sub, clientId: client.clientId });
+        grant.addResourceScope(resource, scope ?? '');
+        grantId = await grant.save();
+      }
+      const token = new provider.AccessToken({ client, accountId: subject.sub, scope, grantId, gty: 'token_exchange' });
       // Never later than the subject token (RFC 8693 §2.2.1 leaves the lifetime to the server).
       const lifetime = Math.max(1, Math.min(info.accessTokenTTL ?? DEFAULT_TTL, subject.exp - now));
       token.resourceServer = new provider.ResourceServer(resource, { ...info, accessTokenTTL: lifetime });

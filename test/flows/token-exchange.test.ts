@@ -163,6 +163,20 @@ describe('token exchange (RFC 8693): delegation across tiers', () => {
     assert.deepEqual(answer.body['act'], { sub: orders.client_id });
   });
 
+  test('a target with reference tokens gets an opaque token whose introspection shows sub, client_id and act', async () => {
+    const reference = 'https://reference.exchange.example';
+    await createResourceServer(server, { identifier: reference, name: 'reference', scopes: ['payments:charge'], token_format: 'reference' }, admin);
+    const caller = await service('reference caller', { grant_types: [GRANT], token_exchange: { subject_audiences: [ORDERS] }, allowed_resources: [reference] });
+    const exchanged = await exchange(caller, personToken, { resource: reference });
+    assert.doesNotMatch(exchanged.access_token, /\./, 'opaque');
+    const answer = await introspectToken(server, caller, exchanged.access_token);
+    assert.equal(answer.body['active'], true);
+    assert.equal(answer.body['sub'], userId);
+    assert.equal(answer.body['client_id'], caller.client_id);
+    assert.deepEqual(answer.body['act'], { sub: caller.client_id });
+    assert.equal(answer.body['token_type'], 'Bearer');
+  });
+
   test('a chain of three hops: payments exchanges the exchanged token for the ledger; act nests, scopes keep narrowing', async () => {
     const toPayments = await exchange(orders, personToken, { resource: PAYMENTS, scope: 'payments:charge ledger:write' });
     const toLedger = await exchange(payments, toPayments.access_token, { resource: LEDGER });

@@ -95,7 +95,7 @@ const fields = {
   role_mappings: z.array(roleMapping).max(100, 'at most 100 role mappings').meta({
     description: 'A person whose upstream claim `claim` is (or, for an array, contains) `value` gets `role`.',
   }),
-  sync: z.enum(SYNC_MODES, { error: `must be one of ${SYNC_MODES.join(', ')}` }).meta({ description: 'When the person’s profile and mapped roles are copied from the upstream.' }),
+  sync: z.enum(SYNC_MODES, { error: `must be one of ${SYNC_MODES.join(', ')}` }).meta({ description: 'When role_mappings are applied: on creation only (on_create), or on every sign-in (every_login), removing mapped roles the upstream no longer grants. The username, email and name are copied on creation.' }),
   trust_upstream_mfa: z.boolean({ error: 'must be true or false' }).meta({ description: 'An upstream `amr` proving a second factor satisfies Gatehouse’s (SPEC §10).' }),
   enabled: z.boolean({ error: 'must be true or false' }),
 };
