@@ -1,5 +1,6 @@
 import assert from 'node:assert/strict';
 import { randomUUID } from 'node:crypto';
+import { createServer as createNetServer, type AddressInfo, type Socket } from 'node:net';
 import { after, before, beforeEach, describe, mock, test } from 'node:test';
 import { OAuth2Server } from 'oauth2-mock-server';
 import * as oidc from 'openid-client';
@@ -211,6 +212,26 @@ describe('sign-in through an upstream OpenID provider', () => {
     assert.match(await answer.text(), /could not be reached/);
     const { rows } = await server.db.query<{ n: number }>("SELECT count(*)::int AS n FROM audit_events WHERE type = 'login.failure' AND details->>'provider_id' = $1", [down]);
     assert.equal(rows[0]!.n, 1, 'audited');
+  });
+
+  test('an upstream that accepts connections and never answers gives the error page after the outbound timeout, never a hang or a 500', async () => {
+    // A listener that takes the connection and says nothing (a hung upstream).
+    const sockets: Socket[] = [];
+    const silent = createNetServer((socket) => void sockets.push(socket));
+    await new Promise<void>((resolve) => silent.listen(0, '127.0.0.1', resolve));
+    try {
+      const slow = await addProvider({ name: 'Slow SSO', issuer: `http://127.0.0.1:${(silent.address() as AddressInfo).port}` });
+      const browser = new CookieClient();
+      const { params } = await pkceParams(REDIRECT, 'openid');
+      const html = await (await startAuthorization(browser, config, server.url, params)).text();
+      const started = Date.now();
+      const answer = await browser.postForm(new URL(formAction(html, /\/federate$/)!, server.url), { csrf: hiddenField(html, 'csrf') ?? '', provider: slow });
+      assert.equal(answer.status, 502);
+      assert.ok(Date.now() - started < 15_000, 'bounded by the outbound timeout');
+    } finally {
+      for (const socket of sockets) socket.destroy();
+      await new Promise<void>((resolve) => silent.close(() => resolve()));
+    }
   });
 
   test('a callback without the browser that left for it, or with a changed state, signs nobody in', async () => {
