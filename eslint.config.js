@@ -65,6 +65,7 @@ export default tseslint.config(
     },
     { files: ['src/cli/**/*.ts'], forbid: ['**/admin/**', '**/interactions/**', '**/gateway/**'], why: 'front doors (admin API, hosted pages, CLI, gateway) never import each other' },
     { files: ['src/gateway/**/*.ts'], forbid: ['**/admin/**', '**/interactions/**', '**/cli/**'], why: 'front doors (admin API, hosted pages, CLI, gateway) never import each other' },
+    { files: ['src/console/**/*.ts'], forbid: ['**/admin/**', '**/interactions/**', '**/cli/**', '**/gateway/**'], why: 'front doors (admin API, hosted pages, CLI, gateway, console) never import each other' },
   ]),
   {
     languageOptions: {

@@ -14,7 +14,9 @@ import { jwksRoute } from './oidc/jwks-route.js';
 import { gatewayDoors } from './gateway/doors.js';
 import { gatewayPolicy } from './gateway/policy-deps.js';
 import { browserSignInRoutes, createBrowserSessions } from './gateway/browser/sign-in.js';
-import { createSealedCookies } from './gateway/browser/sealed-cookies.js';
+import { createSealedCookies } from './http/sealed-cookies.js';
+import { consoleRoutes } from './console/routes.js';
+import { CONSOLE_CLIENT_ID } from './oidc/console-client.js';
 import { createGatewayCodes } from './oidc/gateway-code.js';
 import type { ProviderHost } from './oidc/provider-host.js';
 import type { RouteTable } from './gateway/route-table.js';
@@ -86,6 +88,21 @@ export async function createApp(runtime: Runtime): Promise<GatehouseApp> {
     logger,
   });
   const gatewaySignIn = browserSignInRoutes({ issuer: config.issuer, routes: gatewayRoutes, codes: gatewayCodes, cookies: gatewayCookies, views, logger });
+  // The admin console (SPEC §11): its own client, its own sealed cookies, the management services.
+  const cookieSecret = Buffer.from(runtime.cookieKeys[0] ?? '', 'base64url');
+  const consolePages = consoleRoutes({
+    issuer: config.issuer,
+    codes: createGatewayCodes(() => providers.current(), db, CONSOLE_CLIENT_ID),
+    cookies: createSealedCookies(cookieSecret, 'console'),
+    csrfKey: cookieSecret,
+    person: async (id) => {
+      const user = await services.accounts.load(undefined, id);
+      return user === undefined ? undefined : { id: user.id, username: user.username, roles: user.roles, disabled: user.disabled };
+    },
+    management: services.management,
+    views,
+    logger,
+  });
   const ops = opsRoutes({ db, migrations: runtime.migrations, stylesheet: views.stylesheet });
   const pages = interactionRoutes({
     issuer: config.issuer,
@@ -113,6 +130,8 @@ export async function createApp(runtime: Runtime): Promise<GatehouseApp> {
   app.use(limitPagesPerIp({ db, views, limit: config.pageRateLimitPerMinute, onLimited: () => metrics.rateLimited.inc({ scope: 'page_ip' }) }));
   app.use(pages.routes());
   app.use(pages.allowedMethods());
+  app.use(consolePages.routes());
+  app.use(consolePages.allowedMethods());
   app.use(providers.middleware);
 
   // Scrapes and probes are not counted in the request metrics or logged: they would drown the

@@ -84,7 +84,7 @@ export async function createServices(runtime: Runtime, options: ServicesOptions)
   const gatewayRoutes = createRouteTable(db, { isLive: options.isLive });
   const clientCache: ClientMetadataCache = createLookupCache({ ttlMs: CACHE_TTL_MS, maxEntries: 10_000, isLive: options.isLive });
   const accounts = createAccounts(db);
-  const clientMetadata = createClientMetadataSource(db, clientCache);
+  const clientMetadata = createClientMetadataSource(db, clientCache, config.issuer);
   // Misses are kept too: a person's creation is announced as well.
   const gatewayPeople = createLookupCache<UserRow>({ ttlMs: CACHE_TTL_MS, maxEntries: 50_000, isLive: options.isLive, cacheMisses: true });
   // Created once here, not per provider: a key rotation rebuilds the provider but keeps the counts.

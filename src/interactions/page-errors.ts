@@ -3,7 +3,7 @@ import { errors } from 'oidc-provider';
 import type { Logger } from 'pino';
 // Only the data layer's two error kinds, to answer them as the other front doors do (src/http/errors.ts).
 import { InvalidTextError, isUnavailable } from '../db/database.js';
-import { FormError } from './form.js';
+import { FormError } from '../http/form.js';
 
 /** An error page with its status: what a page step throws when the request cannot go on. */
 export class PageError extends Error {

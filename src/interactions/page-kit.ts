@@ -7,7 +7,7 @@ import { DEVICE_COOKIE } from '../sign-in/device-cookies.js';
 import type { PendingFederation, SecondFactorAttempt, SignInRequest } from '../sign-in/index.js';
 import type { Views } from '../views.js';
 import type { Csrf } from './csrf.js';
-import { readForm } from './form.js';
+import { readForm } from '../http/form.js';
 import { PageError } from './page-errors.js';
 
 /**

@@ -5,6 +5,7 @@ import { createGatewayRouteStore } from '../db/gateway-routes.js';
 import { createOidcModelStore } from '../db/oidc-models.js';
 import { clientMetadataFromRow } from './clients.js';
 import { GATEWAY_CLIENT_ID, gatewayClientMetadata } from './gateway-client.js';
+import { CONSOLE_CLIENT_ID, consoleClientMetadata } from './console-client.js';
 import type { LookupCache } from './lookup-cache.js';
 import { deepFreeze } from '../lib/deep-freeze.js';
 
@@ -28,7 +29,7 @@ export type ClientMetadataCache = LookupCache<Readonly<Record<string, unknown>>>
  * A client's metadata as oidc-provider reads it, through the cache: for the provider (the
  * adapter below) and for the gateway's client checks, which need no Client instance.
  */
-export function createClientMetadataSource(db: Queryable, clientCache: ClientMetadataCache) {
+export function createClientMetadataSource(db: Queryable, clientCache: ClientMetadataCache, issuer: string) {
   const clients = createClientStore(db);
   const gatewayRoutes = createGatewayRouteStore(db);
   return function clientMetadata(id: string): Promise<Readonly<Record<string, unknown>> | undefined> {
@@ -36,6 +37,8 @@ export function createClientMetadataSource(db: Queryable, clientCache: ClientMet
     if (containsNul(id)) return Promise.resolve(undefined);
     return clientCache.get(id, async () => {
       // Gatehouse's own gateway client follows the browser routes (invalidated when they change).
+      // The console's client (SPEC §11) follows ISSUER.
+      if (id === CONSOLE_CLIENT_ID) return deepFreeze(consoleClientMetadata(issuer));
       if (id === GATEWAY_CLIENT_ID) {
         const gateway = gatewayClientMetadata(await gatewayRoutes.browserHosts());
         return gateway === undefined ? undefined : deepFreeze(gateway);
@@ -46,9 +49,9 @@ export function createClientMetadataSource(db: Queryable, clientCache: ClientMet
   };
 }
 
-export function createAdapterFactory(db: Queryable, clientCache: ClientMetadataCache): AdapterFactory {
+export function createAdapterFactory(db: Queryable, clientCache: ClientMetadataCache, issuer: string): AdapterFactory {
   const models = createOidcModelStore(db);
-  const clientMetadata = createClientMetadataSource(db, clientCache);
+  const clientMetadata = createClientMetadataSource(db, clientCache, issuer);
 
   function asPayload(stored: { payload: Record<string, unknown>; consumed: boolean } | undefined): AdapterPayload | undefined {
     if (stored === undefined) return undefined;

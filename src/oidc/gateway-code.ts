@@ -44,7 +44,8 @@ export interface GatewayCodes {
   session(uid: string): Promise<GatewaySessionState | undefined>;
 }
 
-export function createGatewayCodes(current: () => Provider, db: Queryable): GatewayCodes {
+/** `clientId`: whose codes these are (the gateway's, or the console's: ./console-client.ts). */
+export function createGatewayCodes(current: () => Provider, db: Queryable, clientId: string = GATEWAY_CLIENT_ID): GatewayCodes {
   const models = createOidcModelStore(db);
 
   async function session(uid: string): Promise<GatewaySessionState | undefined> {
@@ -57,7 +58,7 @@ export function createGatewayCodes(current: () => Provider, db: Queryable): Gate
     session,
     async redeem(value, redirectUri, verifier) {
       const code = await current().AuthorizationCode.find(value).catch(() => undefined);
-      if (code === undefined || code.clientId !== GATEWAY_CLIENT_ID || !code.isValid) return undefined;
+      if (code === undefined || code.clientId !== clientId || !code.isValid) return undefined;
       // RFC 6749 §10.5: a code is used once. Claim it before looking further, so a failed check
       // spends it too, as the provider does.
       if (!(await models.consumeOnce('AuthorizationCode', code.jti))) return undefined;

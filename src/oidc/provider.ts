@@ -117,7 +117,7 @@ export function createProvider(deps: ProviderDependencies): Provider {
   const resourceIndicators = createResourceIndicators(deps.resourceServers);
   const configuration: Configuration = {
     // Storage in PostgreSQL/PGlite; clients come from the admin API's table.
-    adapter: createAdapterFactory(deps.db, deps.clientCache),
+    adapter: createAdapterFactory(deps.db, deps.clientCache, deps.issuer),
     // No static clients: one source of truth for clients is the clients table.
     clients: [],
     jwks: deps.jwks,

@@ -161,7 +161,7 @@ for (const backend of backends) {
       await migrate(db);
       raw = backend === 'postgres' ? await database.connect() : db;
       // No caching here (never live): these tests are about what is stored.
-      adapterFor = createAdapterFactory(db, createLookupCache({ ttlMs: 0, maxEntries: 0, isLive: () => false }));
+      adapterFor = createAdapterFactory(db, createLookupCache({ ttlMs: 0, maxEntries: 0, isLive: () => false }), 'http://127.0.0.1:9');
     });
 
     after(async () => {

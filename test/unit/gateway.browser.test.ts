@@ -3,7 +3,7 @@ import { randomBytes, randomUUID } from 'node:crypto';
 import { describe, test } from 'node:test';
 import { EncryptJWT } from 'jose';
 import type { GatewayRouteRow } from '../../src/db/gateway-routes.js';
-import { createSealedCookies } from '../../src/gateway/browser/sealed-cookies.js';
+import { createSealedCookies } from '../../src/http/sealed-cookies.js';
 import { safeReturnPath } from '../../src/gateway/browser/sign-in.js';
 import { decide, type GatewayPerson, type GatewayPolicyDeps, type GatewayToken } from '../../src/gateway/decide.js';
 import { gatewayCallbackAllowed, gatewayClientMetadata } from '../../src/oidc/gateway-client.js';

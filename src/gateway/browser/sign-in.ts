@@ -10,7 +10,7 @@ import type { Views } from '../../views.js';
 import type { GatewayToken } from '../decide.js';
 import { isHostHeader } from '../host.js';
 import type { RouteTable } from '../route-table.js';
-import type { SealedCookies } from './sealed-cookies.js';
+import type { SealedCookies } from '../../http/sealed-cookies.js';
 import { BoundedCache } from '../../lib/bounded-cache.js';
 
 /**

@@ -2,11 +2,13 @@ import { hkdfSync } from 'node:crypto';
 import { EncryptJWT, jwtDecrypt, type JWTPayload } from 'jose';
 
 /**
- * The gateway's browser cookies (SPEC §7), sealed: encrypted and authenticated (JWE, `dir` +
- * A256GCM) with a key derived from the cookie-signing secret every instance shares, so no one
- * reads or forges them, and any instance opens what another set. Each is bound to the host it
- * was set for (`aud`) and to its purpose (`typ`): a cookie copied to another host, or a pending
- * sign-in presented as a session, does not open.
+ * Browser cookies of Gatehouse's own sign-ins, sealed: the gateway's on protected hosts (SPEC §7)
+ * and the console's (SPEC §11). Encrypted and authenticated (JWE, `dir` + A256GCM) with a key
+ * derived from the cookie-signing secret every instance shares, so no one reads or forges them,
+ * and any instance opens what another set. Each is bound to its user (`purpose`: its own key and
+ * `typ`), to the host it was set for (`aud`) and to its kind (`typ`): a gateway cookie presented
+ * to the console, a cookie copied to another host, or a pending sign-in presented as a session,
+ * does not open.
  */
 
 /** A signed-in browser on one protected host. */
@@ -30,8 +32,6 @@ export interface PendingSignIn {
   readonly exp: number;
 }
 
-const SESSION_TYP = 'gatehouse-gateway-session+jwt';
-const PENDING_TYP = 'gatehouse-gateway-signin+jwt';
 const DECRYPT_OPTIONS = { keyManagementAlgorithms: ['dir'], contentEncryptionAlgorithms: ['A256GCM'] };
 
 export interface SealedCookies {
@@ -41,9 +41,11 @@ export interface SealedCookies {
   openPending(value: string, host: string): Promise<PendingSignIn | undefined>;
 }
 
-export function createSealedCookies(cookieSecret: Buffer): SealedCookies {
+export function createSealedCookies(cookieSecret: Buffer, purpose: 'gateway' | 'console' = 'gateway'): SealedCookies {
   // A key of its own (RFC 5869): the signing secret itself never encrypts anything.
-  const key = new Uint8Array(hkdfSync('sha256', cookieSecret, new Uint8Array(0), 'gatehouse gateway cookies', 32));
+  const key = new Uint8Array(hkdfSync('sha256', cookieSecret, new Uint8Array(0), `gatehouse ${purpose} cookies`, 32));
+  const SESSION_TYP = `gatehouse-${purpose}-session+jwt`;
+  const PENDING_TYP = `gatehouse-${purpose}-signin+jwt`;
 
   const seal = (payload: JWTPayload, typ: string, host: string, exp: number) =>
     new EncryptJWT(payload).setProtectedHeader({ alg: 'dir', enc: 'A256GCM', typ }).setAudience(host).setExpirationTime(exp).encrypt(key);

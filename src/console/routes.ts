@@ -1,0 +1,190 @@
+import { createHash, createHmac, timingSafeEqual } from 'node:crypto';
+import Router from '@koa/router';
+import type { ParameterizedContext } from 'koa';
+import type { Logger } from 'pino';
+import { randomIdentifier } from '../crypto/random-id.js';
+import { FormError, readForm } from '../http/form.js';
+import { issuerPath } from '../http/issuer-origin.js';
+import type { SealedCookies } from '../http/sealed-cookies.js';
+import type { ManagementServices } from '../management/index.js';
+import { ACR_MFA } from '../oidc/accounts.js';
+import { CONSOLE_CALLBACK_PATH, CONSOLE_CLIENT_ID, CONSOLE_PATH } from '../oidc/console-client.js';
+import type { GatewayCodes } from '../oidc/gateway-code.js';
+import type { Views } from '../views.js';
+import { areasFor, CONSOLE_AREAS, type ConsoleArea } from './areas.js';
+
+/**
+ * The admin console's front door (SPEC §11): `<ISSUER>/console`, signed in through Gatehouse
+ * itself. A code flow with PKCE for the console's own client (src/oidc/console-client.ts, which
+ * always asks for a second factor), redeemed in-process; then a sealed session cookie scoped to
+ * the console's path, lasting an hour at most and never past the Gatehouse session, checked
+ * against it on every request. What a person sees follows their roles (./areas.ts); someone
+ * with none gets a clear "no access" page. Every form carries a CSRF token bound to the session.
+ */
+
+/** Shorter than a sign-in session (12 h): an unattended console signs itself out. */
+export const CONSOLE_SESSION_SECONDS = 3600;
+const PENDING_SECONDS = 600;
+const SESSION_COOKIE = 'gatehouse-console';
+const PENDING_COOKIE = 'gatehouse-console-signin';
+/** The console's pending sign-ins and sessions are for this audience only. */
+const AUDIENCE = 'gatehouse-console';
+
+export interface ConsolePerson {
+  readonly id: string;
+  readonly username: string;
+  readonly roles: readonly string[];
+  readonly disabled: boolean;
+}
+
+export interface ConsoleDeps {
+  readonly issuer: string;
+  readonly codes: GatewayCodes;
+  readonly cookies: SealedCookies;
+  /** Keys the CSRF tokens (derived from the cookie secret every instance shares). */
+  readonly csrfKey: Buffer;
+  readonly person: (id: string) => Promise<ConsolePerson | undefined>;
+  readonly management: Pick<ManagementServices, 'keys' | 'auditEvents'>;
+  readonly views: Views;
+  readonly logger: Logger;
+}
+
+interface SignedIn {
+  readonly person: ConsolePerson;
+  readonly areas: readonly ConsoleArea[];
+  readonly sid: string;
+}
+
+function sameString(a: string, b: string): boolean {
+  const left = Buffer.from(a);
+  const right = Buffer.from(b);
+  return left.length === right.length && timingSafeEqual(left, right);
+}
+
+/** A cookie's value from the Cookie header; Koa's jar expects its own signatures once app.keys is set. */
+function cookieValue(header: string | undefined, name: string): string | undefined {
+  if (header === undefined || header.length > 8_192) return undefined;
+  for (const pair of header.split(';')) {
+    const eq = pair.indexOf('=');
+    if (eq > 0 && pair.slice(0, eq).trim() === name) return pair.slice(eq + 1).trim();
+  }
+  return undefined;
+}
+
+export function consoleRoutes(deps: ConsoleDeps): Router {
+  const base = deps.issuer.replace(/\/+$/, '');
+  const consoleUrl = `${base}${CONSOLE_PATH}`;
+  const callbackUrl = `${base}${CONSOLE_CALLBACK_PATH}`;
+  // As the browser sees it: ISSUER's path first (a proxy in front strips it).
+  const cookiePath = `${issuerPath(deps.issuer)}${CONSOLE_PATH}`;
+  const secure = deps.issuer.startsWith('https://');
+  const csrfFor = (sid: string) => createHmac('sha256', deps.csrfKey).update('gatehouse console csrf\0').update(sid).digest('base64url');
+
+  function setCookie(ctx: ParameterizedContext, name: string, value: string, maxAgeSeconds: number): void {
+    ctx.append('Set-Cookie', `${name}=${value}; Path=${cookiePath}; Max-Age=${Math.max(0, Math.floor(maxAgeSeconds))}; HttpOnly; SameSite=Lax${secure ? '; Secure' : ''}`);
+  }
+
+  function page(ctx: ParameterizedContext, status: number, template: string, data: Record<string, unknown>): void {
+    ctx.status = status;
+    ctx.type = 'html';
+    ctx.set('Cache-Control', 'no-store');
+    ctx.body = deps.views.render(template, { consoleUrl, ...data });
+  }
+
+  function errorPage(ctx: ParameterizedContext, status: number, title: string, message: string): void {
+    page(ctx, status, 'error', { title, message, requestId: ctx.state.requestId });
+  }
+
+  /** The signed-in person, or undefined (no cookie, forged, expired, signed out at Gatehouse, disabled). */
+  async function signedIn(ctx: ParameterizedContext): Promise<SignedIn | undefined> {
+    const value = cookieValue(ctx.req.headers.cookie, SESSION_COOKIE);
+    const session = value === undefined ? undefined : await deps.cookies.openSession(value, AUDIENCE);
+    if (session === undefined || session.acr !== ACR_MFA) return undefined;
+    // The console session lasts no longer than the Gatehouse session behind it.
+    const live = await deps.codes.session(session.sid);
+    if (live?.accountId !== session.sub) return undefined;
+    const person = await deps.person(session.sub);
+    if (person === undefined || person.disabled) return undefined;
+    return { person, areas: areasFor(person.roles), sid: session.sid };
+  }
+
+  const router = new Router();
+
+  router.get(CONSOLE_PATH, async function overview(ctx) {
+    const who = await signedIn(ctx);
+    if (who === undefined) {
+      ctx.status = 303;
+      ctx.redirect(`${consoleUrl}/sign-in`);
+      return;
+    }
+    const common = { title: 'Console', username: who.person.username, csrf: csrfFor(who.sid), signOutAction: `${consoleUrl}/sign-out`, wide: true };
+    if (who.areas.length === 0) {
+      page(ctx, 403, 'console-no-access', { ...common, roles: CONSOLE_AREAS.map((area) => area.role) });
+      return;
+    }
+    const has = (id: ConsoleArea['id']) => who.areas.some((area) => area.id === id);
+    const keys = has('keys') ? (await deps.management.keys.list({ limit: 20 })).items : undefined;
+    const events = has('audit') ? (await deps.management.auditEvents.list({ limit: 10 })).items : undefined;
+    page(ctx, 200, 'console-overview', { ...common, areas: who.areas, keys, events });
+  });
+
+  router.get(`${CONSOLE_PATH}/sign-in`, async function startSignIn(ctx) {
+    const state = randomIdentifier(32);
+    const verifier = randomIdentifier(32);
+    const exp = Math.floor(Date.now() / 1000) + PENDING_SECONDS;
+    setCookie(ctx, PENDING_COOKIE, await deps.cookies.sealPending({ state, verifier, rd: CONSOLE_PATH, exp }, AUDIENCE), PENDING_SECONDS);
+    const params = new URLSearchParams({
+      client_id: CONSOLE_CLIENT_ID,
+      response_type: 'code',
+      scope: 'openid',
+      redirect_uri: callbackUrl,
+      state,
+      code_challenge: createHash('sha256').update(verifier).digest('base64url'),
+      code_challenge_method: 'S256',
+      // SPEC §11: a second factor always (the client requires it too).
+      acr_values: ACR_MFA,
+    });
+    ctx.set('Cache-Control', 'no-store');
+    ctx.status = 302;
+    ctx.set('Location', `${base}/auth?${params.toString()}`);
+  });
+
+  router.get(CONSOLE_CALLBACK_PATH, async function finishSignIn(ctx) {
+    const { state, code, error } = ctx.query;
+    const sealed = cookieValue(ctx.req.headers.cookie, PENDING_COOKIE);
+    const pending = sealed === undefined ? undefined : await deps.cookies.openPending(sealed, AUDIENCE);
+    // RFC 6749 §10.12: only the browser that started this sign-in finishes it.
+    if (pending === undefined || typeof state !== 'string' || !sameString(pending.state, state)) {
+      return errorPage(ctx, 400, 'Sign-in expired', 'This sign-in was started elsewhere, expired or was already used. Open the console again.');
+    }
+    setCookie(ctx, PENDING_COOKIE, '', 0);
+    if (typeof error === 'string') return errorPage(ctx, 403, 'Not signed in', 'Sign-in was cancelled or refused.');
+    if (typeof code !== 'string' || code.length === 0 || code.length > 200) return errorPage(ctx, 400, 'Sign-in failed', 'The sign-in answer is incomplete. Open the console again.');
+    const result = await deps.codes.redeem(code, callbackUrl, pending.verifier);
+    if (result === undefined || result.acr !== ACR_MFA) return errorPage(ctx, 400, 'Sign-in failed', 'This sign-in could not be completed with a second factor. Open the console again.');
+    const now = Math.floor(Date.now() / 1000);
+    const exp = Math.min(now + CONSOLE_SESSION_SECONDS, result.sessionExp);
+    setCookie(ctx, SESSION_COOKIE, await deps.cookies.sealSession({ sub: result.sub, sid: result.sessionUid, acr: result.acr, amr: result.amr, authTime: result.authTime, exp }, AUDIENCE), exp - now);
+    deps.logger.info({ console: { sub: result.sub } }, 'console signed in');
+    ctx.set('Cache-Control', 'no-store');
+    ctx.status = 303;
+    ctx.set('Location', consoleUrl);
+  });
+
+  router.post(`${CONSOLE_PATH}/sign-out`, async function signOut(ctx) {
+    const who = await signedIn(ctx);
+    const form = await readForm(ctx).catch((error: unknown) => {
+      if (error instanceof FormError) return undefined;
+      throw error;
+    });
+    if (form === undefined) return errorPage(ctx, 400, 'Request refused', 'The form could not be read. Open the console again.');
+    if (who !== undefined && !sameString(form['csrf'] ?? '', csrfFor(who.sid))) return errorPage(ctx, 403, 'Request refused', 'This form has expired. Open the console again.');
+    setCookie(ctx, SESSION_COOKIE, '', 0);
+    ctx.set('Cache-Control', 'no-store');
+    ctx.status = 303;
+    // The Gatehouse session ends too (its own confirmation page), or the next visit signs in silently.
+    ctx.set('Location', `${base}/session/end?${new URLSearchParams({ client_id: CONSOLE_CLIENT_ID, post_logout_redirect_uri: consoleUrl }).toString()}`);
+  });
+
+  return router;
+}
