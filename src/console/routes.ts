@@ -3,6 +3,7 @@ import Router from '@koa/router';
 import type { ParameterizedContext } from 'koa';
 import type { Logger } from 'pino';
 import { randomIdentifier } from '../crypto/random-id.js';
+import { ROUTER_METHODS } from '../http/errors.js';
 import { FormError, readForm } from '../http/form.js';
 import { issuerPath } from '../http/issuer-origin.js';
 import type { SealedCookies } from '../http/sealed-cookies.js';
@@ -108,7 +109,7 @@ export function consoleRoutes(deps: ConsoleDeps): Router {
     return { person, areas: areasFor(person.roles), sid: session.sid };
   }
 
-  const router = new Router();
+  const router = new Router({ methods: [...ROUTER_METHODS] });
 
   router.get(CONSOLE_PATH, async function overview(ctx) {
     const who = await signedIn(ctx);

@@ -1,5 +1,5 @@
 import { execFile } from 'node:child_process';
-import { X509Certificate } from 'node:crypto';
+import { randomBytes, X509Certificate } from 'node:crypto';
 import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
@@ -52,7 +52,9 @@ export async function createPki(): Promise<Pki> {
       await run('openssl', ['req', '-new', '-key', path.join(dir, `${name}.key`), '-out', csr, '-subj', subject, '-multivalue-rdn']);
       const ext = path.join(dir, `${name}.ext`);
       await writeFile(ext, [options.ca === true ? 'basicConstraints=critical,CA:TRUE\nkeyUsage=critical,keyCertSign' : 'basicConstraints=CA:FALSE', ...(options.san === undefined ? [] : [`subjectAltName=${options.san}`])].join('\n') + '\n');
-      await run('openssl', ['x509', '-req', '-in', csr, '-CA', issuer.certFile, '-CAkey', issuer.keyFile, '-CAcreateserial', '-out', path.join(dir, `${name}.pem`), '-days', String(options.days ?? 1), '-extfile', ext]);
+      // A random serial per certificate: -CAcreateserial shares one serial file, which concurrent issues corrupt.
+      const serial = `0x${randomBytes(16).toString('hex')}`;
+      await run('openssl', ['x509', '-req', '-in', csr, '-CA', issuer.certFile, '-CAkey', issuer.keyFile, '-set_serial', serial, '-out', path.join(dir, `${name}.pem`), '-days', String(options.days ?? 1), '-extfile', ext]);
       return issued(dir, name);
     },
     selfSigned: (name, subject) => selfSigned(name, subject, ['basicConstraints=CA:FALSE']),
