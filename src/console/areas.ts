@@ -3,14 +3,15 @@
  */
 export const ADMIN_ROLE = 'gatehouse:admin';
 
+/** Each area is the admin API's scope of the same name, for a person (`scope`: what its changes may grant). */
 export const CONSOLE_AREAS = [
-  { id: 'clients', title: 'Clients', role: 'gatehouse:clients' },
-  { id: 'resource-servers', title: 'Resource servers', role: 'gatehouse:resource-servers' },
-  { id: 'users', title: 'Users', role: 'gatehouse:users' },
-  { id: 'keys', title: 'Signing keys', role: 'gatehouse:keys' },
-  { id: 'audit', title: 'Audit events', role: 'gatehouse:audit' },
-  { id: 'gateway', title: 'Gateway routes', role: 'gatehouse:gateway' },
-  { id: 'identity-providers', title: 'Identity providers', role: 'gatehouse:identity-providers' },
+  { id: 'clients', title: 'Clients', role: 'gatehouse:clients', scope: 'admin:clients' },
+  { id: 'resource-servers', title: 'Resource servers', role: 'gatehouse:resource-servers', scope: 'admin:resource-servers' },
+  { id: 'users', title: 'Users', role: 'gatehouse:users', scope: 'admin:users' },
+  { id: 'keys', title: 'Signing keys', role: 'gatehouse:keys', scope: 'admin:keys' },
+  { id: 'audit', title: 'Audit events', role: 'gatehouse:audit', scope: 'admin:audit' },
+  { id: 'gateway', title: 'Gateway routes', role: 'gatehouse:gateway', scope: 'admin:gateway' },
+  { id: 'identity-providers', title: 'Identity providers', role: 'gatehouse:identity-providers', scope: 'admin:identity-providers' },
 ] as const;
 
 export type ConsoleArea = (typeof CONSOLE_AREAS)[number];

@@ -11,6 +11,7 @@ import type { ManagementServices } from '../management/index.js';
 import { ACR_MFA } from '../oidc/accounts.js';
 import { CONSOLE_CALLBACK_PATH, CONSOLE_CLIENT_ID, CONSOLE_PATH } from '../oidc/console-client.js';
 import type { GatewayCodes } from '../oidc/gateway-code.js';
+import type { AdminContext } from '../audit/audit.js';
 import type { Views } from '../views.js';
 import { areasFor, CONSOLE_AREAS, type ConsoleArea } from './areas.js';
 
@@ -38,6 +39,33 @@ export interface ConsolePerson {
   readonly disabled: boolean;
 }
 
+/** What an area's pages get from the console (./areas/*.ts register their routes with it). */
+export interface ConsoleKit {
+  /** `<ISSUER>/console`, which every link and form action starts with. */
+  readonly consoleUrl: string;
+  /** Lets through a signed-in person who may open `area` (ctx.state.console), else sign-in or 403. */
+  requireArea(area: ConsoleArea['id']): (ctx: ParameterizedContext, next: () => Promise<unknown>) => Promise<void>;
+  /** Renders a console page with the header (person, sign-out) and the areas' links. */
+  render(ctx: ParameterizedContext, template: string, data: Record<string, unknown>, status?: number): void;
+  /** The posted form, its CSRF token checked against the session; undefined after answering 400/403. */
+  form(ctx: ParameterizedContext): Promise<Record<string, string> | undefined>;
+  /** The audit context of a change: the person's id as the actor, their areas' admin scopes as what they may grant. */
+  audit(ctx: ParameterizedContext): AdminContext;
+}
+
+/** An area's pages, mounted under `<ISSUER>/console/<id>`. */
+export interface ConsoleAreaModule {
+  readonly id: ConsoleArea['id'];
+  register(router: Router, kit: ConsoleKit): void;
+}
+
+/** What requireArea leaves in ctx.state.console. */
+export interface ConsoleState {
+  readonly person: ConsolePerson;
+  readonly areas: readonly ConsoleArea[];
+  readonly sid: string;
+}
+
 export interface ConsoleDeps {
   readonly issuer: string;
   readonly codes: GatewayCodes;
@@ -48,13 +76,11 @@ export interface ConsoleDeps {
   readonly management: Pick<ManagementServices, 'keys' | 'auditEvents'>;
   readonly views: Views;
   readonly logger: Logger;
+  /** The areas with pages (the overview links to these). */
+  readonly modules?: readonly ConsoleAreaModule[];
 }
 
-interface SignedIn {
-  readonly person: ConsolePerson;
-  readonly areas: readonly ConsoleArea[];
-  readonly sid: string;
-}
+type SignedIn = ConsoleState;
 
 function sameString(a: string, b: string): boolean {
   const left = Buffer.from(a);
@@ -110,6 +136,63 @@ export function consoleRoutes(deps: ConsoleDeps): Router {
   }
 
   const router = new Router({ methods: [...ROUTER_METHODS] });
+  const modules = deps.modules ?? [];
+  const withPages = new Set(modules.map((module) => module.id));
+
+  /** The header and navigation every console page carries. */
+  function commonData(who: SignedIn): Record<string, unknown> {
+    return {
+      username: who.person.username,
+      csrf: csrfFor(who.sid),
+      signOutAction: `${consoleUrl}/sign-out`,
+      wide: true,
+      nav: who.areas.filter((area) => withPages.has(area.id)).map((area) => ({ title: area.title, href: `${consoleUrl}/${area.id}` })),
+    };
+  }
+
+  const kit: ConsoleKit = {
+    consoleUrl,
+    requireArea: (area) =>
+      async function requireConsoleArea(ctx, next) {
+        const who = await signedIn(ctx);
+        if (who === undefined) {
+          ctx.status = 303;
+          ctx.redirect(`${consoleUrl}/sign-in`);
+          return;
+        }
+        if (!who.areas.some((open) => open.id === area)) {
+          page(ctx, 403, 'console-no-access', { ...commonData(who), title: 'No access', roles: CONSOLE_AREAS.filter((a) => a.id === area).map((a) => a.role) });
+          return;
+        }
+        (ctx.state as { console?: ConsoleState }).console = who;
+        await next();
+      },
+    render(ctx, template, data, status = 200) {
+      const who = (ctx.state as { console?: ConsoleState }).console;
+      page(ctx, status, template, { ...(who === undefined ? {} : commonData(who)), ...data });
+    },
+    async form(ctx) {
+      const who = (ctx.state as { console?: ConsoleState }).console;
+      const form = await readForm(ctx).catch((error: unknown) => {
+        if (error instanceof FormError) return undefined;
+        throw error;
+      });
+      if (form === undefined) {
+        errorPage(ctx, 400, 'Request refused', 'The form could not be read. Go back and try again.');
+        return undefined;
+      }
+      if (who === undefined || !sameString(form['csrf'] ?? '', csrfFor(who.sid))) {
+        errorPage(ctx, 403, 'Request refused', 'This form has expired or did not come from the console. Go back, reload the page and try again.');
+        return undefined;
+      }
+      return form;
+    },
+    audit(ctx) {
+      const who = (ctx.state as { console?: ConsoleState }).console;
+      const scopes = new Set<string>((who?.areas ?? []).map((area) => area.scope));
+      return { actor: who?.person.id ?? null, clientIp: ctx.ip || null, requestId: typeof ctx.state.requestId === 'string' ? ctx.state.requestId : null, logger: deps.logger, privileges: { kind: 'scopes', scopes } };
+    },
+  };
 
   router.get(CONSOLE_PATH, async function overview(ctx) {
     const who = await signedIn(ctx);
@@ -118,7 +201,7 @@ export function consoleRoutes(deps: ConsoleDeps): Router {
       ctx.redirect(`${consoleUrl}/sign-in`);
       return;
     }
-    const common = { title: 'Console', username: who.person.username, csrf: csrfFor(who.sid), signOutAction: `${consoleUrl}/sign-out`, wide: true };
+    const common = { title: 'Console', ...commonData(who) };
     if (who.areas.length === 0) {
       page(ctx, 403, 'console-no-access', { ...common, roles: CONSOLE_AREAS.map((area) => area.role) });
       return;
@@ -126,7 +209,8 @@ export function consoleRoutes(deps: ConsoleDeps): Router {
     const has = (id: ConsoleArea['id']) => who.areas.some((area) => area.id === id);
     const keys = has('keys') ? (await deps.management.keys.list({ limit: 20 })).items : undefined;
     const events = has('audit') ? (await deps.management.auditEvents.list({ limit: 10 })).items : undefined;
-    page(ctx, 200, 'console-overview', { ...common, areas: who.areas, keys, events });
+    const areas = who.areas.map((area) => ({ title: area.title, href: withPages.has(area.id) ? `${consoleUrl}/${area.id}` : undefined }));
+    page(ctx, 200, 'console-overview', { ...common, areas, keys, events });
   });
 
   router.get(`${CONSOLE_PATH}/sign-in`, async function startSignIn(ctx) {
@@ -187,5 +271,6 @@ export function consoleRoutes(deps: ConsoleDeps): Router {
     ctx.set('Location', `${base}/session/end?${new URLSearchParams({ client_id: CONSOLE_CLIENT_ID, post_logout_redirect_uri: consoleUrl }).toString()}`);
   });
 
+  for (const module of modules) module.register(router, kit);
   return router;
 }
