@@ -16,6 +16,7 @@ import { gatewayPolicy } from './gateway/policy-deps.js';
 import { browserSignInRoutes, createBrowserSessions } from './gateway/browser/sign-in.js';
 import { createSealedCookies } from './http/sealed-cookies.js';
 import { consoleRoutes } from './console/routes.js';
+import { consoleModules } from './console/modules.js';
 import { CONSOLE_CLIENT_ID } from './oidc/console-client.js';
 import { createGatewayCodes } from './oidc/gateway-code.js';
 import type { ProviderHost } from './oidc/provider-host.js';
@@ -102,6 +103,7 @@ export async function createApp(runtime: Runtime): Promise<GatehouseApp> {
     management: services.management,
     views,
     logger,
+    modules: consoleModules(services.management),
   });
   const ops = opsRoutes({ db, migrations: runtime.migrations, stylesheet: views.stylesheet });
   const pages = interactionRoutes({

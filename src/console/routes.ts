@@ -73,6 +73,7 @@ export interface ConsoleDeps {
   /** Keys the CSRF tokens (derived from the cookie secret every instance shares). */
   readonly csrfKey: Buffer;
   readonly person: (id: string) => Promise<ConsolePerson | undefined>;
+  /** The overview reads these; area modules get the whole set through their own deps. */
   readonly management: Pick<ManagementServices, 'keys' | 'auditEvents'>;
   readonly views: Views;
   readonly logger: Logger;
