@@ -1,8 +1,8 @@
 import type { ManagementServices } from '../management/index.js';
+import { resourceServersArea } from './areas/resource-servers.js';
 import type { ConsoleAreaModule } from './routes.js';
 
 /** The console areas that have pages (./areas/*.ts), in the overview's order, on the management services. */
 export function consoleModules(management: ManagementServices): ConsoleAreaModule[] {
-  void management;
-  return [];
+  return [resourceServersArea(management)];
 }
