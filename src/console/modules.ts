@@ -1,8 +1,8 @@
 import type { ManagementServices } from '../management/index.js';
+import { auditArea } from './areas/audit.js';
 import type { ConsoleAreaModule } from './routes.js';
 
 /** The console areas that have pages (./areas/*.ts), in the overview's order, on the management services. */
 export function consoleModules(management: ManagementServices): ConsoleAreaModule[] {
-  void management;
-  return [];
+  return [auditArea({ auditEvents: management.auditEvents })];
 }
