@@ -1,8 +1,9 @@
 import type { ManagementServices } from '../management/index.js';
+import { auditArea } from './areas/audit.js';
 import { resourceServersArea } from './areas/resource-servers.js';
 import type { ConsoleAreaModule } from './routes.js';
 
 /** The console areas that have pages (./areas/*.ts), in the overview's order, on the management services. */
 export function consoleModules(management: ManagementServices): ConsoleAreaModule[] {
-  return [resourceServersArea(management)];
+  return [resourceServersArea(management), auditArea({ auditEvents: management.auditEvents })];
 }
