@@ -1,8 +1,8 @@
 import type { ManagementServices } from '../management/index.js';
+import { keysArea } from './areas/keys.js';
 import type { ConsoleAreaModule } from './routes.js';
 
 /** The console areas that have pages (./areas/*.ts), in the overview's order, on the management services. */
 export function consoleModules(management: ManagementServices): ConsoleAreaModule[] {
-  void management;
-  return [];
+  return [keysArea(management.keys)];
 }
