@@ -5,8 +5,8 @@ import { createLocalJWKSet, jwtVerify, type JSONWebKeySet } from 'jose';
 import type { Browser, BrowserContext, Page } from 'playwright-core';
 import { adminCall, adminToken, clientCredentials, createClient, createResourceServer, uniqueName } from '../support/admin-api.js';
 import { assertAccessible, chromiumMissing, launchChromium, screenshots } from '../support/browser.js';
+import { firstConsoleSignIn } from '../support/console.js';
 import { startTestServer, type TestServer } from '../support/server.js';
-import { totpCode } from '../support/totp.js';
 
 /**
  * SPEC §11, the console's resource-servers area, in Debian's Chromium: a gatehouse:resource-servers
@@ -25,24 +25,7 @@ describe('the admin console: resource servers', { skip: chromiumMissing }, () =>
   let browser: Browser;
   let personId: string;
 
-  /** Opens the console as `username`: password, then TOTP enrollment, back at the console. */
-  async function signIn(context: BrowserContext, username: string): Promise<Page> {
-    const page = await context.newPage();
-    await page.goto(`${server.issuer}/console`);
-    await page.waitForSelector('#username');
-    await page.fill('#username', username);
-    await page.fill('#password', PASSWORD);
-    await page.click('button[type="submit"]');
-    await page.waitForSelector('h1:has-text("Set up two-step verification")');
-    const uri = await page.getAttribute('a[href^="otpauth://"]', 'href');
-    assert.ok(uri);
-    await page.fill('#code', totpCode(new URL(uri).searchParams.get('secret')!, Date.now()));
-    await page.keyboard.press('Enter');
-    await page.waitForSelector('h1:has-text("Save your recovery codes")');
-    await page.click('button:has-text("I have saved them")');
-    await page.waitForURL(`${server.issuer}/console`);
-    return page;
-  }
+  const signIn = (context: BrowserContext, username: string): Promise<Page> => firstConsoleSignIn(context, server.issuer, username, PASSWORD);
 
   before(async () => {
     server = await startTestServer();
