@@ -1,5 +1,5 @@
 import Koa from 'koa';
-import { createCsrf } from './interactions/csrf.js';
+import { createCsrf } from './http/csrf.js';
 import { interactionRoutes } from './interactions/routes.js';
 import { limitPagesPerIp } from './http/page-rate-limit.js';
 import { createAdminApi } from './admin/router.js';

@@ -1,4 +1,6 @@
-import { createHash, createHmac, timingSafeEqual } from 'node:crypto';
+import { createHash } from 'node:crypto';
+import { cookieValues, sameString } from '../http/cookies.js';
+import { createCsrf } from '../http/csrf.js';
 import Router from '@koa/router';
 import type { ParameterizedContext } from 'koa';
 import type { Logger } from 'pino';
@@ -83,22 +85,6 @@ export interface ConsoleDeps {
 
 type SignedIn = ConsoleState;
 
-function sameString(a: string, b: string): boolean {
-  const left = Buffer.from(a);
-  const right = Buffer.from(b);
-  return left.length === right.length && timingSafeEqual(left, right);
-}
-
-/** A cookie's value from the Cookie header; Koa's jar expects its own signatures once app.keys is set. */
-function cookieValue(header: string | undefined, name: string): string | undefined {
-  if (header === undefined || header.length > 8_192) return undefined;
-  for (const pair of header.split(';')) {
-    const eq = pair.indexOf('=');
-    if (eq > 0 && pair.slice(0, eq).trim() === name) return pair.slice(eq + 1).trim();
-  }
-  return undefined;
-}
-
 export function consoleRoutes(deps: ConsoleDeps): Router {
   const base = deps.issuer.replace(/\/+$/, '');
   const consoleUrl = `${base}${CONSOLE_PATH}`;
@@ -106,7 +92,8 @@ export function consoleRoutes(deps: ConsoleDeps): Router {
   // As the browser sees it: ISSUER's path first (a proxy in front strips it).
   const cookiePath = `${issuerPath(deps.issuer)}${CONSOLE_PATH}`;
   const secure = deps.issuer.startsWith('https://');
-  const csrfFor = (sid: string) => createHmac('sha256', deps.csrfKey).update('gatehouse console csrf\0').update(sid).digest('base64url');
+  const csrf = createCsrf(deps.csrfKey, 'console');
+  const csrfFor = (sid: string) => csrf.tokenFor(sid);
 
   function setCookie(ctx: ParameterizedContext, name: string, value: string, maxAgeSeconds: number): void {
     ctx.append('Set-Cookie', `${name}=${value}; Path=${cookiePath}; Max-Age=${Math.max(0, Math.floor(maxAgeSeconds))}; HttpOnly; SameSite=Lax${secure ? '; Secure' : ''}`);
@@ -125,7 +112,7 @@ export function consoleRoutes(deps: ConsoleDeps): Router {
 
   /** The signed-in person, or undefined (no cookie, forged, expired, signed out at Gatehouse, disabled). */
   async function signedIn(ctx: ParameterizedContext): Promise<SignedIn | undefined> {
-    const value = cookieValue(ctx.req.headers.cookie, SESSION_COOKIE);
+    const value = cookieValues(ctx.req.headers.cookie, [SESSION_COOKIE])[0];
     const session = value === undefined ? undefined : await deps.cookies.openSession(value, AUDIENCE);
     if (session === undefined || session.acr !== ACR_MFA) return undefined;
     // The console session lasts no longer than the Gatehouse session behind it.
@@ -182,7 +169,7 @@ export function consoleRoutes(deps: ConsoleDeps): Router {
         errorPage(ctx, 400, 'Request refused', 'The form could not be read. Go back and try again.');
         return undefined;
       }
-      if (who === undefined || !sameString(form['csrf'] ?? '', csrfFor(who.sid))) {
+      if (who === undefined || !csrf.verify(who.sid, form['csrf'])) {
         errorPage(ctx, 403, 'Request refused', 'This form has expired or did not come from the console. Go back, reload the page and try again.');
         return undefined;
       }
@@ -237,7 +224,7 @@ export function consoleRoutes(deps: ConsoleDeps): Router {
 
   router.get(CONSOLE_CALLBACK_PATH, async function finishSignIn(ctx) {
     const { state, code, error } = ctx.query;
-    const sealed = cookieValue(ctx.req.headers.cookie, PENDING_COOKIE);
+    const sealed = cookieValues(ctx.req.headers.cookie, [PENDING_COOKIE])[0];
     const pending = sealed === undefined ? undefined : await deps.cookies.openPending(sealed, AUDIENCE);
     // RFC 6749 §10.12: only the browser that started this sign-in finishes it.
     if (pending === undefined || typeof state !== 'string' || !sameString(pending.state, state)) {
@@ -264,7 +251,7 @@ export function consoleRoutes(deps: ConsoleDeps): Router {
       throw error;
     });
     if (form === undefined) return errorPage(ctx, 400, 'Request refused', 'The form could not be read. Open the console again.');
-    if (who !== undefined && !sameString(form['csrf'] ?? '', csrfFor(who.sid))) return errorPage(ctx, 403, 'Request refused', 'This form has expired. Open the console again.');
+    if (who !== undefined && !csrf.verify(who.sid, form['csrf'])) return errorPage(ctx, 403, 'Request refused', 'This form has expired. Open the console again.');
     setCookie(ctx, SESSION_COOKIE, '', 0);
     ctx.set('Cache-Control', 'no-store');
     ctx.status = 303;

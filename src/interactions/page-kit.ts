@@ -6,7 +6,7 @@ import type { ProviderHost } from '../oidc/provider-host.js';
 import { DEVICE_COOKIE } from '../sign-in/device-cookies.js';
 import type { PendingFederation, SecondFactorAttempt, SignInRequest } from '../sign-in/index.js';
 import type { Views } from '../views.js';
-import type { Csrf } from './csrf.js';
+import type { Csrf } from '../http/csrf.js';
 import { readForm } from '../http/form.js';
 import { PageError } from './page-errors.js';
 

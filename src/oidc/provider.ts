@@ -26,6 +26,8 @@ import type { Metrics } from '../http/metrics.js';
 import { createOutboundFetch } from './outbound-fetch.js';
 import { limitGrantPerClient, limitPerIp, type TokenRateLimits } from './token-rate-limits.js';
 import { pinRequestOriginToIssuer } from '../http/issuer-origin.js';
+// The one list of DPoP proof algorithms: what /token accepts is what resource servers check.
+import { DPOP_ALGS } from '../verifier/sender-binding.js';
 
 /**
  * The one `new Provider(...)` (docs/architecture.md). Every option that differs from oidc-provider's
@@ -83,7 +85,6 @@ function tokenResources(token: { aud?: unknown; resource?: unknown }): string[] 
 const IP_LIMITED_ROUTES = ['token', 'introspection', 'revocation'] as const;
 
 const ALGS = [...SIGNING_ALGS];
-const DPOP_ALGS = ['ES256', 'EdDSA', 'Ed25519', 'PS256', 'RS256'] as const;
 /** SPEC §2: a client's jwks_uri is fetched with a timeout, a size limit and a cache, failures too. */
 const JWKS_FETCH_TIMEOUT_MS = 2_500;
 const JWKS_MAX_BYTES = 64 * 1024;

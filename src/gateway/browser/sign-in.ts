@@ -1,4 +1,5 @@
-import { createHash, timingSafeEqual } from 'node:crypto';
+import { createHash } from 'node:crypto';
+import { cookieValues, sameString } from '../../http/cookies.js';
 import Router from '@koa/router';
 import type { ParameterizedContext } from 'koa';
 import type { Logger } from 'pino';
@@ -78,26 +79,6 @@ export function safeReturnPath(rd: unknown): string | undefined {
   if (!rd.startsWith('/') || rd.startsWith('//') || rd.startsWith('/\\') || /[\u0000-\u001f\u007f\\]/.test(rd)) return undefined;
   const parsed = new URL(rd, 'https://gateway.invalid');
   return parsed.origin === 'https://gateway.invalid' ? `${parsed.pathname}${parsed.search}` : undefined;
-}
-
-/**
- * The values of the named cookies in a Cookie header (RFC 6265 §5.4). Read here rather than
- * through Koa's jar, which expects its own signature on every cookie once app.keys is set.
- */
-function cookieValues(header: string | undefined, names: readonly string[]): string[] {
-  if (header === undefined || header.length > 8_192) return [];
-  const values: string[] = [];
-  for (const pair of header.split(';')) {
-    const eq = pair.indexOf('=');
-    if (eq > 0 && names.includes(pair.slice(0, eq).trim())) values.push(pair.slice(eq + 1).trim());
-  }
-  return values;
-}
-
-function sameString(a: string, b: string): boolean {
-  const left = Buffer.from(a);
-  const right = Buffer.from(b);
-  return left.length === right.length && timingSafeEqual(left, right);
 }
 
 export interface BrowserSignInDeps {
