@@ -105,7 +105,7 @@ export async function createApp(runtime: Runtime): Promise<GatehouseApp> {
     logger,
     modules: consoleModules(services.management),
   });
-  const ops = opsRoutes({ db, migrations: runtime.migrations, stylesheet: views.stylesheet });
+  const ops = opsRoutes({ db, migrations: runtime.migrations, assets: views.assets });
   const pages = interactionRoutes({
     issuer: config.issuer,
     providers,

@@ -76,7 +76,7 @@ export interface ServicesOptions {
 
 export async function createServices(runtime: Runtime, options: ServicesOptions): Promise<Services> {
   const { config, logger, db } = runtime;
-  const views = createViews();
+  const views = createViews({ assetBase: issuerPath(config.issuer) });
   const metrics = createMetrics(() => db.poolStats());
   // Clients and resource servers are cached for the token path; every committed change to them is
   // announced by the database (migrations/0005) and drops the row (src/oidc/lookup-cache.ts).

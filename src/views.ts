@@ -5,17 +5,30 @@ import { Eta } from 'eta';
 // src/ and dist/ are both one level below the repository root.
 export const VIEWS_DIR = fileURLToPath(new URL('../views/', import.meta.url));
 
-export interface Views {
-  render(template: string, data: Record<string, unknown>): string;
-  /** The one stylesheet, served at /static/gatehouse.css. */
-  readonly stylesheet: string;
+/** A file the pages load from `/static/<name>`, with its type. */
+export interface StaticAsset {
+  readonly type: string;
+  readonly body: string;
 }
 
-/** Eta escapes every `<%= %>` by default; templates never use the raw form for user data. */
-export function createViews(): Views {
+export interface Views {
+  render(template: string, data: Record<string, unknown>): string;
+  /** The pages' files: the one stylesheet and the console's one script (copy buttons). */
+  readonly assets: ReadonlyMap<string, StaticAsset>;
+}
+
+/**
+ * Eta escapes every `<%= %>` by default; templates never use the raw form for user data.
+ * `assetBase` is ISSUER's path: the browser loads /static/ below it (a proxy in front strips it).
+ */
+export function createViews(options: { assetBase?: string } = {}): Views {
   const eta = new Eta({ views: VIEWS_DIR, autoEscape: true, cache: true });
+  const assetBase = options.assetBase ?? '';
   return {
-    render: (template, data) => eta.render(template, data),
-    stylesheet: readFileSync(`${VIEWS_DIR}static/gatehouse.css`, 'utf8'),
+    render: (template, data) => eta.render(template, { assetBase, ...data }),
+    assets: new Map([
+      ['gatehouse.css', { type: 'text/css; charset=utf-8', body: readFileSync(`${VIEWS_DIR}static/gatehouse.css`, 'utf8') }],
+      ['console.js', { type: 'text/javascript; charset=utf-8', body: readFileSync(`${VIEWS_DIR}static/console.js`, 'utf8') }],
+    ]),
   };
 }

@@ -6,6 +6,7 @@ import type { ParameterizedContext } from 'koa';
 import type { Logger } from 'pino';
 import { randomIdentifier } from '../crypto/random-id.js';
 import { ROUTER_METHODS } from '../http/errors.js';
+import { CONSOLE_CONTENT_SECURITY_POLICY } from '../http/security-headers.js';
 import { FormError, readForm } from '../http/form.js';
 import { issuerPath } from '../http/issuer-origin.js';
 import type { SealedCookies } from '../http/sealed-cookies.js';
@@ -66,6 +67,8 @@ export interface ConsoleState {
   readonly person: ConsolePerson;
   readonly areas: readonly ConsoleArea[];
   readonly sid: string;
+  /** The area being shown: its navigation link is marked current. */
+  readonly area?: ConsoleArea['id'];
 }
 
 export interface ConsoleDeps {
@@ -103,7 +106,8 @@ export function consoleRoutes(deps: ConsoleDeps): Router {
     ctx.status = status;
     ctx.type = 'html';
     ctx.set('Cache-Control', 'no-store');
-    ctx.body = deps.views.render(template, { consoleUrl, ...data });
+    ctx.set('Content-Security-Policy', CONSOLE_CONTENT_SECURITY_POLICY);
+    ctx.body = deps.views.render(template, { consoleUrl, consoleScript: true, ...data });
   }
 
   function errorPage(ctx: ParameterizedContext, status: number, title: string, message: string): void {
@@ -152,12 +156,13 @@ export function consoleRoutes(deps: ConsoleDeps): Router {
           page(ctx, 403, 'console-no-access', { ...commonData(who), title: 'No access', roles: CONSOLE_AREAS.filter((a) => a.id === area).map((a) => a.role) });
           return;
         }
-        (ctx.state as { console?: ConsoleState }).console = who;
+        (ctx.state as { console?: ConsoleState }).console = { ...who, area };
         await next();
       },
     render(ctx, template, data, status = 200) {
       const who = (ctx.state as { console?: ConsoleState }).console;
-      page(ctx, status, template, { ...(who === undefined ? {} : commonData(who)), ...data });
+      const current = who?.area === undefined ? {} : { navCurrent: `${consoleUrl}/${who.area}` };
+      page(ctx, status, template, { ...(who === undefined ? {} : commonData(who)), ...current, ...data });
     },
     async form(ctx) {
       const who = (ctx.state as { console?: ConsoleState }).console;

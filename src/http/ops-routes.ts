@@ -1,4 +1,5 @@
 import { createHash } from 'node:crypto';
+import type { StaticAsset } from '../views.js';
 import Router from '@koa/router';
 import type { Database } from '../db/database.js';
 import { migrationsCurrent, type Migration } from '../db/migrator.js';
@@ -59,22 +60,24 @@ export function managementRoutes(deps: HealthDeps & { readonly metrics: Metrics 
   return router;
 }
 
-/** The public port's operational routes: health and the hosted pages' stylesheet. */
-export function opsRoutes(deps: HealthDeps & { readonly stylesheet: string }): Router {
+/** The public port's operational routes: health and the pages' static files (views/static). */
+export function opsRoutes(deps: HealthDeps & { readonly assets: ReadonlyMap<string, StaticAsset> }): Router {
   const router = new Router({ methods: [...ROUTER_METHODS] });
-  const stylesheetEtag = `"${createHash('sha256').update(deps.stylesheet).digest('base64url').slice(0, 16)}"`;
   addHealthRoutes(router, deps);
 
-  router.get('/static/gatehouse.css', function stylesheet(ctx) {
-    ctx.set('Cache-Control', 'public, max-age=3600');
-    ctx.set('ETag', stylesheetEtag);
-    if (ctx.get('If-None-Match') === stylesheetEtag) {
-      ctx.status = 304;
-      return;
-    }
-    ctx.type = 'text/css; charset=utf-8';
-    ctx.body = deps.stylesheet;
-  });
+  for (const [name, asset] of deps.assets) {
+    const etag = `"${createHash('sha256').update(asset.body).digest('base64url').slice(0, 16)}"`;
+    router.get(`/static/${name}`, function staticAsset(ctx) {
+      ctx.set('Cache-Control', 'public, max-age=3600');
+      ctx.set('ETag', etag);
+      if (ctx.get('If-None-Match') === etag) {
+        ctx.status = 304;
+        return;
+      }
+      ctx.type = asset.type;
+      ctx.body = asset.body;
+    });
+  }
 
   return router;
 }

@@ -6,16 +6,23 @@ import type { Middleware } from 'koa';
  * Chromium applies it to the redirect chain after a form post, which ends at the client's
  * redirect_uri on another origin.
  */
-const CONTENT_SECURITY_POLICY = [
-  "default-src 'none'",
-  // Explicit so oidc-provider can append the hash of its one inline script (the form_post
-  // response page); every other page runs no script at all.
-  "script-src 'none'",
-  "style-src 'self'",
-  "img-src 'self' data:",
-  "base-uri 'none'",
-  "frame-ancestors 'none'",
-].join('; ');
+function contentSecurityPolicy(scriptSrc: string): string {
+  return [
+    "default-src 'none'",
+    // Explicit so oidc-provider can append the hash of its one inline script (the form_post
+    // response page); every other page runs no script at all.
+    `script-src ${scriptSrc}`,
+    "style-src 'self'",
+    "img-src 'self' data:",
+    "base-uri 'none'",
+    "frame-ancestors 'none'",
+  ].join('; ');
+}
+
+const CONTENT_SECURITY_POLICY = contentSecurityPolicy("'none'");
+
+/** The console's pages (SPEC §11): the same, plus its one script file from Gatehouse; still no inline script. */
+export const CONSOLE_CONTENT_SECURITY_POLICY = contentSecurityPolicy("'self'");
 
 export function securityHeaders(options: { hsts: boolean }): Middleware {
   return async function setSecurityHeaders(ctx, next) {

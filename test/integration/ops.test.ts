@@ -87,6 +87,7 @@ describe('security headers', () => {
     { name: 'HTML error page', path: '/auth?client_id=nope', status: 400, type: /^text\/html/ },
     { name: 'not found', path: '/no-such-page', status: 404, type: /./ },
     { name: 'stylesheet', path: '/static/gatehouse.css', status: 200, type: /^text\/css/ },
+    { name: 'console script', path: '/static/console.js', status: 200, type: /^text\/javascript/ },
   ];
   for (const { name, path, status, type } of cases) {
     test(`are set on ${name} responses (${path})`, async () => {

@@ -84,7 +84,7 @@ export function auditArea(deps: { auditEvents: AuditEventService }): ConsoleArea
       const pageUrl = `${kit.consoleUrl}/audit`;
       router.get(`${CONSOLE_PATH}/audit`, kit.requireArea('audit'), async function listAuditEvents(ctx) {
         const parsed = parseQuery(ctx.query);
-        const common = { title: 'Audit events', action: pageUrl, consoleHome: kit.consoleUrl, values: parsed.values, fieldErrors: parsed.fieldErrors };
+        const common = { title: 'Audit events', action: pageUrl, values: parsed.values, fieldErrors: parsed.fieldErrors };
         const invalid = (formErrors: string[]) => kit.render(ctx, 'console-audit', { ...common, formErrors, events: [], older: undefined }, 400);
         if (parsed.query === undefined) return invalid(parsed.formErrors);
         const query = parsed.query;

@@ -3,6 +3,7 @@ import type { ParameterizedContext } from 'koa';
 import type { ManagementServices } from '../../management/index.js';
 import { ManagementError } from '../../management/errors.js';
 import { CONSOLE_PATH } from '../../oidc/console-client.js';
+import { ERROR_STATUS } from '../forms.js';
 import type { ConsoleAreaModule, ConsoleKit } from '../routes.js';
 
 /**
@@ -20,15 +21,6 @@ const DONE_MESSAGES = {
   rotated: 'Keys rotated: each algorithm’s next key now signs, and a fresh next key is published.',
   revoked: 'Key revoked: it has left the JWKS and the tokens it signed are refused.',
 } as const;
-
-/** HTTP status of a refused change, for the page that explains it. */
-const ERROR_STATUS: Record<ManagementError['code'], number> = {
-  validation_failed: 400,
-  not_found: 404,
-  conflict: 409,
-  precondition_failed: 412,
-  forbidden: 403,
-};
 
 type Keys = ManagementServices['keys'];
 
@@ -59,7 +51,6 @@ export function keysArea(keys: Keys): ConsoleAreaModule {
           'console-keys',
           {
             title: 'Signing keys',
-            navCurrent: areaUrl,
             keys: page.items.map((key) => ({ ...key, created: `${key.created_at.slice(0, 16).replace('T', ' ')} UTC`, revokeHref: key.status === 'revoked' ? undefined : `${areaUrl}/${encodeURIComponent(key.kid)}/revoke` })),
             rotateAction: `${areaUrl}/rotate`,
             more: page.next_cursor === null ? undefined : `${areaUrl}?${new URLSearchParams({ cursor: page.next_cursor }).toString()}`,
@@ -72,11 +63,11 @@ export function keysArea(keys: Keys): ConsoleAreaModule {
       }
 
       function showRevoke(ctx: ParameterizedContext, kid: string, error?: string, status?: number): void {
-        kit.render(ctx, 'console-keys-revoke', { title: 'Revoke signing key', navCurrent: areaUrl, kid, action: `${areaUrl}/${encodeURIComponent(kid)}/revoke`, cancelHref: areaUrl, error }, status);
+        kit.render(ctx, 'console-keys-revoke', { title: 'Revoke signing key', kid, action: `${areaUrl}/${encodeURIComponent(kid)}/revoke`, cancelHref: areaUrl, error }, status);
       }
 
       function notFound(ctx: ParameterizedContext): void {
-        kit.render(ctx, 'console-keys-revoke', { title: 'Signing key not found', navCurrent: areaUrl, kid: undefined, cancelHref: areaUrl, error: 'No signing key with that kid.' }, 404);
+        kit.render(ctx, 'console-keys-revoke', { title: 'Signing key not found', kid: undefined, cancelHref: areaUrl, error: 'No signing key with that kid.' }, 404);
       }
 
       router.get(routePath, kit.requireArea('keys'), async function listKeys(ctx) {

@@ -3,6 +3,7 @@ import type { ParameterizedContext } from 'koa';
 import { SIGNING_ALGS, DEFAULT_SIGNING_ALG } from '../../crypto/signing-keys.js';
 import { CONSOLE_PATH } from '../../oidc/console-client.js';
 import { ManagementError, parseOrThrow, type FieldError } from '../../management/errors.js';
+import { errorsByField, hasErrors, NO_ERRORS, type FormErrors } from '../forms.js';
 import type { ManagementServices } from '../../management/index.js';
 import { DEFAULT_LIMIT } from '../../management/pagination.js';
 import { createResourceServerBody, TOKEN_FORMATS } from '../../management/resource-servers/schema.js';
@@ -70,24 +71,6 @@ function bodyFromForm(values: FormValues): { body: Record<string, unknown>; erro
   return { body, errors };
 }
 
-/** Each error next to its field: `#/scopes/0` belongs to scopes (naming the scope), `#` to the whole form. */
-function errorsByField(errors: readonly FieldError[], body: Record<string, unknown>): { fields: Partial<Record<Field, string[]>>; general: string[] } {
-  const fields: Partial<Record<Field, string[]>> = {};
-  const general: string[] = [];
-  for (const error of errors) {
-    const [name, index] = error.pointer.replace(/^#\/?/, '').split('/');
-    const field = FIELDS.find((candidate) => candidate === name);
-    if (field === undefined) {
-      general.push(error.detail);
-      continue;
-    }
-    const items = body[field];
-    const item = index !== undefined && Array.isArray(items) ? (items as unknown[])[Number(index)] : undefined;
-    (fields[field] ??= []).push(typeof item === 'string' ? `“${item}”: ${error.detail}` : error.detail);
-  }
-  return { fields, general };
-}
-
 export function resourceServersArea(management: Pick<ManagementServices, 'resourceServers'>): ConsoleAreaModule {
   const { resourceServers } = management;
 
@@ -97,11 +80,11 @@ export function resourceServersArea(management: Pick<ManagementServices, 'resour
       const path = `${CONSOLE_PATH}/resource-servers`;
       const listUrl = `${kit.consoleUrl}/resource-servers`;
 
-      function renderForm(ctx: ParameterizedContext, values: FormValues, status = 200, errors: ReturnType<typeof errorsByField> = { fields: {}, general: [] }): void {
+      function renderForm(ctx: ParameterizedContext, values: FormValues, status = 200, errors: FormErrors<Field> = NO_ERRORS): void {
         kit.render(
           ctx,
           'console-resource-server-new',
-          { title: errors.general.length + Object.keys(errors.fields).length > 0 ? 'Error: New resource server' : 'New resource server', action: listUrl, listUrl, values, errors: errors.fields, general: errors.general, signingAlgs: SIGNING_ALGS, tokenFormats: TOKEN_FORMATS },
+          { title: hasErrors(errors) ? 'Error: New resource server' : 'New resource server', action: listUrl, listUrl, values, errors: errors.fields, general: errors.general, signingAlgs: SIGNING_ALGS, tokenFormats: TOKEN_FORMATS },
           status,
         );
       }
@@ -140,7 +123,7 @@ export function resourceServersArea(management: Pick<ManagementServices, 'resour
           errors.push(...(error.errors ?? [{ pointer: '#', detail: error.message }]));
         }
         // The form's own errors (a JWK that is not JSON) and the schema's or the service's, each next to its field.
-        renderForm(ctx, values, 400, errorsByField(errors, body));
+        renderForm(ctx, values, 400, errorsByField(errors, FIELDS, body));
       });
     },
   };
