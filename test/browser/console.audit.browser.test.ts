@@ -2,7 +2,7 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
 import type { Browser, BrowserContext, Page } from 'playwright-core';
-import { adminCall, adminToken } from '../support/admin-api.js';
+import { adminCall, adminToken, ALL_ADMIN_SCOPES } from '../support/admin-api.js';
 import { assertAccessible, chromiumMissing, launchChromium, screenshots } from '../support/browser.js';
 import { firstConsoleSignIn } from '../support/console.js';
 import { startTestServer, type TestServer } from '../support/server.js';
@@ -36,7 +36,7 @@ describe('the admin console: audit events', { skip: chromiumMissing }, () => {
 
   before(async () => {
     server = await startTestServer();
-    const token = await adminToken(server, 'admin:users');
+    const token = await adminToken(server, ALL_ADMIN_SCOPES);
     for (const [username, roles] of [
       ['auditor', ['gatehouse:audit']],
       ['keyholder', ['gatehouse:keys']],

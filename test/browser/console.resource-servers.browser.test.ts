@@ -3,7 +3,7 @@ import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
 import { createLocalJWKSet, jwtVerify, type JSONWebKeySet } from 'jose';
 import type { Browser, BrowserContext, Page } from 'playwright-core';
-import { adminCall, adminToken, clientCredentials, createClient, createResourceServer, uniqueName } from '../support/admin-api.js';
+import { adminCall, adminToken, clientCredentials, createClient, createResourceServer, uniqueName, ALL_ADMIN_SCOPES } from '../support/admin-api.js';
 import { assertAccessible, chromiumMissing, launchChromium, screenshots } from '../support/browser.js';
 import { firstConsoleSignIn } from '../support/console.js';
 import { startTestServer, type TestServer } from '../support/server.js';
@@ -29,7 +29,7 @@ describe('the admin console: resource servers', { skip: chromiumMissing }, () =>
 
   before(async () => {
     server = await startTestServer();
-    const users = await adminToken(server, 'admin:users');
+    const users = await adminToken(server, ALL_ADMIN_SCOPES);
     const created = await adminCall(server, 'POST', '/users', { username: 'api-owner', password: PASSWORD, roles: ['gatehouse:resource-servers'] }, users);
     assert.equal(created.status, 201, JSON.stringify(created.body));
     personId = created.body['id'] as string;
@@ -134,7 +134,7 @@ describe('the admin console: resource servers', { skip: chromiumMissing }, () =>
   });
 
   test('a person without the resource-servers area is refused (403); without a console session the area sends the browser to sign in', async () => {
-    const users = await adminToken(server, 'admin:users');
+    const users = await adminToken(server, ALL_ADMIN_SCOPES);
     const created = await adminCall(server, 'POST', '/users', { username: 'key-keeper', password: PASSWORD, roles: ['gatehouse:keys'] }, users);
     assert.equal(created.status, 201, JSON.stringify(created.body));
     const context = await browser.newContext();

@@ -200,3 +200,90 @@ describe('admin API: admin:clients is not root', () => {
     });
   });
 });
+
+/**
+ * SPEC §11: console roles are as strong as the admin scopes they stand for. A token with
+ * `admin:users` alone cannot make anyone (itself included) `gatehouse:admin`, nor take over a
+ * person who holds console roles it lacks (password, second factor, disabling, deleting); a token
+ * with `admin:identity-providers` alone cannot map an upstream claim to `gatehouse:admin`.
+ */
+describe('admin API: console roles need the scopes they stand for', () => {
+  let server: TestServer;
+  let full: AdminApi;
+  let usersOnly: AdminApi;
+  let providersOnly: AdminApi;
+  const PASSWORD = 'correct horse battery staple';
+
+  before(async () => {
+    server = await startTestServer();
+    full = adminApi(server, await adminToken(server, ALL));
+    usersOnly = adminApi(server, await adminToken(server, 'admin:users'));
+    providersOnly = adminApi(server, await adminToken(server, 'admin:identity-providers'));
+  });
+  after(() => server?.close());
+
+  test('admin:users alone cannot create a gatehouse:admin or gatehouse:keys person: 403, nothing stored, nothing audited', async () => {
+    for (const roles of [['gatehouse:admin'], ['gatehouse:keys'], ['gatehouse:users', 'gatehouse:clients']]) {
+      const username = uniqueName('climber');
+      const refused = await usersOnly.request('POST', '/users', { json: { username, password: PASSWORD, roles } });
+      assertProblem(refused, 403, 'forbidden');
+      assert.match(refused.text, /admin:/);
+      await assertNotAudited(server, refused.requestId);
+      const { rows } = await server.db.query('SELECT 1 FROM users WHERE username = $1', [username]);
+      assert.equal(rows.length, 0);
+    }
+    // Its own area's role, and roles that open nothing, it may grant.
+    const peer = await usersOnly.request('POST', '/users', { json: { username: uniqueName('peer'), password: PASSWORD, roles: ['gatehouse:users', 'orders-reader'] } });
+    assert.equal(peer.status, 201, peer.text);
+  });
+
+  test('admin:users alone cannot promote a person, nor take over one whose roles open more: password, second factor, disable, delete all 403', async () => {
+    const plain = await full.request<{ id: string }>('POST', '/users', { json: { username: uniqueName('plain'), password: PASSWORD } });
+    assert.equal(plain.status, 201, plain.text);
+    const promote = await usersOnly.request('PATCH', `/users/${plain.body.id}`, { json: { roles: ['gatehouse:admin'] } });
+    assertProblem(promote, 403, 'forbidden');
+    assert.deepEqual((await full.request<{ roles: string[] }>('GET', `/users/${plain.body.id}`)).body.roles, []);
+
+    const keeper = await full.request<{ id: string }>('POST', '/users', { json: { username: uniqueName('keeper'), password: PASSWORD, roles: ['gatehouse:keys'] } });
+    assert.equal(keeper.status, 201, keeper.text);
+    const id = keeper.body.id;
+    const attempts = await Promise.all([
+      usersOnly.request('PATCH', `/users/${id}`, { json: { password: 'an attacker chose this one' } }),
+      usersOnly.request('PATCH', `/users/${id}`, { json: { disabled: true } }),
+      usersOnly.request('PATCH', `/users/${id}`, { json: { roles: [] } }),
+      usersOnly.request('DELETE', `/users/${id}/mfa`),
+      usersOnly.request('DELETE', `/users/${id}`),
+    ]);
+    for (const attempt of attempts) {
+      assertProblem(attempt, 403, 'forbidden');
+      await assertNotAudited(server, attempt.requestId);
+    }
+    const after = await full.request<{ roles: string[]; disabled: boolean }>('GET', `/users/${id}`);
+    assert.equal(after.status, 200);
+    assert.deepEqual(after.body.roles, ['gatehouse:keys']);
+    assert.equal(after.body.disabled, false);
+    // With the scopes the roles stand for, the same change goes through.
+    const allowed = adminApi(server, await adminToken(server, 'admin:users admin:keys'));
+    assert.equal((await allowed.request('PATCH', `/users/${id}`, { json: { disabled: true } })).status, 200);
+  });
+
+  test('admin:identity-providers alone cannot map upstream claims to console roles it lacks', async () => {
+    const mapping = [{ claim: 'groups', value: 'ops', role: 'gatehouse:admin' }];
+    const issuer = `https://${uniqueName('corp')}.example.com`;
+    const refused = await providersOnly.request('POST', '/identity-providers', { json: { name: 'Corp', issuer, client_id: 'gatehouse', role_mappings: mapping } });
+    assertProblem(refused, 403, 'forbidden');
+    await assertNotAudited(server, refused.requestId);
+
+    const harmless = await providersOnly.request<{ id: string }>('POST', '/identity-providers', {
+      json: { name: 'Corp', issuer, client_id: 'gatehouse', role_mappings: [{ claim: 'groups', value: 'sso', role: 'gatehouse:identity-providers' }] },
+    });
+    assert.equal(harmless.status, 201, harmless.text);
+    const widen = await providersOnly.request('PATCH', `/identity-providers/${harmless.body.id}`, { json: { role_mappings: mapping } });
+    assertProblem(widen, 403, 'forbidden');
+    const byFull = await full.request('PATCH', `/identity-providers/${harmless.body.id}`, { json: { role_mappings: mapping } });
+    assert.equal(byFull.status, 200, byFull.text);
+    // Now the provider hands out gatehouse:admin: changing it at all (its issuer, say) needs every admin scope.
+    const repoint = await providersOnly.request('PATCH', `/identity-providers/${harmless.body.id}`, { json: { issuer: `https://${uniqueName('evil')}.example.com` } });
+    assertProblem(repoint, 403, 'forbidden');
+  });
+});

@@ -1,5 +1,6 @@
 import assert from 'node:assert/strict';
 import { randomUUID, type JsonWebKey } from 'node:crypto';
+import { ADMIN_SCOPES } from '../../src/management/admin-scopes.js';
 import { assertMatchesContract } from './openapi-contract.js';
 import type { TestServer } from './server.js';
 
@@ -16,6 +17,9 @@ export const PROBLEM_TYPE = 'application/problem+json';
 
 /** The scopes `adminToken` asks for unless told otherwise (`admin:users` and `admin:audit` are asked for explicitly). */
 export const DEFAULT_ADMIN_SCOPE = 'admin:clients admin:resource-servers admin:keys';
+
+/** Every admin scope: what creating a person with any console role takes (SPEC §11). */
+export const ALL_ADMIN_SCOPES = ADMIN_SCOPES.join(' ');
 
 export interface FieldError {
   readonly pointer: string;

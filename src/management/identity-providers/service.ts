@@ -3,10 +3,11 @@ import type { Envelope } from '../../crypto/envelope.js';
 import type { Database, Queryable } from '../../db/database.js';
 import { createIdentityProviderStore, type IdentityProviderFields, type IdentityProviderRow } from '../../db/identity-providers.js';
 import { isNonPublicHost } from '../../oidc/outbound-fetch.js';
-import { recordAudit, type AuditContext } from '../../audit/audit.js';
+import { missingPrivileges, recordAudit, type AdminContext } from '../../audit/audit.js';
+import { adminScopesOpenedBy } from '../admin-scopes.js';
 import { decodeCursor, toPage, type Page } from '../pagination.js';
 import { checkIfMatch } from '../etag.js';
-import { Conflict, NotFound, ValidationFailed, type FieldError, type ManagementError } from '../errors.js';
+import { Conflict, Forbidden, NotFound, ValidationFailed, type FieldError, type ManagementError } from '../errors.js';
 import { presentIdentityProvider, type IdentityProviderResponse } from './presenter.js';
 import type { CreateIdentityProviderBody, PatchIdentityProviderBody } from './schema.js';
 
@@ -93,6 +94,18 @@ async function checkEmailDomains(db: Queryable, id: string, settings: Settings):
 }
 
 /** Upstream identity providers (SPEC §10): the admin API and the CLI both go through here. */
+/**
+ * Role mappings that hand out console roles (SPEC §11) make whoever controls the upstream claim
+ * as strong as the admin scopes those roles stand for: setting them up needs those scopes, or a
+ * holder of `admin:identity-providers` alone could map their own upstream account to `gatehouse:admin`.
+ */
+function assertMayMapRoles(context: AdminContext, ...mappingSets: readonly (readonly { readonly role: string }[])[]): void {
+  const missing = missingPrivileges(context.privileges, adminScopesOpenedBy(mappingSets.flat().map((mapping) => mapping.role)));
+  if (missing.length > 0) {
+    throw new Forbidden(`To set up a provider whose role mappings grant admin console roles, the caller must hold every admin scope those roles stand for; it lacks: ${missing.join(' ')}.`);
+  }
+}
+
 export function createIdentityProviderService(deps: IdentityProviderServiceDeps) {
   const { db, envelope, issuer } = deps;
   const present = (row: IdentityProviderRow) => presentIdentityProvider(row, issuer);
@@ -109,9 +122,10 @@ export function createIdentityProviderService(deps: IdentityProviderServiceDeps)
       return present(row);
     },
 
-    async create(body: CreateIdentityProviderBody, audit: AuditContext): Promise<IdentityProviderResponse> {
+    async create(body: CreateIdentityProviderBody, audit: AdminContext): Promise<IdentityProviderResponse> {
       const { client_secret: clientSecret, ...settings } = body;
       checkIssuer(settings, deps.allowPrivateIssuer);
+      assertMayMapRoles(audit, settings.role_mappings);
       // Chosen here, not by the database: the sealed secret's purpose names the row it belongs to.
       const id = randomUUID();
       const sealed = clientSecret === null ? null : envelope.seal(clientSecret, secretPurpose(id));
@@ -139,7 +153,7 @@ export function createIdentityProviderService(deps: IdentityProviderServiceDeps)
       return present(row);
     },
 
-    async update(id: string, patch: PatchIdentityProviderBody, audit: AuditContext, ifMatch?: string): Promise<IdentityProviderResponse> {
+    async update(id: string, patch: PatchIdentityProviderBody, audit: AdminContext, ifMatch?: string): Promise<IdentityProviderResponse> {
       const { client_secret: clientSecret, ...changes } = patch;
       return db.transaction(async (tx) => {
         const store = createIdentityProviderStore(tx);
@@ -152,6 +166,7 @@ export function createIdentityProviderService(deps: IdentityProviderServiceDeps)
           if (value !== undefined) (merged as Record<string, unknown>)[key] = value;
         }
         checkIssuer(merged, deps.allowPrivateIssuer);
+        assertMayMapRoles(audit, before.role_mappings, merged.role_mappings);
         await checkEmailDomains(tx, id, merged);
         const sealed = clientSecret === undefined ? current.client_secret_sealed : clientSecret === null ? null : envelope.seal(clientSecret, secretPurpose(id));
         const updated = await store.update(id, fieldsOf(merged, sealed));
@@ -169,7 +184,7 @@ export function createIdentityProviderService(deps: IdentityProviderServiceDeps)
     },
 
     /** The provider's links to people go with it (they keep their accounts). */
-    async delete(id: string, audit: AuditContext): Promise<void> {
+    async delete(id: string, audit: AdminContext): Promise<void> {
       await db.transaction(async (tx) => {
         const store = createIdentityProviderStore(tx);
         const current = await store.findById(id, { forUpdate: true });

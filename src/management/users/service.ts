@@ -4,13 +4,14 @@ import type { Database, Queryable } from '../../db/database.js';
 import { createUserIdentityStore, type LinkedIdentityRow } from '../../db/identity-providers.js';
 import { createOidcModelStore } from '../../db/oidc-models.js';
 import { createUserStore, usernameConstraintViolated, type UsernameConstraint, type UserFields, type UserRow } from '../../db/users.js';
-import { recordAudit, type AuditContext } from '../../audit/audit.js';
+import { missingPrivileges, recordAudit, type AdminContext } from '../../audit/audit.js';
+import { adminScopesOpenedBy } from '../admin-scopes.js';
 import { decodeCursor, toPage, type Page } from '../pagination.js';
 import { presentUser, type UserResponse } from './presenter.js';
 import { checkIfMatch } from '../etag.js';
 import { createSecondFactorStore } from '../../db/second-factor.js';
 import type { CreateUserBody, PatchUserBody } from './schema.js';
-import { Conflict, NotFound, ValidationFailed, type ManagementError } from '../errors.js';
+import { Conflict, Forbidden, NotFound, ValidationFailed, type ManagementError } from '../errors.js';
 
 export interface UserServiceDeps {
   readonly db: Database;
@@ -62,7 +63,20 @@ async function present(db: Queryable, row: UserRow): Promise<UserResponse> {
   return user!;
 }
 
-/** People: the admin API and, later, the CLI both go through here (one code path). */
+/**
+ * A person whose roles open the console is as strong as the admin scopes those roles stand for
+ * (SPEC §11). Creating one, changing one (roles, password, second factor, identities, disabling)
+ * or deleting one needs those scopes, or a holder of `admin:users` alone could make themselves
+ * `gatehouse:admin`, or take over an admin by setting their password.
+ */
+function assertMayManage(context: AdminContext, verb: string, ...roleSets: readonly (readonly string[])[]): void {
+  const missing = missingPrivileges(context.privileges, roleSets.flatMap((roles) => adminScopesOpenedBy(roles)));
+  if (missing.length > 0) {
+    throw new Forbidden(`To ${verb} a person whose roles open the admin console, the caller must hold every admin scope those roles stand for; it lacks: ${missing.join(' ')}.`);
+  }
+}
+
+/** People: the admin API, the CLI and the console all go through here (one code path). */
 export function createUserService(deps: UserServiceDeps) {
   const { db, hasher } = deps;
 
@@ -84,7 +98,8 @@ export function createUserService(deps: UserServiceDeps) {
       return present(db, row);
     },
 
-    async create(body: CreateUserBody, audit: AuditContext): Promise<UserResponse> {
+    async create(body: CreateUserBody, audit: AdminContext): Promise<UserResponse> {
+      assertMayManage(audit, 'create', body.roles);
       const usernameNormalized = normalizeUsername(body.username);
       const skeleton = usernameSkeleton(body.username);
       // A taken or look-alike name is refused before spending a hash on it; the insert below settles
@@ -119,7 +134,7 @@ export function createUserService(deps: UserServiceDeps) {
       return presentUser(row, []);
     },
 
-    async update(id: string, patch: PatchUserBody, audit: AuditContext, ifMatch?: string): Promise<UserResponse> {
+    async update(id: string, patch: PatchUserBody, audit: AdminContext, ifMatch?: string): Promise<UserResponse> {
       const { password, ...changes } = patch;
       const passwordHash = password === undefined ? undefined : await hasher.hash(password);
       return db.transaction(async (tx) => {
@@ -127,6 +142,7 @@ export function createUserService(deps: UserServiceDeps) {
         const current = await store.findById(id, { forUpdate: true });
         if (current === undefined) throw notFound();
         checkIfMatch(ifMatch, await present(tx, current));
+        assertMayManage(audit, 'change', current.roles, changes.roles ?? []);
 
         const email = changes.email === undefined ? current.email : changes.email;
         const next: UserFields = {
@@ -186,9 +202,11 @@ export function createUserService(deps: UserServiceDeps) {
     },
 
     /** SPEC §5: removes the second factor and recovery codes; the next sign-in enrolls again if required. */
-    async resetSecondFactor(id: string, audit: AuditContext): Promise<void> {
+    async resetSecondFactor(id: string, audit: AdminContext): Promise<void> {
       await db.transaction(async (tx) => {
-        if ((await createUserStore(tx).findById(id, { forUpdate: true })) === undefined) throw notFound();
+        const current = await createUserStore(tx).findById(id, { forUpdate: true });
+        if (current === undefined) throw notFound();
+        assertMayManage(audit, 'remove the second factor of', current.roles);
         const removed = await createSecondFactorStore(tx).reset(id);
         // SPEC §4: a removed second factor ends the person's sessions, grants and refresh tokens at once.
         const revoked = await createOidcModelStore(tx).revokeByAccountId(id);
@@ -200,9 +218,11 @@ export function createUserService(deps: UserServiceDeps) {
      * SPEC §10: removes the person's link to an upstream provider; their next sign-in there is
      * matched again (by verified email, or as a new person, where the provider allows).
      */
-    async unlinkIdentity(id: string, providerId: string, audit: AuditContext): Promise<void> {
+    async unlinkIdentity(id: string, providerId: string, audit: AdminContext): Promise<void> {
       await db.transaction(async (tx) => {
-        if ((await createUserStore(tx).findById(id, { forUpdate: true })) === undefined) throw notFound();
+        const current = await createUserStore(tx).findById(id, { forUpdate: true });
+        if (current === undefined) throw notFound();
+        assertMayManage(audit, 'unlink an identity of', current.roles);
         const identities = createUserIdentityStore(tx);
         const identity = (await identities.forUsers([id])).find((candidate) => candidate.provider_id === providerId);
         if (identity === undefined || !(await identities.unlink(id, providerId))) throw new NotFound('The user has no identity at that provider.');
@@ -215,11 +235,12 @@ export function createUserService(deps: UserServiceDeps) {
     },
 
     /** The person, their sessions, grants, codes and refresh tokens go at once. */
-    async delete(id: string, audit: AuditContext): Promise<void> {
+    async delete(id: string, audit: AdminContext): Promise<void> {
       await db.transaction(async (tx) => {
         const store = createUserStore(tx);
         const current = await store.findById(id, { forUpdate: true });
         if (current === undefined) throw notFound();
+        assertMayManage(audit, 'delete', current.roles);
         const revoked = await createOidcModelStore(tx).revokeByAccountId(id);
         await store.delete(id);
         await recordAudit(tx, audit, { type: 'user.deleted', target: id, details: { username: current.username, revoked_artifacts: revoked } });
