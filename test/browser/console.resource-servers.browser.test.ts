@@ -224,6 +224,13 @@ describe('the admin console: resource servers', { skip: chromiumMissing }, () =>
     assert.equal((await readServer(created.id)).body.inner_encryption_jwk, null);
     assert.equal((await readServer(created.id)).body.access_token_ttl, 900, 'nothing saved');
 
+    // So is a private JWK, the same way.
+    await page.fill('#inner_encryption_jwk', JSON.stringify(inner.privateKey.export({ format: 'jwk' })));
+    assert.equal(await submit(page, 'Save changes'), 400);
+    assert.match((await page.textContent('#inner_encryption_jwk-error')) ?? '', /private key/);
+    assert.equal(await page.inputValue('#inner_encryption_jwk'), '');
+    assert.equal((await readServer(created.id)).body.inner_encryption_jwk, null);
+
     // A PEM that does not parse is a field error too.
     await page.fill('#inner_encryption_jwk', '-----BEGIN PUBLIC KEY-----\nnot base64\n-----END PUBLIC KEY-----');
     assert.equal(await submit(page, 'Save changes'), 400);

@@ -9,6 +9,7 @@ import type { ManagementServices } from '../../management/index.js';
 import { DEFAULT_LIMIT } from '../../management/pagination.js';
 import type { ResourceServerResponse } from '../../management/resource-servers/presenter.js';
 import { createResourceServerBody, patchResourceServerBody, TOKEN_FORMATS } from '../../management/resource-servers/schema.js';
+import { PRIVATE_JWK_MEMBERS } from '../../tokens/jwe.js';
 import type { ConsoleAreaModule, ConsoleKit } from '../routes.js';
 
 /**
@@ -69,7 +70,8 @@ function valuesFrom(server: ResourceServerResponse): FormValues {
   };
 }
 
-const PEM = /^-----BEGIN [A-Z0-9 ]+-----/;
+const PRIVATE_PEM = /-----BEGIN [A-Z0-9 ]*PRIVATE KEY-----/;
+const PRIVATE_KEY_REFUSED = 'is a private key: paste the public key only (“-----BEGIN PUBLIC KEY-----” or a public JWK). It was not stored; keep the private key with the resource server.';
 
 /**
  * The inner encryption key as a JWK: pasted as JSON, or as a PEM public key (converted here, so
@@ -77,22 +79,26 @@ const PEM = /^-----BEGIN [A-Z0-9 ]+-----/;
  */
 function innerKeyFromForm(text: string): { jwk: unknown; error?: string; forget?: true } {
   if (text === '') return { jwk: null };
-  if (PEM.test(text)) {
-    // createPublicKey would quietly derive the public half of a private key: refuse it instead, it must not be here.
-    if (/-----BEGIN [A-Z0-9 ]*PRIVATE KEY-----/.test(text)) {
-      return { jwk: undefined, forget: true, error: 'is a private key: paste the public key only (“-----BEGIN PUBLIC KEY-----”). It was not stored; keep the private key with the resource server.' };
-    }
+  // Anywhere in the text (openssl output may start with "Bag Attributes"): createPublicKey would quietly derive the public half.
+  if (PRIVATE_PEM.test(text)) return { jwk: undefined, forget: true, error: PRIVATE_KEY_REFUSED };
+  if (text.includes('-----BEGIN ')) {
     try {
       return { jwk: createPublicKey(text).export({ format: 'jwk' }) };
     } catch {
       return { jwk: undefined, error: 'is not a PEM public key that can be read (“-----BEGIN PUBLIC KEY-----” … “-----END PUBLIC KEY-----”)' };
     }
   }
+  let jwk: unknown;
   try {
-    return { jwk: JSON.parse(text) as unknown };
+    jwk = JSON.parse(text) as unknown;
   } catch {
     return { jwk: undefined, error: 'must be a JWK as JSON, e.g. {"kty":"EC", …}, or a PEM public key' };
   }
+  // The schema refuses a private JWK too, but the form must not send it back to the browser.
+  if (typeof jwk === 'object' && jwk !== null && PRIVATE_JWK_MEMBERS.some((member) => Object.hasOwn(jwk, member))) {
+    return { jwk: undefined, forget: true, error: PRIVATE_KEY_REFUSED };
+  }
+  return { jwk };
 }
 
 /**
