@@ -349,6 +349,11 @@ describe('the admin console: resource servers', { skip: chromiumMissing }, () =>
     await page.goto(`${server.issuer}/console/resource-servers/${builtIn.id}`);
     assert.equal(await page.locator('form button:has-text("Save changes")').count(), 0);
     assert.equal(await page.locator('a:has-text("Delete this resource server")').count(), 0);
+    const csrf = await page.inputValue('input[name="csrf"] >> nth=0');
+    const changed = await page.request.post(`${server.issuer}/console/resource-servers/${builtIn.id}`, { form: { csrf, version: '*', name: 'Renamed', scopes: '', access_token_ttl: '900', signing_alg: builtIn.signing_alg, token_format: 'jwt' }, maxRedirects: 0 });
+    assert.equal(changed.status(), 409);
+    assert.match(await changed.text(), /built-in admin API resource server cannot be changed/);
+    assert.equal((await readServer(builtIn.id)).body.name, builtIn.name);
     await page.goto(`${server.issuer}/console/resource-servers/${builtIn.id}/delete`);
     assert.equal(await submit(page, 'Delete this resource server'), 409);
     assert.match((await page.textContent('.form-error')) ?? '', /built-in admin API resource server cannot be deleted/);
