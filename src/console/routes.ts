@@ -78,8 +78,8 @@ export interface ConsoleDeps {
   /** Keys the CSRF tokens (derived from the cookie secret every instance shares). */
   readonly csrfKey: Buffer;
   readonly person: (id: string) => Promise<ConsolePerson | undefined>;
-  /** The overview reads these; area modules get the whole set through their own deps. */
-  readonly management: Pick<ManagementServices, 'keys' | 'auditEvents'>;
+  /** The overview reads these (key status, recent events, counts); area modules get the whole set through their own deps. */
+  readonly management: Pick<ManagementServices, 'keys' | 'auditEvents' | CountedArea>;
   readonly views: Views;
   readonly logger: Logger;
   /** The areas with pages (the overview links to these). */
@@ -87,6 +87,20 @@ export interface ConsoleDeps {
 }
 
 type SignedIn = ConsoleState;
+
+/** The areas whose overview entry shows how many there are, and the service that counts them. */
+const COUNTED = {
+  clients: 'clients',
+  'resource-servers': 'resourceServers',
+  users: 'users',
+  gateway: 'gatewayRoutes',
+  'identity-providers': 'identityProviders',
+} as const satisfies Partial<Record<ConsoleArea['id'], keyof ManagementServices>>;
+type CountedArea = (typeof COUNTED)[keyof typeof COUNTED];
+
+function countedService(id: ConsoleArea['id']): CountedArea | undefined {
+  return Object.hasOwn(COUNTED, id) ? COUNTED[id as keyof typeof COUNTED] : undefined;
+}
 
 export function consoleRoutes(deps: ConsoleDeps): Router {
   const base = deps.issuer.replace(/\/+$/, '');
@@ -202,7 +216,18 @@ export function consoleRoutes(deps: ConsoleDeps): Router {
     const has = (id: ConsoleArea['id']) => who.areas.some((area) => area.id === id);
     const keys = has('keys') ? (await deps.management.keys.list({ limit: 20 })).items : undefined;
     const events = has('audit') ? (await deps.management.auditEvents.list({ limit: 10 })).items : undefined;
-    const areas = who.areas.map((area) => ({ title: area.title, href: withPages.has(area.id) ? `${consoleUrl}/${area.id}` : undefined }));
+    // Only the areas this person may open are counted (nobody learns how many users there are without the users role).
+    const areas = await Promise.all(
+      who.areas.map(async (area) => {
+        const service = countedService(area.id);
+        return {
+          id: area.id,
+          title: area.title,
+          href: withPages.has(area.id) ? `${consoleUrl}/${area.id}` : undefined,
+          count: service === undefined ? undefined : await deps.management[service].count(),
+        };
+      }),
+    );
     page(ctx, 200, 'console-overview', { ...common, areas, keys, events });
   });
 

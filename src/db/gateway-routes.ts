@@ -68,6 +68,11 @@ export function createGatewayRouteStore(db: Queryable) {
       const { rows } = await db.query<GatewayRouteRow>(`SELECT ${COLUMNS} FROM gateway_routes WHERE id = $1${options.forUpdate === true ? ' FOR UPDATE' : ''}`, [id]);
       return rows[0];
     },
+    /** How many there are, for the console's overview (a count(*): cheap at tens of thousands of rows). */
+    async count(): Promise<number> {
+      const { rows } = await db.query<{ n: number }>('SELECT count(*)::int AS n FROM gateway_routes');
+      return rows[0]?.n ?? 0;
+    },
     async list(page: { after: string | undefined; limit: number }): Promise<GatewayRouteRow[]> {
       // Qualified: a bare `seq` would name the text alias in COLUMNS.
       const { rows } = await db.query<GatewayRouteRow>(`SELECT ${COLUMNS} FROM gateway_routes WHERE seq > $1::bigint ORDER BY gateway_routes.seq LIMIT $2`, [

@@ -99,6 +99,11 @@ export function createIdentityProviderStore(db: Queryable) {
       const { rows } = await db.query<IdentityProviderRow>(`SELECT ${COLUMNS} FROM identity_providers WHERE id = $1${options.forUpdate === true ? ' FOR UPDATE' : ''}`, [id]);
       return rows[0];
     },
+    /** How many there are, for the console's overview (a count(*): cheap at tens of thousands of rows). */
+    async count(): Promise<number> {
+      const { rows } = await db.query<{ n: number }>('SELECT count(*)::int AS n FROM identity_providers');
+      return rows[0]?.n ?? 0;
+    },
     async list(page: { after: string | undefined; limit: number }): Promise<IdentityProviderRow[]> {
       // Qualified: a bare `seq` would name the text alias in COLUMNS.
       const { rows } = await db.query<IdentityProviderRow>(`SELECT ${COLUMNS} FROM identity_providers WHERE seq > $1::bigint ORDER BY identity_providers.seq LIMIT $2`, [

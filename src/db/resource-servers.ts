@@ -54,6 +54,11 @@ export function createResourceServerStore(db: Queryable) {
       );
       return rows[0];
     },
+    /** How many there are, for the console's overview (a count(*): cheap at tens of thousands of rows). */
+    async count(): Promise<number> {
+      const { rows } = await db.query<{ n: number }>('SELECT count(*)::int AS n FROM resource_servers');
+      return rows[0]?.n ?? 0;
+    },
     async list(page: { after: string | undefined; limit: number }): Promise<ResourceServerRow[]> {
       // Qualified: a bare `seq` would name the text alias in COLUMNS and sort 10 before 9.
       const { rows } = await db.query<ResourceServerRow>(`SELECT ${COLUMNS} FROM resource_servers WHERE seq > $1::bigint ORDER BY resource_servers.seq LIMIT $2`, [

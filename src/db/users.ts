@@ -117,6 +117,11 @@ export function createUserStore(db: Queryable) {
       if (row === undefined) return undefined;
       return row.same_name ? 'username' : 'skeleton';
     },
+    /** How many there are, for the console's overview (a count(*): cheap at tens of thousands of rows). */
+    async count(): Promise<number> {
+      const { rows } = await db.query<{ n: number }>('SELECT count(*)::int AS n FROM users');
+      return rows[0]?.n ?? 0;
+    },
     async list(page: { after: string | undefined; limit: number; usernamePrefix?: string | undefined; emailPrefix?: string | undefined }): Promise<UserRow[]> {
       const params: unknown[] = [page.after ?? '0', page.limit];
       const filters: string[] = [];

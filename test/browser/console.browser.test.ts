@@ -59,6 +59,24 @@ describe('the admin console: sign-in, roles, sign-out', { skip: chromiumMissing 
       'Gateway routes',
       'Identity providers',
     ]);
+    // How many of each, as the database has them, each linking to its area where it has pages.
+    const expected: [string, string, string][] = [
+      ['clients', 'Clients', 'clients'],
+      ['resource-servers', 'Resource servers', 'resource_servers'],
+      ['users', 'Users', 'users'],
+      ['gateway', 'Gateway routes', 'gateway_routes'],
+      ['identity-providers', 'Identity providers', 'identity_providers'],
+    ];
+    assert.deepEqual(await page.locator('#counts-heading + table tbody th').allTextContents(), expected.map(([, title]) => title));
+    for (const [id, title, table] of expected) {
+      const { rows } = await server.db.query<{ n: number }>(`SELECT count(*)::int AS n FROM ${table}`);
+      const cell = page.locator(`#counts-heading + table tr[data-area="${id}"] td`);
+      assert.equal((await cell.textContent())?.trim(), String(rows[0]!.n), title);
+      const link = cell.locator('a');
+      if ((await link.count()) > 0) assert.equal(await link.getAttribute('href'), `${server.issuer}/console/${id}`);
+    }
+    assert.equal(await page.locator('#counts-heading + table tr[data-area="users"] td').textContent(), '3', 'root, helpdesk and nobody');
+    assert.equal(await page.getAttribute('#counts-heading + table tr[data-area="resource-servers"] a', 'href'), `${server.issuer}/console/resource-servers`);
     assert.ok((await page.locator('#keys-heading + table tbody tr').count()) >= 1, 'the signing keys');
     assert.match((await page.locator('#events-heading + table').textContent()) ?? '', /login\.success/);
     await assertAccessible(page, 'console overview');
@@ -77,6 +95,8 @@ describe('the admin console: sign-in, roles, sign-out', { skip: chromiumMissing 
     const context = await newContext();
     const page = await signIn(context, 'helpdesk');
     assert.deepEqual(await page.locator('.areas li').allTextContents(), ['Users']);
+    // Only the areas one may open are counted.
+    assert.deepEqual(await page.locator('#counts-heading + table tbody th').allTextContents(), ['Users']);
     assert.equal(await page.locator('#keys-heading').count(), 0);
     assert.equal(await page.locator('#events-heading').count(), 0);
     await context.close();

@@ -177,6 +177,11 @@ export function createClientService(deps: ClientServiceDeps) {
   }
 
   return {
+    /** How many there are (the console's overview). */
+    count(): Promise<number> {
+      return createClientStore(db).count();
+    },
+
     async list(query: { limit: number; cursor?: string | undefined; client_name?: string | undefined }): Promise<Page<ClientResponse>> {
       const rows = await createClientStore(db).list({ after: decodeCursor(query.cursor), limit: query.limit + 1, namePrefix: query.client_name });
       return toPage(rows, query.limit, (row) => row.seq, presentClient);

@@ -99,6 +99,11 @@ export function createGatewayRouteService(deps: GatewayRouteServiceDeps) {
   const { db, routesChanged } = deps;
 
   return {
+    /** How many there are (the console's overview). */
+    count(): Promise<number> {
+      return createGatewayRouteStore(db).count();
+    },
+
     async list(query: { limit: number; cursor?: string | undefined }): Promise<Page<GatewayRouteResponse>> {
       const rows = await createGatewayRouteStore(db).list({ after: decodeCursor(query.cursor), limit: query.limit + 1 });
       return toPage(rows, query.limit, (row) => row.seq, presentGatewayRoute);

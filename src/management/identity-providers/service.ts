@@ -111,6 +111,11 @@ export function createIdentityProviderService(deps: IdentityProviderServiceDeps)
   const present = (row: IdentityProviderRow) => presentIdentityProvider(row, issuer);
 
   return {
+    /** How many there are (the console's overview). */
+    count(): Promise<number> {
+      return createIdentityProviderStore(db).count();
+    },
+
     async list(query: { limit: number; cursor?: string | undefined }): Promise<Page<IdentityProviderResponse>> {
       const rows = await createIdentityProviderStore(db).list({ after: decodeCursor(query.cursor), limit: query.limit + 1 });
       return toPage(rows, query.limit, (row) => row.seq, present);

@@ -36,6 +36,11 @@ export function createResourceServerService(deps: ResourceServerServiceDeps) {
   const { db, registry } = deps;
 
   return {
+    /** How many there are (the console's overview). */
+    count(): Promise<number> {
+      return createResourceServerStore(db).count();
+    },
+
     async list(query: { limit: number; cursor?: string | undefined }): Promise<Page<ResourceServerResponse>> {
       const rows = await createResourceServerStore(db).list({ after: decodeCursor(query.cursor), limit: query.limit + 1 });
       return toPage(rows, query.limit, (row) => row.seq, presentResourceServer);

@@ -81,6 +81,11 @@ export function createUserService(deps: UserServiceDeps) {
   const { db, hasher } = deps;
 
   return {
+    /** How many there are (the console's overview). */
+    count(): Promise<number> {
+      return createUserStore(db).count();
+    },
+
     async list(query: { limit: number; cursor?: string | undefined; username?: string | undefined; email?: string | undefined }): Promise<Page<UserResponse>> {
       const rows = await createUserStore(db).list({
         after: decodeCursor(query.cursor),
