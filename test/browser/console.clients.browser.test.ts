@@ -3,7 +3,7 @@ import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
 import { createLocalJWKSet, jwtVerify, type JSONWebKeySet } from 'jose';
 import type { Browser, BrowserContext, Page, Response } from 'playwright-core';
-import { adminCall, adminToken, clientCredentials, createClient, uniqueName, type ClientBody } from '../support/admin-api.js';
+import { adminCall, adminToken, clientCredentials, createClient, uniqueName, type ClientBody, ALL_ADMIN_SCOPES } from '../support/admin-api.js';
 import { assertAccessible, chromiumMissing, launchChromium, screenshots } from '../support/browser.js';
 import { firstConsoleSignIn } from '../support/console.js';
 import { startTestServer, type TestServer } from '../support/server.js';
@@ -64,7 +64,7 @@ describe('the admin console: clients', { skip: chromiumMissing }, () => {
   before(async () => {
     server = await startTestServer();
     listUrl = `${server.issuer}/console/clients`;
-    const users = await adminToken(server, 'admin:users');
+    const users = await adminToken(server, ALL_ADMIN_SCOPES);
     for (const [username, roles] of [
       ['client-owner', ['gatehouse:clients', 'gatehouse:resource-servers']],
       ['helpdesk', ['gatehouse:users']],
@@ -97,7 +97,8 @@ describe('the admin console: clients', { skip: chromiumMissing }, () => {
     await page.fill('#identifier', identifier);
     await page.fill('#name', 'Billing API');
     await page.fill('#scopes', 'billing:read billing:write');
-    await Promise.all([page.waitForURL(`${server.issuer}/console/resource-servers`), page.click('button:has-text("Create resource server")')]);
+    // Creating one opens its page, which says so.
+    await Promise.all([page.waitForURL(/\/console\/resource-servers\/[\w-]+\?done=created$/), page.click('button:has-text("Create resource server")')]);
 
     await page.click('nav a:has-text("Clients")');
     await page.waitForURL(listUrl);

@@ -2,7 +2,7 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
 import type { Browser, BrowserContext, Page, Response } from 'playwright-core';
-import { adminCall, adminToken, clientCredentials, createClient, createResourceServer, uniqueName, type ClientBody } from '../support/admin-api.js';
+import { adminCall, adminToken, clientCredentials, createClient, createResourceServer, uniqueName, type ClientBody, ALL_ADMIN_SCOPES } from '../support/admin-api.js';
 import { assertAccessible, chromiumMissing, launchChromium, screenshots } from '../support/browser.js';
 import { firstConsoleSignIn } from '../support/console.js';
 import { startTestServer, waitFor, type TestServer } from '../support/server.js';
@@ -82,7 +82,7 @@ describe('the admin console: gateway routes', { skip: chromiumMissing }, () => {
 
   before(async () => {
     server = await startTestServer();
-    const users = await adminToken(server, 'admin:users');
+    const users = await adminToken(server, ALL_ADMIN_SCOPES);
     for (const [username, roles] of [
       ['gatekeeper', ['gatehouse:gateway']],
       ['helpdesk', ['gatehouse:users']],

@@ -7,7 +7,7 @@ import { after, before, describe, test } from 'node:test';
 import { exportJWK, generateKeyPair } from 'jose';
 import Provider, { type Configuration } from 'oidc-provider';
 import type { Browser, BrowserContext, Page, Response } from 'playwright-core';
-import { adminCall, adminToken } from '../support/admin-api.js';
+import { adminCall, adminToken, ALL_ADMIN_SCOPES } from '../support/admin-api.js';
 import { assertAccessible, chromiumMissing, launchChromium, screenshots } from '../support/browser.js';
 import { firstConsoleSignIn } from '../support/console.js';
 import { startTestServer, type TestServer } from '../support/server.js';
@@ -197,7 +197,7 @@ describe('the admin console: identity providers', { skip: chromiumMissing }, () 
 
   before(async () => {
     server = await startTestServer({ env: { ALLOW_PRIVATE_JWKS_URI: 'true' } });
-    const users = await adminToken(server, 'admin:users');
+    const users = await adminToken(server, ALL_ADMIN_SCOPES);
     for (const [username, roles] of [
       ['federator', ['gatehouse:identity-providers']],
       ['helpdesk', ['gatehouse:users']],

@@ -399,6 +399,12 @@ describe('the admin console: users', { skip: chromiumMissing }, () => {
     const self = ids.get('steward')!;
     await page.goto(`${usersUrl()}/${self}`);
     await page.waitForSelector('h1:has-text("(you)")');
+    // SPEC §11: a role opens what its admin scopes do; gatehouse:users alone cannot grant gatehouse:admin, to itself or anyone.
+    await page.fill('#roles', 'gatehouse:users gatehouse:admin');
+    const climb = await post(page, () => page.click('button:has-text("Save changes")'));
+    assert.equal(climb.status(), 403);
+    await page.waitForSelector('[role="alert"]:has-text("admin:keys")');
+    assert.deepEqual((await apiUser(self)).roles, ['gatehouse:users']);
     for (const action of ['disable', 'delete', 'second-factor', 'password']) {
       await page.goto(`${usersUrl()}/${self}/${action}`);
       await page.waitForSelector('[role="note"]:has-text("This is you")');
