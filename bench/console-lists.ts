@@ -8,6 +8,7 @@ import { createPasswordHasher } from '../src/accounts/passwords.js';
 import { normalizeUsername, usernameSkeleton } from '../src/accounts/usernames.js';
 import { connectPostgres } from '../src/db/database.js';
 import { createUserService } from '../src/management/users/service.js';
+import { ADMIN_SCOPES } from '../src/management/admin-scopes.js';
 import { CookieClient, formAction, hiddenField } from '../test/support/cookie-client.js';
 import { totpCode } from '../test/support/totp.js';
 import {
@@ -310,7 +311,7 @@ async function main(): Promise<number> {
     log(`seeding ${settings.rows} clients and ${settings.rows} users`);
     const seedMs = await seed(database);
     log(`seeded: clients ${seedMs.clientsMs.toFixed(0)} ms, users ${seedMs.usersMs.toFixed(0)} ms`);
-    await adminPost(gatehouse.url, await gatehouse.adminToken(['admin:users']), '/users', { username: 'bench-console', password: PASSWORD, roles: ['gatehouse:admin'] });
+    await adminPost(gatehouse.url, await gatehouse.adminToken([...ADMIN_SCOPES]), '/users', { username: 'bench-console', password: PASSWORD, roles: ['gatehouse:admin'] });
     const browser = await consoleSignIn(gatehouse, 'bench-console');
     log('signed in to the console');
 
