@@ -85,7 +85,7 @@ export default tseslint.config(
   {
     // The pages' one script runs in the browser.
     files: ['views/static/*.js'],
-    languageOptions: { sourceType: 'script', globals: { document: 'readonly', navigator: 'readonly', setTimeout: 'readonly' } },
+    languageOptions: { sourceType: 'script', globals: { document: 'readonly', navigator: 'readonly', setTimeout: 'readonly', window: 'readonly', fetch: 'readonly', URLSearchParams: 'readonly', HTMLFormElement: 'readonly' } },
   },
   {
     files: ['test/**/*.ts', 'bench/**/*.ts'],

@@ -13,6 +13,7 @@ export interface MaintenanceReport {
   readonly throttleRows: number;
   readonly auditEvents: number;
   readonly codeAttempts: number;
+  readonly passkeyChallenges: number;
   readonly requestRateLimits: number;
 }
 
@@ -27,7 +28,7 @@ async function inBatches(deleteBatch: (batch: number) => Promise<number>): Promi
   return total;
 }
 
-/** One pruning pass: expired provider models, stale sign-in throttle counters and code attempts, old audit events. */
+/** One pruning pass: expired provider models, stale sign-in throttle counters, code attempts and passkey challenges, old audit events. */
 export async function pruneOnce(db: Database, options: { auditRetentionDays: number }): Promise<MaintenanceReport> {
   const store = createMaintenanceStore(db);
   const windowSeconds = Math.max(ACCOUNT_POLICY.windowSeconds, IP_POLICY.windowSeconds);
@@ -36,6 +37,7 @@ export async function pruneOnce(db: Database, options: { auditRetentionDays: num
     throttleRows: await inBatches((batch) => store.pruneThrottleRows(windowSeconds, batch)),
     auditEvents: await inBatches((batch) => store.pruneAuditEvents(options.auditRetentionDays, batch)),
     codeAttempts: await inBatches((batch) => store.pruneCodeAttempts(batch)),
+    passkeyChallenges: await inBatches((batch) => store.prunePasskeyChallenges(batch)),
     requestRateLimits: await inBatches((batch) => store.pruneRequestRateLimits(PAGE_RATE_WINDOW_SECONDS, batch)),
   };
 }
@@ -49,7 +51,7 @@ export function startMaintenance(db: Database, logger: Logger, options: { auditR
       running = true;
       pruneOnce(db, options)
         .then((report) => {
-          if (report.models + report.throttleRows + report.auditEvents + report.codeAttempts + report.requestRateLimits > 0) logger.debug({ pruned: report }, 'expired rows pruned');
+          if (report.models + report.throttleRows + report.auditEvents + report.codeAttempts + report.passkeyChallenges + report.requestRateLimits > 0) logger.debug({ pruned: report }, 'expired rows pruned');
         })
         .catch((error: unknown) => logger.debug({ err: { message: (error as Error).message } }, 'pruning failed'))
         .finally(() => {

@@ -1,5 +1,6 @@
 import type { ClientMetadata } from 'oidc-provider';
 import { createPasswordHasher, type PasswordHasher } from './accounts/passwords.js';
+import { createPasskeys } from './accounts/passkeys.js';
 import { createSecondFactor, type SecondFactor } from './accounts/second-factor.js';
 import { createTotp } from './accounts/totp.js';
 import { createDeviceCookies } from './sign-in/device-cookies.js';
@@ -143,6 +144,8 @@ export async function createServices(runtime: Runtime, options: ServicesOptions)
     db,
     passwords,
     secondFactor,
+    // SPEC §4: the relying party is the issuer (none on an IP address).
+    passkeys: createPasskeys({ db, issuer: config.issuer }),
     // Signed with the cookie keys every instance shares; Secure under an https issuer (SPEC §1).
     deviceCookies: createDeviceCookies({
       keys: runtime.cookieKeys.map((key) => Buffer.from(key, 'base64url')),

@@ -1,9 +1,14 @@
 import { readFileSync } from 'node:fs';
-import { fileURLToPath } from 'node:url';
+import { createRequire } from 'node:module';
+import { fileURLToPath, pathToFileURL } from 'node:url';
 import { Eta } from 'eta';
 
 // src/ and dist/ are both one level below the repository root.
 export const VIEWS_DIR = fileURLToPath(new URL('../views/', import.meta.url));
+
+// The UMD bundle defines the global SimpleWebAuthnBrowser. The package's exports map hides dist/,
+// so it is found beside the CommonJS entry point (script/index.js).
+const SIMPLEWEBAUTHN_BROWSER = fileURLToPath(new URL('../dist/bundle/index.umd.min.js', pathToFileURL(createRequire(import.meta.url).resolve('@simplewebauthn/browser'))));
 
 /** A file the pages load from `/static/<name>`, with its type. */
 export interface StaticAsset {
@@ -13,7 +18,7 @@ export interface StaticAsset {
 
 export interface Views {
   render(template: string, data: Record<string, unknown>): string;
-  /** The pages' files: the one stylesheet and the console's one script (copy buttons). */
+  /** The pages' files: the one stylesheet, the console's one script (copy buttons) and the passkey pages' two. */
   readonly assets: ReadonlyMap<string, StaticAsset>;
 }
 
@@ -29,6 +34,9 @@ export function createViews(options: { assetBase?: string } = {}): Views {
     assets: new Map([
       ['gatehouse.css', { type: 'text/css; charset=utf-8', body: readFileSync(`${VIEWS_DIR}static/gatehouse.css`, 'utf8') }],
       ['console.js', { type: 'text/javascript; charset=utf-8', body: readFileSync(`${VIEWS_DIR}static/console.js`, 'utf8') }],
+      // SPEC §4: the passkey pages' browser part, from the installed @simplewebauthn/browser (no CDN), and ours.
+      ['simplewebauthn-browser.js', { type: 'text/javascript; charset=utf-8', body: readFileSync(SIMPLEWEBAUTHN_BROWSER, 'utf8') }],
+      ['passkeys.js', { type: 'text/javascript; charset=utf-8', body: readFileSync(`${VIEWS_DIR}static/passkeys.js`, 'utf8') }],
     ]),
   };
 }

@@ -2,7 +2,7 @@ import { randomInt } from 'node:crypto';
 import { recordAudit, type AuditContext } from '../audit/audit.js';
 import type { ClientSecretHasher } from '../crypto/client-secret.js';
 import type { Envelope } from '../crypto/envelope.js';
-import type { Database } from '../db/database.js';
+import type { Database, Queryable } from '../db/database.js';
 import { createSecondFactorStore } from '../db/second-factor.js';
 import type { Totp } from './totp.js';
 
@@ -38,8 +38,18 @@ export function createSecondFactor(deps: { db: Database; envelope: Envelope; tot
   const store = createSecondFactorStore(db);
   const secretOf = (userId: string, sealed: string) => envelope.open(sealed, purpose(userId)).toString('utf8');
 
+  /** Ten new recovery codes replace the old ones, in the enrollment's transaction; shown once. */
+  async function issueRecoveryCodes(tx: Queryable, userId: string): Promise<string[]> {
+    const codes = Array.from({ length: RECOVERY_CODE_COUNT }, newRecoveryCode);
+    await createSecondFactorStore(tx).replaceRecoveryCodes(userId, codes.map((c) => hasher.hash(normalizeRecoveryCode(c))));
+    return codes;
+  }
+
   return {
+    /** A confirmed TOTP factor or a passkey. */
     isEnrolled: (userId: string) => store.isEnrolled(userId),
+    hasTotp: (userId: string) => store.hasTotp(userId),
+    issueRecoveryCodes,
     remainingRecoveryCodes: (userId: string) => store.remainingRecoveryCodes(userId),
 
     /** The pending secret for enrollment (a new one unless one is already pending) and its URI. */
@@ -62,15 +72,12 @@ export function createSecondFactor(deps: { db: Database; envelope: Envelope; tot
       if (pending === undefined || pending.confirmed_at !== null) return undefined;
       const check = totp.check(secretOf(userId, pending.secret_sealed), code.trim());
       if (!check.ok || check.timeStep === undefined) return undefined;
-      const codes = Array.from({ length: RECOVERY_CODE_COUNT }, newRecoveryCode);
-      const confirmed = await db.transaction(async (tx) => {
-        const txStore = createSecondFactorStore(tx);
-        if (!(await txStore.acceptTimeStep(userId, check.timeStep!, { confirm: true }))) return false;
-        await txStore.replaceRecoveryCodes(userId, codes.map((c) => hasher.hash(normalizeRecoveryCode(c))));
+      return db.transaction(async (tx) => {
+        if (!(await createSecondFactorStore(tx).acceptTimeStep(userId, check.timeStep!, { confirm: true }))) return undefined;
+        const codes = await issueRecoveryCodes(tx, userId);
         await recordAudit(tx, audit, { type: 'mfa.enrolled', target: userId, details: { factor: 'totp', recovery_codes: RECOVERY_CODE_COUNT } });
-        return true;
+        return codes;
       });
-      return confirmed ? codes : undefined;
     },
 
     /** Checks a TOTP code or a recovery code from the `code` field. */

@@ -54,6 +54,17 @@ export function createMaintenanceStore(db: Queryable) {
       );
       return rowCount;
     },
+    /** Passkey challenges never answered (migrations/0016). */
+    async prunePasskeyChallenges(batch: number): Promise<number> {
+      const { rowCount } = await db.query(
+        `DELETE FROM passkey_challenges c USING (
+           SELECT interaction_uid, ceremony FROM passkey_challenges WHERE expires_at < now() ORDER BY expires_at LIMIT $1 FOR UPDATE SKIP LOCKED
+         ) expired
+         WHERE c.interaction_uid = expired.interaction_uid AND c.ceremony = expired.ceremony`,
+        [batch],
+      );
+      return rowCount;
+    },
     /** Request rate-limit counters whose window ended more than `windowSeconds` ago. */
     async pruneRequestRateLimits(windowSeconds: number, batch: number): Promise<number> {
       const { rowCount } = await db.query(

@@ -16,12 +16,23 @@ export function createSecondFactorStore(db: Queryable) {
       );
       return rows[0];
     },
+    /** A confirmed TOTP factor or a passkey (migrations/0016). */
     async isEnrolled(userId: string): Promise<boolean> {
+      const { rows } = await db.query(
+        'SELECT 1 FROM user_totp WHERE user_id = $1 AND confirmed_at IS NOT NULL UNION ALL SELECT 1 FROM user_passkeys WHERE user_id = $1 LIMIT 1',
+        [userId],
+      );
+      return rows.length > 0;
+    },
+    async hasTotp(userId: string): Promise<boolean> {
       const { rows } = await db.query('SELECT 1 FROM user_totp WHERE user_id = $1 AND confirmed_at IS NOT NULL', [userId]);
       return rows.length > 0;
     },
     async enrolledAmong(userIds: readonly string[]): Promise<Set<string>> {
-      const { rows } = await db.query<{ user_id: string }>('SELECT user_id FROM user_totp WHERE user_id = ANY($1) AND confirmed_at IS NOT NULL', [userIds]);
+      const { rows } = await db.query<{ user_id: string }>(
+        'SELECT user_id FROM user_totp WHERE user_id = ANY($1) AND confirmed_at IS NOT NULL UNION SELECT user_id FROM user_passkeys WHERE user_id = ANY($1)',
+        [userIds],
+      );
       return new Set(rows.map((row) => row.user_id));
     },
     /** A new, unconfirmed secret; replaces an earlier unconfirmed one, never a confirmed one. */
@@ -63,11 +74,12 @@ export function createSecondFactorStore(db: Queryable) {
       const { rows } = await db.query<{ n: number }>('SELECT count(*)::int AS n FROM user_recovery_codes WHERE user_id = $1 AND used_at IS NULL', [userId]);
       return rows[0]?.n ?? 0;
     },
-    /** Removes the factor and recovery codes; true when there was something to remove. */
+    /** Removes every factor (TOTP, passkeys) and the recovery codes; true when there was something to remove. */
     async reset(userId: string): Promise<boolean> {
       const totp = await db.query('DELETE FROM user_totp WHERE user_id = $1', [userId]);
+      const passkeys = await db.query('DELETE FROM user_passkeys WHERE user_id = $1', [userId]);
       const codes = await db.query('DELETE FROM user_recovery_codes WHERE user_id = $1', [userId]);
-      return totp.rowCount + codes.rowCount > 0;
+      return totp.rowCount + passkeys.rowCount + codes.rowCount > 0;
     },
   };
 }

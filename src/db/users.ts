@@ -18,7 +18,7 @@ export interface UserRow extends Record<string, unknown> {
   created_at: Date;
   updated_at: Date;
   password_changed_at: Date;
-  /** Whether a confirmed second factor exists (user_totp). */
+  /** Whether a confirmed second factor exists (user_totp, or a passkey in user_passkeys). */
   mfa_enrolled: boolean;
 }
 
@@ -35,7 +35,7 @@ export interface UserFields {
 
 const COLUMNS =
   'id, seq::text AS seq, username, username_normalized, username_skeleton, email, email_verified, name, roles, password_hash, disabled, mfa_required, created_at, updated_at, password_changed_at, ' +
-  'EXISTS (SELECT 1 FROM user_totp t WHERE t.user_id = users.id AND t.confirmed_at IS NOT NULL) AS mfa_enrolled';
+  '(EXISTS (SELECT 1 FROM user_totp t WHERE t.user_id = users.id AND t.confirmed_at IS NOT NULL) OR EXISTS (SELECT 1 FROM user_passkeys p WHERE p.user_id = users.id)) AS mfa_enrolled';
 
 /** The unique index a refused write hit: the normalised name, or the look-alike skeleton. */
 export type UsernameConstraint = 'username' | 'skeleton';

@@ -1,14 +1,16 @@
 import type { Middleware } from 'koa';
 
 /**
- * Headers on every response. The CSP is for JSON and the hosted pages alike: no script at all,
+ * Headers on every response. The CSP is for JSON and the hosted pages alike: no script at all
+ * (the passkey pages and the console load script files from Gatehouse, with their own policies below),
  * styles only from our one stylesheet, never framed. `form-action` is left out on purpose:
  * Chromium applies it to the redirect chain after a form post, which ends at the client's
  * redirect_uri on another origin.
  */
-function contentSecurityPolicy(scriptSrc: string): string {
+function contentSecurityPolicy(scriptSrc: string, connectSrc?: string): string {
   return [
     "default-src 'none'",
+    ...(connectSrc === undefined ? [] : [`connect-src ${connectSrc}`]),
     // Explicit so oidc-provider can append the hash of its one inline script (the form_post
     // response page); every other page runs no script at all.
     `script-src ${scriptSrc}`,
@@ -23,6 +25,12 @@ const CONTENT_SECURITY_POLICY = contentSecurityPolicy("'none'");
 
 /** The console's pages (SPEC §11): the same, plus its one script file from Gatehouse; still no inline script. */
 export const CONSOLE_CONTENT_SECURITY_POLICY = contentSecurityPolicy("'self'");
+
+/**
+ * The hosted pages that offer passkeys (SPEC §4): script files from Gatehouse (the WebAuthn
+ * library and views/static/passkeys.js), which fetch their challenge from Gatehouse too.
+ */
+export const PASSKEY_PAGE_CONTENT_SECURITY_POLICY = contentSecurityPolicy("'self'", "'self'");
 
 export function securityHeaders(options: { hsts: boolean }): Middleware {
   return async function setSecurityHeaders(ctx, next) {

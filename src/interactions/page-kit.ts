@@ -8,6 +8,7 @@ import type { PendingFederation, SecondFactorAttempt, SignInRequest } from '../s
 import type { Views } from '../views.js';
 import type { Csrf } from '../http/csrf.js';
 import { readForm } from '../http/form.js';
+import { PASSKEY_PAGE_CONTENT_SECURITY_POLICY } from '../http/security-headers.js';
 import { PageError } from './page-errors.js';
 
 /**
@@ -39,6 +40,8 @@ export interface PageKitDeps {
   readonly providers: ProviderHost;
   readonly views: Views;
   readonly csrf: Csrf;
+  /** SPEC §4: false for an issuer on an IP address; the pages then say passkeys are unavailable. */
+  readonly passkeysAvailable?: boolean;
 }
 
 // The sign-in in progress, in the interaction's own `result` (the provider replaces it when the interaction finishes).
@@ -50,9 +53,11 @@ export function createPageKit(deps: PageKitDeps) {
   /** A hosted page's absolute URL (SPEC §1: advertised URLs start with ISSUER). */
   const pageUrl = (uid: string, step = '') => `${deps.issuer}/interaction/${encodeURIComponent(uid)}${step}`;
 
+  /** `data.passkeyScript`: the page loads the passkey script (SPEC §4), so its CSP allows script from Gatehouse. */
   function render(ctx: ParameterizedContext, template: string, data: Record<string, unknown>, status = 200): void {
     ctx.status = status;
     ctx.type = 'html';
+    if (data['passkeyScript'] === true) ctx.set('Content-Security-Policy', PASSKEY_PAGE_CONTENT_SECURITY_POLICY);
     ctx.body = deps.views.render(template, data);
   }
 
@@ -106,9 +111,12 @@ export function createPageKit(deps: PageKitDeps) {
     await interaction.persist();
   }
 
-  /** `first`: the first factor (RFC 8176: a password, or `fed` for an upstream provider). */
-  async function finishSignIn(ctx: PageContext, accountId: string, secondFactorUsed: boolean, first: 'pwd' | 'fed' = 'pwd'): Promise<void> {
-    await completeLogin(ctx, ctx.state.interaction, { accountId, amr: secondFactorUsed ? [first, 'otp'] : [first], mfa: secondFactorUsed });
+  /**
+   * `first`: the first factor (RFC 8176: a password, or `fed` for an upstream provider);
+   * `secondFactor`: the second factor's methods (`otp`, or a passkey's `hwk`/`swk` and `user`), none without one.
+   */
+  async function finishSignIn(ctx: PageContext, accountId: string, secondFactor: readonly string[], first: 'pwd' | 'fed' = 'pwd'): Promise<void> {
+    await completeLogin(ctx, ctx.state.interaction, { accountId, amr: [first, ...secondFactor], mfa: secondFactor.length > 0 });
   }
 
   /** Ends the login prompt of `interaction` (which this request read) and sends the browser on. */
@@ -133,7 +141,7 @@ export function createPageKit(deps: PageKitDeps) {
     await interaction.persist();
   }
 
-  return { pageUrl, render, formFields, csrfToken, loadInteraction, checkForm, findClient, signInRequest, attemptOf, saveAttempt, finishSignIn, completeLogin, federationOf, saveFederation };
+  return { passkeysAvailable: deps.passkeysAvailable === true, pageUrl, render, formFields, csrfToken, loadInteraction, checkForm, findClient, signInRequest, attemptOf, saveAttempt, finishSignIn, completeLogin, federationOf, saveFederation };
 }
 
 export type PageKit = ReturnType<typeof createPageKit>;

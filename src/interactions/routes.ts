@@ -12,12 +12,13 @@ import { abortPage } from './pages/abort.js';
 import { consentPage } from './pages/consent.js';
 import { federationPages } from './pages/federation.js';
 import { loginPage } from './pages/login.js';
+import { passkeyPages } from './pages/passkeys.js';
 import { secondFactorPage } from './pages/second-factor.js';
 
 /**
  * The hosted pages (SPEC §4): login, second factor, enrollment and consent for oidc-provider's
- * interactions. Server-rendered, no script, every form carrying a CSRF token bound to the
- * interaction. Each page is a list of named steps in src/interactions/pages/; the sign-in rules
+ * interactions. Server-rendered, every form carrying a CSRF token bound to the interaction; no
+ * script except the passkey script (served from Gatehouse), without which everything else works. Each page is a list of named steps in src/interactions/pages/; the sign-in rules
  * are src/sign-in/'s.
  */
 export interface InteractionDeps extends PageKitDeps {
@@ -29,12 +30,13 @@ export interface InteractionDeps extends PageKitDeps {
 }
 
 export function interactionRoutes(deps: InteractionDeps): Router {
-  const kit = createPageKit(deps);
+  const kit = createPageKit({ ...deps, passkeysAvailable: deps.signIn.passkeys.available });
   const federation = federationPages(kit, { federation: deps.signIn.federation, providers: deps.providers, cookiePath: `${issuerPath(deps.issuer)}/federation` });
   const login = loginPage(kit, deps.signIn.password, federation.choices);
   const secondFactor = secondFactorPage(kit, deps.signIn.secondFactor);
   const consent = consentPage(kit, deps);
   const abort = abortPage(kit);
+  const passkeys = passkeyPages(kit, { passkeys: deps.signIn.passkeys, signIn: deps.signIn.passkey, secondFactor: deps.signIn.secondFactor });
 
   /** GET /interaction/:uid: the page for where the interaction stands. */
   async function showCurrentStep(ctx: PageContext) {
@@ -57,6 +59,11 @@ export function interactionRoutes(deps: InteractionDeps): Router {
   router.get('/interaction/:uid', compose<PageContext>([kit.loadInteraction, kit.findClient, showCurrentStep]));
   router.post('/interaction/:uid/login', login.submit);
   router.post('/interaction/:uid/second-factor', secondFactor.submit);
+  // SPEC §4: passkeys, driven by views/static/passkeys.js (the pages work without it).
+  router.post('/interaction/:uid/passkey/options', passkeys.options);
+  router.post('/interaction/:uid/passkey/sign-in', passkeys.signIn);
+  router.post('/interaction/:uid/passkey/verify', secondFactor.submitPasskey);
+  router.post('/interaction/:uid/passkey/register', secondFactor.registerPasskey);
   router.post('/interaction/:uid/consent', consent.submit);
   router.post('/interaction/:uid/abort', abort.submit);
   router.post('/interaction/:uid/federate', compose<PageContext>([kit.loadInteraction, kit.checkForm, federation.start]));

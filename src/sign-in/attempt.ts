@@ -30,6 +30,8 @@ export interface SecondFactorAttempt {
   readonly attemptId: string;
   /** Set once enrollment is confirmed and the recovery codes were shown. */
   readonly enrolled?: boolean;
+  /** The enrolled factor's methods (RFC 8176), for the sign-in the recovery-codes page continues: `otp` unless a passkey. */
+  readonly enrolledAmr?: readonly string[];
   /** The first factor was an upstream identity provider (SPEC §10), not a password. */
   readonly federated?: boolean;
 }

@@ -1,3 +1,4 @@
+import type { Passkeys } from '../accounts/passkeys.js';
 import type { PasswordHasher } from '../accounts/passwords.js';
 import type { Envelope } from '../crypto/envelope.js';
 import type { Upstreams } from '../federation/upstream.js';
@@ -6,6 +7,7 @@ import type { SecondFactor } from '../accounts/second-factor.js';
 import type { Database } from '../db/database.js';
 import type { SignInCounters } from './attempt.js';
 import type { DeviceCookies } from './device-cookies.js';
+import { createPasskeySignIn, type PasskeySignIn } from './passkey-sign-in.js';
 import { createPasswordSignIn, type PasswordSignIn } from './password-sign-in.js';
 import { createSecondFactorSignIn, type SecondFactorSignIn } from './second-factor-sign-in.js';
 import { createLoginThrottle } from './throttle.js';
@@ -14,7 +16,9 @@ export type { SecondFactorAttempt, SignInRequest } from './attempt.js';
 export type { PendingFederation } from '../federation/upstream.js';
 export type { FederatedOutcome, FederatedSignIn, FederationChoice } from './federated-sign-in.js';
 export type { PasswordSignInOutcome } from './password-sign-in.js';
-export type { SecondFactorOutcome, SecondFactorPrompt } from './second-factor-sign-in.js';
+export type { PasskeyAnswer, SecondFactorOutcome, SecondFactorPrompt } from './second-factor-sign-in.js';
+export type { PasskeySignIn, PasskeySignInOutcome } from './passkey-sign-in.js';
+export type { SecondFactorSignIn } from './second-factor-sign-in.js';
 
 /**
  * Sign-in as a domain flow (SPEC §4): each step takes what the person typed and returns an
@@ -24,6 +28,10 @@ export type { SecondFactorOutcome, SecondFactorPrompt } from './second-factor-si
 export interface SignIn {
   readonly password: PasswordSignIn;
   readonly secondFactor: SecondFactorSignIn;
+  /** "Sign in with a passkey", without a username or password. */
+  readonly passkey: PasskeySignIn;
+  /** The relying party's passkeys, for the pages' options requests. */
+  readonly passkeys: Passkeys;
   /** Through an upstream identity provider (SPEC §10). */
   readonly federation: FederatedSignIn;
 }
@@ -33,6 +41,7 @@ export function createSignIn(deps: {
   /** The process's one hasher, so its queue bounds cover every caller. */
   readonly passwords: PasswordHasher;
   readonly secondFactor: SecondFactor;
+  readonly passkeys: Passkeys;
   readonly deviceCookies: DeviceCookies;
   readonly counters: SignInCounters;
   /** Opens identity providers' client secrets. */
@@ -42,7 +51,9 @@ export function createSignIn(deps: {
   const parts = { db: deps.db, throttle: createLoginThrottle(deps.db), deviceCookies: deps.deviceCookies, counters: deps.counters };
   return {
     password: createPasswordSignIn({ ...parts, passwords: deps.passwords }),
-    secondFactor: createSecondFactorSignIn({ ...parts, secondFactor: deps.secondFactor }),
+    secondFactor: createSecondFactorSignIn({ ...parts, secondFactor: deps.secondFactor, passkeys: deps.passkeys }),
+    passkey: createPasskeySignIn({ ...parts, passkeys: deps.passkeys }),
+    passkeys: deps.passkeys,
     federation: createFederatedSignIn({ db: deps.db, envelope: deps.envelope, passwords: deps.passwords, upstreams: deps.upstreams }),
   };
 }

@@ -100,6 +100,10 @@ describe('second-factor pages in headless Chromium', { skip: chromiumMissing }, 
     const page = enrolling;
     await page.waitForSelector('h1:has-text("Set up two-step verification")');
     assert.equal(await page.title(), 'Set up two-step verification · Gatehouse');
+    // SPEC §4: this issuer is an IP address, so no passkeys: the page says so, loads no script, and the app works.
+    assert.match((await page.textContent('#passkeys-unavailable')) ?? '', /Passkeys are not available on this server/);
+    assert.equal(await page.locator('script').count(), 0);
+    assert.match((await page.request.get(page.url())).headers()['content-security-policy'] ?? '', /script-src 'none'/);
 
     const uri = await page.getAttribute('a[href^="otpauth://"]', 'href');
     assert.ok(uri, 'the otpauth URI as a link');

@@ -4,6 +4,7 @@ import { randomBytes } from 'node:crypto';
 import { after, before, describe, test } from 'node:test';
 import argon2 from 'argon2';
 import { createPasswordHasher } from '../../src/accounts/passwords.js';
+import { createPasskeys } from '../../src/accounts/passkeys.js';
 import { createSecondFactor } from '../../src/accounts/second-factor.js';
 import { createTotp } from '../../src/accounts/totp.js';
 import { createClientSecretHasher } from '../../src/crypto/client-secret.js';
@@ -45,6 +46,8 @@ describe('sign-in outcomes', () => {
         totp: createTotp({ issuer: 'gatehouse.test' }),
         hasher: createClientSecretHasher(randomBytes(32)),
       }),
+      // An issuer on an IP address: no passkeys (test/browser/passkeys.browser.test.ts has them).
+      passkeys: createPasskeys({ db, issuer: 'http://127.0.0.1:9' }),
       deviceCookies,
       counters: { loginOutcomes: { inc: ({ outcome }) => counted.push(outcome) }, lockouts: { inc: () => counted.push('lockout') } },
       envelope: createEnvelope(randomBytes(32)),
@@ -124,13 +127,13 @@ describe('sign-in outcomes', () => {
     assert.equal(enrolled.kind, 'enrolled');
     assert.equal(enrolled.recoveryCodes.length, 10);
     assert.equal(enrolled.attempt.enrolled, true);
-    assert.deepEqual(await signIn.secondFactor.submit(enrolled.attempt, '', request('192.0.2.3')), { kind: 'signed_in', accountId: user.id, deviceCookie: undefined });
+    assert.deepEqual(await signIn.secondFactor.submit(enrolled.attempt, '', request('192.0.2.3')), { kind: 'signed_in', accountId: user.id, deviceCookie: undefined, amr: ['otp'] });
     assert.deepEqual(counted, ['second_factor_failure', 'success']);
 
     // A new sign-in: the enrolled factor is asked for; five wrong codes end the attempt.
     const second = await signIn.password(input('bob', PASSWORD), request('192.0.2.3'));
     assert.equal(second.kind, 'second_factor_required');
-    assert.deepEqual(await signIn.secondFactor.prompt(second.attempt), { kind: 'code', fewRecoveryCodes: undefined });
+    assert.deepEqual(await signIn.secondFactor.prompt(second.attempt), { kind: 'code', fewRecoveryCodes: undefined, passkey: false });
     const wrong = [];
     for (let i = 0; i < 5; i += 1) wrong.push(await signIn.secondFactor.submit(second.attempt, 'AAAAA-AAAAA', request('192.0.2.3')));
     assert.deepEqual(wrong.map((o) => (o.kind === 'refused' || o.kind === 'throttled' ? `${o.kind}:${o.lastTry}` : o.kind)), [

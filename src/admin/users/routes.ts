@@ -98,7 +98,7 @@ export const userRoutes: RouteTable = {
       method: 'delete',
       path: '/users/{id}/mfa',
       summary: 'Remove a person’s second factor',
-      description: 'Removes the TOTP secret and recovery codes; if a second factor is required, the next sign-in enrolls again.',
+      description: 'Removes the TOTP secret, the passkeys and the recovery codes; if a second factor is required, the next sign-in enrolls again.',
       scope: 'admin:users',
       params: { id: userId },
       response: { status: 204, description: 'Removed (also when there was none).' },

@@ -36,6 +36,10 @@ export function renderLogin(kit: PageKit, ctx: PageContext, view: { username?: s
       // SPEC §10: a button per enabled identity provider.
       providers: view.providers ?? [],
       federateAction: kit.pageUrl(uid, '/federate'),
+      // SPEC §4: "Sign in with a passkey" and the browser's offer in the username field (with the script).
+      passkeyScript: kit.passkeysAvailable,
+      passkeyOptionsAction: kit.pageUrl(uid, '/passkey/options'),
+      passkeySignInAction: kit.pageUrl(uid, '/passkey/sign-in'),
     },
     status,
   );
@@ -89,7 +93,7 @@ export function loginPage(kit: PageKit, signInWithPassword: PasswordSignIn, choi
         return;
       case 'signed_in':
         ctx.append('Set-Cookie', outcome.deviceCookie);
-        await kit.finishSignIn(ctx, outcome.accountId, false);
+        await kit.finishSignIn(ctx, outcome.accountId, []);
         return;
       case 'second_factor_required':
         // The second-factor page (or enrollment) is what GET /interaction/:uid shows next.

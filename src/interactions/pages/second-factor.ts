@@ -11,13 +11,21 @@ import { renderRecoveryCodes } from './recovery-codes.js';
 /**
  * The second-factor page (SPEC §4): a TOTP or recovery code for an enrolled person, or the
  * enrollment page for one who must enroll; both post to POST /interaction/:uid/second-factor.
+ * With the passkey script, a passkey instead: POST /interaction/:uid/passkey/verify (its
+ * assertion) and POST /interaction/:uid/passkey/register (enrollment with a passkey).
  */
+
+const WRONG_CODE = 'That code is not right. Enter the current 6-digit code, or a recovery code.';
+const PASSKEY_REFUSED = 'That passkey was not accepted. Try again, or enter a code.';
+const PASSKEY_NOT_REGISTERED = 'The passkey could not be added. Try again, or set up an authenticator app.';
 
 interface SecondFactorState {
   /** requireSecondFactorStep */
   attempt: SecondFactorAttempt;
-  /** checkCode */
+  /** checkCode, checkPasskey or registerPasskey */
   outcome: SecondFactorOutcome;
+  /** What a refusal says, by what was checked. */
+  refusal: string;
 }
 
 type SecondFactorContext = PageContext<SecondFactorState>;
@@ -28,14 +36,25 @@ export function secondFactorPage(kit: PageKit, signIn: SecondFactorSignIn) {
     const prompt = await signIn.prompt(attempt);
     if (prompt.kind === 'unavailable') throw new PageError(400, 'Request refused', 'Two-step verification could not be set up. Start again.');
     if (prompt.kind === 'enroll') {
-      await renderEnrollment(kit, ctx, { secret: prompt.secret, uri: prompt.uri, account: attempt.username, error }, status);
+      await renderEnrollment(kit, ctx, { secret: prompt.secret, uri: prompt.uri, account: attempt.username, error, passkey: prompt.passkey }, status);
       return;
     }
     const { uid, clientName } = ctx.state;
     kit.render(
       ctx,
       'second-factor',
-      { clientName, action: kit.pageUrl(uid, '/second-factor'), ...kit.formFields(uid), error, title: 'Two-step verification', fewRecoveryCodes: prompt.fewRecoveryCodes },
+      {
+        clientName,
+        action: kit.pageUrl(uid, '/second-factor'),
+        ...kit.formFields(uid),
+        error,
+        title: 'Two-step verification',
+        fewRecoveryCodes: prompt.fewRecoveryCodes,
+        // "Use a passkey" when the person has one (SPEC §4).
+        passkeyScript: prompt.passkey,
+        passkeyOptionsAction: kit.pageUrl(uid, '/passkey/options'),
+        passkeyAction: kit.pageUrl(uid, '/passkey/verify'),
+      },
       status,
     );
   }
@@ -53,6 +72,21 @@ export function secondFactorPage(kit: PageKit, signIn: SecondFactorSignIn) {
   async function checkCode(ctx: SecondFactorContext, next: Next) {
     const code = (ctx.state.form['code'] ?? '').slice(0, 64);
     ctx.state.outcome = await signIn.submit(ctx.state.attempt, code, kit.signInRequest(ctx));
+    ctx.state.refusal = WRONG_CODE;
+    await next();
+  }
+
+  async function checkPasskey(ctx: SecondFactorContext, next: Next) {
+    const answer = { interactionUid: ctx.state.uid, response: ctx.state.form['response'] ?? '' };
+    ctx.state.outcome = await signIn.submitPasskey(ctx.state.attempt, answer, kit.signInRequest(ctx));
+    ctx.state.refusal = PASSKEY_REFUSED;
+    await next();
+  }
+
+  async function registerPasskey(ctx: SecondFactorContext, next: Next) {
+    const answer = { interactionUid: ctx.state.uid, response: ctx.state.form['response'] ?? '', name: (ctx.state.form['name'] ?? '').slice(0, 64) };
+    ctx.state.outcome = await signIn.enrollPasskey(ctx.state.attempt, answer, kit.signInRequest(ctx));
+    ctx.state.refusal = PASSKEY_NOT_REGISTERED;
     await next();
   }
 
@@ -71,7 +105,7 @@ export function secondFactorPage(kit: PageKit, signIn: SecondFactorSignIn) {
     switch (outcome.kind) {
       case 'signed_in':
         if (outcome.deviceCookie !== undefined) ctx.append('Set-Cookie', outcome.deviceCookie);
-        await kit.finishSignIn(ctx, outcome.accountId, true, attempt.federated === true ? 'fed' : 'pwd');
+        await kit.finishSignIn(ctx, outcome.accountId, outcome.amr, attempt.federated === true ? 'fed' : 'pwd');
         return;
       case 'enrolled':
         ctx.append('Set-Cookie', outcome.deviceCookie);
@@ -88,7 +122,7 @@ export function secondFactorPage(kit: PageKit, signIn: SecondFactorSignIn) {
         return;
       case 'refused':
         if (outcome.lastTry) await endAttempt(ctx, true);
-        else await show(ctx, attempt, 'That code is not right. Enter the current 6-digit code, or a recovery code.', 401);
+        else await show(ctx, attempt, ctx.state.refusal, 401);
         return;
     }
   }
@@ -98,5 +132,9 @@ export function secondFactorPage(kit: PageKit, signIn: SecondFactorSignIn) {
     show,
     /** POST /interaction/:uid/second-factor (also the recovery-codes page's "continue"). */
     submit: compose<SecondFactorContext>([kit.loadInteraction, requireSecondFactorStep, kit.checkForm, kit.findClient, checkCode, answerOutcome]),
+    /** POST /interaction/:uid/passkey/verify */
+    submitPasskey: compose<SecondFactorContext>([kit.loadInteraction, requireSecondFactorStep, kit.checkForm, kit.findClient, checkPasskey, answerOutcome]),
+    /** POST /interaction/:uid/passkey/register */
+    registerPasskey: compose<SecondFactorContext>([kit.loadInteraction, requireSecondFactorStep, kit.checkForm, kit.findClient, registerPasskey, answerOutcome]),
   };
 }
