@@ -25,7 +25,7 @@ import { innerPersonClaims, publicPersonClaims } from '../tokens/person-claims.j
 import type { Metrics } from '../http/metrics.js';
 import { createOutboundFetch } from './outbound-fetch.js';
 import { limitGrantPerClient, limitPerIp, type TokenRateLimits } from './token-rate-limits.js';
-import { pinRequestOriginToIssuer } from '../http/issuer-origin.js';
+import { issuerPath, pinRequestOriginToIssuer } from '../http/issuer-origin.js';
 // The one list of DPoP proof algorithms: what /token accepts is what resource servers check.
 import { DPOP_ALGS } from '../verifier/sender-binding.js';
 
@@ -135,7 +135,9 @@ export function createProvider(deps: ProviderDependencies): Provider {
     cookies: {
       // Signed cookies; keys are random, sealed with MASTER_KEY and shared by every instance.
       keys: [...deps.cookieKeys],
-      long: { httpOnly: true, sameSite: 'lax' },
+      // The session cookie is for ISSUER's path only, not every app behind the same proxy host.
+      // (Not in `short`: the provider spreads those after each interaction cookie's own path.)
+      long: { httpOnly: true, sameSite: 'lax', path: issuerPath(deps.issuer) || '/' },
       short: { httpOnly: true, sameSite: 'lax' },
     },
     features: {
