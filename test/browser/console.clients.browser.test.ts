@@ -178,6 +178,8 @@ describe('the admin console: clients', { skip: chromiumMissing }, () => {
       (error: unknown) => error,
     );
     assert.match(back instanceof Error ? back.message : 'the secret page came back', /ERR_CACHE_MISS/);
+    // Chromium then shows its own error page; let that navigation finish before the next one.
+    await page.waitForURL((url) => url.protocol === 'chrome-error:', { timeout: 15_000 });
     const named = await adminCall<{ items: ClientBody[] }>(server, 'GET', `/clients?${new URLSearchParams({ client_name: name }).toString()}`, undefined, await adminToken(server));
     assert.equal(named.body.items.length, 1, 'and does not create the client again');
 
