@@ -80,3 +80,12 @@ export function checked(value: string | undefined): boolean {
 export function queryValue(value: string | string[] | undefined, maxLength = 200): string | undefined {
   return typeof value === 'string' && value.length <= maxLength ? value : undefined;
 }
+
+/**
+ * The message a redirect after a change asks for (`?done=<key>`): only one of `messages`, so the
+ * query string can never put words on the page.
+ */
+export function doneMessage<Key extends string>(messages: Readonly<Record<Key, string>>, value: string | string[] | undefined): string | undefined {
+  const key = queryValue(value);
+  return key !== undefined && Object.hasOwn(messages, key) ? messages[key as Key] : undefined;
+}

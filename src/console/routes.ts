@@ -54,6 +54,10 @@ export interface ConsoleKit {
   form(ctx: ParameterizedContext): Promise<Record<string, string> | undefined>;
   /** The audit context of a change: the person's id as the actor, their areas' admin scopes as what they may grant. */
   audit(ctx: ParameterizedContext): AdminContext;
+  /** 303 to `url` (a console URL) after a change, not cached. */
+  redirect(ctx: ParameterizedContext, url: string): void;
+  /** The 400 page for a list page whose cursor the service refused (forged or outdated). */
+  pageNotFound(ctx: ParameterizedContext): void;
 }
 
 /** An area's pages, mounted under `<ISSUER>/console/<id>`. */
@@ -198,6 +202,14 @@ export function consoleRoutes(deps: ConsoleDeps): Router {
       const who = (ctx.state as { console?: ConsoleState }).console;
       const scopes = new Set<string>((who?.areas ?? []).map((area) => area.scope));
       return { actor: who?.person.id ?? null, clientIp: ctx.ip || null, requestId: typeof ctx.state.requestId === 'string' ? ctx.state.requestId : null, logger: deps.logger, privileges: { kind: 'scopes', scopes } };
+    },
+    redirect(ctx, url) {
+      ctx.set('Cache-Control', 'no-store');
+      ctx.status = 303;
+      ctx.redirect(url);
+    },
+    pageNotFound(ctx) {
+      errorPage(ctx, 400, 'Page not found', 'That page of the list does not exist. Start again from the first page.');
     },
   };
 

@@ -6,7 +6,7 @@ import { DEFAULT_LIMIT, MAX_LIMIT } from '../../management/pagination.js';
 import type { ClientResponse } from '../../management/clients/presenter.js';
 import { AUTH_METHODS, createClientBody, GRANT_TYPES, patchClientBody, SECRET_AUTH_METHODS, TLS_SUBJECT_FIELDS, TOKEN_EXCHANGE_GRANT } from '../../management/clients/schema.js';
 import { CONSOLE_PATH } from '../../oidc/console-client.js';
-import { checked, ERROR_STATUS, errorsByField, hasErrors, listField, NO_ERRORS, queryValue, STALE_FORM_MESSAGE, versionOf, type FormErrors } from '../forms.js';
+import { checked, doneMessage, ERROR_STATUS, errorsByField, type FormErrors, hasErrors, listField, NO_ERRORS, queryValue, STALE_FORM_MESSAGE, versionOf } from '../forms.js';
 import type { ConsoleAreaModule, ConsoleKit } from '../routes.js';
 
 /**
@@ -273,7 +273,7 @@ export function clientsArea(management: Pick<ManagementServices, 'clients' | 're
           throw error;
         });
         if (page === undefined) {
-          kit.render(ctx, 'error', { title: 'Page not found', message: 'That page of the list does not exist. Start again from the first page.', requestId: ctx.state.requestId }, 400);
+          kit.pageNotFound(ctx);
           return;
         }
         // An exact client_id typed into the search box, shown above the name matches (first page only).
@@ -295,7 +295,7 @@ export function clientsArea(management: Pick<ManagementServices, 'clients' | 're
           next: page.next_cursor === null ? undefined : query({ cursor: page.next_cursor }),
           firstUrl: cursor === undefined ? undefined : q === '' ? listUrl : query({}),
           clearUrl: q === '' ? undefined : listUrl,
-          message: done !== undefined && Object.hasOwn(DONE_MESSAGES, done) ? DONE_MESSAGES[done as keyof typeof DONE_MESSAGES] : undefined,
+          message: doneMessage(DONE_MESSAGES, done),
         });
       });
 
@@ -314,8 +314,7 @@ export function clientsArea(management: Pick<ManagementServices, 'clients' | 're
           if (errors.length === 0) {
             const created = await clients.create(parsed, kit.audit(ctx));
             if (created.client_secret !== undefined) return renderSecret(ctx, created, created.client_secret, 'created');
-            ctx.status = 303;
-            ctx.redirect(`${clientUrl(created.client_id)}?done=created`);
+            kit.redirect(ctx, `${clientUrl(created.client_id)}?done=created`);
             return;
           }
         } catch (error) {
@@ -330,7 +329,7 @@ export function clientsArea(management: Pick<ManagementServices, 'clients' | 're
         const client = await clientOf(ctx, ctx.params['clientId']);
         if (client === undefined) return;
         const done = queryValue(ctx.query['done']);
-        await renderDetail(ctx, client, { message: done !== undefined && Object.hasOwn(DONE_MESSAGES, done) ? DONE_MESSAGES[done as keyof typeof DONE_MESSAGES] : undefined });
+        await renderDetail(ctx, client, { message: doneMessage(DONE_MESSAGES, done) });
       });
 
       router.post(`${path}/:clientId`, kit.requireArea('clients'), async function updateClient(ctx) {
@@ -348,8 +347,7 @@ export function clientsArea(management: Pick<ManagementServices, 'clients' | 're
             const updated = await clients.update(current.client_id, patch, kit.audit(ctx), form['version'] || NO_VERSION);
             // A switch to a secret-based method issued a secret: shown now, once.
             if (updated.client_secret !== undefined) return renderSecret(ctx, updated, updated.client_secret, 'issued');
-            ctx.status = 303;
-            ctx.redirect(`${clientUrl(current.client_id)}?done=updated`);
+            kit.redirect(ctx, `${clientUrl(current.client_id)}?done=updated`);
             return;
           }
         } catch (error) {
@@ -413,9 +411,7 @@ export function clientsArea(management: Pick<ManagementServices, 'clients' | 're
             ERROR_STATUS[error.code],
           );
         }
-        ctx.set('Cache-Control', 'no-store');
-        ctx.status = 303;
-        ctx.redirect(`${listUrl}?done=deleted`);
+        kit.redirect(ctx, `${listUrl}?done=deleted`);
       });
     },
   };

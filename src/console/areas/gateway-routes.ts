@@ -6,7 +6,7 @@ import type { ManagementServices } from '../../management/index.js';
 import { DEFAULT_LIMIT } from '../../management/pagination.js';
 import type { GatewayRouteResponse } from '../../management/gateway-routes/presenter.js';
 import { createGatewayRouteBody, HTTP_METHODS, IDENTITY_HEADERS, patchGatewayRouteBody, UPSTREAM_TOKENS } from '../../management/gateway-routes/schema.js';
-import { checked, ERROR_STATUS, errorsByField, hasErrors, listField, NO_ERRORS, queryValue, STALE_FORM_MESSAGE, versionOf, type FormErrors } from '../forms.js';
+import { checked, doneMessage, ERROR_STATUS, errorsByField, type FormErrors, hasErrors, listField, NO_ERRORS, queryValue, STALE_FORM_MESSAGE, versionOf } from '../forms.js';
 import type { ConsoleAreaModule, ConsoleKit } from '../routes.js';
 
 /**
@@ -178,16 +178,7 @@ export function gatewayRoutesArea(management: Pick<ManagementServices, 'gatewayR
         }
       }
 
-      function done(ctx: ParameterizedContext): string | undefined {
-        const key = queryValue(ctx.query['done']);
-        return key !== undefined && Object.hasOwn(DONE_MESSAGES, key) ? DONE_MESSAGES[key as keyof typeof DONE_MESSAGES] : undefined;
-      }
 
-      function redirect(ctx: ParameterizedContext, url: string): void {
-        ctx.set('Cache-Control', 'no-store');
-        ctx.status = 303;
-        ctx.redirect(url);
-      }
 
       router.get(path, kit.requireArea('gateway'), async function listGatewayRoutes(ctx) {
         const cursor = queryValue(ctx.query['cursor']);
@@ -199,11 +190,11 @@ export function gatewayRoutesArea(management: Pick<ManagementServices, 'gatewayR
             next: page.next_cursor === null ? undefined : `${listUrl}?${new URLSearchParams({ cursor: page.next_cursor }).toString()}`,
             firstUrl: cursor === undefined || cursor === '' ? undefined : listUrl,
             newUrl: `${listUrl}/new`,
-            message: done(ctx),
+            message: doneMessage(DONE_MESSAGES, ctx.query['done']),
           });
         } catch (error) {
           if (!(error instanceof ManagementError)) throw error;
-          kit.render(ctx, 'error', { title: 'Page not found', message: 'That page of the list does not exist. Start again from the first page.', requestId: ctx.state.requestId }, 400);
+          kit.pageNotFound(ctx);
         }
       });
 
@@ -218,7 +209,7 @@ export function gatewayRoutesArea(management: Pick<ManagementServices, 'gatewayR
         const body = bodyFromForm(values);
         try {
           const created = await gatewayRoutes.create(parseOrThrow(createGatewayRouteBody, body), kit.audit(ctx));
-          return redirect(ctx, `${routeUrl(created.id)}?done=created`);
+          return kit.redirect(ctx, `${routeUrl(created.id)}?done=created`);
         } catch (error) {
           if (!(error instanceof ManagementError)) throw error;
           renderNew(ctx, values, ERROR_STATUS[error.code], errorsByField(errorsOf(error), FIELDS, body));
@@ -228,7 +219,7 @@ export function gatewayRoutesArea(management: Pick<ManagementServices, 'gatewayR
       router.get(`${path}/:id`, kit.requireArea('gateway'), async function showGatewayRoute(ctx) {
         const route = await load(ctx);
         if (route === undefined) return;
-        renderEdit(ctx, route, { message: done(ctx) });
+        renderEdit(ctx, route, { message: doneMessage(DONE_MESSAGES, ctx.query['done']) });
       });
 
       router.post(`${path}/:id`, kit.requireArea('gateway'), async function updateGatewayRoute(ctx) {
@@ -243,7 +234,7 @@ export function gatewayRoutesArea(management: Pick<ManagementServices, 'gatewayR
         try {
           if (version === '') throw new PreconditionFailed('The form carries no version.');
           const updated = await gatewayRoutes.update(current.id, parseOrThrow(patchGatewayRouteBody, body), kit.audit(ctx), version);
-          return redirect(ctx, `${routeUrl(updated.id)}?done=saved`);
+          return kit.redirect(ctx, `${routeUrl(updated.id)}?done=saved`);
         } catch (error) {
           if (!(error instanceof ManagementError)) throw error;
           if (error.code === 'precondition_failed') {
@@ -274,7 +265,7 @@ export function gatewayRoutesArea(management: Pick<ManagementServices, 'gatewayR
           if (error instanceof ManagementError && error.code === 'not_found') return notFound(ctx);
           throw error;
         }
-        redirect(ctx, `${listUrl}?done=deleted`);
+        kit.redirect(ctx, `${listUrl}?done=deleted`);
       });
     },
   };

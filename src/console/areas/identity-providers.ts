@@ -6,7 +6,7 @@ import type { ManagementServices } from '../../management/index.js';
 import { DEFAULT_LIMIT } from '../../management/pagination.js';
 import type { IdentityProviderResponse } from '../../management/identity-providers/presenter.js';
 import { createIdentityProviderBody, DEFAULT_SCOPES, patchIdentityProviderBody, SYNC_MODES } from '../../management/identity-providers/schema.js';
-import { checked, ERROR_STATUS, errorsByField, hasErrors, listField, NO_ERRORS, queryValue, STALE_FORM_MESSAGE, versionOf, type FormErrors } from '../forms.js';
+import { checked, doneMessage, ERROR_STATUS, errorsByField, type FormErrors, hasErrors, listField, NO_ERRORS, queryValue, STALE_FORM_MESSAGE, versionOf } from '../forms.js';
 import type { ConsoleAreaModule, ConsoleKit } from '../routes.js';
 
 /**
@@ -255,16 +255,7 @@ export function identityProvidersArea(management: Pick<ManagementServices, 'iden
         }
       }
 
-      function done(ctx: ParameterizedContext): string | undefined {
-        const key = queryValue(ctx.query['done']);
-        return key !== undefined && Object.hasOwn(DONE_MESSAGES, key) ? DONE_MESSAGES[key as keyof typeof DONE_MESSAGES] : undefined;
-      }
 
-      function redirect(ctx: ParameterizedContext, url: string): void {
-        ctx.set('Cache-Control', 'no-store');
-        ctx.status = 303;
-        ctx.redirect(url);
-      }
 
       router.get(path, kit.requireArea('identity-providers'), async function listIdentityProviders(ctx) {
         const cursor = queryValue(ctx.query['cursor']);
@@ -276,11 +267,11 @@ export function identityProvidersArea(management: Pick<ManagementServices, 'iden
             next: page.next_cursor === null ? undefined : `${listUrl}?${new URLSearchParams({ cursor: page.next_cursor }).toString()}`,
             firstUrl: cursor === undefined || cursor === '' ? undefined : listUrl,
             newUrl: `${listUrl}/new`,
-            message: done(ctx),
+            message: doneMessage(DONE_MESSAGES, ctx.query['done']),
           });
         } catch (error) {
           if (!(error instanceof ManagementError)) throw error;
-          kit.render(ctx, 'error', { title: 'Page not found', message: 'That page of the list does not exist. Start again from the first page.', requestId: ctx.state.requestId }, 400);
+          kit.pageNotFound(ctx);
         }
       });
 
@@ -297,7 +288,7 @@ export function identityProvidersArea(management: Pick<ManagementServices, 'iden
           const parsed = parseOrThrow(createIdentityProviderBody, body);
           if (errors.length === 0) {
             const created = await identityProviders.create(parsed, kit.audit(ctx));
-            return redirect(ctx, `${providerUrl(created.id)}?done=created`);
+            return kit.redirect(ctx, `${providerUrl(created.id)}?done=created`);
           }
         } catch (error) {
           if (!(error instanceof ManagementError)) throw error;
@@ -311,7 +302,7 @@ export function identityProvidersArea(management: Pick<ManagementServices, 'iden
       router.get(`${path}/:id`, kit.requireArea('identity-providers'), async function showIdentityProvider(ctx) {
         const provider = await load(ctx);
         if (provider === undefined) return;
-        renderEdit(ctx, provider, { message: done(ctx) });
+        renderEdit(ctx, provider, { message: doneMessage(DONE_MESSAGES, ctx.query['done']) });
       });
 
       router.post(`${path}/:id`, kit.requireArea('identity-providers'), async function updateIdentityProvider(ctx) {
@@ -328,7 +319,7 @@ export function identityProvidersArea(management: Pick<ManagementServices, 'iden
           const parsed = parseOrThrow(patchIdentityProviderBody, body);
           if (errors.length === 0) {
             const updated = await identityProviders.update(current.id, parsed, kit.audit(ctx), version);
-            return redirect(ctx, `${providerUrl(updated.id)}?done=saved`);
+            return kit.redirect(ctx, `${providerUrl(updated.id)}?done=saved`);
           }
         } catch (error) {
           if (!(error instanceof ManagementError)) throw error;
@@ -368,7 +359,7 @@ export function identityProvidersArea(management: Pick<ManagementServices, 'iden
           if (error instanceof ManagementError && error.code === 'not_found') return notFound(ctx);
           throw error;
         }
-        redirect(ctx, `${listUrl}?done=deleted`);
+        kit.redirect(ctx, `${listUrl}?done=deleted`);
       });
     },
   };

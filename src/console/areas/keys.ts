@@ -3,7 +3,7 @@ import type { ParameterizedContext } from 'koa';
 import type { ManagementServices } from '../../management/index.js';
 import { ManagementError } from '../../management/errors.js';
 import { CONSOLE_PATH } from '../../oidc/console-client.js';
-import { ERROR_STATUS } from '../forms.js';
+import { doneMessage, ERROR_STATUS } from '../forms.js';
 import type { ConsoleAreaModule, ConsoleKit } from '../routes.js';
 
 /**
@@ -45,7 +45,7 @@ export function keysArea(keys: Keys): ConsoleAreaModule {
         });
         const done = one(ctx.query['done']);
         const kid = one(ctx.query['kid']);
-        const message = done !== undefined && Object.hasOwn(DONE_MESSAGES, done) ? DONE_MESSAGES[done as keyof typeof DONE_MESSAGES] : undefined;
+        const message = doneMessage(DONE_MESSAGES, done);
         kit.render(
           ctx,
           'console-keys',
@@ -83,9 +83,7 @@ export function keysArea(keys: Keys): ConsoleAreaModule {
           if (!(error instanceof ManagementError)) throw error;
           return showList(ctx, { error: error.message, status: ERROR_STATUS[error.code] });
         }
-        ctx.set('Cache-Control', 'no-store');
-        ctx.status = 303;
-        ctx.redirect(`${areaUrl}?done=rotated`);
+        kit.redirect(ctx, `${areaUrl}?done=rotated`);
       });
 
       router.get(`${routePath}/:kid/revoke`, kit.requireArea('keys'), function confirmRevoke(ctx) {
@@ -105,9 +103,7 @@ export function keysArea(keys: Keys): ConsoleAreaModule {
           if (!(error instanceof ManagementError)) throw error;
           return showRevoke(ctx, kid, error.message, ERROR_STATUS[error.code]);
         }
-        ctx.set('Cache-Control', 'no-store');
-        ctx.status = 303;
-        ctx.redirect(`${areaUrl}?${new URLSearchParams({ done: 'revoked', kid }).toString()}`);
+        kit.redirect(ctx, `${areaUrl}?${new URLSearchParams({ done: 'revoked', kid }).toString()}`);
       });
     },
   };

@@ -4,7 +4,7 @@ import type { ParameterizedContext } from 'koa';
 import { SIGNING_ALGS, DEFAULT_SIGNING_ALG } from '../../crypto/signing-keys.js';
 import { CONSOLE_PATH } from '../../oidc/console-client.js';
 import { ManagementError, parseOrThrow, type FieldError } from '../../management/errors.js';
-import { checked, ERROR_STATUS, errorsByField, hasErrors, listField, NO_ERRORS, queryValue, STALE_FORM_MESSAGE, versionOf, type FormErrors } from '../forms.js';
+import { checked, doneMessage, ERROR_STATUS, errorsByField, type FormErrors, hasErrors, listField, NO_ERRORS, queryValue, STALE_FORM_MESSAGE, versionOf } from '../forms.js';
 import type { ManagementServices } from '../../management/index.js';
 import { DEFAULT_LIMIT } from '../../management/pagination.js';
 import type { ResourceServerResponse } from '../../management/resource-servers/presenter.js';
@@ -44,10 +44,6 @@ const DONE_MESSAGES = {
   deleted: 'Resource server deleted.',
 } as const;
 
-function doneMessage(value: string | string[] | undefined): string | undefined {
-  const done = queryValue(value);
-  return done !== undefined && Object.hasOwn(DONE_MESSAGES, done) ? DONE_MESSAGES[done as keyof typeof DONE_MESSAGES] : undefined;
-}
 
 function valuesOf(form: Record<string, string>): FormValues {
   const values = { ...EMPTY_FORM };
@@ -213,11 +209,11 @@ export function resourceServersArea(management: Pick<ManagementServices, 'resour
             next,
             newUrl: `${listUrl}/new`,
             firstUrl: cursor === undefined || cursor === '' ? undefined : listUrl,
-            message: doneMessage(ctx.query['done']),
+            message: doneMessage(DONE_MESSAGES, ctx.query['done']),
           });
         } catch (error) {
           if (!(error instanceof ManagementError)) throw error;
-          kit.render(ctx, 'error', { title: 'Page not found', message: 'That page of the list does not exist. Start again from the first page.', requestId: ctx.state.requestId }, 400);
+          kit.pageNotFound(ctx);
         }
       });
 
@@ -233,8 +229,7 @@ export function resourceServersArea(management: Pick<ManagementServices, 'resour
           const parsed = parseOrThrow(createResourceServerBody, body);
           if (errors.length === 0) {
             const created = await resourceServers.create(parsed, kit.audit(ctx));
-            ctx.status = 303;
-            ctx.redirect(`${serverUrl(created.id)}?done=created`);
+            kit.redirect(ctx, `${serverUrl(created.id)}?done=created`);
             return;
           }
         } catch (error) {
@@ -248,7 +243,7 @@ export function resourceServersArea(management: Pick<ManagementServices, 'resour
       router.get(`${path}/:id`, kit.requireArea('resource-servers'), async function showResourceServer(ctx) {
         const server = await find(ctx);
         if (server === undefined) return;
-        renderEdit(ctx, server, { message: doneMessage(ctx.query['done']) });
+        renderEdit(ctx, server, { message: doneMessage(DONE_MESSAGES, ctx.query['done']) });
       });
 
       router.post(`${path}/:id`, kit.requireArea('resource-servers'), async function updateResourceServer(ctx) {
@@ -262,8 +257,7 @@ export function resourceServersArea(management: Pick<ManagementServices, 'resour
           if (errors.length === 0) {
             // The version the form was read at: a change by someone else since then is refused, not overwritten.
             await resourceServers.update(server.id, parsed, kit.audit(ctx), ifMatchOf(form));
-            ctx.status = 303;
-            ctx.redirect(`${serverUrl(server.id)}?done=updated`);
+            kit.redirect(ctx, `${serverUrl(server.id)}?done=updated`);
             return;
           }
         } catch (error) {
@@ -309,8 +303,7 @@ export function resourceServersArea(management: Pick<ManagementServices, 'resour
           // The built-in one, or one that clients still name: the service's words, and the clients to change first.
           return renderDelete(ctx, server, { message: error.message, clientIds: error.clientIds ?? [] }, ERROR_STATUS[error.code]);
         }
-        ctx.status = 303;
-        ctx.redirect(`${listUrl}?done=deleted`);
+        kit.redirect(ctx, `${listUrl}?done=deleted`);
       });
     },
   };
