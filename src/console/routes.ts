@@ -10,6 +10,7 @@ import { CONSOLE_CONTENT_SECURITY_POLICY } from '../http/security-headers.js';
 import { FormError, readForm } from '../http/form.js';
 import { issuerPath } from '../http/issuer-origin.js';
 import type { SealedCookies } from '../http/sealed-cookies.js';
+import { NotFound } from '../management/errors.js';
 import type { ManagementServices } from '../management/index.js';
 import { ACR_MFA } from '../oidc/accounts.js';
 import { CONSOLE_CALLBACK_PATH, CONSOLE_CLIENT_ID, CONSOLE_PATH } from '../oidc/console-client.js';
@@ -30,6 +31,8 @@ import { areasFor, CONSOLE_AREAS, type ConsoleArea } from './areas.js';
 /** Shorter than a sign-in session (12 h): an unattended console signs itself out. */
 export const CONSOLE_SESSION_SECONDS = 3600;
 const PENDING_SECONDS = 600;
+/** The ids the management services give resources; anything else names none. */
+const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
 const SESSION_COOKIE = 'gatehouse-console';
 const PENDING_COOKIE = 'gatehouse-console-signin';
 /** The console's pending sign-ins and sessions are for this audience only. */
@@ -58,6 +61,10 @@ export interface ConsoleKit {
   redirect(ctx: ParameterizedContext, url: string): void;
   /** The 400 page for a list page whose cursor the service refused (forged or outdated). */
   pageNotFound(ctx: ParameterizedContext): void;
+  /** The 404 page for a `what` (e.g. "Gateway route") that the URL names but does not exist. */
+  notFound(ctx: ParameterizedContext, what: string): void;
+  /** What the path's `:id` names, through `get`; undefined after answering 404 (an id that is no UUID names nothing). */
+  find<T>(ctx: ParameterizedContext, what: string, get: (id: string) => Promise<T>): Promise<T | undefined>;
 }
 
 /** An area's pages, mounted under `<ISSUER>/console/<id>`. */
@@ -210,6 +217,23 @@ export function consoleRoutes(deps: ConsoleDeps): Router {
     },
     pageNotFound(ctx) {
       errorPage(ctx, 400, 'Page not found', 'That page of the list does not exist. Start again from the first page.');
+    },
+    notFound(ctx, what) {
+      kit.render(ctx, 'error', { title: `${what} not found`, message: `No ${what.toLowerCase()} with that id. It may have been deleted.`, requestId: ctx.state.requestId }, 404);
+    },
+    async find(ctx, what, get) {
+      const id = (ctx.params as Record<string, string | undefined> | undefined)?.['id'] ?? '';
+      if (!UUID.test(id)) {
+        kit.notFound(ctx, what);
+        return undefined;
+      }
+      try {
+        return await get(id);
+      } catch (error) {
+        if (!(error instanceof NotFound)) throw error;
+        kit.notFound(ctx, what);
+        return undefined;
+      }
     },
   };
 

@@ -57,8 +57,6 @@ const DONE_MESSAGES = {
   deleted: 'Gateway route deleted. Requests it matched now fall to the next most specific route, or are denied.',
 } as const;
 
-const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
-
 /** Each method is its own checkbox (`method-GET`): a repeated field name is refused by readForm. */
 function valuesOf(form: Record<string, string>): FormValues {
   const values = { ...EMPTY_FORM };
@@ -158,27 +156,8 @@ export function gatewayRoutesArea(management: Pick<ManagementServices, 'gatewayR
         );
       }
 
-      function notFound(ctx: ParameterizedContext): void {
-        kit.render(ctx, 'error', { title: 'Gateway route not found', message: 'No gateway route with that id. It may have been deleted.', requestId: ctx.state.requestId }, 404);
-      }
-
-      /** The route named in the path, or undefined after answering 404 (an id that is no UUID names none). */
-      async function load(ctx: ParameterizedContext): Promise<GatewayRouteResponse | undefined> {
-        const id = (ctx.params as Record<string, string | undefined>)['id'] ?? '';
-        if (!UUID.test(id)) {
-          notFound(ctx);
-          return undefined;
-        }
-        try {
-          return await gatewayRoutes.get(id);
-        } catch (error) {
-          if (!(error instanceof ManagementError && error.code === 'not_found')) throw error;
-          notFound(ctx);
-          return undefined;
-        }
-      }
-
-
+      const notFound = (ctx: ParameterizedContext): void => kit.notFound(ctx, 'Gateway route');
+      const load = (ctx: ParameterizedContext): Promise<GatewayRouteResponse | undefined> => kit.find(ctx, 'Gateway route', (id) => gatewayRoutes.get(id));
 
       router.get(path, kit.requireArea('gateway'), async function listGatewayRoutes(ctx) {
         const cursor = queryValue(ctx.query['cursor']);

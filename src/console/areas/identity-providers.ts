@@ -65,8 +65,6 @@ const DONE_MESSAGES = {
   deleted: 'Identity provider deleted. People linked through it keep their accounts; their links to it are gone.',
 } as const;
 
-const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
-
 /** The claim mappings' own fields on the form. */
 const CLAIM_FIELDS = { username: 'claim_username', email: 'claim_email', name: 'claim_name' } as const;
 
@@ -235,27 +233,8 @@ export function identityProvidersArea(management: Pick<ManagementServices, 'iden
         );
       }
 
-      function notFound(ctx: ParameterizedContext): void {
-        kit.render(ctx, 'error', { title: 'Identity provider not found', message: 'No identity provider with that id. It may have been deleted.', requestId: ctx.state.requestId }, 404);
-      }
-
-      /** The provider named in the path, or undefined after answering 404 (an id that is no UUID names none). */
-      async function load(ctx: ParameterizedContext): Promise<IdentityProviderResponse | undefined> {
-        const id = (ctx.params as Record<string, string | undefined>)['id'] ?? '';
-        if (!UUID.test(id)) {
-          notFound(ctx);
-          return undefined;
-        }
-        try {
-          return await identityProviders.get(id);
-        } catch (error) {
-          if (!(error instanceof ManagementError && error.code === 'not_found')) throw error;
-          notFound(ctx);
-          return undefined;
-        }
-      }
-
-
+      const notFound = (ctx: ParameterizedContext): void => kit.notFound(ctx, 'Identity provider');
+      const load = (ctx: ParameterizedContext): Promise<IdentityProviderResponse | undefined> => kit.find(ctx, 'Identity provider', (id) => identityProviders.get(id));
 
       router.get(path, kit.requireArea('identity-providers'), async function listIdentityProviders(ctx) {
         const cursor = queryValue(ctx.query['cursor']);
