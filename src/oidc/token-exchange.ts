@@ -191,6 +191,9 @@ export function registerTokenExchange(provider: Provider, deps: TokenExchangeDep
       const lifetime = Math.max(1, Math.min(info.accessTokenTTL ?? DEFAULT_TTL, subject.exp - now));
       token.resourceServer = new provider.ResourceServer(resource, { ...info, accessTokenTTL: lifetime });
       (token as { expiresIn?: number }).expiresIn = lifetime;
+      // Pinned to the `now` the lifetime was cut at: stamped at save (after more awaits) a second
+      // boundary in between would put exp one second past the subject token's.
+      Object.assign(token, { iat: now, exp: now + lifetime });
       const act: Actor = subject.act === undefined ? { sub: client.clientId } : { sub: client.clientId, act: subject.act };
       actors.set(token, act);
       if (kind === 'person') attachSignIn(token, { ...(subject.acr === undefined ? {} : { acr: subject.acr }), ...(subject.authTime === undefined ? {} : { authTime: subject.authTime }) });
