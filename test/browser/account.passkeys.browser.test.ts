@@ -219,6 +219,12 @@ describe('the account page: a person’s own passkeys', { skip: chromiumMissing 
     assert.deepEqual(await storedNames('ada'), ['Pocket phone']);
     assert.equal((await eventsOf('passkey.removed', ada)).length, 1);
 
+    // The account cookie gone, the Gatehouse session (with its second factor) signs in again without asking.
+    await context.clearCookies({ name: 'gatehouse-account' });
+    await page.goto(listUrl());
+    await page.waitForURL(listUrl());
+    assert.deepEqual(await passkeyNames(page), ['Pocket phone']);
+
     // Signing out ends the Gatehouse session too (its own confirmation page).
     await page.goto(listUrl());
     await page.click('button:has-text("Sign out")');
