@@ -66,6 +66,11 @@ export default tseslint.config(
     { files: ['src/cli/**/*.ts'], forbid: ['**/admin/**', '**/interactions/**', '**/gateway/**'], why: 'front doors (admin API, hosted pages, CLI, gateway) never import each other' },
     { files: ['src/gateway/**/*.ts'], forbid: ['**/admin/**', '**/interactions/**', '**/cli/**'], why: 'front doors (admin API, hosted pages, CLI, gateway) never import each other' },
     { files: ['src/console/**/*.ts'], forbid: ['**/admin/**', '**/interactions/**', '**/cli/**', '**/gateway/**'], why: 'front doors (admin API, hosted pages, CLI, gateway, console) never import each other' },
+    {
+      files: ['src/account/**/*.ts'],
+      forbid: ['**/admin/**', '**/interactions/**', '**/cli/**', '**/gateway/**', '**/console/**', '**/management/**', '**/db/**'],
+      why: 'the account pages are a front door: they use the accounts services, never another door, a management service or storage',
+    },
   ]),
   {
     languageOptions: {

@@ -15,8 +15,11 @@ import { gatewayDoors } from './gateway/doors.js';
 import { gatewayPolicy } from './gateway/policy-deps.js';
 import { browserSignInRoutes, createBrowserSessions } from './gateway/browser/sign-in.js';
 import { createSealedCookies } from './http/sealed-cookies.js';
+import { accountRoutes, ACCOUNT_SESSION_SECONDS } from './account/routes.js';
 import { consoleRoutes } from './console/routes.js';
+import { firstPartySignIn } from './http/first-party-sign-in.js';
 import { consoleModules } from './console/modules.js';
+import { ACCOUNT_CLIENT_ID, ACCOUNT_PASSKEYS_PATH, ACCOUNT_PATH } from './oidc/account-client.js';
 import { CONSOLE_CLIENT_ID } from './oidc/console-client.js';
 import { createGatewayCodes } from './oidc/gateway-code.js';
 import type { ProviderHost } from './oidc/provider-host.js';
@@ -105,6 +108,28 @@ export async function createApp(runtime: Runtime): Promise<GatehouseApp> {
     logger,
     modules: consoleModules(services.management),
   });
+  // The account pages (SPEC §4): a person's own passkeys, signed in as the built-in account client.
+  const accountPages = accountRoutes({
+    issuer: config.issuer,
+    signIn: firstPartySignIn({
+      issuer: config.issuer,
+      clientId: ACCOUNT_CLIENT_ID,
+      path: ACCOUNT_PATH,
+      landing: ACCOUNT_PASSKEYS_PATH,
+      cookieName: 'gatehouse-account',
+      cookies: createSealedCookies(cookieSecret, 'account'),
+      codes: createGatewayCodes(() => providers.current(), db, ACCOUNT_CLIENT_ID),
+      maxSessionSeconds: ACCOUNT_SESSION_SECONDS,
+    }),
+    csrf: createCsrf(cookieSecret, 'account'),
+    passkeys: services.ownPasskeys,
+    person: async (id) => {
+      const user = await services.accounts.load(undefined, id);
+      return user === undefined ? undefined : { id: user.id, username: user.username, disabled: user.disabled };
+    },
+    views,
+    logger,
+  });
   const ops = opsRoutes({ db, migrations: runtime.migrations, assets: views.assets });
   const pages = interactionRoutes({
     issuer: config.issuer,
@@ -134,6 +159,8 @@ export async function createApp(runtime: Runtime): Promise<GatehouseApp> {
   app.use(pages.allowedMethods());
   app.use(consolePages.routes());
   app.use(consolePages.allowedMethods());
+  app.use(accountPages.routes());
+  app.use(accountPages.allowedMethods());
   app.use(providers.middleware);
 
   // Scrapes and probes are not counted in the request metrics or logged: they would drown the

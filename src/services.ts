@@ -1,5 +1,6 @@
 import type { ClientMetadata } from 'oidc-provider';
 import { createPasswordHasher, type PasswordHasher } from './accounts/passwords.js';
+import { createOwnPasskeys, type OwnPasskeys } from './accounts/own-passkeys.js';
 import { createPasskeys } from './accounts/passkeys.js';
 import { createSecondFactor, type SecondFactor } from './accounts/second-factor.js';
 import { createTotp } from './accounts/totp.js';
@@ -53,6 +54,8 @@ export interface Services {
   readonly secondFactor: SecondFactor;
   /** The sign-in flow: attempt reservation, password and second-factor outcomes, device cookies. */
   readonly signIn: SignIn;
+  /** A signed-in person's own passkeys: the account pages (src/account). */
+  readonly ownPasskeys: OwnPasskeys;
   /** One argon2id hasher for the process, so its concurrency bound covers every caller. */
   readonly passwords: PasswordHasher;
   readonly providers: ProviderHost;
@@ -140,12 +143,13 @@ export async function createServices(runtime: Runtime, options: ServicesOptions)
   });
   const passwords = await createPasswordHasher();
   // The sign-in flow the hosted pages drive (src/sign-in).
+  // SPEC §4: the relying party is the issuer (none on an IP address).
+  const passkeys = createPasskeys({ db, issuer: config.issuer });
   const signIn = createSignIn({
     db,
     passwords,
     secondFactor,
-    // SPEC §4: the relying party is the issuer (none on an IP address).
-    passkeys: createPasskeys({ db, issuer: config.issuer }),
+    passkeys,
     // Signed with the cookie keys every instance shares; Secure under an https issuer (SPEC §1).
     deviceCookies: createDeviceCookies({
       keys: runtime.cookieKeys.map((key) => Buffer.from(key, 'base64url')),
@@ -188,6 +192,7 @@ export async function createServices(runtime: Runtime, options: ServicesOptions)
     secondFactor,
     passwords,
     signIn,
+    ownPasskeys: createOwnPasskeys({ db, passkeys }),
     providers,
     adminVerifier,
     // The cached metadata, not a provider Client: the gateway asks on every decision.

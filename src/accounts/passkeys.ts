@@ -66,6 +66,13 @@ function parseResponse(json: string): z.infer<typeof credentialResponse> | undef
   }
 }
 
+/** A passkey's name as stored: trimmed, at most 64 characters (empty when none was given). */
+export function passkeyName(name: string): string {
+  return [...name.trim()].slice(0, PASSKEY_NAME_MAX_LENGTH).join('').trim();
+}
+
+export const PASSKEY_NAME_MAX_LENGTH = 64;
+
 /** RFC 8176: `swk` for a backed-up (synced) passkey, `hwk` for one bound to its device; `user`: presence was tested. */
 export function passkeyAmr(backedUp: boolean): readonly ['hwk' | 'swk', 'user'] {
   return [backedUp ? 'swk' : 'hwk', 'user'];
@@ -177,7 +184,7 @@ export function createPasskeys(deps: { readonly db: Database; readonly issuer: s
             transports: credential.transports ?? [],
             backupEligible: info.credentialDeviceType === 'multiDevice',
             backedUp: info.credentialBackedUp,
-            name: name.trim().slice(0, 64) || 'Passkey',
+            name: passkeyName(name) || 'Passkey',
           }),
       };
     },

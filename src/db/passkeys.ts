@@ -44,6 +44,29 @@ export function createPasskeyStore(db: Queryable) {
       const { rows } = await db.query('SELECT 1 FROM user_passkeys WHERE user_id = $1 LIMIT 1', [userId]);
       return rows.length > 0;
     },
+    /** The person's passkey with this credential id (another person's is not found). */
+    async findForUser(userId: string, credentialId: string, options: { forUpdate?: boolean } = {}): Promise<PasskeyRow | undefined> {
+      const { rows } = await db.query<PasskeyRow>(
+        `SELECT ${COLUMNS} FROM user_passkeys WHERE user_id = $1 AND credential_id = $2${options.forUpdate === true ? ' FOR UPDATE' : ''}`,
+        [userId, credentialId],
+      );
+      return rows[0];
+    },
+    /** How many passkeys the person has. */
+    async countForUser(userId: string): Promise<number> {
+      const { rows } = await db.query<{ n: number }>('SELECT count(*)::int AS n FROM user_passkeys WHERE user_id = $1', [userId]);
+      return rows[0]?.n ?? 0;
+    },
+    /** Removes the person's passkey; the removed row, or undefined when they have none with this id. */
+    async remove(userId: string, credentialId: string): Promise<PasskeyRow | undefined> {
+      const { rows } = await db.query<PasskeyRow>(`DELETE FROM user_passkeys WHERE user_id = $1 AND credential_id = $2 RETURNING ${COLUMNS}`, [userId, credentialId]);
+      return rows[0];
+    },
+    /** Gives the person's passkey a new name; false when they have none with this id. */
+    async rename(userId: string, credentialId: string, name: string): Promise<boolean> {
+      const { rowCount } = await db.query('UPDATE user_passkeys SET name = $3 WHERE user_id = $1 AND credential_id = $2', [userId, credentialId, name]);
+      return rowCount > 0;
+    },
     /** False when the credential id is registered already (to anyone). */
     async insert(passkey: NewPasskey): Promise<boolean> {
       const { rowCount } = await db.query(

@@ -20,6 +20,8 @@ export interface UserRow extends Record<string, unknown> {
   password_changed_at: Date;
   /** Whether a confirmed second factor exists (user_totp, or a passkey in user_passkeys). */
   mfa_enrolled: boolean;
+  /** How many passkeys they have (user_passkeys). */
+  passkey_count: number;
 }
 
 export interface UserFields {
@@ -35,7 +37,9 @@ export interface UserFields {
 
 const COLUMNS =
   'id, seq::text AS seq, username, username_normalized, username_skeleton, email, email_verified, name, roles, password_hash, disabled, mfa_required, created_at, updated_at, password_changed_at, ' +
-  '(EXISTS (SELECT 1 FROM user_totp t WHERE t.user_id = users.id AND t.confirmed_at IS NOT NULL) OR EXISTS (SELECT 1 FROM user_passkeys p WHERE p.user_id = users.id)) AS mfa_enrolled';
+  '(EXISTS (SELECT 1 FROM user_totp t WHERE t.user_id = users.id AND t.confirmed_at IS NOT NULL) OR EXISTS (SELECT 1 FROM user_passkeys p WHERE p.user_id = users.id)) AS mfa_enrolled, ' +
+  // One index probe (user_passkeys_user_id_idx) a row: cheap enough for every read of a person.
+  '(SELECT count(*)::int FROM user_passkeys p WHERE p.user_id = users.id) AS passkey_count';
 
 /** The unique index a refused write hit: the normalised name, or the look-alike skeleton. */
 export type UsernameConstraint = 'username' | 'skeleton';

@@ -7,7 +7,7 @@ import { sameString } from './cookies.js';
  * signed interaction cookie), the console to its session; `purpose` keeps one's tokens from
  * passing at the other. Compared in constant time.
  */
-export function createCsrf(key: Buffer, purpose: 'pages' | 'console' = 'pages') {
+export function createCsrf(key: Buffer, purpose: 'pages' | 'console' | 'account' = 'pages') {
   // The hosted pages' label predates `purpose`: tokens in forms already shown stay valid.
   const label = purpose === 'pages' ? 'gatehouse csrf\0' : `gatehouse ${purpose} csrf\0`;
   const tokenFor = (id: string) => createHmac('sha256', key).update(label).update(id).digest('base64url');

@@ -2,8 +2,8 @@ import { hkdfSync } from 'node:crypto';
 import { EncryptJWT, jwtDecrypt, type JWTPayload } from 'jose';
 
 /**
- * Browser cookies of Gatehouse's own sign-ins, sealed: the gateway's on protected hosts (SPEC §7)
- * and the console's (SPEC §11). Encrypted and authenticated (JWE, `dir` + A256GCM) with a key
+ * Browser cookies of Gatehouse's own sign-ins, sealed: the gateway's on protected hosts (SPEC §7),
+ * the console's (SPEC §11) and the account pages' (SPEC §4). Encrypted and authenticated (JWE, `dir` + A256GCM) with a key
  * derived from the cookie-signing secret every instance shares, so no one reads or forges them,
  * and any instance opens what another set. Each is bound to its user (`purpose`: its own key and
  * `typ`), to the host it was set for (`aud`) and to its kind (`typ`): a gateway cookie presented
@@ -41,7 +41,7 @@ export interface SealedCookies {
   openPending(value: string, host: string): Promise<PendingSignIn | undefined>;
 }
 
-export function createSealedCookies(cookieSecret: Buffer, purpose: 'gateway' | 'console' = 'gateway'): SealedCookies {
+export function createSealedCookies(cookieSecret: Buffer, purpose: 'gateway' | 'console' | 'account' = 'gateway'): SealedCookies {
   // A key of its own (RFC 5869): the signing secret itself never encrypts anything.
   const key = new Uint8Array(hkdfSync('sha256', cookieSecret, new Uint8Array(0), `gatehouse ${purpose} cookies`, 32));
   const SESSION_TYP = `gatehouse-${purpose}-session+jwt`;

@@ -1,6 +1,7 @@
 import type { Next, ParameterizedContext } from 'koa';
 import type { Client, Interaction, InteractionResults, Provider } from 'oidc-provider';
 import type { Logger } from 'pino';
+import { ACCOUNT_CLIENT_ID, ACCOUNT_PASSKEYS_PATH } from '../oidc/account-client.js';
 import { ACR_MFA, ACR_PASSWORD } from '../oidc/accounts.js';
 import type { ProviderHost } from '../oidc/provider-host.js';
 import { DEVICE_COOKIE } from '../sign-in/device-cookies.js';
@@ -141,7 +142,16 @@ export function createPageKit(deps: PageKitDeps) {
     await interaction.persist();
   }
 
-  return { passkeysAvailable: deps.passkeysAvailable === true, pageUrl, render, formFields, csrfToken, loadInteraction, checkForm, findClient, signInRequest, attemptOf, saveAttempt, finishSignIn, completeLogin, federationOf, saveFederation };
+  /**
+   * SPEC §4: where a person manages their own passkeys (src/account), linked from the login and
+   * recovery-codes pages; undefined without passkeys, or when this sign-in is for that page itself.
+   */
+  function accountUrl(interaction: Interaction): string | undefined {
+    if (deps.passkeysAvailable !== true || interaction.params['client_id'] === ACCOUNT_CLIENT_ID) return undefined;
+    return `${deps.issuer}${ACCOUNT_PASSKEYS_PATH}`;
+  }
+
+  return { passkeysAvailable: deps.passkeysAvailable === true, accountUrl, pageUrl, render, formFields, csrfToken, loadInteraction, checkForm, findClient, signInRequest, attemptOf, saveAttempt, finishSignIn, completeLogin, federationOf, saveFederation };
 }
 
 export type PageKit = ReturnType<typeof createPageKit>;

@@ -5,6 +5,7 @@ import { createGatewayRouteStore } from '../db/gateway-routes.js';
 import { createOidcModelStore } from '../db/oidc-models.js';
 import { clientMetadataFromRow } from './clients.js';
 import { GATEWAY_CLIENT_ID, gatewayClientMetadata } from './gateway-client.js';
+import { ACCOUNT_CLIENT_ID, accountClientMetadata } from './account-client.js';
 import { CONSOLE_CLIENT_ID, consoleClientMetadata } from './console-client.js';
 import type { LookupCache } from './lookup-cache.js';
 import { deepFreeze } from '../lib/deep-freeze.js';
@@ -39,6 +40,8 @@ export function createClientMetadataSource(db: Queryable, clientCache: ClientMet
       // Gatehouse's own gateway client follows the browser routes (invalidated when they change).
       // The console's client (SPEC §11) follows ISSUER.
       if (id === CONSOLE_CLIENT_ID) return deepFreeze(consoleClientMetadata(issuer));
+      // So is the account pages' client (SPEC §4).
+      if (id === ACCOUNT_CLIENT_ID) return deepFreeze(accountClientMetadata(issuer));
       if (id === GATEWAY_CLIENT_ID) {
         const gateway = gatewayClientMetadata(await gatewayRoutes.browserHosts());
         return gateway === undefined ? undefined : deepFreeze(gateway);

@@ -36,7 +36,7 @@ interface UserBody {
 }
 
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
-const USER_FIELDS = ['created_at', 'disabled', 'email', 'email_verified', 'id', 'identities', 'mfa_enrolled', 'mfa_required', 'name', 'password_changed_at', 'roles', 'updated_at', 'username'];
+const USER_FIELDS = ['created_at', 'disabled', 'email', 'email_verified', 'id', 'identities', 'mfa_enrolled', 'mfa_required', 'name', 'passkeys', 'password_changed_at', 'roles', 'updated_at', 'username'];
 /**
  * SPEC §4 and OWASP's minimum: argon2id version 19, 19 MiB, two passes, one lane. The PHC string's
  * parameters are compared as a set: argon2 writes them as `m=19456,p=1,t=2`.

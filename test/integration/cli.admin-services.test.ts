@@ -5,6 +5,8 @@ import path from 'node:path';
 import { exportJWK, importX509 } from 'jose';
 import { after, before, describe, test } from 'node:test';
 import { createEnvelope } from '../../src/crypto/envelope.js';
+import { createOidcModelStore } from '../../src/db/oidc-models.js';
+import { createPasskeyStore } from '../../src/db/passkeys.js';
 import type { Database } from '../../src/db/database.js';
 import { ADMIN_SCOPES } from '../../src/management/admin-scopes.js';
 import { createTestDatabase, type TestDatabase } from '../support/database.js';
@@ -658,5 +660,51 @@ describe('operator CLI: clients, resource servers, users, admin clients and the 
     assert.equal(unknown.code, 2, unknown.stderr);
     assert.equal(unknown.stdout, '');
     assert.equal(unknown.stderr, 'gatehouse: #/token_exchange/subject_audiences/0: no resource server has this identifier (--exchange-subject-audience)\n');
+  });
+
+  test('users passkeys lists a person’s passkeys without public keys; users remove-passkey removes one, ends their sessions and is audited by cli', async () => {
+    const publicKey = randomBytes(77);
+    await inDatabase(async (db) => {
+      const passkeys = createPasskeyStore(db);
+      for (const [credentialId, name] of [
+        ['cli-laptop', 'Laptop'],
+        ['cli-phone', 'Phone'],
+      ] as const) {
+        assert.ok(await passkeys.insert({ credentialId, userId: aliceId, publicKey, signCount: 0, transports: ['internal'], backupEligible: false, backedUp: false, name }));
+      }
+      await createOidcModelStore(db).upsert('Session', 'cli-session', { accountId: aliceId, loginTs: Math.floor(Date.now() / 1000) }, 3600);
+    });
+
+    const listed = await cli(['users', 'passkeys', aliceId]);
+    assert.equal(listed.code, 0, listed.stderr);
+    assert.match(listed.stdout, /^ID +NAME +DEVICE_TYPE +BACKED_UP +CREATED_AT +LAST_USED_AT$/m);
+    assert.match(listed.stdout, /^cli-laptop +Laptop +single_device +no +\S+ +never$/m);
+    assert.match(listed.stdout, /^cli-phone +Phone /m);
+    const json = await cli(['users', 'passkeys', aliceId, '--json']);
+    assert.equal(json.code, 0, json.stderr);
+    assert.deepEqual((JSON.parse(json.stdout) as { items: { id: string }[] }).items.map((item) => item.id), ['cli-laptop', 'cli-phone']);
+    for (const output of [listed.stdout, json.stdout]) {
+      assert.ok(!output.includes(publicKey.toString('base64url')) && !output.includes(publicKey.toString('base64')), 'a public key printed');
+    }
+
+    const removed = await cli(['users', 'remove-passkey', aliceId, 'cli-phone', '--json']);
+    assert.equal(removed.code, 0, removed.stderr);
+    assert.equal((JSON.parse(removed.stdout) as { passkeys: number }).passkeys, 1);
+    const again = await cli(['users', 'remove-passkey', aliceId, 'cli-phone']);
+    assert.equal(again.code, 3);
+    assert.equal(again.stderr, 'gatehouse: the user has no passkey with that id\n');
+    const missingUser = await cli(['users', 'passkeys', '00000000-0000-4000-8000-000000000000']);
+    assert.equal(missingUser.code, 3);
+    const usage = await cli(['users', 'remove-passkey', aliceId]);
+    assert.equal(usage.code, 2);
+
+    await inDatabase(async (db) => {
+      const { rows } = await db.query<{ credential_id: string }>('SELECT credential_id FROM user_passkeys WHERE user_id = $1', [aliceId]);
+      assert.deepEqual(rows.map((row) => row.credential_id), ['cli-laptop']);
+      const sessions = await db.query('SELECT 1 FROM oidc_models WHERE account_id = $1', [aliceId]);
+      assert.equal(sessions.rows.length, 0, 'the removal ended the session');
+      const events = (await auditEvents(db, aliceId)).filter((event) => event.type === 'passkey.removed');
+      assert.deepEqual(events.map((event) => event.actor), ['cli']);
+    });
   });
 });

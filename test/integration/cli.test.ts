@@ -41,6 +41,8 @@ const EVERY_COMMAND = [
   'users list',
   'users disable',
   'users reset-mfa',
+  'users passkeys',
+  'users remove-passkey',
   'identity-providers create',
   'identity-providers list',
   'identity-providers show',

@@ -1,6 +1,7 @@
 import { pageOf } from '../../management/pagination.js';
 import { AUTHENTICATED, named, route, WITH_BODY, type PathParam, type RouteTable } from '../route.js';
-import { userIdentityResponse, userResponse } from '../../management/users/presenter.js';
+import { z } from 'zod';
+import { passkeyResponse, userIdentityResponse, userResponse } from '../../management/users/presenter.js';
 import { createUserBody, patchUserBody, userListQuery } from '../../management/users/schema.js';
 
 /** People who sign in through the hosted pages: `/admin/v1/users` (SPEC §5), scope `admin:users`. */
@@ -9,8 +10,11 @@ const User = named('User', userResponse);
 const UserPage = named('UserPage', pageOf(userResponse), [User]);
 const UserCreate = named('UserCreate', createUserBody);
 const UserPatch = named('UserPatch', patchUserBody);
+const Passkey = named('Passkey', passkeyResponse);
+const PasskeyList = named('PasskeyList', z.object({ items: z.array(passkeyResponse) }).describe('A person’s passkeys, oldest first (a person has a handful: not paged).'), [Passkey]);
 
 const userId: PathParam = { schema: userResponse.shape.id, description: 'The person’s id.' };
+const passkeyId: PathParam = { schema: passkeyResponse.shape.id, description: 'The passkey’s credential id (base64url).' };
 const providerId: PathParam = { schema: userIdentityResponse.shape.provider_id, description: 'The identity provider’s id.' };
 
 const USERNAME_TAKEN = 'compared ignoring case and width, or looks like an existing one (UTS #39 confusables; `errors` points at `#/username`).';
@@ -104,6 +108,31 @@ export const userRoutes: RouteTable = {
       response: { status: 204, description: 'Removed (also when there was none).' },
       errors: [404, ...AUTHENTICATED],
       handler: ({ params, caller }, { users }) => users.resetSecondFactor(params.id, caller),
+    }),
+    route({
+      operationId: 'listUserPasskeys',
+      method: 'get',
+      path: '/users/{id}/passkeys',
+      summary: 'List a person’s passkeys',
+      description: 'Oldest first. Shows what tells them apart and when each was last used; never a public key.',
+      scope: 'admin:users',
+      params: { id: userId },
+      response: { status: 200, description: 'The person’s passkeys.', schema: PasskeyList },
+      errors: [404, ...AUTHENTICATED],
+      handler: ({ params }, { users }) => users.listPasskeys(params.id),
+    }),
+    route({
+      operationId: 'removeUserPasskey',
+      method: 'delete',
+      path: '/users/{id}/passkeys/{passkey_id}',
+      summary: 'Remove a person’s passkey',
+      description:
+        'Like a removed second factor, ends the person’s sessions, grants and refresh tokens at once. When it was their last second factor, the recovery codes go too, and if a second factor is required the next sign-in enrolls again. Audited as `passkey.removed`.',
+      scope: 'admin:users',
+      params: { id: userId, passkey_id: passkeyId },
+      response: { status: 204, description: 'Removed.' },
+      errors: [404, ...AUTHENTICATED],
+      handler: ({ params, caller }, { users }) => users.removePasskey(params.id, params.passkey_id, caller),
     }),
     route({
       operationId: 'unlinkUserIdentity',

@@ -1,5 +1,5 @@
 import { parseOrThrow } from '../../management/errors.js';
-import type { UserResponse } from '../../management/users/presenter.js';
+import type { PasskeyResponse, UserResponse } from '../../management/users/presenter.js';
 import { createUserBody, patchUserBody, userListQuery } from '../../management/users/schema.js';
 import { cliPassword } from '../../config.js';
 import { EXIT, PAGE_OPTIONS, pageHint, pageQueryOf, printJson, record, table, type Command, type Output } from '../command.js';
@@ -14,6 +14,10 @@ function userRow(user: UserResponse): string[] {
 function printUser(output: Output, user: UserResponse): void {
   if (output.json) printJson(output, user);
   else output.out(record(user));
+}
+
+function passkeyRow(passkey: PasskeyResponse): string[] {
+  return [passkey.id, passkey.name, passkey.device_type, passkey.backed_up ? 'yes' : 'no', passkey.created_at, passkey.last_used_at ?? 'never'];
 }
 
 const USER_ID = { min: 1, max: 1 } as const;
@@ -113,6 +117,40 @@ export const userCommands: readonly Command[] = [
       const id = invocation.positionals[0] ?? '';
       const user = await withServices(invocation.output, async ({ services, audit }) => {
         await services.users.resetSecondFactor(id, audit);
+        return services.users.get(id);
+      });
+      printUser(invocation.output, user);
+      return EXIT.ok;
+    },
+  },
+  {
+    path: ['users', 'passkeys'],
+    args: 'USER_ID',
+    positionals: USER_ID,
+    summary: "list a person's passkeys",
+    description: ["Lists the person's passkeys, oldest first, as GET /admin/v1/users/{id}/passkeys does: the credential id, the name they gave it, whether it may sync (multi_device) and is backed up, when it was created and last used. Never a public key."],
+    examples: ['gatehouse users passkeys 0b6f3c1e-8f4a-4d2b-9a51-2f0c8d7e6a13', 'gatehouse users passkeys 0b6f3c1e-8f4a-4d2b-9a51-2f0c8d7e6a13 --json'],
+    async run(invocation) {
+      const id = invocation.positionals[0] ?? '';
+      const list = await withServices(invocation.output, ({ services }) => services.users.listPasskeys(id));
+      if (invocation.output.json) printJson(invocation.output, list);
+      else invocation.output.out(table(['ID', 'NAME', 'DEVICE_TYPE', 'BACKED_UP', 'CREATED_AT', 'LAST_USED_AT'], list.items.map(passkeyRow)));
+      return EXIT.ok;
+    },
+  },
+  {
+    path: ['users', 'remove-passkey'],
+    args: 'USER_ID PASSKEY_ID',
+    positionals: { min: 2, max: 2 },
+    summary: "remove one of a person's passkeys and end their sessions and grants",
+    description: [
+      "Removes one passkey (DELETE /admin/v1/users/{id}/passkeys/{passkey_id}); PASSKEY_ID is its credential id as `users passkeys` lists it. Like a removed second factor, the person's sessions, grants and refresh tokens end at once; when it was their last second factor, their recovery codes go too. Prints the user.",
+    ],
+    examples: ['gatehouse users remove-passkey 0b6f3c1e-8f4a-4d2b-9a51-2f0c8d7e6a13 KEbWNCc7NgaYnUyrNeFGX9_3Y-8oJ3KwzjnaiD1d1LVTxR7v3CaKfCz2Vy_g_MHSh7yJ8yL0Pxg6jo_o0hYiew'],
+    async run(invocation) {
+      const [id = '', passkeyId = ''] = invocation.positionals;
+      const user = await withServices(invocation.output, async ({ services, audit }) => {
+        await services.users.removePasskey(id, passkeyId, audit);
         return services.users.get(id);
       });
       printUser(invocation.output, user);

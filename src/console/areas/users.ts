@@ -3,7 +3,7 @@ import type { ParameterizedContext } from 'koa';
 import type { ManagementServices } from '../../management/index.js';
 import { ManagementError, NotFound, parseOrThrow, PreconditionFailed, ValidationFailed, type FieldError } from '../../management/errors.js';
 import { DEFAULT_LIMIT } from '../../management/pagination.js';
-import type { UserResponse } from '../../management/users/presenter.js';
+import type { PasskeyResponse, UserResponse } from '../../management/users/presenter.js';
 import { createUserBody, patchUserBody, userListQuery } from '../../management/users/schema.js';
 import { PASSWORD_MAX_LENGTH, PASSWORD_MIN_LENGTH } from '../../accounts/passwords.js';
 import { CONSOLE_PATH } from '../../oidc/console-client.js';
@@ -15,7 +15,7 @@ import type { ConsoleAreaModule, ConsoleKit, ConsoleState } from '../routes.js';
  * same user service, schemas and audit events, the person as the actor. A list with one search
  * box and keyset paging; a create form; a person's page with an edit form (carrying the version
  * it was read at, so a change in between is a conflict, not an overwrite); a new password;
- * disable and enable, removing the second factor, unlinking an identity and deleting, each
+ * disable and enable, removing the second factor or one passkey, unlinking an identity and deleting, each
  * behind a confirmation page that says so when the person is about to act on themselves (the
  * admin API allows it, so the console does too, but never silently).
  */
@@ -39,6 +39,7 @@ const DONE_MESSAGES = {
   enabled: 'User enabled. They can sign in again.',
   'second-factor': 'Second factor removed, with the recovery codes. Their sessions have ended; the next sign-in enrolls again if one is required.',
   unlinked: 'Identity unlinked.',
+  'passkey-removed': 'Passkey removed. The person’s sessions, grants and refresh tokens have ended.',
   deleted: 'User deleted.',
 } as const;
 type Done = keyof typeof DONE_MESSAGES;
@@ -62,7 +63,7 @@ const ACTIONS = {
   'second-factor': {
     title: 'Remove second factor',
     button: 'Remove the second factor',
-    consequences: ['Their TOTP secret and recovery codes are removed.', 'Their sessions, grants and refresh tokens end at once.', 'If a second factor is required, their next sign-in enrolls a new one.'],
+    consequences: ['Their TOTP secret, passkeys and recovery codes are removed.', 'Their sessions, grants and refresh tokens end at once.', 'If a second factor is required, their next sign-in enrolls a new one.'],
     self: 'This is you. Removing your own second factor ends this console session; your next sign-in to the console enrolls a new one.',
     done: 'second-factor',
   },
@@ -153,6 +154,7 @@ export function usersArea(management: Pick<ManagementServices, 'users'>): Consol
       const path = `${CONSOLE_PATH}/users`;
       const listUrl = `${kit.consoleUrl}/users`;
       const userUrl = (id: string) => `${listUrl}/${encodeURIComponent(id)}`;
+      const passkeyUrl = (id: string, passkeyId: string) => `${userUrl(id)}/passkeys/${encodeURIComponent(passkeyId)}/remove`;
       const guard = kit.requireArea('users');
 
       function me(ctx: ParameterizedContext): string | undefined {
@@ -278,14 +280,19 @@ export function usersArea(management: Pick<ManagementServices, 'users'>): Consol
 
       // A person's page: what is stored, the edit form, the actions.
 
-      function renderUser(
+      async function renderUser(
         ctx: ParameterizedContext,
         user: UserResponse,
         form: { values: Values<EditField>; version: string },
         status = 200,
         errors: FormErrors<EditField> = NO_ERRORS,
-      ): void {
+      ): Promise<void> {
         const base = userUrl(user.id);
+        const passkeys = await users.listPasskeys(user.id).catch((error: unknown) => {
+          // Deleted between the two reads: the page still shows what was read.
+          if (error instanceof NotFound) return { items: [] };
+          throw error;
+        });
         kit.render(
           ctx,
           'console-user',
@@ -302,6 +309,13 @@ export function usersArea(management: Pick<ManagementServices, 'users'>): Consol
               linked: when(identity.linked_at),
               lastLogin: identity.last_login_at === null ? undefined : when(identity.last_login_at),
               unlinkHref: `${base}/identities/${encodeURIComponent(identity.provider_id)}/unlink`,
+            })),
+            passkeys: passkeys.items.map((passkey) => ({
+              ...passkey,
+              created: when(passkey.created_at),
+              lastUsed: passkey.last_used_at === null ? undefined : when(passkey.last_used_at),
+              synced: passkey.device_type === 'multi_device',
+              removeHref: passkeyUrl(user.id, passkey.id),
             })),
             action: base,
             values: form.values,
@@ -322,7 +336,7 @@ export function usersArea(management: Pick<ManagementServices, 'users'>): Consol
       router.get(`${path}/:id`, guard, async function showUser(ctx) {
         const user = await find(ctx, ctx.params['id'] ?? '');
         if (user === undefined) return;
-        renderUser(ctx, user, { values: editValuesOf(user), version: versionOf(user) });
+        await renderUser(ctx, user, { values: editValuesOf(user), version: versionOf(user) });
       });
 
       router.post(`${path}/:id`, guard, async function updateUser(ctx) {
@@ -344,12 +358,12 @@ export function usersArea(management: Pick<ManagementServices, 'users'>): Consol
             // Nothing was saved: the current values, the current version, and why.
             const fresh = await find(ctx, id);
             if (fresh === undefined) return;
-            return renderUser(ctx, fresh, { values: editValuesOf(fresh), version: versionOf(fresh) }, ERROR_STATUS[error.code], { fields: {}, general: [STALE_FORM_MESSAGE] });
+            return await renderUser(ctx, fresh, { values: editValuesOf(fresh), version: versionOf(fresh) }, ERROR_STATUS[error.code], { fields: {}, general: [STALE_FORM_MESSAGE] });
           }
           if (error instanceof NotFound) return notFound(ctx);
           if (!(error instanceof ManagementError)) throw error;
           // The version the form was read at stays, so fixing a typo does not hide someone else's change.
-          renderUser(ctx, current, { values, version }, ERROR_STATUS[error.code], errorsByField(errorsOf(error), EDIT_FIELDS, body));
+          await renderUser(ctx, current, { values, version }, ERROR_STATUS[error.code], errorsByField(errorsOf(error), EDIT_FIELDS, body));
         }
       });
 
@@ -513,6 +527,55 @@ export function usersArea(management: Pick<ManagementServices, 'users'>): Consol
           return renderConfirm(ctx, found.user, found.confirm, error.message, ERROR_STATUS[error.code]);
         }
         redirect(ctx, `${userUrl(found.user.id)}?done=unlinked`);
+      });
+
+      // One passkey (SPEC §4), through the same removal as DELETE /admin/v1/users/{id}/passkeys/{passkey_id}.
+
+      const removePasskey = {
+        title: 'Remove passkey of',
+        button: 'Remove this passkey',
+        consequences: [
+          'It no longer signs them in, as a second factor or without a password.',
+          'Their sessions, grants and refresh tokens end at once, on every client.',
+          'If it is their last second factor, their recovery codes go too, and the next sign-in enrolls again if one is required.',
+        ],
+        self: 'This is you. Removing one of your own passkeys ends this console session.',
+      };
+
+      function passkeyMissing(ctx: ParameterizedContext): void {
+        notFound(ctx, 'The user has no passkey with that id. It may have been removed already.');
+      }
+
+      async function findPasskey(ctx: ParameterizedContext, id: string, passkeyId: string) {
+        const user = await find(ctx, id);
+        if (user === undefined) return undefined;
+        const passkey: PasskeyResponse | undefined = (await users.listPasskeys(user.id)).items.find((candidate) => candidate.id === passkeyId);
+        if (passkey === undefined) {
+          passkeyMissing(ctx);
+          return undefined;
+        }
+        const confirm = { ...removePasskey, what: `“${passkey.name}”, created ${when(passkey.created_at)}`, action: passkeyUrl(user.id, passkey.id) };
+        return { user, passkey, confirm };
+      }
+
+      router.get(`${path}/:id/passkeys/:passkeyId/remove`, guard, async function confirmRemovePasskey(ctx) {
+        const found = await findPasskey(ctx, ctx.params['id'] ?? '', ctx.params['passkeyId'] ?? '');
+        if (found !== undefined) renderConfirm(ctx, found.user, found.confirm);
+      });
+
+      router.post(`${path}/:id/passkeys/:passkeyId/remove`, guard, async function removeUserPasskey(ctx) {
+        const form = await kit.form(ctx);
+        if (form === undefined) return;
+        const found = await findPasskey(ctx, ctx.params['id'] ?? '', ctx.params['passkeyId'] ?? '');
+        if (found === undefined) return;
+        try {
+          await users.removePasskey(found.user.id, found.passkey.id, kit.audit(ctx));
+        } catch (error) {
+          if (error instanceof NotFound) return passkeyMissing(ctx);
+          if (!(error instanceof ManagementError)) throw error;
+          return renderConfirm(ctx, found.user, found.confirm, error.message, ERROR_STATUS[error.code]);
+        }
+        redirect(ctx, `${userUrl(found.user.id)}?done=passkey-removed`);
       });
     },
   };

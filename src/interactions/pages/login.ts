@@ -40,6 +40,7 @@ export function renderLogin(kit: PageKit, ctx: PageContext, view: { username?: s
       passkeyScript: kit.passkeysAvailable,
       passkeyOptionsAction: kit.pageUrl(uid, '/passkey/options'),
       passkeySignInAction: kit.pageUrl(uid, '/passkey/sign-in'),
+      accountUrl: kit.accountUrl(ctx.state.interaction),
     },
     status,
   );

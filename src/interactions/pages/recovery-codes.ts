@@ -12,5 +12,6 @@ export function renderRecoveryCodes(kit: PageKit, ctx: PageContext, codes: reado
     codes,
     action: kit.pageUrl(uid, '/second-factor'),
     csrf: kit.csrfToken(uid),
+    accountUrl: kit.accountUrl(ctx.state.interaction),
   });
 }

@@ -7,7 +7,8 @@ import { createUserStore, usernameConstraintViolated, type UsernameConstraint, t
 import { missingPrivileges, recordAudit, type AdminContext } from '../../audit/audit.js';
 import { adminScopesOpenedBy } from '../admin-scopes.js';
 import { decodeCursor, toPage, type Page } from '../pagination.js';
-import { presentUser, type UserResponse } from './presenter.js';
+import { createPasskeyStore } from '../../db/passkeys.js';
+import { presentPasskey, presentUser, type PasskeyResponse, type UserResponse } from './presenter.js';
 import { checkIfMatch } from '../etag.js';
 import { createSecondFactorStore } from '../../db/second-factor.js';
 import type { CreateUserBody, PatchUserBody } from './schema.js';
@@ -216,6 +217,36 @@ export function createUserService(deps: UserServiceDeps) {
         // SPEC §4: a removed second factor ends the person's sessions, grants and refresh tokens at once.
         const revoked = await createOidcModelStore(tx).revokeByAccountId(id);
         await recordAudit(tx, audit, { type: 'mfa.reset', target: id, details: { removed, revoked_artifacts: revoked } });
+      });
+    },
+
+    /** SPEC §4: the person's passkeys, oldest first. */
+    async listPasskeys(id: string): Promise<{ items: PasskeyResponse[] }> {
+      if ((await createUserStore(db).findById(id)) === undefined) throw notFound();
+      return { items: (await createPasskeyStore(db).listForUser(id)).map(presentPasskey) };
+    },
+
+    /**
+     * Removes one passkey. Like a removed second factor (SPEC §4), it ends the person's sessions,
+     * grants and refresh tokens at once; when it was their last factor, the recovery codes go too
+     * (as with resetSecondFactor), and the next sign-in enrolls again if one is required.
+     */
+    async removePasskey(id: string, passkeyId: string, audit: AdminContext): Promise<void> {
+      await db.transaction(async (tx) => {
+        const current = await createUserStore(tx).findById(id, { forUpdate: true });
+        if (current === undefined) throw notFound();
+        assertMayManage(audit, 'remove a passkey of', current.roles);
+        const removed = await createPasskeyStore(tx).remove(id, passkeyId);
+        if (removed === undefined) throw new NotFound('The user has no passkey with that id.');
+        const secondFactors = createSecondFactorStore(tx);
+        const lastFactor = !(await secondFactors.isEnrolled(id));
+        if (lastFactor) await secondFactors.reset(id);
+        const revoked = await createOidcModelStore(tx).revokeByAccountId(id);
+        await recordAudit(tx, audit, {
+          type: 'passkey.removed',
+          target: id,
+          details: { credential_id: removed.credential_id, name: removed.name, last_factor: lastFactor, revoked_artifacts: revoked },
+        });
       });
     },
 
