@@ -1,19 +1,15 @@
-import { createHash } from 'node:crypto';
-import { cookieValues, sameString } from '../http/cookies.js';
 import { createCsrf } from '../http/csrf.js';
 import Router from '@koa/router';
 import type { ParameterizedContext } from 'koa';
 import type { Logger } from 'pino';
-import { randomIdentifier } from '../crypto/random-id.js';
 import { ROUTER_METHODS } from '../http/errors.js';
 import { CONSOLE_CONTENT_SECURITY_POLICY } from '../http/security-headers.js';
 import { FormError, readForm } from '../http/form.js';
-import { issuerPath } from '../http/issuer-origin.js';
+import { firstPartySignIn } from '../http/first-party-sign-in.js';
 import type { SealedCookies } from '../http/sealed-cookies.js';
 import { NotFound } from '../management/errors.js';
 import type { ManagementServices } from '../management/index.js';
-import { ACR_MFA } from '../oidc/accounts.js';
-import { CONSOLE_CALLBACK_PATH, CONSOLE_CLIENT_ID, CONSOLE_PATH } from '../oidc/console-client.js';
+import { CONSOLE_CLIENT_ID, CONSOLE_PATH } from '../oidc/console-client.js';
 import type { GatewayCodes } from '../oidc/gateway-code.js';
 import type { AdminContext } from '../audit/audit.js';
 import type { Views } from '../views.js';
@@ -30,13 +26,10 @@ import { areasFor, CONSOLE_AREAS, type ConsoleArea } from './areas.js';
 
 /** Shorter than a sign-in session (12 h): an unattended console signs itself out. */
 export const CONSOLE_SESSION_SECONDS = 3600;
-const PENDING_SECONDS = 600;
 /** The ids the management services give resources; anything else names none. */
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
+/** The session cookie, and the sealed cookies' audience: the console's sessions are for it only. */
 const SESSION_COOKIE = 'gatehouse-console';
-const PENDING_COOKIE = 'gatehouse-console-signin';
-/** The console's pending sign-ins and sessions are for this audience only. */
-const AUDIENCE = 'gatehouse-console';
 
 export interface ConsolePerson {
   readonly id: string;
@@ -116,16 +109,19 @@ function countedService(id: ConsoleArea['id']): CountedArea | undefined {
 export function consoleRoutes(deps: ConsoleDeps): Router {
   const base = deps.issuer.replace(/\/+$/, '');
   const consoleUrl = `${base}${CONSOLE_PATH}`;
-  const callbackUrl = `${base}${CONSOLE_CALLBACK_PATH}`;
-  // As the browser sees it: ISSUER's path first (a proxy in front strips it).
-  const cookiePath = `${issuerPath(deps.issuer)}${CONSOLE_PATH}`;
-  const secure = deps.issuer.startsWith('https://');
+  // The same first-party sign-in as the account pages: code + PKCE + MFA, redeemed in-process.
+  const signIn = firstPartySignIn({
+    issuer: deps.issuer,
+    clientId: CONSOLE_CLIENT_ID,
+    path: CONSOLE_PATH,
+    landing: CONSOLE_PATH,
+    cookieName: SESSION_COOKIE,
+    cookies: deps.cookies,
+    codes: deps.codes,
+    maxSessionSeconds: CONSOLE_SESSION_SECONDS,
+  });
   const csrf = createCsrf(deps.csrfKey, 'console');
   const csrfFor = (sid: string) => csrf.tokenFor(sid);
-
-  function setCookie(ctx: ParameterizedContext, name: string, value: string, maxAgeSeconds: number): void {
-    ctx.append('Set-Cookie', `${name}=${value}; Path=${cookiePath}; Max-Age=${Math.max(0, Math.floor(maxAgeSeconds))}; HttpOnly; SameSite=Lax${secure ? '; Secure' : ''}`);
-  }
 
   function page(ctx: ParameterizedContext, status: number, template: string, data: Record<string, unknown>): void {
     ctx.status = status;
@@ -141,12 +137,9 @@ export function consoleRoutes(deps: ConsoleDeps): Router {
 
   /** The signed-in person, or undefined (no cookie, forged, expired, signed out at Gatehouse, disabled). */
   async function signedIn(ctx: ParameterizedContext): Promise<SignedIn | undefined> {
-    const value = cookieValues(ctx.req.headers.cookie, [SESSION_COOKIE])[0];
-    const session = value === undefined ? undefined : await deps.cookies.openSession(value, AUDIENCE);
-    if (session === undefined || session.acr !== ACR_MFA) return undefined;
-    // The console session lasts no longer than the Gatehouse session behind it.
-    const live = await deps.codes.session(session.sid);
-    if (live?.accountId !== session.sub) return undefined;
+    // Checked against the live Gatehouse session: the console's lasts no longer.
+    const session = await signIn.session(ctx);
+    if (session === undefined) return undefined;
     const person = await deps.person(session.sub);
     if (person === undefined || person.disabled) return undefined;
     return { person, areas: areasFor(person.roles), sid: session.sid };
@@ -268,43 +261,13 @@ export function consoleRoutes(deps: ConsoleDeps): Router {
   });
 
   router.get(`${CONSOLE_PATH}/sign-in`, async function startSignIn(ctx) {
-    const state = randomIdentifier(32);
-    const verifier = randomIdentifier(32);
-    const exp = Math.floor(Date.now() / 1000) + PENDING_SECONDS;
-    setCookie(ctx, PENDING_COOKIE, await deps.cookies.sealPending({ state, verifier, rd: CONSOLE_PATH, exp }, AUDIENCE), PENDING_SECONDS);
-    const params = new URLSearchParams({
-      client_id: CONSOLE_CLIENT_ID,
-      response_type: 'code',
-      scope: 'openid',
-      redirect_uri: callbackUrl,
-      state,
-      code_challenge: createHash('sha256').update(verifier).digest('base64url'),
-      code_challenge_method: 'S256',
-      // SPEC §11: a second factor always (the client requires it too).
-      acr_values: ACR_MFA,
-    });
-    ctx.set('Cache-Control', 'no-store');
-    ctx.status = 302;
-    ctx.set('Location', `${base}/auth?${params.toString()}`);
+    await signIn.start(ctx);
   });
 
-  router.get(CONSOLE_CALLBACK_PATH, async function finishSignIn(ctx) {
-    const { state, code, error } = ctx.query;
-    const sealed = cookieValues(ctx.req.headers.cookie, [PENDING_COOKIE])[0];
-    const pending = sealed === undefined ? undefined : await deps.cookies.openPending(sealed, AUDIENCE);
-    // RFC 6749 §10.12: only the browser that started this sign-in finishes it.
-    if (pending === undefined || typeof state !== 'string' || !sameString(pending.state, state)) {
-      return errorPage(ctx, 400, 'Sign-in expired', 'This sign-in was started elsewhere, expired or was already used. Open the console again.');
-    }
-    setCookie(ctx, PENDING_COOKIE, '', 0);
-    if (typeof error === 'string') return errorPage(ctx, 403, 'Not signed in', 'Sign-in was cancelled or refused.');
-    if (typeof code !== 'string' || code.length === 0 || code.length > 200) return errorPage(ctx, 400, 'Sign-in failed', 'The sign-in answer is incomplete. Open the console again.');
-    const result = await deps.codes.redeem(code, callbackUrl, pending.verifier);
-    if (result === undefined || result.acr !== ACR_MFA) return errorPage(ctx, 400, 'Sign-in failed', 'This sign-in could not be completed with a second factor. Open the console again.');
-    const now = Math.floor(Date.now() / 1000);
-    const exp = Math.min(now + CONSOLE_SESSION_SECONDS, result.sessionExp);
-    setCookie(ctx, SESSION_COOKIE, await deps.cookies.sealSession({ sub: result.sub, sid: result.sessionUid, acr: result.acr, amr: result.amr, authTime: result.authTime, exp }, AUDIENCE), exp - now);
-    deps.logger.info({ console: { sub: result.sub } }, 'console signed in');
+  router.get(signIn.callbackPath, async function finishSignIn(ctx) {
+    const finished = await signIn.finish(ctx);
+    if (!finished.ok) return errorPage(ctx, finished.status, finished.title, finished.message);
+    deps.logger.info('console signed in');
     ctx.set('Cache-Control', 'no-store');
     ctx.status = 303;
     ctx.set('Location', consoleUrl);
@@ -318,11 +281,11 @@ export function consoleRoutes(deps: ConsoleDeps): Router {
     });
     if (form === undefined) return errorPage(ctx, 400, 'Request refused', 'The form could not be read. Open the console again.');
     if (who !== undefined && !csrf.verify(who.sid, form['csrf'])) return errorPage(ctx, 403, 'Request refused', 'This form has expired. Open the console again.');
-    setCookie(ctx, SESSION_COOKIE, '', 0);
+    const sessionEnd = signIn.signOut(ctx);
     ctx.set('Cache-Control', 'no-store');
     ctx.status = 303;
     // The Gatehouse session ends too (its own confirmation page), or the next visit signs in silently.
-    ctx.set('Location', `${base}/session/end?${new URLSearchParams({ client_id: CONSOLE_CLIENT_ID, post_logout_redirect_uri: consoleUrl }).toString()}`);
+    ctx.set('Location', sessionEnd);
   });
 
   for (const module of modules) module.register(router, kit);

@@ -8,12 +8,12 @@ import { issuerPath } from './issuer-origin.js';
 import type { SealedCookies } from './sealed-cookies.js';
 
 /**
- * Gatehouse signing a person in to one of its own pages (src/account, the account pages): a code
+ * Gatehouse signing a person in to one of its own pages (src/console, src/account): a code
  * flow with PKCE and `acr_values=urn:gatehouse:acr:mfa` for a built-in client, redeemed in-process
  * (src/oidc/gateway-code.ts), then a sealed session cookie scoped to the pages' path, `HttpOnly`,
  * `SameSite=Lax`, lasting `maxSessionSeconds` at most and never past the Gatehouse session, which
  * is checked on every request (signing out, an admin ending the sessions or disabling the person
- * ends it at once). The console's sign-in (src/console/routes.ts) is the same flow, written first.
+ * ends it at once).
  */
 
 const PENDING_SECONDS = 600;

@@ -1,4 +1,4 @@
-import { randomUUID } from 'node:crypto';
+import { firstPartyClientMetadata } from './first-party-client.js';
 
 /**
  * The account pages' own client (SPEC §4: "a small account page a signed-in person reaches from
@@ -16,21 +16,5 @@ export const ACCOUNT_CALLBACK_PATH = `${ACCOUNT_PATH}/callback`;
 export const ACCOUNT_PASSKEYS_PATH = `${ACCOUNT_PATH}/passkeys`;
 
 export function accountClientMetadata(issuer: string): Record<string, unknown> {
-  const base = issuer.replace(/\/+$/, '');
-  return {
-    client_id: ACCOUNT_CLIENT_ID,
-    client_name: 'Your Gatehouse account',
-    client_secret: `unusable:${randomUUID()}`,
-    token_endpoint_auth_method: 'client_secret_basic',
-    grant_types: ['authorization_code'],
-    response_types: ['code'],
-    redirect_uris: [`${base}${ACCOUNT_CALLBACK_PATH}`],
-    post_logout_redirect_uris: [`${base}${ACCOUNT_PASSKEYS_PATH}`],
-    scope: 'openid',
-    registered_scope: 'openid',
-    allowed_resources: [],
-    first_party: true,
-    require_mfa: true,
-    tokens_not_before: 0,
-  };
+  return firstPartyClientMetadata(issuer, { clientId: ACCOUNT_CLIENT_ID, clientName: 'Your Gatehouse account', callbackPath: ACCOUNT_CALLBACK_PATH, postLogoutPath: ACCOUNT_PASSKEYS_PATH });
 }
