@@ -213,7 +213,7 @@ export interface Config {
   readonly auditRetentionDays: number;
   /**
    * Per process (each WORKERS worker is one), in memory (src/http/rate-limit.ts says why): token
-   * requests per authenticated client, and POSTs to the token, introspection and revocation
+   * requests per authenticated client, and POSTs to the token, introspection, revocation and PAR
    * endpoints per client IP.
    * A rate of 0 disables that limit.
    */

@@ -1,6 +1,6 @@
 /**
  * A token bucket per key, in memory: the limiter behind the token endpoint's limits (per
- * authenticated client, and per client IP on the token, introspection and revocation endpoints;
+ * authenticated client, and per client IP on the token, introspection, revocation and PAR endpoints;
  * their glue to oidc-provider is src/oidc/token-rate-limits.ts).
  *
  * Why in memory, per process, and not in PostgreSQL (SPEC §1 would keep counters there): the

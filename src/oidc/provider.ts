@@ -82,7 +82,7 @@ function tokenResources(token: { aud?: unknown; resource?: unknown }): string[] 
 }
 
 /** The endpoints the per-IP limit guards: every one of them authenticates a client. */
-const IP_LIMITED_ROUTES = ['token', 'introspection', 'revocation'] as const;
+const IP_LIMITED_ROUTES = ['token', 'introspection', 'revocation', 'pushed_authorization_request'] as const;
 
 const ALGS = [...SIGNING_ALGS];
 /** SPEC §2: a client's jwks_uri is fetched with a timeout, a size limit and a cache, failures too. */
@@ -203,8 +203,15 @@ export function createProvider(deps: ProviderDependencies): Provider {
         requireNonce: () => true,
         allowReplay: false,
       },
-      // Not in SPEC §2: discovery advertises exactly what Gatehouse supports.
-      pushedAuthorizationRequests: { enabled: false },
+      // SPEC §12, RFC 9126: the PAR endpoint (discovery's pushed_authorization_request_endpoint).
+      // Pushing is required only of clients registered with require_pushed_authorization_requests;
+      // a pushed request may not bring a redirect_uri the client did not register (RFC 9126 §2.4
+      // allows it, but then a stolen client secret could send codes anywhere).
+      pushedAuthorizationRequests: {
+        enabled: true,
+        requirePushedAuthorizationRequests: false,
+        allowUnregisteredRedirectUris: false,
+      },
     },
     // The OpenID scopes; resource-server scopes come from the database per request.
     scopes: [...OIDC_SCOPES],

@@ -13,7 +13,7 @@ export type RateLimitScope = 'client' | 'ip';
 export interface TokenRateLimits {
   /** Token requests per authenticated client_id; undefined when disabled. */
   readonly perClient: RateLimiter | undefined;
-  /** POSTs to the token, introspection and revocation endpoints per client IP; undefined when disabled. */
+  /** POSTs to the token, introspection, revocation and PAR endpoints per client IP; undefined when disabled. */
   readonly perIp: RateLimiter | undefined;
   /** Called once per refused request (the gatehouse_rate_limited_total counter). */
   readonly onLimited: (scope: RateLimitScope) => void;

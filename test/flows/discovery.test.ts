@@ -70,7 +70,8 @@ describe('discovery through a real OpenID client', () => {
     assert.equal(metadata.tls_client_certificate_bound_access_tokens, true);
     // RFC 8705 §5: no aliases while no client certificate can reach this instance (no CA, no header).
     assert.equal(metadata.mtls_endpoint_aliases, undefined);
-    assert.equal(metadata.pushed_authorization_request_endpoint, undefined);
+    // SPEC §12: pushed authorization requests (RFC 9126), test/flows/par.test.ts.
+    assert.equal(metadata.pushed_authorization_request_endpoint, `${server.issuer}/request`);
     assert.equal(metadata.registration_endpoint, undefined);
   });
 
