@@ -41,6 +41,11 @@ function senderConstraintOf(client: ClientResponse): Record<string, unknown> {
   };
 }
 
+/** SPEC §12: the client must push its authorization requests (RFC 9126). */
+function pushedRequestsOf(client: ClientResponse): Record<string, unknown> {
+  return client.require_pushed_authorization_requests ? { require_pushed_authorization_requests: true } : {};
+}
+
 /** SPEC §9: whose tokens the client may exchange, for a client with the token-exchange grant. */
 function tokenExchangeOf(client: ClientResponse): Record<string, unknown> {
   return client.token_exchange === undefined ? {} : { 'token_exchange.subject_audiences': client.token_exchange.subject_audiences };
@@ -101,6 +106,11 @@ export const clientCommands: readonly Command[] = [
       },
       'require-mfa': { type: 'boolean', field: 'require_mfa', help: 'people signing in through this client must pass a second factor' },
       'first-party': { type: 'boolean', field: 'first_party', help: "the organisation's own app: people are not asked for consent" },
+      'require-par': {
+        type: 'boolean',
+        field: 'require_pushed_authorization_requests',
+        help: 'authorization requests must be pushed to the PAR endpoint first (RFC 9126); plain ones are refused',
+      },
     },
     examples: [
       'gatehouse clients create --name billing --grant client_credentials --resource https://billing.example.com --scope "invoices:read invoices:write"',
@@ -142,10 +152,11 @@ export const clientCommands: readonly Command[] = [
       if (subjectAudiences.length > 0) body['token_exchange'] = { subject_audiences: subjectAudiences };
       if (invocation.flag('require-mfa')) body['require_mfa'] = true;
       if (invocation.flag('first-party')) body['first_party'] = true;
+      if (invocation.flag('require-par')) body['require_pushed_authorization_requests'] = true;
       const definition = parseOrThrow(createClientBody, body, 'input');
 
       const client = await withServices(invocation.output, ({ services, audit }) => services.clients.create(definition, audit));
-      printCredentials(invocation.output, client, { ...senderConstraintOf(client), ...tokenExchangeOf(client) });
+      printCredentials(invocation.output, client, { ...senderConstraintOf(client), ...tokenExchangeOf(client), ...pushedRequestsOf(client) });
       return EXIT.ok;
     },
   },

@@ -33,11 +33,12 @@ const FIELDS = [
   ...TLS_SUBJECT_FIELDS,
   'tls_client_certificate_bound_access_tokens',
   'dpop_bound_access_tokens',
+  'require_pushed_authorization_requests',
   'token_exchange',
 ] as const;
 type Field = (typeof FIELDS)[number];
 
-const BOOLEAN_FIELDS = ['require_mfa', 'first_party', 'tls_client_certificate_bound_access_tokens', 'dpop_bound_access_tokens'] as const;
+const BOOLEAN_FIELDS = ['require_mfa', 'first_party', 'tls_client_certificate_bound_access_tokens', 'dpop_bound_access_tokens', 'require_pushed_authorization_requests'] as const;
 /** Fields that are absent when left empty (null in a patch removes them). */
 const OPTIONAL_TEXT_FIELDS = ['jwks_uri', ...TLS_SUBJECT_FIELDS] as const;
 
@@ -87,7 +88,13 @@ const EMPTY_FORM: FormValues = {
   },
   grantTypes: ['client_credentials'],
   allowedResources: [],
-  flags: { require_mfa: false, first_party: false, tls_client_certificate_bound_access_tokens: false, dpop_bound_access_tokens: false },
+  flags: {
+    require_mfa: false,
+    first_party: false,
+    tls_client_certificate_bound_access_tokens: false,
+    dpop_bound_access_tokens: false,
+    require_pushed_authorization_requests: false,
+  },
 };
 
 /** Checkbox names: one field per choice, as a form may not send a name twice (src/http/form.ts). */
@@ -133,6 +140,7 @@ function valuesOfClient(client: ClientResponse): FormValues {
       first_party: client.first_party,
       tls_client_certificate_bound_access_tokens: client.tls_client_certificate_bound_access_tokens,
       dpop_bound_access_tokens: client.dpop_bound_access_tokens,
+      require_pushed_authorization_requests: client.require_pushed_authorization_requests,
     },
   };
 }

@@ -32,6 +32,7 @@ export const clientResponse = z
       .optional()
       .describe('SPEC §9: the resource servers whose tokens this client may exchange (RFC 8693).'),
     dpop_bound_access_tokens: z.boolean().describe('RFC 9449 §5.2: token requests must carry a DPoP proof; tokens are bound to its key (cnf.jkt).'),
+    require_pushed_authorization_requests: z.boolean().describe('RFC 9126 §6: authorization requests must come through the PAR endpoint.'),
     created_at: timestamp,
     updated_at: timestamp,
   })
@@ -81,6 +82,7 @@ export function presentClient(row: ClientRow): ClientResponse {
     ...Object.fromEntries(TLS_SUBJECT_FIELDS.flatMap((field) => (typeof m[field] === 'string' ? [[field, m[field]]] : []))),
     tls_client_certificate_bound_access_tokens: m['tls_client_certificate_bound_access_tokens'] === true,
     dpop_bound_access_tokens: m['dpop_bound_access_tokens'] === true,
+    require_pushed_authorization_requests: m['require_pushed_authorization_requests'] === true,
     ...(m['token_exchange'] === undefined ? {} : { token_exchange: m['token_exchange'] as { subject_audiences: string[] } }),
     created_at: row.created_at.toISOString(),
     updated_at: row.updated_at.toISOString(),

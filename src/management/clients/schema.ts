@@ -66,6 +66,9 @@ const metadataFields = {
   dpop_bound_access_tokens: z
     .boolean({ error: 'must be true or false' })
     .meta({ description: 'RFC 9449 §5.2: every token request must carry a DPoP proof; tokens carry cnf.jkt of its key.' }),
+  require_pushed_authorization_requests: z
+    .boolean({ error: 'must be true or false' })
+    .meta({ description: 'RFC 9126 §6: the client must push its authorization requests to the PAR endpoint; a plain authorization request is refused.' }),
 };
 
 /** The whole client as stored: every field resolved, cross-field rules checked. */
@@ -90,6 +93,7 @@ export const clientDefinition = z
     tls_client_auth_san_email: metadataFields.tls_client_auth_san_email.optional(),
     tls_client_certificate_bound_access_tokens: metadataFields.tls_client_certificate_bound_access_tokens.default(false),
     dpop_bound_access_tokens: metadataFields.dpop_bound_access_tokens.default(false),
+    require_pushed_authorization_requests: metadataFields.require_pushed_authorization_requests.default(false),
     token_exchange: metadataFields.token_exchange.optional(),
   })
   .superRefine((client, ctx) => {
@@ -163,6 +167,7 @@ export const patchClientBody = z.strictObject({
   tls_client_auth_san_email: metadataFields.tls_client_auth_san_email.nullable().optional(),
   tls_client_certificate_bound_access_tokens: metadataFields.tls_client_certificate_bound_access_tokens.optional(),
   dpop_bound_access_tokens: metadataFields.dpop_bound_access_tokens.optional(),
+  require_pushed_authorization_requests: metadataFields.require_pushed_authorization_requests.optional(),
   token_exchange: metadataFields.token_exchange.nullable().optional(),
 });
 

@@ -50,6 +50,7 @@ function metadataOf(definition: ClientDefinition): Record<string, unknown> {
     ...Object.fromEntries(TLS_SUBJECT_FIELDS.flatMap((field) => (definition[field] === undefined ? [] : [[field, definition[field]]]))),
     ...(definition.tls_client_certificate_bound_access_tokens ? { tls_client_certificate_bound_access_tokens: true } : {}),
     ...(definition.dpop_bound_access_tokens ? { dpop_bound_access_tokens: true } : {}),
+    ...(definition.require_pushed_authorization_requests ? { require_pushed_authorization_requests: true } : {}),
     ...(definition.token_exchange === undefined ? {} : { token_exchange: definition.token_exchange }),
   };
 }
