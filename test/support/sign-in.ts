@@ -8,6 +8,11 @@ export async function startAuthorization(browser: CookieClient, config: oidc.Con
   return browser.follow(await browser.get(oidc.buildAuthorizationUrl(config, params)), serverUrl);
 }
 
+/** Opens a ready-made authorization URL (e.g. from buildAuthorizationUrlWithPAR) in `browser`. */
+export async function openAuthorizationUrl(browser: CookieClient, url: URL, serverUrl: string): Promise<Response> {
+  return browser.follow(await browser.get(url), serverUrl);
+}
+
 /** Submits the login form on `html`; returns where that leads (following redirects on the server's origin). */
 export async function submitLogin(browser: CookieClient, serverUrl: string, html: string, credentials: { username: string; password: string }): Promise<Response> {
   const action = formAction(html, /\/login$/);
@@ -27,8 +32,13 @@ export async function signIn(
   params: Record<string, string>,
   credentials: { username: string; password: string },
 ): Promise<{ callback: URL; pages: string[] }> {
+  return signInAt(browser, oidc.buildAuthorizationUrl(config, params), serverUrl, credentials);
+}
+
+/** signIn from an authorization URL the caller built (a pushed request's, RFC 9126 §4). */
+export async function signInAt(browser: CookieClient, url: URL, serverUrl: string, credentials: { username: string; password: string }): Promise<{ callback: URL; pages: string[] }> {
   const pages: string[] = [];
-  let page = await startAuthorization(browser, config, serverUrl, params);
+  let page = await openAuthorizationUrl(browser, url, serverUrl);
   const redirect = () => ({ callback: new URL(page.headers.get('location')!), pages });
   if (page.status >= 300 && page.status < 400) return redirect();
   let html = await page.text();
