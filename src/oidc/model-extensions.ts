@@ -1,5 +1,5 @@
 import { hash } from 'node:crypto';
-import type Provider from 'oidc-provider';
+import { errors, type default as Provider } from 'oidc-provider';
 import type { ClientSecretHasher } from '../crypto/client-secret.js';
 import type { Queryable } from '../db/database.js';
 import { createOidcModelStore } from '../db/oidc-models.js';
@@ -8,8 +8,9 @@ import { browserHostsOf, GATEWAY_CLIENT_ID, gatewayCallbackAllowed } from './gat
 
 /**
  * The one place where Gatehouse changes oidc-provider's model classes, each because the provider
- * does not do what SPEC asks: how a client secret is compared, how a jti is claimed once, how
- * a registered scope bounds the OpenID scopes, and where the gateway's own client may send codes.
+ * does not do what SPEC asks: how a client secret is compared, how a jti is claimed once, how a
+ * pushed request gives out one code, how a registered scope bounds the OpenID scopes, and where the
+ * gateway's own client may send codes.
  */
 
 /** Not a scope anyone can request: an allow-list that admits no OpenID scope. */
@@ -29,6 +30,17 @@ export function extendModels(provider: Provider, deps: { readonly db: Queryable;
   provider.ReplayDetection.unique = async function claimJtiOnce(iss: string, jti: string, exp: number): Promise<boolean> {
     const id = hash('sha256', `${iss}${jti}`, 'base64url');
     return replayRecords.insertOnce('ReplayDetection', id, { iss, jti: id, kind: 'ReplayDetection' }, Math.max(1, exp - Math.floor(Date.now() / 1000)));
+  };
+
+  // RFC 9126 §4: a request_uri is one-time use. The provider checks `consumed` on the object it
+  // loaded and then marks the row (lib/actions/authorization/respond.js), so two sign-ins finishing
+  // at once from one pushed request could both get a code; this marks it in one conditional
+  // statement and refuses the loser, on any instance.
+  provider.PushedAuthorizationRequest.prototype.consume = async function consumeOnce(this: InstanceType<Provider['PushedAuthorizationRequest']>): Promise<void> {
+    if (!(await replayRecords.consumeOnce('PushedAuthorizationRequest', this.jti))) {
+      throw new errors.InvalidRequestUri('request_uri is invalid, expired, or was already used');
+    }
+    this.emit('consumed');
   };
 
   // A registered scope bounds the OpenID scopes too. The provider's metadata `scope` holds only the
