@@ -89,3 +89,11 @@ export function doneMessage<Key extends string>(messages: Readonly<Record<Key, s
   const key = queryValue(value);
   return key !== undefined && Object.hasOwn(messages, key) ? messages[key as Key] : undefined;
 }
+
+/** A list page's "Next page" and "First page" links, from the cursor it was read at and the service's next cursor. */
+export function pageLinks(listUrl: string, cursor: string | undefined, nextCursor: string | null): { next: string | undefined; firstUrl: string | undefined } {
+  return {
+    next: nextCursor === null ? undefined : `${listUrl}?${new URLSearchParams({ cursor: nextCursor }).toString()}`,
+    firstUrl: cursor === undefined || cursor === '' ? undefined : listUrl,
+  };
+}

@@ -6,7 +6,7 @@ import type { ManagementServices } from '../../management/index.js';
 import { DEFAULT_LIMIT } from '../../management/pagination.js';
 import type { GatewayRouteResponse } from '../../management/gateway-routes/presenter.js';
 import { createGatewayRouteBody, HTTP_METHODS, IDENTITY_HEADERS, patchGatewayRouteBody, UPSTREAM_TOKENS } from '../../management/gateway-routes/schema.js';
-import { checked, doneMessage, ERROR_STATUS, errorsByField, type FormErrors, hasErrors, listField, NO_ERRORS, queryValue, STALE_FORM_MESSAGE, versionOf } from '../forms.js';
+import { checked, doneMessage, pageLinks, ERROR_STATUS, errorsByField, type FormErrors, hasErrors, listField, NO_ERRORS, queryValue, STALE_FORM_MESSAGE, versionOf } from '../forms.js';
 import type { ConsoleAreaModule, ConsoleKit } from '../routes.js';
 
 /**
@@ -166,8 +166,7 @@ export function gatewayRoutesArea(management: Pick<ManagementServices, 'gatewayR
           kit.render(ctx, 'console-gateway', {
             title: 'Gateway routes',
             items: page.items.map((route) => ({ ...route, href: routeUrl(route.id) })),
-            next: page.next_cursor === null ? undefined : `${listUrl}?${new URLSearchParams({ cursor: page.next_cursor }).toString()}`,
-            firstUrl: cursor === undefined || cursor === '' ? undefined : listUrl,
+            ...pageLinks(listUrl, cursor, page.next_cursor),
             newUrl: `${listUrl}/new`,
             message: doneMessage(DONE_MESSAGES, ctx.query['done']),
           });

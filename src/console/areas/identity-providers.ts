@@ -6,7 +6,7 @@ import type { ManagementServices } from '../../management/index.js';
 import { DEFAULT_LIMIT } from '../../management/pagination.js';
 import type { IdentityProviderResponse } from '../../management/identity-providers/presenter.js';
 import { createIdentityProviderBody, DEFAULT_SCOPES, patchIdentityProviderBody, SYNC_MODES } from '../../management/identity-providers/schema.js';
-import { checked, doneMessage, ERROR_STATUS, errorsByField, type FormErrors, hasErrors, listField, NO_ERRORS, queryValue, STALE_FORM_MESSAGE, versionOf } from '../forms.js';
+import { checked, doneMessage, pageLinks, ERROR_STATUS, errorsByField, type FormErrors, hasErrors, listField, NO_ERRORS, queryValue, STALE_FORM_MESSAGE, versionOf } from '../forms.js';
 import type { ConsoleAreaModule, ConsoleKit } from '../routes.js';
 
 /**
@@ -243,8 +243,7 @@ export function identityProvidersArea(management: Pick<ManagementServices, 'iden
           kit.render(ctx, 'console-identity-providers', {
             title: 'Identity providers',
             items: page.items.map((provider) => ({ ...provider, href: providerUrl(provider.id) })),
-            next: page.next_cursor === null ? undefined : `${listUrl}?${new URLSearchParams({ cursor: page.next_cursor }).toString()}`,
-            firstUrl: cursor === undefined || cursor === '' ? undefined : listUrl,
+            ...pageLinks(listUrl, cursor, page.next_cursor),
             newUrl: `${listUrl}/new`,
             message: doneMessage(DONE_MESSAGES, ctx.query['done']),
           });

@@ -4,7 +4,7 @@ import type { ParameterizedContext } from 'koa';
 import { SIGNING_ALGS, DEFAULT_SIGNING_ALG } from '../../crypto/signing-keys.js';
 import { CONSOLE_PATH } from '../../oidc/console-client.js';
 import { ManagementError, parseOrThrow, type FieldError } from '../../management/errors.js';
-import { checked, doneMessage, ERROR_STATUS, errorsByField, type FormErrors, hasErrors, listField, NO_ERRORS, queryValue, STALE_FORM_MESSAGE, versionOf } from '../forms.js';
+import { checked, doneMessage, pageLinks, ERROR_STATUS, errorsByField, type FormErrors, hasErrors, listField, NO_ERRORS, queryValue, STALE_FORM_MESSAGE, versionOf } from '../forms.js';
 import type { ManagementServices } from '../../management/index.js';
 import { DEFAULT_LIMIT } from '../../management/pagination.js';
 import type { ResourceServerResponse } from '../../management/resource-servers/presenter.js';
@@ -202,13 +202,11 @@ export function resourceServersArea(management: Pick<ManagementServices, 'resour
         const cursor = queryValue(ctx.query['cursor']);
         try {
           const page = await resourceServers.list({ limit: DEFAULT_LIMIT, cursor: cursor === '' ? undefined : cursor });
-          const next = page.next_cursor === null ? undefined : `${listUrl}?${new URLSearchParams({ cursor: page.next_cursor }).toString()}`;
           kit.render(ctx, 'console-resource-servers', {
             title: 'Resource servers',
             items: page.items.map((server) => ({ ...server, href: serverUrl(server.id) })),
-            next,
+            ...pageLinks(listUrl, cursor, page.next_cursor),
             newUrl: `${listUrl}/new`,
-            firstUrl: cursor === undefined || cursor === '' ? undefined : listUrl,
             message: doneMessage(DONE_MESSAGES, ctx.query['done']),
           });
         } catch (error) {
