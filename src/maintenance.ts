@@ -3,6 +3,7 @@ import { ACCOUNT_POLICY, IP_POLICY } from './sign-in/throttle.js';
 import type { Database } from './db/database.js';
 import { createMaintenanceStore } from './db/maintenance.js';
 import { PAGE_RATE_WINDOW_SECONDS } from './http/page-rate-limit.js';
+import { USER_CODE_GUESS_WINDOW_SECONDS } from './oidc/device-flow.js';
 
 const BATCH = 1_000;
 // Enough batches per run to keep up with heavy traffic without holding the pool for long.
@@ -15,6 +16,7 @@ export interface MaintenanceReport {
   readonly codeAttempts: number;
   readonly passkeyChallenges: number;
   readonly requestRateLimits: number;
+  readonly devicePolls: number;
 }
 
 /** Deletes in batches until a batch comes back short (or the per-run cap is reached). */
@@ -38,7 +40,9 @@ export async function pruneOnce(db: Database, options: { auditRetentionDays: num
     auditEvents: await inBatches((batch) => store.pruneAuditEvents(options.auditRetentionDays, batch)),
     codeAttempts: await inBatches((batch) => store.pruneCodeAttempts(batch)),
     passkeyChallenges: await inBatches((batch) => store.prunePasskeyChallenges(batch)),
-    requestRateLimits: await inBatches((batch) => store.pruneRequestRateLimits(PAGE_RATE_WINDOW_SECONDS, batch)),
+    // The longest window counted in request_rate_limits: a shorter one would reset the longer counters.
+    requestRateLimits: await inBatches((batch) => store.pruneRequestRateLimits(Math.max(PAGE_RATE_WINDOW_SECONDS, USER_CODE_GUESS_WINDOW_SECONDS), batch)),
+    devicePolls: await inBatches((batch) => store.pruneDevicePolls(batch)),
   };
 }
 
@@ -51,7 +55,7 @@ export function startMaintenance(db: Database, logger: Logger, options: { auditR
       running = true;
       pruneOnce(db, options)
         .then((report) => {
-          if (report.models + report.throttleRows + report.auditEvents + report.codeAttempts + report.passkeyChallenges + report.requestRateLimits > 0) logger.debug({ pruned: report }, 'expired rows pruned');
+          if (report.models + report.throttleRows + report.auditEvents + report.codeAttempts + report.passkeyChallenges + report.requestRateLimits + report.devicePolls > 0) logger.debug({ pruned: report }, 'expired rows pruned');
         })
         .catch((error: unknown) => logger.debug({ err: { message: (error as Error).message } }, 'pruning failed'))
         .finally(() => {

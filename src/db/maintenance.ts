@@ -65,6 +65,17 @@ export function createMaintenanceStore(db: Queryable) {
       );
       return rowCount;
     },
+    /** Poll pacing of device codes that have expired (migrations/0017). */
+    async pruneDevicePolls(batch: number): Promise<number> {
+      const { rowCount } = await db.query(
+        `DELETE FROM device_code_polls p USING (
+           SELECT code_hash FROM device_code_polls WHERE expires_at < now() ORDER BY expires_at LIMIT $1 FOR UPDATE SKIP LOCKED
+         ) expired
+         WHERE p.code_hash = expired.code_hash`,
+        [batch],
+      );
+      return rowCount;
+    },
     /** Request rate-limit counters whose window ended more than `windowSeconds` ago. */
     async pruneRequestRateLimits(windowSeconds: number, batch: number): Promise<number> {
       const { rowCount } = await db.query(

@@ -15,9 +15,10 @@ interface ModelRow extends Record<string, unknown> {
 const LIVE = '(expires_at IS NULL OR expires_at > now())';
 
 export function createOidcModelStore(db: Queryable) {
-  async function findBy(column: 'id' | 'uid' | 'user_code', model: string, value: string): Promise<StoredModel | undefined> {
+  /** `expiredToo`: also a row past its expiry that pruning has not removed yet. */
+  async function findBy(column: 'id' | 'uid' | 'user_code', model: string, value: string, expiredToo = false): Promise<StoredModel | undefined> {
     const { rows } = await db.query<ModelRow>(
-      `SELECT payload, consumed_at IS NOT NULL AS consumed FROM oidc_models WHERE model = $1 AND ${column} = $2 AND ${LIVE} LIMIT 1`,
+      `SELECT payload, consumed_at IS NOT NULL AS consumed FROM oidc_models WHERE model = $1 AND ${column} = $2${expiredToo ? '' : ` AND ${LIVE}`} LIMIT 1`,
       [model, value],
     );
     return rows[0];
@@ -49,9 +50,9 @@ export function createOidcModelStore(db: Queryable) {
       );
       return rowCount === 1;
     },
-    find: (model: string, id: string) => findBy('id', model, id),
+    find: (model: string, id: string, expiredToo = false) => findBy('id', model, id, expiredToo),
     findByUid: (model: string, uid: string) => findBy('uid', model, uid),
-    findByUserCode: (model: string, userCode: string) => findBy('user_code', model, userCode),
+    findByUserCode: (model: string, userCode: string, expiredToo = false) => findBy('user_code', model, userCode, expiredToo),
     async consume(model: string, id: string): Promise<void> {
       await db.query('UPDATE oidc_models SET consumed_at = now() WHERE model = $1 AND id = $2 AND consumed_at IS NULL', [model, id]);
     },

@@ -28,5 +28,16 @@ export function createRequestRateLimitStore(db: Queryable) {
       const row = rows[0]!;
       return { hits: row.hits, secondsLeft: row.seconds_left };
     },
+    /**
+     * Gives back one hit counted in the current window, for limits that count only some outcomes
+     * but must take the hit before the outcome is known (so concurrent requests cannot overrun them).
+     */
+    async refund(key: string, windowSeconds: number): Promise<void> {
+      await db.query(
+        `UPDATE request_rate_limits SET hits = hits - 1
+          WHERE key = $1 AND hits > 0 AND window_start = date_bin(make_interval(secs => $2::int), now(), TIMESTAMPTZ 'epoch')`,
+        [key, windowSeconds],
+      );
+    },
   };
 }

@@ -24,6 +24,8 @@ export function limitedPageRoute(path: string): string | undefined {
   if (path === '/auth' || path.startsWith('/auth/')) return '/auth';
   if (path.startsWith('/interaction/')) return '/interaction';
   if (path === '/session/end' || path.startsWith('/session/end/')) return '/session/end';
+  // The device grant (SPEC §12): `/device/auth` creates device codes, `/device` and `/device/:uid` are its pages.
+  if (path === '/device' || path.startsWith('/device/')) return '/device';
   return undefined;
 }
 

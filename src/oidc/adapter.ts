@@ -89,7 +89,16 @@ export function createAdapterFactory(db: Queryable, clientCache: ClientMetadataC
   }
 
   class ModelAdapter implements Adapter {
-    constructor(private readonly model: string) {}
+    /**
+     * RFC 8628 §3.5: an expired device code is answered `expired_token` (and its page says it
+     * expired), which the provider can only tell if it gets the expired code back: it checks every
+     * device code's expiry itself. Other models stay unseen once expired.
+     */
+    private readonly expiredToo: boolean;
+
+    constructor(private readonly model: string) {
+      this.expiredToo = model === 'DeviceCode';
+    }
 
     async upsert(id: string, payload: AdapterPayload, expiresIn: number): Promise<void> {
       try {
@@ -103,13 +112,13 @@ export function createAdapterFactory(db: Queryable, clientCache: ClientMetadataC
     }
     // Nothing stored has an id with U+0000 (text cannot hold it): such a token, code or uid is unknown.
     async find(id: string): Promise<AdapterPayload | undefined> {
-      return containsNul(id) ? undefined : asPayload(await models.find(this.model, id));
+      return containsNul(id) ? undefined : asPayload(await models.find(this.model, id, this.expiredToo));
     }
     async findByUid(uid: string): Promise<AdapterPayload | undefined> {
       return containsNul(uid) ? undefined : asPayload(await models.findByUid(this.model, uid));
     }
     async findByUserCode(userCode: string): Promise<AdapterPayload | undefined> {
-      return containsNul(userCode) ? undefined : asPayload(await models.findByUserCode(this.model, userCode));
+      return containsNul(userCode) ? undefined : asPayload(await models.findByUserCode(this.model, userCode, this.expiredToo));
     }
     async consume(id: string): Promise<void> {
       await models.consume(this.model, id);

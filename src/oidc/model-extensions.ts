@@ -5,11 +5,12 @@ import type { Queryable } from '../db/database.js';
 import { createOidcModelStore } from '../db/oidc-models.js';
 import { registeredScopes } from './clients.js';
 import { browserHostsOf, GATEWAY_CLIENT_ID, gatewayCallbackAllowed } from './gateway-client.js';
+import { DeviceCodeAlreadyUsed } from './device-flow.js';
 
 /**
  * The one place where Gatehouse changes oidc-provider's model classes, each because the provider
  * does not do what SPEC asks: how a client secret is compared, how a jti is claimed once, how a
- * pushed request gives out one code, how a registered scope bounds the OpenID scopes, and where the
+ * pushed request gives out one code, how a device code moves forward once, how a registered scope bounds the OpenID scopes, and where the
  * gateway's own client may send codes.
  */
 
@@ -40,6 +41,28 @@ export function extendModels(provider: Provider, deps: { readonly db: Queryable;
     if (!(await replayRecords.consumeOnce('PushedAuthorizationRequest', this.jti))) {
       throw new errors.InvalidRequestUri('request_uri is invalid, expired, or was already used');
     }
+    this.emit('consumed');
+  };
+
+  // SPEC §12, RFC 8628: a device code moves forward once. The provider checks the code it loaded and
+  // then saves it, both when a person confirms it (inFlight) and when the sign-in ends (accountId or
+  // error), and it redeems it with the same find-then-mark as a request_uri: two people confirming
+  // one code at once, or two polls at once, could each go on. Each step is claimed here in one
+  // insert-only statement (a row per code and step, living as long as the code), and the
+  // redemption marks the row in one conditional statement; the loser is refused, on any instance.
+  const DeviceCode = provider.DeviceCode;
+  // The save it inherits (BaseToken's), looked up as a call would find it.
+  const saveDeviceCode: (this: InstanceType<Provider['DeviceCode']>) => Promise<string> = Reflect.get(DeviceCode.prototype, 'save');
+  DeviceCode.prototype.save = async function saveDeviceCodeStepOnce(this: InstanceType<Provider['DeviceCode']>): Promise<string> {
+    const step = this.accountId !== undefined || this.error !== undefined ? 'answered' : this.inFlight === true ? 'confirmed' : undefined;
+    if (step !== undefined && this.jti !== undefined) {
+      const id = hash('sha256', `${this.jti}:${step}`, 'base64url');
+      if (!(await replayRecords.insertOnce('DeviceCodeStep', id, { kind: 'DeviceCodeStep', step }, Math.max(1, this.remainingTTL)))) throw new DeviceCodeAlreadyUsed();
+    }
+    return saveDeviceCode.call(this);
+  };
+  DeviceCode.prototype.consume = async function consumeDeviceCodeOnce(this: InstanceType<Provider['DeviceCode']>): Promise<void> {
+    if (!(await replayRecords.consumeOnce('DeviceCode', this.jti))) throw new errors.InvalidGrant('device code already consumed');
     this.emit('consumed');
   };
 

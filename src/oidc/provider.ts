@@ -26,6 +26,8 @@ import type { Metrics } from '../http/metrics.js';
 import { createOutboundFetch } from './outbound-fetch.js';
 import { limitGrantPerClient, limitPerIp, type TokenRateLimits } from './token-rate-limits.js';
 import { issuerPath, pinRequestOriginToIssuer } from '../http/issuer-origin.js';
+import { createDeviceFlow, DEVICE_CODE_TTL_SECONDS } from './device-flow.js';
+import { DEVICE_CODE_GRANT } from '../management/clients/schema.js';
 // The one list of DPoP proof algorithms: what /token accepts is what resource servers check.
 import { DPOP_ALGS } from '../verifier/sender-binding.js';
 
@@ -82,7 +84,7 @@ function tokenResources(token: { aud?: unknown; resource?: unknown }): string[] 
 }
 
 /** The endpoints the per-IP limit guards: every one of them authenticates a client. */
-const IP_LIMITED_ROUTES = ['token', 'introspection', 'revocation', 'pushed_authorization_request'] as const;
+const IP_LIMITED_ROUTES = ['token', 'introspection', 'revocation', 'pushed_authorization_request', 'device_authorization'] as const;
 
 const ALGS = [...SIGNING_ALGS];
 /** SPEC §2: a client's jwks_uri is fetched with a timeout, a size limit and a cache, failures too. */
@@ -116,6 +118,7 @@ async function advertiseMtlsEndpointAliases(ctx: KoaContextWithOIDC, next: () =>
 
 export function createProvider(deps: ProviderDependencies): Provider {
   const resourceIndicators = createResourceIndicators(deps.resourceServers);
+  const deviceFlow = createDeviceFlow({ db: deps.db, views: deps.views, logger: deps.logger, metrics: deps.metrics });
   const configuration: Configuration = {
     // Storage in PostgreSQL/PGlite; clients come from the admin API's table.
     adapter: createAdapterFactory(deps.db, deps.clientCache, deps.issuer),
@@ -212,6 +215,9 @@ export function createProvider(deps: ProviderDependencies): Provider {
         requirePushedAuthorizationRequests: false,
         allowUnregisteredRedirectUris: false,
       },
+      // SPEC §12, RFC 8628: the device grant, with Gatehouse's own pages at <ISSUER>/device, the
+      // per-IP user-code guess limit, slow_down and its audit events (./device-flow.ts).
+      deviceFlow: deviceFlow.feature,
     },
     // The OpenID scopes; resource-server scopes come from the database per request.
     scopes: [...OIDC_SCOPES],
@@ -280,6 +286,8 @@ export function createProvider(deps: ProviderDependencies): Provider {
       ClientCredentials: (_ctx, token) => token.resourceServer?.accessTokenTTL ?? DEFAULT_ACCESS_TOKEN_TTL,
       // Short enough that a stolen code is useless, long enough for a slow redirect.
       AuthorizationCode: 60,
+      // RFC 8628 §3.2 (./device-flow.ts): long enough to find a laptop and sign in there.
+      DeviceCode: DEVICE_CODE_TTL_SECONDS,
       IdToken: 3600,
       // A person gets 30 minutes to finish signing in (password, second factor, consent).
       Interaction: 1800,
@@ -326,7 +334,9 @@ export function createProvider(deps: ProviderDependencies): Provider {
       params?: string | readonly string[] | ReadonlySet<string>,
       duplicates?: string | readonly string[] | ReadonlySet<string>,
     ): void {
-      super.registerGrantType(name, limitGrantPerClient(deps.rateLimits, handler), params, duplicates);
+      // RFC 8628 §3.5: device-code polls are paced inside the per-client limit (after authentication).
+      const paced = name === DEVICE_CODE_GRANT ? deviceFlow.paceDevicePolls(handler) : handler;
+      super.registerGrantType(name, limitGrantPerClient(deps.rateLimits, paced), params, duplicates);
     }
   }
 
@@ -345,6 +355,15 @@ export function createProvider(deps: ProviderDependencies): Provider {
   // router's own (mountPath ''), as the provider is mounted at the root of the app.
   provider.use(limitPerIp(deps.rateLimits, new Set(IP_LIMITED_ROUTES.map((route) => provider.pathFor(route, { mountPath: '' })))));
 
+  // SPEC §12: the device pages' guess limit and audits, and the poll interval (./device-flow.ts).
+  provider.use(
+    deviceFlow.middleware({
+      deviceAuthorization: provider.pathFor('device_authorization', { mountPath: '' }),
+      codeVerification: provider.pathFor('code_verification', { mountPath: '' }),
+    }),
+  );
+  provider.on('grant.success', deviceFlow.onGrantSuccess);
+
   // SPEC §6: when the database is gone, protocol endpoints answer 503 temporarily_unavailable
   // (RFC 6749 §4.1.2.1) instead of the provider's generic 500 server_error.
   provider.use(async function databaseOutageAs503(ctx, next) {
@@ -361,7 +380,8 @@ export function createProvider(deps: ProviderDependencies): Provider {
   // the reason only in its error event, so the event marks the request and the answer is
   // rewritten); test/flows/dpop.test.ts and token-exchange.test.ts fail if an upgrade changes them:
   // - RFC 9449 §4.3 (check 12) and §5: a replayed DPoP proof is invalid_dpop_proof, not invalid_grant;
-  // - RFC 6749 §5.2: a grant type the client is not registered for is unauthorized_client, not invalid_request.
+  // - RFC 6749 §5.2: a grant type the client is not registered for is unauthorized_client, not invalid_request
+  //   (at the device authorization endpoint too).
   const RFC_ERRORS = {
     dpopReplay: { error: 'invalid_dpop_proof', error_description: 'DPoP proof was already used' },
     grantNotAllowed: { error: 'unauthorized_client', error_description: 'this client is not registered for this grant type' },
@@ -369,6 +389,10 @@ export function createProvider(deps: ProviderDependencies): Provider {
   provider.on('grant.error', (ctx: KoaContextWithOIDC, error: { error_detail?: unknown; error_description?: unknown }) => {
     if (error.error_detail === DPOP_REPLAY_DETAIL) ctx.state['rfcError'] = RFC_ERRORS.dpopReplay;
     else if (error.error_description === GRANT_NOT_ALLOWED_DESCRIPTION) ctx.state['rfcError'] = RFC_ERRORS.grantNotAllowed;
+  });
+  // RFC 8628 §3.2 answers with RFC 6749 §5.2's codes too: a client not registered for the device grant is unauthorized_client.
+  provider.on('device_authorization.error', (ctx: KoaContextWithOIDC, error: { error_description?: unknown }) => {
+    if (error.error_description === `${DEVICE_CODE_GRANT} is not allowed for this client`) ctx.state['rfcError'] = RFC_ERRORS.grantNotAllowed;
   });
   provider.use(async function answerWithRfcErrorCodes(ctx, next) {
     await next();

@@ -1,7 +1,7 @@
 import { X509Certificate } from 'node:crypto';
 import { parseOrThrow } from '../../management/errors.js';
 import type { ClientResponse } from '../../management/clients/presenter.js';
-import { AUTH_METHODS, clientListQuery, createClientBody, GRANT_TYPES, TLS_SUBJECT_FIELDS, TOKEN_EXCHANGE_GRANT } from '../../management/clients/schema.js';
+import { AUTH_METHODS, clientListQuery, createClientBody, DEVICE_CODE_GRANT, GRANT_TYPES, TLS_SUBJECT_FIELDS, TOKEN_EXCHANGE_GRANT } from '../../management/clients/schema.js';
 import { EXIT, PAGE_OPTIONS, pageHint, pageQueryOf, printJson, record, table, UsageError, type Command, type Output } from '../command.js';
 import { withServices } from '../context.js';
 import { given, readCertificateJwk, readJsonFile, splitScopes } from '../input.js';
@@ -24,8 +24,8 @@ function certificateFingerprints(keys: readonly Record<string, unknown>[]): stri
   });
 }
 
-/** `--grant token-exchange`: the RFC 8693 grant's URN is long to type; the URN itself works too. */
-const GRANT_ALIASES: Readonly<Record<string, string>> = { 'token-exchange': TOKEN_EXCHANGE_GRANT };
+/** `--grant token-exchange`, `--grant device-code`: the grants' URNs are long to type; the URNs themselves work too. */
+const GRANT_ALIASES: Readonly<Record<string, string>> = { 'token-exchange': TOKEN_EXCHANGE_GRANT, 'device-code': DEVICE_CODE_GRANT };
 const GRANT_NAMES = GRANT_TYPES.map((grant) => Object.keys(GRANT_ALIASES).find((alias) => GRANT_ALIASES[alias] === grant) ?? grant);
 
 const CERTIFICATE_AUTH_METHODS: readonly string[] = ['tls_client_auth', 'self_signed_tls_client_auth'];
@@ -67,6 +67,7 @@ export const clientCommands: readonly Command[] = [
       'Prints client_id and, for client_secret_basic and client_secret_post, client_secret: Gatehouse keeps only a hash, so the secret is shown this once (use clients rotate-secret to issue a new one).',
       'Certificate clients (RFC 8705) get no secret. A tls_client_auth client presents a certificate that chains to TLS_CLIENT_CA_FILE and registers exactly one of --tls-subject-dn, --tls-san-dns, --tls-san-uri, --tls-san-ip or --tls-san-email. A self_signed_tls_client_auth client registers the certificate itself: --certificate-file (repeatable, to register the next certificate before the current one expires), or --jwks-file with keys that carry x5c.',
       `Token exchange (RFC 8693): --grant token-exchange (short for ${TOKEN_EXCHANGE_GRANT}) lets a service trade an access token it received for one to the next service, on behalf of the same person or service. It needs --exchange-subject-audience for each resource server whose tokens it may exchange (token_exchange.subject_audiences), and the next service in --resource. The output then lists token_exchange.subject_audiences after client_id.`,
+      `Device grant (RFC 8628): --grant device-code (short for ${DEVICE_CODE_GRANT}) is for command-line tools and devices without a browser: the tool shows a code, the person enters it at ISSUER/device and signs in there. Such a tool is usually public (--auth-method none) and has no redirect URI; add --grant refresh_token for long sessions.`,
       'Sender-constrained tokens: --certificate-bound-tokens binds tokens to the client certificate the request came with (cnf.x5t#S256); --dpop-bound-tokens makes a DPoP proof (RFC 9449) mandatory on every token request and binds tokens to its key (cnf.jkt). The output then lists these settings after client_id.',
     ],
     options: {
@@ -119,6 +120,7 @@ export const clientCommands: readonly Command[] = [
       'gatehouse clients create --name orders-worker --grant client_credentials --auth-method tls_client_auth --tls-subject-dn "CN=orders-worker,O=Example" --certificate-bound-tokens --resource https://orders.example.com --scope orders:read',
       'gatehouse clients create --name edge-agent --grant client_credentials --auth-method self_signed_tls_client_auth --certificate-file edge-agent.pem --certificate-bound-tokens',
       'gatehouse clients create --name spa --grant authorization_code --grant refresh_token --auth-method none --redirect-uri https://app.example.com/callback --dpop-bound-tokens',
+      'gatehouse clients create --name deploy-cli --grant device-code --grant refresh_token --auth-method none --scope "openid profile offline_access"',
       'gatehouse clients create --name orders-to-payments --grant token-exchange --exchange-subject-audience https://orders.example.com --resource https://payments.example.com --scope payments:charge',
     ],
     async run(invocation) {

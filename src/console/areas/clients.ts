@@ -4,7 +4,7 @@ import { ManagementError, parseOrThrow, PreconditionFailed, type FieldError } fr
 import type { ManagementServices } from '../../management/index.js';
 import { DEFAULT_LIMIT, MAX_LIMIT } from '../../management/pagination.js';
 import type { ClientResponse } from '../../management/clients/presenter.js';
-import { AUTH_METHODS, createClientBody, GRANT_TYPES, patchClientBody, SECRET_AUTH_METHODS, TLS_SUBJECT_FIELDS, TOKEN_EXCHANGE_GRANT } from '../../management/clients/schema.js';
+import { AUTH_METHODS, createClientBody, DEVICE_CODE_GRANT, GRANT_TYPES, patchClientBody, SECRET_AUTH_METHODS, TLS_SUBJECT_FIELDS, TOKEN_EXCHANGE_GRANT } from '../../management/clients/schema.js';
 import { CONSOLE_PATH } from '../../oidc/console-client.js';
 import { checked, doneMessage, ERROR_STATUS, errorsByField, type FormErrors, hasErrors, listField, NO_ERRORS, queryValue, STALE_FORM_MESSAGE, versionOf } from '../forms.js';
 import type { ConsoleAreaModule, ConsoleKit } from '../routes.js';
@@ -60,6 +60,7 @@ const GRANT_LABELS: Record<(typeof GRANT_TYPES)[number], string> = {
   refresh_token: 'Refresh token',
   client_credentials: 'Client credentials (service to service)',
   [TOKEN_EXCHANGE_GRANT]: 'Token exchange (RFC 8693)',
+  [DEVICE_CODE_GRANT]: 'Device code (command-line tools and TVs, RFC 8628)',
 };
 
 /** What the person typed, kept as typed so a refused form comes back as they left it. */

@@ -5,7 +5,9 @@ import { parseDistinguishedName } from '../../oidc/certificate-subject.js';
 
 /** SPEC §9: RFC 8693 token exchange. */
 export const TOKEN_EXCHANGE_GRANT = 'urn:ietf:params:oauth:grant-type:token-exchange';
-export const GRANT_TYPES = ['authorization_code', 'refresh_token', 'client_credentials', TOKEN_EXCHANGE_GRANT] as const;
+/** SPEC §12: RFC 8628, the device authorization grant. */
+export const DEVICE_CODE_GRANT = 'urn:ietf:params:oauth:grant-type:device_code';
+export const GRANT_TYPES = ['authorization_code', 'refresh_token', 'client_credentials', TOKEN_EXCHANGE_GRANT, DEVICE_CODE_GRANT] as const;
 export const AUTH_METHODS = ['client_secret_basic', 'client_secret_post', 'private_key_jwt', 'tls_client_auth', 'self_signed_tls_client_auth', 'none'] as const;
 
 /** RFC 8705 §2.1.2: the one certificate subject a `tls_client_auth` client registers. */
@@ -105,8 +107,8 @@ export const clientDefinition = z
     if (!grants.has('authorization_code') && client.redirect_uris.length > 0) {
       issue('redirect_uris', 'only clients with the authorization_code grant have redirect URIs');
     }
-    if (grants.has('refresh_token') && !grants.has('authorization_code')) {
-      issue('grant_types', 'refresh_token needs authorization_code (client_credentials clients get no refresh tokens)');
+    if (grants.has('refresh_token') && !grants.has('authorization_code') && !grants.has(DEVICE_CODE_GRANT)) {
+      issue('grant_types', `refresh_token needs authorization_code or ${DEVICE_CODE_GRANT} (client_credentials clients get no refresh tokens)`);
     }
     if (client.response_types !== undefined && client.response_types.length > 0 !== grants.has('authorization_code')) {
       issue('response_types', 'must be ["code"] exactly when the authorization_code grant is used');
