@@ -51,6 +51,13 @@ const ERROR_MESSAGES: Readonly<Record<string, string>> = {
   DeviceCodeAlreadyUsed: 'That code was already used. Start again on your device to get a new code.',
 };
 
+/**
+ * The provider's own form check (lib/shared/xsrf.js): the form was from an earlier visit, one that
+ * opening the page again (in another tab, say) replaced. The page it answers with works.
+ */
+const STALE_FORM_DESCRIPTIONS = new Set(['xsrf token invalid', 'could not find device form details']);
+const STALE_FORM_MESSAGE = 'This page was replaced by a newer one (opened again, or in another tab). Enter the code again here.';
+
 /** Refuses the second of two confirmations (or outcomes) of one device code (./model-extensions.ts). */
 export class DeviceCodeAlreadyUsed extends errors.InvalidRequest {
   constructor() {
@@ -141,7 +148,12 @@ export function createDeviceFlow(deps: DeviceFlowDeps) {
       const message =
         err === undefined
           ? undefined
-          : (ERROR_MESSAGES[err.name] ?? (out?.error === 'server_error' ? 'Something went wrong. Please try again in a moment.' : 'That code cannot be used. Start again on your device.'));
+          : (ERROR_MESSAGES[err.name] ??
+            (STALE_FORM_DESCRIPTIONS.has(out?.error_description ?? '')
+              ? STALE_FORM_MESSAGE
+              : out?.error === 'server_error'
+                ? 'Something went wrong. Please try again in a moment.'
+                : 'That code cannot be used. Start again on your device.'));
       const typed = (err as { userCode?: unknown } | undefined)?.userCode;
       render(ctx, 'device', { title: 'Connect a device', action, xsrf: xsrfOf(ctx), error: message, userCode: typeof typed === 'string' ? typed.slice(0, 64) : '' });
     },
