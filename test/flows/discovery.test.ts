@@ -54,7 +54,13 @@ describe('discovery through a real OpenID client', () => {
   });
 
   test('advertises exactly what SPEC §2 supports', () => {
-    assert.deepEqual([...(metadata.grant_types_supported ?? [])].sort(), ['authorization_code', 'client_credentials', 'refresh_token', 'urn:ietf:params:oauth:grant-type:token-exchange']);
+    assert.deepEqual([...(metadata.grant_types_supported ?? [])].sort(), [
+      'authorization_code',
+      'client_credentials',
+      'refresh_token',
+      'urn:ietf:params:oauth:grant-type:device_code',
+      'urn:ietf:params:oauth:grant-type:token-exchange',
+    ]);
     assert.deepEqual(metadata.response_types_supported, ['code']);
     assert.deepEqual(metadata.code_challenge_methods_supported, ['S256']);
     assert.deepEqual([...(metadata.token_endpoint_auth_methods_supported ?? [])].sort(), [
@@ -72,6 +78,8 @@ describe('discovery through a real OpenID client', () => {
     assert.equal(metadata.mtls_endpoint_aliases, undefined);
     // SPEC §12: pushed authorization requests (RFC 9126), test/flows/par.test.ts.
     assert.equal(metadata.pushed_authorization_request_endpoint, `${server.issuer}/request`);
+    // SPEC §12: the device grant (RFC 8628), test/flows/device-grant.test.ts.
+    assert.equal(metadata.device_authorization_endpoint, `${server.issuer}/device/auth`);
     assert.equal(metadata.registration_endpoint, undefined);
   });
 

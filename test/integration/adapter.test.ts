@@ -414,7 +414,7 @@ for (const backend of backends) {
       assert.equal(await adapterFor('Grant').find(grantId), undefined);
     });
 
-    test('a row whose expires_at has passed is not found by any lookup', async () => {
+    test('a row whose expires_at has passed is not found by any lookup, except a device code', async () => {
       const uid = newId('uid');
       const session = payloads.Session(uid);
       await adapterFor('Session').upsert(session.jti!, session, 1);
@@ -427,7 +427,11 @@ for (const backend of backends) {
       const device = payloads.DeviceCode(userCode);
       await adapterFor('DeviceCode').upsert(device.jti!, device, 1);
       await expireNow('DeviceCode', device.jti!);
-      assert.equal(await adapterFor('DeviceCode').find(device.jti!), undefined);
+      // RFC 8628 §3.5: the provider checks a device code's expiry itself, to answer expired_token
+      // (and to say so on the code page), so the adapter returns it until pruning removes it.
+      assert.deepEqual(await adapterFor('DeviceCode').find(device.jti!), device);
+      assert.deepEqual(await adapterFor('DeviceCode').findByUserCode(userCode), device);
+      await raw.query("DELETE FROM oidc_models WHERE model = 'DeviceCode' AND id = $1", [device.jti!]);
       assert.equal(await adapterFor('DeviceCode').findByUserCode(userCode), undefined);
     });
 

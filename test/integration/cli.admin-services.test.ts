@@ -457,6 +457,7 @@ describe('operator CLI: clients, resource servers, users, admin clients and the 
     grant_types: string[];
     allowed_resources: string[];
     token_exchange?: { subject_audiences: string[] };
+    redirect_uris?: string[];
   }
 
   async function shownClient(id: string): Promise<ShownClient> {
@@ -590,6 +591,26 @@ describe('operator CLI: clients, resource servers, users, admin clients and the 
     const plain = await cli(['clients', 'create', '--name', 'spa-2', '--auth-method', 'none', '--redirect-uri', 'https://app.test/callback', '--dpop-bound-tokens']);
     assert.equal(plain.code, 0, plain.stderr);
     assert.match(plain.stdout, /^client_id: +\S+\ndpop_bound_access_tokens: +true\n$/);
+  });
+
+  test('clients create --grant device-code: a public command-line tool with no redirect URI; --require-par: a client that must push', async () => {
+    const created = await cli(['clients', 'create', '--name', 'deploy-cli', '--grant', 'device-code', '--grant', 'refresh_token', '--auth-method', 'none', '--scope', 'openid offline_access', '--json']);
+    assert.equal(created.code, 0, created.stderr);
+    const body = JSON.parse(created.stdout) as ShownClient & { client_id: string; client_secret?: string };
+    assert.deepEqual(body.grant_types, ['urn:ietf:params:oauth:grant-type:device_code', 'refresh_token']);
+    assert.deepEqual(body.redirect_uris, []);
+    assert.equal(body.client_secret, undefined);
+    const shown = await shownClient(body.client_id);
+    assert.equal(shown.token_endpoint_auth_method, 'none');
+
+    const pushed = await cli(['clients', 'create', '--name', 'bank', '--redirect-uri', 'https://bank.test/cb', '--require-par', '--json']);
+    assert.equal(pushed.code, 0, pushed.stderr);
+    const bank = JSON.parse(pushed.stdout) as { client_id: string; require_pushed_authorization_requests: boolean };
+    assert.equal(bank.require_pushed_authorization_requests, true);
+    await inDatabase(async (db) => {
+      const { rows } = await db.query<{ metadata: Record<string, unknown> }>('SELECT metadata FROM clients WHERE client_id = $1', [bank.client_id]);
+      assert.equal(rows[0]?.metadata['require_pushed_authorization_requests'], true);
+    });
   });
 
   test('clients create --grant token-exchange --exchange-subject-audience: the orders service exchanges its tokens for payments ones, read back by clients show', async () => {

@@ -117,7 +117,7 @@ describe('operator CLI: help and usage errors (no database is opened)', () => {
       // Validation by the admin API's own schemas, before any database is opened.
       {
         args: ['clients', 'create', '--name', 'x', '--grant', 'client_credentials', '--grant', 'password', '--redirect-uri', 'http://example.com/cb'],
-        stderr: /^gatehouse: #\/grant_types\/1: must be one of authorization_code, refresh_token, client_credentials, urn:ietf:params:oauth:grant-type:token-exchange \(--grant\)\n/,
+        stderr: /^gatehouse: #\/grant_types\/1: must be one of authorization_code, refresh_token, client_credentials, urn:ietf:params:oauth:grant-type:token-exchange, urn:ietf:params:oauth:grant-type:device_code \(--grant\)\n/,
       },
       // SPEC §8: a tls_client_auth client registers exactly one certificate subject.
       {
