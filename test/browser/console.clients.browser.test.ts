@@ -287,6 +287,39 @@ describe('the admin console: clients', { skip: chromiumMissing }, () => {
     await page.close();
   });
 
+  test('SPEC §12 in the form: a public device tool (device grant, no redirect URI) and a client that must push its requests (PAR)', async () => {
+    const page = await owner.newPage();
+    const stored = async (name: string) => {
+      const { rows } = await server.db.query<{ metadata: Record<string, unknown> }>('SELECT metadata FROM clients WHERE client_name = $1', [name]);
+      assert.equal(rows.length, 1, `${name} was created`);
+      return rows[0]!.metadata;
+    };
+
+    const tool = uniqueName('Deploy CLI');
+    await page.goto(`${listUrl}/new`);
+    await page.fill('#client_name', tool);
+    await page.uncheck('#grant_types-2');
+    assert.match((await page.textContent('label[for="grant_types-4"]')) ?? '', /Device code \(command-line tools and TVs, RFC 8628\) urn:ietf:params:oauth:grant-type:device_code/);
+    await page.check('#grant_types-4');
+    await page.selectOption('#token_endpoint_auth_method', 'none');
+    const created = await submit(page, 'button:has-text("Create client")');
+    assert.ok(created.status() < 400, `created, got ${created.status()}`);
+    const toolMetadata = await stored(tool);
+    assert.deepEqual(toolMetadata['grant_types'], ['urn:ietf:params:oauth:grant-type:device_code']);
+    assert.equal(toolMetadata['token_endpoint_auth_method'], 'none');
+
+    const bank = uniqueName('Bank');
+    await page.goto(`${listUrl}/new`);
+    await page.fill('#client_name', bank);
+    await page.uncheck('#grant_types-2');
+    await page.check('#grant_types-0');
+    await page.fill('#redirect_uris', 'https://bank.example.com/callback');
+    await page.check('#require_pushed_authorization_requests');
+    await submit(page, 'button:has-text("Create client")');
+    assert.equal((await stored(bank))['require_pushed_authorization_requests'], true);
+    await page.close();
+  });
+
   test('a post without the CSRF token is refused (403); a gatehouse:users person is refused (403) on the clients URLs', async () => {
     const page = await owner.newPage();
     const forged = await page.request.post(listUrl, { form: { client_name: 'Forged', 'grant_type:client_credentials': 'on', token_endpoint_auth_method: 'client_secret_basic' }, maxRedirects: 0 });
