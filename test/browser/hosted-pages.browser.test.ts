@@ -105,6 +105,53 @@ describe('hosted pages in headless Chromium', { skip: chromiumMissing }, () => {
     await page.close();
   });
 
+  test('SPEC §12: a scripted client pushes its request (RFC 9126, plain POST), Chromium signs in from the request_uri alone, the code gets tokens', async () => {
+    const verifier = oidc.randomPKCECodeVerifier();
+    const metadata = config.serverMetadata();
+    const { client_id: clientId } = config.clientMetadata();
+    const secret = String(config.clientMetadata().client_secret);
+    const pushed = await fetch(metadata.pushed_authorization_request_endpoint!, {
+      method: 'POST',
+      headers: { authorization: `Basic ${Buffer.from(`${clientId}:${secret}`).toString('base64')}`, 'content-type': 'application/x-www-form-urlencoded' },
+      body: new URLSearchParams({
+        response_type: 'code',
+        client_id: clientId,
+        redirect_uri: REDIRECT,
+        scope: 'openid profile',
+        code_challenge: await oidc.calculatePKCECodeChallenge(verifier),
+        code_challenge_method: 'S256',
+        state: 'pushed-state',
+      }),
+    });
+    assert.equal(pushed.status, 201);
+    const { request_uri: requestUri } = (await pushed.json()) as { request_uri: string };
+
+    // A fresh browser profile, so the person signs in (no session from the test before).
+    const pushedContext = await browser.newContext();
+    const seen: string[] = [];
+    await pushedContext.route('http://127.0.0.1:8089/**', async (route) => {
+      seen.push(route.request().url());
+      await route.fulfill({ status: 200, contentType: 'text/plain', body: 'client callback' });
+    });
+    const page = await pushedContext.newPage();
+    const url = new URL(metadata.authorization_endpoint!);
+    url.search = new URLSearchParams({ client_id: clientId, request_uri: requestUri }).toString();
+    await page.goto(url.href);
+    await page.waitForSelector('h1:has-text("Sign in")');
+    assert.match((await page.textContent('main')) ?? '', /Shop/);
+    await page.fill('#username', 'alice');
+    await page.fill('#password', PASSWORD);
+    await page.press('#password', 'Enter');
+    await page.waitForSelector('h1:has-text("Allow access?")');
+    await page.click('button:has-text("Allow")');
+    await page.waitForURL(/127\.0\.0\.1:8089\/callback/);
+    const callback = new URL(seen.at(-1)!);
+    assert.equal(callback.searchParams.get('state'), 'pushed-state', 'the pushed parameters, never in the browser, came back');
+    const tokens = await oidc.authorizationCodeGrant(config, callback, { pkceCodeVerifier: verifier, expectedState: 'pushed-state' });
+    assert.ok(tokens.id_token);
+    await pushedContext.close();
+  });
+
   test('logout confirmation, signed-out and error pages are accessible', async () => {
     const page = await context.newPage();
     await page.goto(`${server.url}/session/end?client_id=${encodeURIComponent(config.clientMetadata().client_id)}`);

@@ -133,6 +133,31 @@ describe('pushed authorization requests (RFC 9126, SPEC §12)', () => {
     assert.ok(tokens.id_token);
   });
 
+  test('DPoP on PAR (RFC 9449 §10.1): the push binds the code to the proof key; only that key redeems it', async () => {
+    const key = await oidc.randomDPoPKeyPair('ES256');
+    const other = await oidc.randomDPoPKeyPair('ES256');
+    const browser = new CookieClient();
+    /** A push with a proof of `key`, then the sign-in (the browser's session skips it after the first). */
+    async function pushedCode() {
+      const { verifier, state, nonce, params } = await pkceParams(REDIRECT, 'openid profile');
+      // openid-client answers the nonce challenge (RFC 9449 §8) and retries the push by itself.
+      const url = await oidc.buildAuthorizationUrlWithPAR(shopConfig, params, { DPoP: oidc.getDPoPHandle(shopConfig, key) });
+      const { callback } = await signInAt(browser, url, server.url, ALICE);
+      return { callback, checks: { pkceCodeVerifier: verifier, expectedState: state, expectedNonce: nonce } };
+    }
+    const invalidGrant = (error: oidc.ResponseBodyError) => error.error === 'invalid_grant';
+
+    // The provider checks the binding once the code is redeemed, so each refusal spends its code.
+    const bare = await pushedCode();
+    await assert.rejects(oidc.authorizationCodeGrant(shopConfig, bare.callback, bare.checks), invalidGrant, 'without a proof');
+    const stolen = await pushedCode();
+    await assert.rejects(oidc.authorizationCodeGrant(shopConfig, stolen.callback, stolen.checks, undefined, { DPoP: oidc.getDPoPHandle(shopConfig, other) }), invalidGrant, 'with another key');
+    const own = await pushedCode();
+    const tokens = await oidc.authorizationCodeGrant(shopConfig, own.callback, own.checks, undefined, { DPoP: oidc.getDPoPHandle(shopConfig, key) });
+    assert.equal(tokens.token_type, 'dpop');
+    assert.equal(tokens.claims()?.sub, userId);
+  });
+
   test('the PAR endpoint authenticates the client and refuses an unregistered redirect_uri', async () => {
     const { params } = await pkceParams(REDIRECT, 'openid');
     const wrongSecret = await push(parEndpoint, shop, params, basic({ ...shop, client_secret: 'not-the-secret' }));
