@@ -256,6 +256,10 @@ describe('device authorization grant (RFC 8628, SPEC §12)', () => {
     assert.equal(redeemed.details['account_id'], userId);
     const { rows } = await server.db.query('SELECT * FROM audit_events WHERE id > $1::bigint', [since]);
     assert.ok(!JSON.stringify(rows).includes(device.device_code) && !JSON.stringify(rows).includes(device.user_code), 'no code in the audit trail');
+    // SPEC §6: nor in the logs (the access log drops query strings, where verification_uri_complete carries the user code).
+    const logs = server.logs.text;
+    assert.ok(logs.includes('/device'), 'the device pages were logged');
+    for (const secret of [device.device_code, device.user_code, device.user_code.replace('-', ''), String(tokens['refresh_token'])]) assert.ok(!logs.includes(secret), 'no code or token in the logs');
   });
 
   test('polls of an approved code at once: exactly one gets tokens; the spent code presented again revokes them', async () => {
@@ -360,5 +364,65 @@ describe('device authorization grant (RFC 8628, SPEC §12)', () => {
     const answer = await poll(device.device_code);
     assert.equal(answer.status, 400);
     assert.equal(answer.body['error'], 'expired_token');
+  });
+});
+
+describe('device grant across two instances behind one issuer: the pace and the guess limit are shared', () => {
+  let one: TestServer;
+  let two: TestServer;
+  let clientId: string;
+
+  /** A browser whose requests for the issuer reach `instance`, entering `userCode` as `ip`. */
+  async function enterCodeAt(instance: TestServer, userCode: string, ip: string): Promise<number> {
+    const browser = new CookieClient();
+    browser.routeTo(one.issuer, instance.url);
+    const form = await browser.request(`${one.issuer}/device`, { headers: { 'x-forwarded-for': ip } });
+    const html = await form.text();
+    const answer = await browser.request(`${one.issuer}/device`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/x-www-form-urlencoded', 'x-forwarded-for': ip },
+      body: new URLSearchParams({ xsrf: hiddenField(html, 'xsrf') ?? '', user_code: userCode }),
+    });
+    await answer.body?.cancel();
+    return answer.status;
+  }
+
+  async function pollAt(instance: TestServer, deviceCode: string): Promise<string> {
+    const response = await fetch(`${instance.url}/token`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/x-www-form-urlencoded' },
+      body: new URLSearchParams({ grant_type: DEVICE_GRANT, device_code: deviceCode, client_id: clientId }),
+    });
+    return ((await response.json()) as { error?: string }).error ?? 'tokens';
+  }
+
+  before(async () => {
+    one = await startTestServer({ env: { TRUST_PROXY: 'true' } });
+    two = await startTestServer({ database: one.database, env: { MASTER_KEY: one.masterKey, ISSUER: one.issuer, TRUST_PROXY: 'true' } });
+    const created = await adminCall<{ client_id: string }>(one, 'POST', '/clients', { grant_types: [DEVICE_GRANT], token_endpoint_auth_method: 'none' }, await adminToken(one, 'admin:clients'));
+    assert.equal(created.status, 201, JSON.stringify(created.body));
+    clientId = created.body.client_id;
+  });
+  after(async () => {
+    await two?.close();
+    await one?.close();
+  });
+
+  test('a poll at one instance, then at the other at once: slow_down', async () => {
+    const response = await fetch(`${one.url}/device/auth`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/x-www-form-urlencoded' },
+      body: new URLSearchParams({ client_id: clientId, scope: 'openid' }),
+    });
+    const { device_code: deviceCode } = (await response.json()) as DeviceAuthorization;
+    assert.equal(await pollAt(one, deviceCode), 'authorization_pending');
+    assert.equal(await pollAt(two, deviceCode), 'slow_down');
+  });
+
+  test('wrong codes sent to both instances at once: no more than the limit are looked up in all', async () => {
+    const attacker = '192.0.2.45';
+    const statuses = await Promise.all(Array.from({ length: 2 * GUESS_LIMIT }, (_, i) => enterCodeAt(i % 2 === 0 ? one : two, wrongCode(i + 100), attacker)));
+    assert.equal(statuses.filter((status) => status === 200).length, GUESS_LIMIT, JSON.stringify(statuses));
+    assert.equal(statuses.filter((status) => status === 429).length, GUESS_LIMIT);
   });
 });
