@@ -6,6 +6,19 @@ import type { Queryable } from './database.js';
  * instances can prune concurrently without waiting on each other.
  */
 export function createMaintenanceStore(db: Queryable) {
+  /** One batch of the rows of `table` (keyed by `key`) whose `expires_at` has passed, oldest first. */
+  async function deleteExpired(table: 'sign_in_code_attempts' | 'passkey_challenges' | 'device_code_polls', key: readonly string[], batch: number): Promise<number> {
+    const columns = key.join(', ');
+    const { rowCount } = await db.query(
+      `DELETE FROM ${table} t USING (
+         SELECT ${columns} FROM ${table} WHERE expires_at < now() ORDER BY expires_at LIMIT $1 FOR UPDATE SKIP LOCKED
+       ) expired
+       WHERE ${key.map((column) => `t.${column} = expired.${column}`).join(' AND ')}`,
+      [batch],
+    );
+    return rowCount;
+  }
+
   return {
     /** Expired oidc-provider models (sessions, interactions, codes, grants, refresh tokens). */
     async pruneExpiredModels(batch: number): Promise<number> {
@@ -44,38 +57,11 @@ export function createMaintenanceStore(db: Queryable) {
       return rowCount;
     },
     /** Second-factor attempts whose interaction has expired. */
-    async pruneCodeAttempts(batch: number): Promise<number> {
-      const { rowCount } = await db.query(
-        `DELETE FROM sign_in_code_attempts a USING (
-           SELECT attempt_id FROM sign_in_code_attempts WHERE expires_at < now() ORDER BY expires_at LIMIT $1 FOR UPDATE SKIP LOCKED
-         ) expired
-         WHERE a.attempt_id = expired.attempt_id`,
-        [batch],
-      );
-      return rowCount;
-    },
+    pruneCodeAttempts: (batch: number) => deleteExpired('sign_in_code_attempts', ['attempt_id'], batch),
     /** Passkey challenges never answered (migrations/0016). */
-    async prunePasskeyChallenges(batch: number): Promise<number> {
-      const { rowCount } = await db.query(
-        `DELETE FROM passkey_challenges c USING (
-           SELECT interaction_uid, ceremony FROM passkey_challenges WHERE expires_at < now() ORDER BY expires_at LIMIT $1 FOR UPDATE SKIP LOCKED
-         ) expired
-         WHERE c.interaction_uid = expired.interaction_uid AND c.ceremony = expired.ceremony`,
-        [batch],
-      );
-      return rowCount;
-    },
+    prunePasskeyChallenges: (batch: number) => deleteExpired('passkey_challenges', ['interaction_uid', 'ceremony'], batch),
     /** Poll pacing of device codes that have expired (migrations/0017). */
-    async pruneDevicePolls(batch: number): Promise<number> {
-      const { rowCount } = await db.query(
-        `DELETE FROM device_code_polls p USING (
-           SELECT code_hash FROM device_code_polls WHERE expires_at < now() ORDER BY expires_at LIMIT $1 FOR UPDATE SKIP LOCKED
-         ) expired
-         WHERE p.code_hash = expired.code_hash`,
-        [batch],
-      );
-      return rowCount;
-    },
+    pruneDevicePolls: (batch: number) => deleteExpired('device_code_polls', ['code_hash'], batch),
     /** Request rate-limit counters whose window ended more than `windowSeconds` ago. */
     async pruneRequestRateLimits(windowSeconds: number, batch: number): Promise<number> {
       const { rowCount } = await db.query(

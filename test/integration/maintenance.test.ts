@@ -48,8 +48,20 @@ for (const backend of backends) {
            ('attempt-expired', $1, 2, now() - interval '1 second'), ('attempt-live', $1, 1, now() + interval '30 minutes')`,
         [user!.id],
       );
+      await db.query(
+        `INSERT INTO device_code_polls (code_hash, polled_at, interval_seconds, expires_at) VALUES
+           ('poll-expired', now() - interval '11 minutes', 5, now() - interval '1 second'), ('poll-live', now(), 5, now() + interval '10 minutes')`,
+      );
+      // A wrong-user-code counter in its 10-minute window outlives the pages' one-minute windows.
+      await db.query(
+        `INSERT INTO request_rate_limits (key, window_start, hits) VALUES
+           ('pages:old', now() - interval '30 minutes', 3), ('user-codes:current', now() - interval '5 minutes', 4)`,
+      );
       const report = await pruneOnce(db, { auditRetentionDays: 90 });
       assert.equal(report.codeAttempts, 1, 'the expired code attempt');
+      assert.equal(report.devicePolls, 1, 'the expired device code pace');
+      assert.deepEqual((await db.query<{ code_hash: string }>('SELECT code_hash FROM device_code_polls')).rows.map((r) => r.code_hash), ['poll-live']);
+      assert.deepEqual((await db.query<{ key: string }>('SELECT key FROM request_rate_limits')).rows.map((r) => r.key), ['user-codes:current']);
       const attempts = await db.query<{ attempt_id: string }>('SELECT attempt_id FROM sign_in_code_attempts');
       assert.deepEqual(attempts.rows.map((r) => r.attempt_id), ['attempt-live']);
       assert.equal(report.models, 1_200, 'more than one batch of expired models');
