@@ -49,6 +49,21 @@ export interface GatehouseApp {
  * (src/background.ts), orders the middleware and mounts the front doors. Does not listen, so
  * tests can serve it on an ephemeral port.
  */
+/**
+ * The provider's machine-to-machine endpoints: no page limit applies to them (their own per-IP and
+ * per-client limits do, inside the provider) and no other router has a route at their paths.
+ */
+const DIRECT_PROVIDER_ROUTES = ['token', 'introspection', 'revocation', 'pushed_authorization_request', 'userinfo'] as const;
+
+function directToProvider(providers: ProviderHost, routes: readonly string[]): Koa.Middleware {
+  // The provider's routes are fixed by its configuration, the same for every provider the host builds.
+  const paths = new Set(routes.map((route) => providers.current().pathFor(route, { mountPath: '' })));
+  return async function directToProvider(ctx, next): Promise<void> {
+    if (paths.has(ctx.path)) await providers.middleware(ctx, next);
+    else await next();
+  };
+}
+
 export async function createApp(runtime: Runtime): Promise<GatehouseApp> {
   const { config, logger, db } = runtime;
   // The caches ask the change feed whether notifications flow; it starts right after them.
@@ -147,6 +162,9 @@ export async function createApp(runtime: Runtime): Promise<GatehouseApp> {
   app.use(accessLog(logger));
   app.use(securityHeaders({ hsts: config.issuer.startsWith('https://') }));
   app.use(handleErrors(logger));
+  // The endpoints services call (every token request of the fleet) go straight to the provider:
+  // no other router serves them, so matching them against every router's routes first is waste.
+  app.use(directToProvider(providers, DIRECT_PROVIDER_ROUTES));
   app.use(ops.routes());
   app.use(gateway.routes());
   app.use(gatewaySignIn.routes());

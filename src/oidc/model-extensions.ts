@@ -17,10 +17,34 @@ import { DeviceCodeAlreadyUsed } from './device-flow.js';
 /** Not a scope anyone can request: an allow-list that admits no OpenID scope. */
 const NO_OIDC_SCOPE = 'urn:gatehouse:no-openid-scope';
 
-export function extendModels(provider: Provider, deps: { readonly db: Queryable; readonly clientSecrets: ClientSecretHasher }): void {
+export function extendModels(
+  provider: Provider,
+  deps: {
+    readonly db: Queryable;
+    readonly clientSecrets: ClientSecretHasher;
+    /** The adapter's own source of client metadata (src/oidc/adapter.ts): one frozen object per client while cached. */
+    readonly clientMetadata: (id: string) => Promise<object | undefined>;
+  },
+): void {
   // SPEC §2: secrets are stored as a keyed hash; this is the provider's one comparison point.
   provider.Client.prototype.compareClientSecret = function compareClientSecret(this: { clientSecret?: string }, actual: string) {
     return Promise.resolve(this.clientSecret !== undefined && deps.clientSecrets.verify(actual, this.clientSecret));
+  };
+
+  // Performance (bench/README.md): the provider turns a stored client into a Client by hashing its
+  // JSON on every lookup (lib/models/client.js find), about a tenth of a token's cost. The adapter
+  // hands out one frozen metadata object per client until the client cache drops it (on a change,
+  // src/oidc/lookup-cache.ts), so the Client built from that object is reused while it lives; a
+  // changed client is a new object, and so a new Client, as before.
+  const findClient = provider.Client.find.bind(provider.Client);
+  const clientsByMetadata = new WeakMap<object, InstanceType<Provider['Client']>>();
+  provider.Client.find = async function findClientOncePerMetadata(id: string) {
+    const metadata = typeof id === 'string' && id !== '' ? await deps.clientMetadata(id) : undefined;
+    const known = metadata === undefined ? undefined : clientsByMetadata.get(metadata);
+    if (known !== undefined) return known;
+    const client = await findClient(id);
+    if (metadata !== undefined && client !== undefined) clientsByMetadata.set(metadata, client);
+    return client;
   };
 
   // SPEC §2: a client assertion's (and a DPoP proof's) jti is accepted once, across concurrent

@@ -5,7 +5,7 @@ import type { ClientSecretHasher } from '../crypto/client-secret.js';
 import { SIGNING_ALGS } from '../crypto/signing-keys.js';
 import { isUnavailable, type Database } from '../db/database.js';
 import type { Views } from '../views.js';
-import { createAdapterFactory, type ClientMetadataCache } from './adapter.js';
+import { createAdapterFactory, createClientMetadataSource, type ClientMetadataCache } from './adapter.js';
 import { allowedResources, EXTRA_CLIENT_METADATA, OIDC_SCOPES } from './clients.js';
 import { createResourceIndicators } from './resource-indicators.js';
 import type { ResourceServerRegistry } from './resource-server-registry.js';
@@ -347,7 +347,7 @@ export function createProvider(deps: ProviderDependencies): Provider {
   pinRequestOriginToIssuer(provider, deps.issuer);
 
   // Where oidc-provider's models do not do what SPEC asks (src/oidc/model-extensions.ts).
-  extendModels(provider, { db: deps.db, clientSecrets: deps.clientSecrets });
+  extendModels(provider, { db: deps.db, clientSecrets: deps.clientSecrets, clientMetadata: createClientMetadataSource(deps.db, deps.clientCache, deps.issuer) });
   // Metrics, audit and logs from the provider's events (src/oidc/provider-events.ts).
   observeProvider(provider, { db: deps.db, logger: deps.logger, metrics: deps.metrics });
 

@@ -147,6 +147,32 @@ describe('two instances on one database', { skip: postgresUrl === undefined ? 'n
     assert.equal(tokens.claims()?.['acr'], 'urn:gatehouse:acr:mfa', 'the session keeps the second factor it was made with');
   });
 
+  test('a client changed through one (its secret rotated, its resource taken away) is held to the change by two within the cache bound', async () => {
+    const service = await createClient(one, { client_name: 'changing', allowed_resources: [ORDERS], scope: 'orders:read' });
+    // Two has built and cached the client (src/oidc/model-extensions.ts reuses it while its metadata lives).
+    for (let i = 0; i < 3; i += 1) assert.equal((await clientCredentials(two, service.client_id, service.client_secret!, { resource: ORDERS })).status, 200);
+
+    /** Polls two until `refused` holds, at most the documented bound (no fixed sleep). */
+    async function heldWithinBound(request: () => Promise<{ status: number }>, refused: (status: number) => boolean): Promise<number> {
+      const deadline = Date.now() + CACHE_TTL_MS;
+      let status = (await request()).status;
+      while (!refused(status) && Date.now() < deadline) {
+        await new Promise((resolve) => setImmediate(resolve));
+        status = (await request()).status;
+      }
+      return status;
+    }
+
+    const rotated = await adminCall<{ client_secret: string }>(one, 'POST', `/clients/${service.client_id}/secret`, undefined, await adminToken(one, 'admin:clients'));
+    assert.equal(rotated.status, 200, JSON.stringify(rotated.body));
+    assert.equal(await heldWithinBound(() => clientCredentials(two, service.client_id, service.client_secret!, { resource: ORDERS }), (status) => status === 401), 401, 'the old secret');
+    assert.equal((await clientCredentials(two, service.client_id, rotated.body.client_secret, { resource: ORDERS })).status, 200, 'the new secret');
+
+    const narrowed = await adminCall(one, 'PATCH', `/clients/${service.client_id}`, { allowed_resources: [], scope: null }, await adminToken(one, 'admin:clients'));
+    assert.equal(narrowed.status, 200, JSON.stringify(narrowed.body));
+    assert.equal(await heldWithinBound(() => clientCredentials(two, service.client_id, rotated.body.client_secret, { resource: ORDERS }), (status) => status === 400), 400, 'the resource taken away');
+  });
+
   test('a client deleted through one is refused by two as soon as the change is announced, and its tokens are no longer active there', async () => {
     const service = await createClient(one, { client_name: 'doomed', allowed_resources: [ORDERS], scope: 'orders:read' });
     const issued = await clientCredentials(two, service.client_id, service.client_secret!, { resource: ORDERS });
