@@ -58,4 +58,4 @@ HEALTHCHECK --interval=30s --timeout=5s --start-period=30s --retries=3 \
 # node as PID 1 is fine: main.ts handles SIGTERM and SIGINT itself (graceful shutdown).
 # A heap cap sizes V8's collection thresholds to a server, not to the host: peak RSS under load
 # drops from ~265 to ~190 MiB (bench/README.md, Performance). Same flag as `npm start`.
-CMD ["node", "--max-old-space-size=512", "dist/main.js"]
+CMD ["node", "--max-old-space-size=512", "--experimental-async-context-frame", "dist/main.js"]

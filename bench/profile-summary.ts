@@ -10,19 +10,19 @@ import { fileURLToPath, pathToFileURL } from 'node:url';
  * Standalone: node --import tsx bench/profile-summary.ts <file.cpuprofile> [top]
  */
 
-interface CallFrame {
+export interface CallFrame {
   functionName: string;
   url: string;
   lineNumber: number;
 }
 
-interface ProfileNode {
+export interface ProfileNode {
   id: number;
   callFrame: CallFrame;
   children?: number[];
 }
 
-interface CpuProfile {
+export interface CpuProfile {
   nodes: ProfileNode[];
   startTime: number;
   endTime: number;
@@ -55,13 +55,13 @@ function shortUrl(url: string): string {
   return url;
 }
 
-function frameName(frame: CallFrame): string {
+export function frameName(frame: CallFrame): string {
   const name = frame.functionName === '' ? '(anonymous)' : frame.functionName;
   const where = shortUrl(frame.url);
   return where === '' ? name : `${name} ${where}:${frame.lineNumber + 1}`;
 }
 
-function areaOf(frame: CallFrame): string {
+export function areaOf(frame: CallFrame): string {
   const where = shortUrl(frame.url);
   if (where === '') return frame.functionName.startsWith('(') ? frame.functionName : '(native / V8 builtins)';
   if (frame.url.includes('/node_modules/')) {

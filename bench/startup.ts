@@ -118,6 +118,7 @@ async function startOnce(name: string, env: { dataDir: string; masterKey: string
     ...(profile === undefined ? [] : ['--cpu-prof', `--cpu-prof-dir=${path.dirname(profile)}`, `--cpu-prof-name=${path.basename(profile)}`]),
     // As `npm start` and the Dockerfile run it.
     '--max-old-space-size=512',
+    '--experimental-async-context-frame',
     '--import',
     ORPHAN_GUARD,
     'dist/main.js',

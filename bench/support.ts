@@ -291,6 +291,7 @@ export async function launchGatehouse(
     ...(profileFile === undefined ? [] : ['--cpu-prof', `--cpu-prof-dir=${path.dirname(profileFile)}`, `--cpu-prof-name=${path.basename(profileFile)}`]),
     // As `npm start` and the Dockerfile run it.
     '--max-old-space-size=512',
+    '--experimental-async-context-frame',
     '--import',
     './bench/exit-with-parent.ts',
     'dist/main.js',

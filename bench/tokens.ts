@@ -377,7 +377,8 @@ const BARE_RESOURCE = 'https://bare.bench.invalid';
 async function startBare(): Promise<BareSetup> {
   const port = await freePort();
   const client = { id: 'bench-bare', secret: randomBytes(32).toString('base64url') };
-  const child = spawnChild('bare oidc-provider', ['--import', './bench/exit-with-parent.ts', 'bench/bare-provider.ts'], {
+  // The same Node flag as Gatehouse (npm start): oidc-provider's AsyncLocalStorage without promise hooks, for both.
+  const child = spawnChild('bare oidc-provider', ['--experimental-async-context-frame', '--import', './bench/exit-with-parent.ts', 'bench/bare-provider.ts'], {
     PORT: String(port),
     BARE_CLIENT_ID: client.id,
     BARE_CLIENT_SECRET: client.secret,

@@ -204,10 +204,11 @@ void test('Dockerfile runs a Node 22 image as a non-root user with production de
   );
   // The runtime stage must not need a compiler: native addons are built in an earlier stage.
   assert.ok(!finalStage.some((line) => /^RUN\s.*apt-get install.*\b(g\+\+|gcc|make|build-essential)\b/i.test(line)));
-  // The image starts Gatehouse exactly as `npm start` does (same Node flags: the heap cap).
+  // The image starts Gatehouse exactly as `npm start` does (same Node flags: the heap cap, and
+  // AsyncLocalStorage without promise hooks).
   const cmd = finalStage.find((line) => /^CMD\s+\[/.test(line));
   assert.ok(cmd !== undefined, 'final stage has no exec-form CMD');
   const startScript = (JSON.parse(await readFile(new URL('../../package.json', import.meta.url), 'utf8')) as { scripts: Record<string, string> }).scripts['start'];
   assert.deepEqual(JSON.parse(cmd.replace(/^CMD\s+/, '')), startScript?.split(' '));
-  assert.match(startScript ?? '', /^node --max-old-space-size=\d+ dist\/main\.js$/);
+  assert.match(startScript ?? '', /^node --max-old-space-size=\d+ --experimental-async-context-frame dist\/main\.js$/);
 });
