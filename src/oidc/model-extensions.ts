@@ -10,7 +10,8 @@ import { DeviceCodeAlreadyUsed } from './device-flow.js';
 /**
  * The one place where Gatehouse changes oidc-provider's model classes, each because the provider
  * does not do what SPEC asks: how a client secret is compared, how a jti is claimed once, how a
- * pushed request gives out one code, how a device code moves forward once, how a registered scope bounds the OpenID scopes, and where the
+ * pushed request gives out one code, how a device code moves forward once, how codes and refresh
+ * tokens are spent once, how a registered scope bounds the OpenID scopes, and where the
  * gateway's own client may send codes.
  */
 
@@ -73,7 +74,7 @@ export function extendModels(
   // error), and it redeems it with the same find-then-mark as a request_uri: two people confirming
   // one code at once, or two polls at once, could each go on. Each step is claimed here in one
   // insert-only statement (a row per code and step, living as long as the code), and the
-  // redemption marks the row in one conditional statement; the loser is refused, on any instance.
+  // redemption marks the row in one conditional statement (below); the loser is refused, on any instance.
   const DeviceCode = provider.DeviceCode;
   // The save it inherits (BaseToken's), looked up as a call would find it.
   const saveDeviceCode: (this: InstanceType<Provider['DeviceCode']>) => Promise<string> = Reflect.get(DeviceCode.prototype, 'save');
@@ -85,10 +86,24 @@ export function extendModels(
     }
     return saveDeviceCode.call(this);
   };
-  DeviceCode.prototype.consume = async function consumeDeviceCodeOnce(this: InstanceType<Provider['DeviceCode']>): Promise<void> {
-    if (!(await replayRecords.consumeOnce('DeviceCode', this.jti))) throw new errors.InvalidGrant('device code already consumed');
-    this.emit('consumed');
-  };
+
+  // SPEC §2: an authorization code is redeemed once and a rotated refresh token used once. The
+  // provider checks `consumed` on the token it loaded, then marks it (lib/helpers/grant_source.js,
+  // lib/actions/grants/refresh_token.js): two requests at once could both pass, each getting
+  // tokens, and a stolen refresh token raced against its owner's would fork the grant without the
+  // reuse detection ever seeing it. Marked in one conditional statement, as the device code is;
+  // the loser is refused (and presenting the spent one again is then the provider's reuse case).
+  const consumedOnce: readonly [{ prototype: { consume(): Promise<void> } }, string, string][] = [
+    [provider.AuthorizationCode, 'AuthorizationCode', 'authorization code'],
+    [provider.RefreshToken, 'RefreshToken', 'refresh token'],
+    [DeviceCode, 'DeviceCode', 'device code'],
+  ];
+  for (const [Model, model, label] of consumedOnce) {
+    Model.prototype.consume = async function consumeOnce(this: { jti: string; emit(event: string): void }): Promise<void> {
+      if (!(await replayRecords.consumeOnce(model, this.jti))) throw new errors.InvalidGrant(`${label} already consumed`);
+      this.emit('consumed');
+    };
+  }
 
   // A registered scope bounds the OpenID scopes too. The provider's metadata `scope` holds only the
   // OpenID part of it (src/oidc/clients.ts), and a client whose registered scope has none carries no

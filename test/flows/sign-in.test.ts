@@ -127,6 +127,34 @@ describe('people sign in through the hosted pages (authorization code + PKCE)', 
     for (const row of rows) assert.ok(!JSON.stringify(row).includes(first) && !JSON.stringify(row).includes(rotated.refresh_token));
   });
 
+  test('one code redeemed by five requests at once gives tokens once; one refresh token used by five at once rotates once', async () => {
+    const { verifier, state, params } = await pkceParams(REDIRECT, 'openid offline_access orders:read', { prompt: 'consent' });
+    const { callback } = await signIn(new CookieClient(), config, server.url, params, ALICE);
+    const tokenEndpoint = config.serverMetadata().token_endpoint!;
+    const basicAuth = `Basic ${Buffer.from(`${encodeURIComponent(client.client_id)}:${encodeURIComponent(client.client_secret)}`).toString('base64')}`;
+    const post = async (body: Record<string, string>) => {
+      const response = await fetch(tokenEndpoint, { method: 'POST', headers: { authorization: basicAuth, 'content-type': 'application/x-www-form-urlencoded' }, body: new URLSearchParams(body) });
+      return { status: response.status, body: (await response.json()) as Record<string, unknown> };
+    };
+    assert.equal(callback.searchParams.get('state'), state);
+
+    const redeemed = await Promise.all(
+      Array.from({ length: 5 }, () => post({ grant_type: 'authorization_code', code: callback.searchParams.get('code')!, redirect_uri: REDIRECT, code_verifier: verifier })),
+    );
+    const granted = redeemed.filter((answer) => answer.status === 200);
+    assert.equal(granted.length, 1, JSON.stringify(redeemed.map((answer) => answer.body['error'] ?? 'tokens')));
+    for (const refused of redeemed.filter((answer) => answer.status !== 200)) assert.equal(refused.body['error'], 'invalid_grant');
+
+    // A fresh code for the refresh race: the concurrent losers above may have revoked that grant (reuse).
+    const again = await pkceParams(REDIRECT, 'openid offline_access orders:read', { prompt: 'consent' });
+    const second = await signIn(new CookieClient(), config, server.url, again.params, ALICE);
+    const tokens = await oidc.authorizationCodeGrant(config, second.callback, { pkceCodeVerifier: again.verifier, expectedState: again.state, expectedNonce: again.nonce });
+    const refreshed = await Promise.all(Array.from({ length: 5 }, () => post({ grant_type: 'refresh_token', refresh_token: tokens.refresh_token! })));
+    const rotated = refreshed.filter((answer) => answer.status === 200);
+    assert.equal(rotated.length, 1, JSON.stringify(refreshed.map((answer) => answer.body['error'] ?? 'tokens')));
+    for (const refused of refreshed.filter((answer) => answer.status !== 200)) assert.equal(refused.body['error'], 'invalid_grant');
+  });
+
   test('PKCE is required for the code exchange and plain is refused', async () => {
     const browser = new CookieClient();
     const plain = await browser.get(
