@@ -24,12 +24,15 @@ import {
   ROOT,
   runBench,
   sourceVersion,
+  spawnChild,
   statCpuSeconds,
+  waitUntil,
   TOKEN_BODY,
   writeBenchOutput,
   writeProfileSummary,
   type BenchDatabase,
   type Check,
+  type Child,
   type Gatehouse,
 } from './support.js';
 
@@ -42,7 +45,9 @@ import {
  * - nginx → Gatehouse → upstream with tokens seen before (a small set, as clients reuse tokens);
  * - the same with fresh tokens (each used once: a signature check per request);
  * - the same two at a fixed 1,000 requests/s (8 connections), for the p99 the check adds;
- * - Gatehouse's own POST /token rate, in the same run.
+ * - Gatehouse's own POST /token rate, in the same run;
+ * - nginx → a bare node:http + jose verifier → upstream, token seen before (bench/bare-verifier.ts):
+ *   the baseline of the performance issue, which wants Gatehouse's decision at ≥ 0.7× its rate.
  *
  * Gatehouse's CPU per decision comes from /proc (its process's utime + stime over the row,
  * divided by the decisions). Targets (issue 15): ≤ 100 µs of Gatehouse CPU per decision for a
@@ -79,6 +84,8 @@ const RESOURCE = 'https://gateway.bench.invalid';
 const TARGET_CPU_MICROS = 100;
 const TARGET_FRESH_PER_SECOND = 3_000;
 const TARGET_ADDED_P99_MS = 5;
+/** Issue "Performance": the door costs at most 1/0.7 of a bare jose verifier's CPU per decision. */
+const TARGET_OVER_BARE = 0.7;
 
 interface Row {
   readonly name: string;
@@ -95,13 +102,26 @@ interface Row {
 interface Nginx {
   readonly gatewayPort: number;
   readonly baselinePort: number;
+  /** The same auth_request shape, to the bare jose verifier instead of Gatehouse. */
+  readonly barePort: number;
   stop(): Promise<void>;
 }
 
+async function startBareVerifier(gatehouse: Gatehouse): Promise<{ child: Child; port: number }> {
+  const port = await freePort();
+  const child = spawnChild('bare jose verifier', ['--import', './bench/exit-with-parent.ts', 'bench/bare-verifier.ts'], {
+    PORT: String(port),
+    BARE_ISSUER: gatehouse.url,
+    BARE_AUDIENCE: RESOURCE,
+  });
+  await waitUntil('ready', child, () => Promise.resolve(child.output.stdout.includes('ready ')), 30_000);
+  return { child, port };
+}
+
 /** A private nginx: the shipped gateway block, a baseline block (proxy only) and the static upstream. */
-async function startNginx(gatehouse: Gatehouse): Promise<Nginx> {
+async function startNginx(gatehouse: Gatehouse, bareVerifierPort: number): Promise<Nginx> {
   const dir = await mkdtemp(path.join(tmpdir(), 'gatehouse-bench-nginx-'));
-  const [gatewayPort, baselinePort, upstreamPort] = [await freePort(), await freePort(), await freePort()];
+  const [gatewayPort, baselinePort, upstreamPort, barePort] = [await freePort(), await freePort(), await freePort(), await freePort()];
   const shipped = await readFile(path.join(ROOT, 'deploy/gateway/nginx-gatehouse.conf'), 'utf8');
   await writeFile(path.join(dir, 'gatehouse.conf'), shipped.replace('listen 8080;', `listen 127.0.0.1:${gatewayPort};`));
   await writeFile(
@@ -121,6 +141,11 @@ async function startNginx(gatehouse: Gatehouse): Promise<Nginx> {
       `  include ${dir}/gatehouse.conf;`,
       `  server { listen 127.0.0.1:${baselinePort}; location / { proxy_set_header Host $http_host; proxy_pass http://app; } }`,
       `  server { listen 127.0.0.1:${upstreamPort}; location / { return 200 "ok\\n"; } }`,
+      // The bare verifier behind the same auth_request shape as the shipped block (keep-alive, no body).
+      `  upstream bareverifier { server 127.0.0.1:${bareVerifierPort}; keepalive 64; }`,
+      `  server { listen 127.0.0.1:${barePort};`,
+      '    location = /_verify { internal; proxy_pass http://bareverifier; proxy_http_version 1.1; proxy_set_header Connection ""; proxy_pass_request_body off; proxy_set_header Content-Length ""; }',
+      '    location / { auth_request /_verify; proxy_http_version 1.1; proxy_set_header Connection ""; proxy_set_header Host $http_host; proxy_pass http://app; } }',
       '}',
       '',
     ].join('\n'),
@@ -143,7 +168,7 @@ async function startNginx(gatehouse: Gatehouse): Promise<Nginx> {
     if (child.exitCode !== null || Date.now() > deadline) throw new Error(`nginx did not start:\n${stderr}`);
     await new Promise((resolve) => setTimeout(resolve, 50));
   }
-  return { gatewayPort, baselinePort, stop };
+  return { gatewayPort, baselinePort, barePort, stop };
 }
 
 /** autocannon GETs on `port` for `seconds`; `authorization` gives each request's token. */
@@ -192,7 +217,9 @@ async function main(): Promise<number> {
   const profileFile = settings.profile ? path.join(RESULTS_DIR, `gateway-${stamp}.cpuprofile`) : undefined;
   const gatehouse = await launchGatehouse(database, { profileFile });
   onAbort(() => gatehouse.child.stop());
-  const nginx = await startNginx(gatehouse);
+  const bareVerifier = await startBareVerifier(gatehouse);
+  onAbort(() => bareVerifier.child.stop());
+  const nginx = await startNginx(gatehouse, bareVerifier.port);
   try {
     const admin = await gatehouse.adminToken(['admin:clients', 'admin:resource-servers', 'admin:gateway']);
     await adminPost(gatehouse.url, admin, '/resource-servers', { identifier: RESOURCE, name: 'Gateway bench', scopes: ['bench:read'] });
@@ -231,6 +258,10 @@ async function main(): Promise<number> {
     const gatewayFixed = rows.at(-1)!;
     const tokenRun = await drive({ row: 'POST /token', url: gatehouse.url, authorization }, settings.seconds, { connections: CONNECTIONS });
     const seenRow = rows[1]!;
+    await load('warm-up', nginx.barePort, 2, nextSeen, bareVerifier.child.process.pid);
+    rows.push(await load('nginx → bare jose verifier → upstream, token seen before', nginx.barePort, settings.seconds, nextSeen, bareVerifier.child.process.pid));
+    const bareRow = rows.at(-1)!;
+    const overBare = bareRow.gatehouseMicros === undefined || seenRow.gatehouseMicros === undefined ? Number.NaN : bareRow.gatehouseMicros / seenRow.gatehouseMicros;
 
     const addedP99 = gatewayFixed.p99Ms - baselineFixed.p99Ms;
     const checks: Check[] = [
@@ -243,6 +274,13 @@ async function main(): Promise<number> {
       },
       { name: 'fresh tokens', value: freshRow.perSecond, display: `${fmt(freshRow.perSecond)}/s`, target: `≥ ${fmt(TARGET_FRESH_PER_SECOND)}/s`, met: freshRow.perSecond >= TARGET_FRESH_PER_SECOND },
       { name: `p99 added at ${fmt(FIXED_RATE)}/s`, value: addedP99, display: `${fmt(addedP99, 2)} ms`, target: `≤ ${TARGET_ADDED_P99_MS} ms`, met: addedP99 <= TARGET_ADDED_P99_MS },
+      {
+        name: 'decision rate per core, Gatehouse ÷ bare jose verifier (token seen before; CPU per decision, bare ÷ Gatehouse)',
+        value: overBare,
+        display: `${fmt(overBare, 2)}× (${fmt(seenRow.gatehouseMicros ?? Number.NaN, 1)} vs ${fmt(bareRow.gatehouseMicros ?? Number.NaN, 1)} µs)`,
+        target: `≥ ${TARGET_OVER_BARE}×`,
+        met: Number.isNaN(overBare) ? undefined : overBare >= TARGET_OVER_BARE,
+      },
     ];
     const bad = rows.filter((row) => row.non2xx > 0 && row.name !== 'warm-up');
 
@@ -251,7 +289,7 @@ async function main(): Promise<number> {
       '',
       `Source ${sourceVersion()}; ${database.kind}; ${CONNECTIONS} connections (${FIXED_RATE_CONNECTIONS} for the fixed-rate rows); ${settings.seconds} s per row; nginx 1 worker; Gatehouse 1 process.`,
       '',
-      '| row | requests/s | p50 ms | p99 ms | Gatehouse CPU per request | failed | load avg |',
+      '| row | requests/s | p50 ms | p99 ms | deciding process CPU per request (Gatehouse; the bare verifier in its row) | failed | load avg |',
       '|---|---:|---:|---:|---:|---:|---:|',
       ...rows.map((row) => `| ${row.name} | ${fmt(row.perSecond)} | ${fmt(row.p50Ms, 2)} | ${fmt(row.p99Ms, 2)} | ${row.gatehouseMicros === undefined ? '' : `${fmt(row.gatehouseMicros, 1)} µs`} | ${row.non2xx} | ${fmt(row.loadAverage, 2)} |`),
       `| Gatehouse POST /token (same run) | ${fmt(tokenRun.tokensPerSecond)} | ${fmt(tokenRun.p50Ms, 2)} | ${fmt(tokenRun.p99Ms, 2)} | | ${tokenRun.non2xx + tokenRun.errors} | ${fmt(tokenRun.loadAverage, 2)} |`,
@@ -274,6 +312,7 @@ async function main(): Promise<number> {
   } finally {
     await nginx.stop();
     await gatehouse.child.stop();
+    await bareVerifier.child.stop();
     await database.drop();
   }
 }
