@@ -32,7 +32,7 @@ import {
 /**
  * `npm run bench:startup`: how long Gatehouse takes from `node dist/main.js` (the production build,
  * as `npm start` and the Docker image run it) to its first `/readyz` 200, and how much memory it
- * holds once idle, on PGlite and on PostgreSQL (issue "Performance": ready ≤ 2 s on an existing
+ * holds once idle, on PGlite and on PostgreSQL (issue "Performance": ready ≤ 1 s on an existing
  * PGlite data dir).
  *
  * Starts, one after another, each stopped (SIGTERM, waited for) before the next:
@@ -62,7 +62,7 @@ const settings = {
   enforce: envFlag('BENCH_ENFORCE'),
 };
 
-const READY_TARGET_MS = 2_000;
+const READY_TARGET_MS = 1_000;
 
 /**
  * Preloaded into each Gatehouse started here: SIGTERM to itself once the benchmark is gone (its

@@ -1,18 +1,23 @@
 import { isIP } from 'node:net';
-import {
-  generateAuthenticationOptions,
-  generateRegistrationOptions,
-  verifyAuthenticationResponse,
-  verifyRegistrationResponse,
-  type AuthenticationResponseJSON,
-  type PublicKeyCredentialCreationOptionsJSON,
-  type PublicKeyCredentialRequestOptionsJSON,
-  type RegistrationResponseJSON,
+import type * as WebAuthnLibrary from '@simplewebauthn/server';
+import type {
+  AuthenticationResponseJSON,
+  PublicKeyCredentialCreationOptionsJSON,
+  PublicKeyCredentialRequestOptionsJSON,
+  RegistrationResponseJSON,
 } from '@simplewebauthn/server';
 import { z } from 'zod';
 import { recordAudit, type AuditContext } from '../audit/audit.js';
 import type { Database, Queryable } from '../db/database.js';
 import { createPasskeyStore, type PasskeyCeremony } from '../db/passkeys.js';
+
+/**
+ * The WebAuthn library is loaded by the first ceremony, not at start: with its ASN.1 and X.509
+ * stack it takes about 150 ms to load, a sixth of start-up (bench/README.md), which the first
+ * passkey request of a process pays instead.
+ */
+let webAuthn: Promise<typeof WebAuthnLibrary> | undefined;
+const loadWebAuthn = () => (webAuthn ??= import('@simplewebauthn/server'));
 
 /**
  * Passkeys (WebAuthn Level 3, SPEC §4) through @simplewebauthn/server: the relying party is the
@@ -130,6 +135,7 @@ export function createPasskeys(deps: { readonly db: Database; readonly issuer: s
     async registrationOptions(interactionUid: string, user: { readonly id: string; readonly username: string }): Promise<PublicKeyCredentialCreationOptionsJSON> {
       const party = requireRp();
       const existing = await store.listForUser(user.id);
+      const { generateRegistrationOptions } = await loadWebAuthn();
       const options = await generateRegistrationOptions({
         rpName: party.name,
         rpID: party.id,
@@ -153,6 +159,7 @@ export function createPasskeys(deps: { readonly db: Database; readonly issuer: s
       const challenge = await store.takeChallenge(interactionUid, 'register');
       if (challenge === undefined || challenge.userId !== userId) return { ok: false, reason: 'no_challenge' };
       if (response === undefined) return { ok: false, reason: 'invalid' };
+      const { verifyRegistrationResponse } = await loadWebAuthn();
       let verified;
       try {
         verified = await verifyRegistrationResponse({
@@ -197,6 +204,7 @@ export function createPasskeys(deps: { readonly db: Database; readonly issuer: s
     async authenticationOptions(interactionUid: string, ceremony: Exclude<PasskeyCeremony, 'register'>, userId?: string): Promise<PublicKeyCredentialRequestOptionsJSON> {
       const party = requireRp();
       const allow = ceremony === 'second_factor' && userId !== undefined ? await store.listForUser(userId) : [];
+      const { generateAuthenticationOptions } = await loadWebAuthn();
       const options = await generateAuthenticationOptions({
         rpID: party.id,
         timeout: CEREMONY_TIMEOUT_SECONDS * 1000,
@@ -229,6 +237,7 @@ export function createPasskeys(deps: { readonly db: Database; readonly issuer: s
       if (response.response.userHandle !== undefined && response.response.userHandle !== Buffer.from(userHandle(stored.user_id)).toString('base64url')) {
         return { ok: false, reason: 'unknown_credential' };
       }
+      const { verifyAuthenticationResponse } = await loadWebAuthn();
       let verified;
       try {
         verified = await verifyAuthenticationResponse({
