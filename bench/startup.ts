@@ -125,6 +125,8 @@ async function startOnce(name: string, env: { dataDir: string; masterKey: string
   ];
   const started = performance.now();
   const child = spawnChild(name, nodeArgs, {
+    // As `npm start` and the image run it.
+    MALLOC_ARENA_MAX: '2',
     PORT: String(port),
     HOST: '127.0.0.1',
     ISSUER: url,

@@ -297,6 +297,8 @@ export async function launchGatehouse(
     'dist/main.js',
   ];
   const sharedEnv = {
+    // As `npm start` and the image run it (Dockerfile: argon2's blocks stay in per-thread arenas otherwise).
+    MALLOC_ARENA_MAX: '2',
     MASTER_KEY: randomBytes(32).toString('base64url'),
     BOOTSTRAP_ADMIN_CLIENT_ID: admin.id,
     BOOTSTRAP_ADMIN_CLIENT_SECRET: admin.secret,

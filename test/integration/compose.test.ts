@@ -205,10 +205,13 @@ void test('Dockerfile runs a Node 22 image as a non-root user with production de
   // The runtime stage must not need a compiler: native addons are built in an earlier stage.
   assert.ok(!finalStage.some((line) => /^RUN\s.*apt-get install.*\b(g\+\+|gcc|make|build-essential)\b/i.test(line)));
   // The image starts Gatehouse exactly as `npm start` does (same Node flags: the heap cap, and
-  // AsyncLocalStorage without promise hooks).
+  // AsyncLocalStorage without promise hooks; the same malloc arenas, an ENV there).
   const cmd = finalStage.find((line) => /^CMD\s+\[/.test(line));
   assert.ok(cmd !== undefined, 'final stage has no exec-form CMD');
   const startScript = (JSON.parse(await readFile(new URL('../../package.json', import.meta.url), 'utf8')) as { scripts: Record<string, string> }).scripts['start'];
-  assert.deepEqual(JSON.parse(cmd.replace(/^CMD\s+/, '')), startScript?.split(' '));
-  assert.match(startScript ?? '', /^node --max-old-space-size=\d+ --experimental-async-context-frame dist\/main\.js$/);
+  const [environment, ...command] = startScript?.split(' ') ?? [];
+  assert.equal(environment, 'MALLOC_ARENA_MAX=2');
+  assert.ok(finalStage.includes(`ENV ${environment}`), `the final stage sets ${environment}`);
+  assert.deepEqual(JSON.parse(cmd.replace(/^CMD\s+/, '')), command);
+  assert.match(command.join(' '), /^node --max-old-space-size=\d+ --experimental-async-context-frame dist\/main\.js$/);
 });
