@@ -1,6 +1,6 @@
 import type { Logger } from 'pino';
 import { createAuditEventStore } from '../db/audit-events.js';
-import type { Queryable } from '../db/database.js';
+import type { Database, Queryable } from '../db/database.js';
 
 /** Who did it, from where, in which request: the part of an audit event the request knows. */
 export interface AuditContext {
@@ -32,12 +32,15 @@ export interface AdminContext extends AuditContext {
   readonly privileges: Privileges;
 }
 
+export interface AuditEvent {
+  readonly type: string;
+  readonly target: string;
+  readonly details?: Record<string, unknown>;
+  readonly outcome?: 'success' | 'failure';
+}
+
 /** Appends an audit event in the caller's transaction, so it commits with the change or not at all. */
-export async function recordAudit(
-  tx: Queryable,
-  context: AuditContext,
-  event: { type: string; target: string; details?: Record<string, unknown>; outcome?: 'success' | 'failure' },
-): Promise<void> {
+export async function recordAudit(tx: Queryable, context: AuditContext, event: AuditEvent): Promise<void> {
   const row = {
     type: event.type,
     actor: context.actor,
@@ -51,4 +54,15 @@ export async function recordAudit(
   // Logged only once the change it records has committed: a log shipper never sees an event that did not happen.
   const logger = context.logger;
   if (logger !== undefined) tx.afterCommit(() => logger.info({ audit: row }, 'audit event'));
+}
+
+/**
+ * For events the provider announces after the fact (a reused grant, a device-code step): the
+ * event gets its own transaction, and the request does not wait for it; a failed write is logged
+ * with the event's type, never thrown at a request that has already been answered.
+ */
+export function recordAuditInBackground(db: Database, context: AuditContext & { readonly logger: Logger }, event: AuditEvent): void {
+  db.transaction((tx) => recordAudit(tx, context, event)).catch((error: unknown) =>
+    context.logger.error({ err: { message: (error as Error).message }, event: event.type }, 'audit event could not be written'),
+  );
 }

@@ -2,7 +2,7 @@ import { hash } from 'node:crypto';
 import type { Middleware } from 'koa';
 import { errors, type Configuration, type KoaContextWithOIDC, type TokenEndpointGrantContext, type UnknownObject } from 'oidc-provider';
 import type { Logger } from 'pino';
-import { recordAudit } from '../audit/audit.js';
+import { recordAuditInBackground, type AuditEvent } from '../audit/audit.js';
 import type { Database } from '../db/database.js';
 import { createDevicePollStore } from '../db/device-code-polls.js';
 import { createRequestRateLimitStore } from '../db/request-rate-limits.js';
@@ -113,12 +113,10 @@ export function createDeviceFlow(deps: DeviceFlowDeps) {
     return typeof state?.secret === 'string' ? state.secret : '';
   };
 
-  /** Audits after the response, as the provider's other events are: a failed write is logged, not the request's failure. */
-  function audit(ctx: KoaContextWithOIDC, actor: string | null, event: Parameters<typeof recordAudit>[2]): void {
-    const context = { actor, clientIp: ctx.ip || null, requestId: typeof ctx.state['requestId'] === 'string' ? ctx.state['requestId'] : null, logger: deps.logger };
-    deps.db
-      .transaction((tx) => recordAudit(tx, context, event))
-      .catch((error: unknown) => deps.logger.error({ err: { message: (error as Error).message }, event: event.type }, 'audit of a device grant event failed'));
+  /** Audited as the provider's other events are (src/audit/audit.ts recordAuditInBackground). */
+  function audit(ctx: KoaContextWithOIDC, actor: string | null, event: AuditEvent): void {
+    const requestId = typeof ctx.state['requestId'] === 'string' ? ctx.state['requestId'] : null;
+    recordAuditInBackground(deps.db, { actor, clientIp: ctx.ip || null, requestId, logger: deps.logger }, event);
   }
 
   const feature: DeviceFlowFeature = {

@@ -1,7 +1,7 @@
 import type Provider from 'oidc-provider';
 import type { KoaContextWithOIDC } from 'oidc-provider';
 import type { Logger } from 'pino';
-import { recordAudit } from '../audit/audit.js';
+import { recordAuditInBackground } from '../audit/audit.js';
 import { isUnavailable, type Database } from '../db/database.js';
 import type { Metrics } from '../http/metrics.js';
 
@@ -24,17 +24,16 @@ export function observeProvider(provider: Provider, deps: { readonly db: Databas
     if (ctx.oidc?.route !== 'token') return;
     const grantType = ctx.oidc.params?.['grant_type'];
     const clientId = ctx.oidc.client?.clientId ?? null;
-    const audit = { actor: clientId, clientIp: ctx.ip || null, requestId: ctx.state.requestId ?? null, logger: deps.logger };
-    deps.db
-      .transaction((tx) =>
-        recordAudit(tx, audit, {
-          type: 'token.reuse_detected',
-          target: grantId,
-          outcome: 'failure',
-          details: { grant_type: typeof grantType === 'string' ? grantType : 'unknown', client_id: clientId, grant_revoked: true },
-        }),
-      )
-      .catch((error: unknown) => deps.logger.error({ err: { message: (error as Error).message } }, 'audit of a token reuse failed'));
+    recordAuditInBackground(
+      deps.db,
+      { actor: clientId, clientIp: ctx.ip || null, requestId: ctx.state.requestId ?? null, logger: deps.logger },
+      {
+        type: 'token.reuse_detected',
+        target: grantId,
+        outcome: 'failure',
+        details: { grant_type: typeof grantType === 'string' ? grantType : 'unknown', client_id: clientId, grant_revoked: true },
+      },
+    );
   });
 
   provider.on('server_error', (ctx: KoaContextWithOIDC, error: Error) => {
