@@ -45,11 +45,6 @@ export interface GatehouseApp {
 }
 
 /**
- * The HTTP app: builds the services (src/services.ts), starts the background work
- * (src/background.ts), orders the middleware and mounts the front doors. Does not listen, so
- * tests can serve it on an ephemeral port.
- */
-/**
  * The provider's machine-to-machine endpoints: no page limit applies to them (their own per-IP and
  * per-client limits do, inside the provider) and no other router has a route at their paths.
  */
@@ -64,6 +59,11 @@ function directToProvider(providers: ProviderHost, routes: readonly string[]): K
   };
 }
 
+/**
+ * The HTTP app: builds the services (src/services.ts), starts the background work
+ * (src/background.ts), orders the middleware and mounts the front doors. Does not listen, so
+ * tests can serve it on an ephemeral port.
+ */
 export async function createApp(runtime: Runtime): Promise<GatehouseApp> {
   const { config, logger, db } = runtime;
   // The caches ask the change feed whether notifications flow; it starts right after them.

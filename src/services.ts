@@ -121,7 +121,7 @@ export async function createServices(runtime: Runtime, options: ServicesOptions)
         views,
         logger,
         resourceServers,
-        clientCache,
+        clientMetadata,
         metrics,
         tokenEscrowKey: runtime.tokenEscrowKey,
         dpopNonceSecret: runtime.dpopNonceSecret,

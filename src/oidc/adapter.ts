@@ -52,9 +52,11 @@ export function createClientMetadataSource(db: Queryable, clientCache: ClientMet
   };
 }
 
-export function createAdapterFactory(db: Queryable, clientCache: ClientMetadataCache, issuer: string): AdapterFactory {
+/** A client's metadata through the cache (createClientMetadataSource): one per process, shared. */
+export type ClientMetadataSource = ReturnType<typeof createClientMetadataSource>;
+
+export function createAdapterFactory(db: Queryable, clientMetadata: ClientMetadataSource): AdapterFactory {
   const models = createOidcModelStore(db);
-  const clientMetadata = createClientMetadataSource(db, clientCache, issuer);
 
   function asPayload(stored: { payload: Record<string, unknown>; consumed: boolean } | undefined): AdapterPayload | undefined {
     if (stored === undefined) return undefined;

@@ -23,7 +23,7 @@ export function extendModels(
   deps: {
     readonly db: Queryable;
     readonly clientSecrets: ClientSecretHasher;
-    /** The adapter's own source of client metadata (src/oidc/adapter.ts): one frozen object per client while cached. */
+    /** The adapter's source of client metadata (src/oidc/adapter.ts): one frozen object per client while cached. */
     readonly clientMetadata: (id: string) => Promise<object | undefined>;
   },
 ): void {
@@ -33,7 +33,7 @@ export function extendModels(
   };
 
   // Performance (bench/README.md): the provider turns a stored client into a Client by hashing its
-  // JSON on every lookup (lib/models/client.js find), about a tenth of a token's cost. The adapter
+  // JSON on every lookup (lib/models/client.js find), a few microseconds of each token request. The adapter
   // hands out one frozen metadata object per client until the client cache drops it (on a change,
   // src/oidc/lookup-cache.ts), so the Client built from that object is reused while it lives; a
   // changed client is a new object, and so a new Client, as before.
@@ -58,23 +58,12 @@ export function extendModels(
     return replayRecords.insertOnce('ReplayDetection', id, { iss, jti: id, kind: 'ReplayDetection' }, Math.max(1, exp - Math.floor(Date.now() / 1000)));
   };
 
-  // RFC 9126 §4: a request_uri is one-time use. The provider checks `consumed` on the object it
-  // loaded and then marks the row (lib/actions/authorization/respond.js), so two sign-ins finishing
-  // at once from one pushed request could both get a code; this marks it in one conditional
-  // statement and refuses the loser, on any instance.
-  provider.PushedAuthorizationRequest.prototype.consume = async function consumeOnce(this: InstanceType<Provider['PushedAuthorizationRequest']>): Promise<void> {
-    if (!(await replayRecords.consumeOnce('PushedAuthorizationRequest', this.jti))) {
-      throw new errors.InvalidRequestUri('request_uri is invalid, expired, or was already used');
-    }
-    this.emit('consumed');
-  };
-
   // SPEC §12, RFC 8628: a device code moves forward once. The provider checks the code it loaded and
   // then saves it, both when a person confirms it (inFlight) and when the sign-in ends (accountId or
   // error), and it redeems it with the same find-then-mark as a request_uri: two people confirming
   // one code at once, or two polls at once, could each go on. Each step is claimed here in one
-  // insert-only statement (a row per code and step, living as long as the code), and the
-  // redemption marks the row in one conditional statement (below); the loser is refused, on any instance.
+  // insert-only statement (a row per code and step, living as long as the code); the loser is
+  // refused, on any instance. Its redemption is below, with the other spent-once tokens.
   const DeviceCode = provider.DeviceCode;
   // The save it inherits (BaseToken's), looked up as a call would find it.
   const saveDeviceCode: (this: InstanceType<Provider['DeviceCode']>) => Promise<string> = Reflect.get(DeviceCode.prototype, 'save');
@@ -87,20 +76,24 @@ export function extendModels(
     return saveDeviceCode.call(this);
   };
 
-  // SPEC §2: an authorization code is redeemed once and a rotated refresh token used once. The
-  // provider checks `consumed` on the token it loaded, then marks it (lib/helpers/grant_source.js,
-  // lib/actions/grants/refresh_token.js): two requests at once could both pass, each getting
-  // tokens, and a stolen refresh token raced against its owner's would fork the grant without the
-  // reuse detection ever seeing it. Marked in one conditional statement, as the device code is;
-  // the loser is refused (and presenting the spent one again is then the provider's reuse case).
-  const consumedOnce: readonly [{ prototype: { consume(): Promise<void> } }, string, string][] = [
-    [provider.AuthorizationCode, 'AuthorizationCode', 'authorization code'],
-    [provider.RefreshToken, 'RefreshToken', 'refresh token'],
-    [DeviceCode, 'DeviceCode', 'device code'],
+  // Codes, refresh tokens and pushed requests are spent once. The provider checks `consumed` on the
+  // object it loaded, then marks it (lib/helpers/grant_source.js, lib/actions/grants/refresh_token.js,
+  // lib/actions/authorization/respond.js): two requests at once could both pass, each getting
+  // tokens (or a code), and a stolen refresh token raced against its owner's would fork the grant
+  // without the reuse detection seeing it. Each is marked here in one conditional statement, on any
+  // instance; the loser is refused, and presenting the spent one again is the provider's reuse case.
+  // - SPEC §2: an authorization code is redeemed once, a rotated refresh token used once;
+  // - RFC 9126 §4: a request_uri is one-time use (refused as RFC 9126 §7.3 invalid_request_uri);
+  // - SPEC §12: a device code is redeemed once (and moves forward once, above).
+  const spentOnce: readonly [{ prototype: { consume(): Promise<void> } }, string, () => Error][] = [
+    [provider.AuthorizationCode, 'AuthorizationCode', () => new errors.InvalidGrant('authorization code already consumed')],
+    [provider.RefreshToken, 'RefreshToken', () => new errors.InvalidGrant('refresh token already consumed')],
+    [provider.PushedAuthorizationRequest, 'PushedAuthorizationRequest', () => new errors.InvalidRequestUri('request_uri is invalid, expired, or was already used')],
+    [DeviceCode, 'DeviceCode', () => new errors.InvalidGrant('device code already consumed')],
   ];
-  for (const [Model, model, label] of consumedOnce) {
+  for (const [Model, model, refusal] of spentOnce) {
     Model.prototype.consume = async function consumeOnce(this: { jti: string; emit(event: string): void }): Promise<void> {
-      if (!(await replayRecords.consumeOnce(model, this.jti))) throw new errors.InvalidGrant(`${label} already consumed`);
+      if (!(await replayRecords.consumeOnce(model, this.jti))) throw refusal();
       this.emit('consumed');
     };
   }

@@ -5,7 +5,7 @@ import type { ClientSecretHasher } from '../crypto/client-secret.js';
 import { SIGNING_ALGS } from '../crypto/signing-keys.js';
 import { isUnavailable, type Database } from '../db/database.js';
 import type { Views } from '../views.js';
-import { createAdapterFactory, createClientMetadataSource, type ClientMetadataCache } from './adapter.js';
+import { createAdapterFactory, type ClientMetadataSource } from './adapter.js';
 import { allowedResources, EXTRA_CLIENT_METADATA, OIDC_SCOPES } from './clients.js';
 import { createResourceIndicators } from './resource-indicators.js';
 import type { ResourceServerRegistry } from './resource-server-registry.js';
@@ -46,8 +46,8 @@ export interface ProviderDependencies {
   readonly views: Views;
   readonly logger: Logger;
   readonly resourceServers: ResourceServerRegistry;
-  /** Shared by every provider this process builds; emptied by change notifications (app.ts). */
-  readonly clientCache: ClientMetadataCache;
+  /** Client metadata through the process's client cache (emptied by change notifications, app.ts), shared by every provider it builds. */
+  readonly clientMetadata: ClientMetadataSource;
   readonly metrics: Metrics;
   /** Wraps whole-token encrypted tokens' content keys so introspection can open them. */
   readonly tokenEscrowKey: Buffer;
@@ -121,7 +121,7 @@ export function createProvider(deps: ProviderDependencies): Provider {
   const deviceFlow = createDeviceFlow({ db: deps.db, views: deps.views, logger: deps.logger, metrics: deps.metrics });
   const configuration: Configuration = {
     // Storage in PostgreSQL/PGlite; clients come from the admin API's table.
-    adapter: createAdapterFactory(deps.db, deps.clientCache, deps.issuer),
+    adapter: createAdapterFactory(deps.db, deps.clientMetadata),
     // No static clients: one source of truth for clients is the clients table.
     clients: [],
     jwks: deps.jwks,
@@ -347,7 +347,7 @@ export function createProvider(deps: ProviderDependencies): Provider {
   pinRequestOriginToIssuer(provider, deps.issuer);
 
   // Where oidc-provider's models do not do what SPEC asks (src/oidc/model-extensions.ts).
-  extendModels(provider, { db: deps.db, clientSecrets: deps.clientSecrets, clientMetadata: createClientMetadataSource(deps.db, deps.clientCache, deps.issuer) });
+  extendModels(provider, { db: deps.db, clientSecrets: deps.clientSecrets, clientMetadata: deps.clientMetadata });
   // Metrics, audit and logs from the provider's events (src/oidc/provider-events.ts).
   observeProvider(provider, { db: deps.db, logger: deps.logger, metrics: deps.metrics });
 

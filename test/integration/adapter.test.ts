@@ -5,7 +5,7 @@ import type { AdapterFactory, AdapterPayload } from 'oidc-provider';
 import { createClientStore } from '../../src/db/clients.js';
 import type { Database } from '../../src/db/database.js';
 import { migrate } from '../../src/db/migrator.js';
-import { ClientWriteRefusedError, createAdapterFactory } from '../../src/oidc/adapter.js';
+import { ClientWriteRefusedError, createAdapterFactory, createClientMetadataSource } from '../../src/oidc/adapter.js';
 import { createLookupCache } from '../../src/oidc/lookup-cache.js';
 import { backends, createTestDatabase, type TestDatabase } from '../support/database.js';
 
@@ -161,7 +161,7 @@ for (const backend of backends) {
       await migrate(db);
       raw = backend === 'postgres' ? await database.connect() : db;
       // No caching here (never live): these tests are about what is stored.
-      adapterFor = createAdapterFactory(db, createLookupCache({ ttlMs: 0, maxEntries: 0, isLive: () => false }), 'http://127.0.0.1:9');
+      adapterFor = createAdapterFactory(db, createClientMetadataSource(db, createLookupCache({ ttlMs: 0, maxEntries: 0, isLive: () => false }), 'http://127.0.0.1:9'));
     });
 
     after(async () => {
