@@ -14,6 +14,25 @@ interface ModelRow extends Record<string, unknown> {
 
 const LIVE = '(expires_at IS NULL OR expires_at > now())';
 
+/** A write to oidc_models held back until its request commits (src/db/request-writes.ts). */
+export type ModelWrite =
+  | {
+      readonly kind: 'upsert';
+      readonly model: string;
+      readonly id: string;
+      /** The payload's JSON, checked storable (jsonParam) when the write was made. */
+      readonly json: string;
+      readonly payload: Record<string, unknown>;
+      readonly expiresInSeconds: number | undefined;
+    }
+  | { readonly kind: 'destroy'; readonly model: string; readonly id: string };
+
+/** The indexed columns upsert and applyWrites copy from a payload. */
+function indexedColumns(payload: Record<string, unknown>) {
+  const str = (key: string) => (typeof payload[key] === 'string' ? payload[key] : null);
+  return { grantId: str('grantId'), clientId: str('clientId'), accountId: str('accountId'), uid: str('uid'), userCode: str('userCode') };
+}
+
 export function createOidcModelStore(db: Queryable) {
   /** `expiredToo`: also a row past its expiry that pruning has not removed yet. */
   async function findBy(column: 'id' | 'uid' | 'user_code', model: string, value: string, expiredToo = false): Promise<StoredModel | undefined> {
@@ -26,14 +45,38 @@ export function createOidcModelStore(db: Queryable) {
 
   return {
     async upsert(model: string, id: string, payload: Record<string, unknown>, expiresInSeconds: number | undefined): Promise<void> {
-      const str = (key: string) => (typeof payload[key] === 'string' ? payload[key] : null);
+      const columns = indexedColumns(payload);
       await db.query(
         `INSERT INTO oidc_models (model, id, payload, grant_id, client_id, account_id, uid, user_code, expires_at)
          VALUES ($1, $2, $3, $4, $5, $6, $7, $8, CASE WHEN $9::double precision IS NULL THEN NULL ELSE now() + make_interval(secs => $9::double precision) END)
          ON CONFLICT (model, id) DO UPDATE SET
            payload = EXCLUDED.payload, grant_id = EXCLUDED.grant_id, client_id = EXCLUDED.client_id, account_id = EXCLUDED.account_id,
            uid = EXCLUDED.uid, user_code = EXCLUDED.user_code, expires_at = EXCLUDED.expires_at`,
-        [model, id, jsonParam(payload), str('grantId'), str('clientId'), str('accountId'), str('uid'), str('userCode'), expiresInSeconds ?? null],
+        [model, id, jsonParam(payload), columns.grantId, columns.clientId, columns.accountId, columns.uid, columns.userCode, expiresInSeconds ?? null],
+      );
+    },
+    /**
+     * Several upserts and deletes in one statement (so one commit), each as `upsert` and `destroy`
+     * would make it. At most one write per (model, id): a statement cannot change a row twice.
+     */
+    async applyWrites(writes: readonly ModelWrite[]): Promise<void> {
+      const upserts = writes.flatMap((w) =>
+        w.kind === 'upsert' ? [{ model: w.model, id: w.id, payload: w.json, ttl: w.expiresInSeconds ?? null, ...indexedColumns(w.payload) }] : [],
+      );
+      const destroys = writes.filter((w) => w.kind === 'destroy');
+      // Each payload is already JSON text checked by jsonParam; the list around them only adds plain strings and numbers.
+      await db.query(
+        `WITH destroyed AS (
+           DELETE FROM oidc_models WHERE (model, id) IN (SELECT * FROM unnest($1::text[], $2::text[]))
+         )
+         INSERT INTO oidc_models (model, id, payload, grant_id, client_id, account_id, uid, user_code, expires_at)
+         SELECT w.model, w.id, w.payload::jsonb, w."grantId", w."clientId", w."accountId", w.uid, w."userCode",
+                CASE WHEN w.ttl IS NULL THEN NULL ELSE now() + make_interval(secs => w.ttl) END
+           FROM jsonb_to_recordset($3::jsonb) AS w(model text, id text, payload text, ttl double precision, "grantId" text, "clientId" text, "accountId" text, uid text, "userCode" text)
+         ON CONFLICT (model, id) DO UPDATE SET
+           payload = EXCLUDED.payload, grant_id = EXCLUDED.grant_id, client_id = EXCLUDED.client_id, account_id = EXCLUDED.account_id,
+           uid = EXCLUDED.uid, user_code = EXCLUDED.user_code, expires_at = EXCLUDED.expires_at`,
+        [destroys.map((w) => w.model), destroys.map((w) => w.id), jsonParam(upserts)],
       );
     },
     /**

@@ -3,6 +3,7 @@ import { containsNul, InvalidTextError, type Queryable } from '../db/database.js
 import { createClientStore } from '../db/clients.js';
 import { createGatewayRouteStore } from '../db/gateway-routes.js';
 import { createOidcModelStore } from '../db/oidc-models.js';
+import type { RequestWrites } from '../db/request-writes.js';
 import { clientMetadataFromRow } from './clients.js';
 import { GATEWAY_CLIENT_ID, gatewayClientMetadata } from './gateway-client.js';
 import { ACCOUNT_CLIENT_ID, accountClientMetadata } from './account-client.js';
@@ -55,7 +56,11 @@ export function createClientMetadataSource(db: Queryable, clientCache: ClientMet
 /** A client's metadata through the cache (createClientMetadataSource): one per process, shared. */
 export type ClientMetadataSource = ReturnType<typeof createClientMetadataSource>;
 
-export function createAdapterFactory(db: Queryable, clientMetadata: ClientMetadataSource): AdapterFactory {
+/**
+ * `writes`: in a request that commits its writes together (src/db/request-writes.ts), upserts and
+ * destroys wait for that commit; without it every call is written at once.
+ */
+export function createAdapterFactory(db: Queryable, clientMetadata: ClientMetadataSource, writes?: RequestWrites): AdapterFactory {
   const models = createOidcModelStore(db);
 
   function asPayload(stored: { payload: Record<string, unknown>; consumed: boolean } | undefined): AdapterPayload | undefined {
@@ -104,6 +109,7 @@ export function createAdapterFactory(db: Queryable, clientMetadata: ClientMetada
 
     async upsert(id: string, payload: AdapterPayload, expiresIn: number): Promise<void> {
       try {
+        if (writes?.deferUpsert(this.model, id, payload, expiresIn) === true) return;
         await models.upsert(this.model, id, payload, expiresIn);
       } catch (error) {
         // A request parameter the provider keeps (state, nonce, login_hint...) that PostgreSQL cannot
@@ -113,22 +119,32 @@ export function createAdapterFactory(db: Queryable, clientMetadata: ClientMetada
       }
     }
     // Nothing stored has an id with U+0000 (text cannot hold it): such a token, code or uid is unknown.
+    // Reads and immediate writes first commit what this request held back for the model (read your own writes).
     async find(id: string): Promise<AdapterPayload | undefined> {
-      return containsNul(id) ? undefined : asPayload(await models.find(this.model, id, this.expiredToo));
+      if (containsNul(id)) return undefined;
+      await writes?.settle(this.model, id);
+      return asPayload(await models.find(this.model, id, this.expiredToo));
     }
     async findByUid(uid: string): Promise<AdapterPayload | undefined> {
-      return containsNul(uid) ? undefined : asPayload(await models.findByUid(this.model, uid));
+      if (containsNul(uid)) return undefined;
+      await writes?.settle(this.model);
+      return asPayload(await models.findByUid(this.model, uid));
     }
     async findByUserCode(userCode: string): Promise<AdapterPayload | undefined> {
-      return containsNul(userCode) ? undefined : asPayload(await models.findByUserCode(this.model, userCode, this.expiredToo));
+      if (containsNul(userCode)) return undefined;
+      await writes?.settle(this.model);
+      return asPayload(await models.findByUserCode(this.model, userCode, this.expiredToo));
     }
     async consume(id: string): Promise<void> {
+      await writes?.settle(this.model, id);
       await models.consume(this.model, id);
     }
     async destroy(id: string): Promise<void> {
+      if (writes?.deferDestroy(this.model, id) === true) return;
       await models.destroy(this.model, id);
     }
     async revokeByGrantId(grantId: string): Promise<void> {
+      await writes?.settle(this.model);
       await models.revokeByGrantId(this.model, grantId);
     }
   }
