@@ -2,6 +2,7 @@ import Koa from 'koa';
 import { createCsrf } from './http/csrf.js';
 import { interactionRoutes } from './interactions/routes.js';
 import { limitPagesPerIp } from './http/page-rate-limit.js';
+import { commitSignInWritesTogether } from './http/sign-in-commit.js';
 import { createAdminApi } from './admin/router.js';
 import { accessLog } from './http/access-log.js';
 import { handleErrors } from './http/errors.js';
@@ -173,6 +174,7 @@ export async function createApp(runtime: Runtime): Promise<GatehouseApp> {
   app.use(jwks.allowedMethods());
   app.use(adminApi);
   app.use(limitPagesPerIp({ db, views, limit: config.pageRateLimitPerMinute, onLimited: () => metrics.rateLimited.inc({ scope: 'page_ip' }) }));
+  app.use(commitSignInWritesTogether(services.requestWrites));
   app.use(pages.routes());
   app.use(pages.allowedMethods());
   app.use(consolePages.routes());

@@ -26,6 +26,7 @@ import { createLookupCache, type LookupCache } from './oidc/lookup-cache.js';
 import { createTokenMinter, type TokenMinter } from './oidc/minted-access-tokens.js';
 import type { UserRow } from './db/users.js';
 import { createProvider } from './oidc/provider.js';
+import { createRequestWrites, type RequestWrites } from './db/request-writes.js';
 import { createProviderHost, type ProviderHost } from './oidc/provider-host.js';
 import { CACHE_TTL_MS, createResourceServerRegistry, type ResourceServerRegistry } from './oidc/resource-server-registry.js';
 import type { Runtime } from './runtime.js';
@@ -66,6 +67,8 @@ export interface Services {
   /** Mints double-wrapped tokens outside /token (the gateway's exchange, src/oidc/minted-access-tokens.ts). */
   readonly tokenMinter: TokenMinter;
   readonly management: ManagementServices;
+  /** A sign-in request's writes, committed together before its response (src/db/request-writes.ts). */
+  readonly requestWrites: RequestWrites;
   /** Ends the crypto workers. */
   close(): Promise<void>;
 }
@@ -88,6 +91,7 @@ export async function createServices(runtime: Runtime, options: ServicesOptions)
   const gatewayRoutes = createRouteTable(db, { isLive: options.isLive });
   const clientCache: ClientMetadataCache = createLookupCache({ ttlMs: CACHE_TTL_MS, maxEntries: 10_000, isLive: options.isLive });
   const accounts = createAccounts(db);
+  const requestWrites = createRequestWrites(db);
   const clientMetadata = createClientMetadataSource(db, clientCache, config.issuer);
   // Misses are kept too: a person's creation is announced as well.
   const gatewayPeople = createLookupCache<UserRow>({ ttlMs: CACHE_TTL_MS, maxEntries: 50_000, isLive: options.isLive, cacheMisses: true });
@@ -122,6 +126,7 @@ export async function createServices(runtime: Runtime, options: ServicesOptions)
         logger,
         resourceServers,
         clientMetadata,
+        requestWrites,
         metrics,
         tokenEscrowKey: runtime.tokenEscrowKey,
         dpopNonceSecret: runtime.dpopNonceSecret,
@@ -147,6 +152,7 @@ export async function createServices(runtime: Runtime, options: ServicesOptions)
   const passkeys = createPasskeys({ db, issuer: config.issuer });
   const signIn = createSignIn({
     db,
+    requestWrites,
     passwords,
     secondFactor,
     passkeys,
@@ -202,6 +208,7 @@ export async function createServices(runtime: Runtime, options: ServicesOptions)
     },
     tokenMinter: createTokenMinter({ current: () => providers.current(), resourceServers, encryptor: jweEncryptor, escrowKey: runtime.tokenEscrowKey }),
     management,
+    requestWrites,
     close: () => jweEncryptor.close(),
   };
 }

@@ -4,6 +4,7 @@ import type { Logger } from 'pino';
 import type { ClientSecretHasher } from '../crypto/client-secret.js';
 import { SIGNING_ALGS } from '../crypto/signing-keys.js';
 import { isUnavailable, type Database } from '../db/database.js';
+import type { RequestWrites } from '../db/request-writes.js';
 import type { Views } from '../views.js';
 import { createAdapterFactory, type ClientMetadataSource } from './adapter.js';
 import { allowedResources, EXTRA_CLIENT_METADATA, OIDC_SCOPES } from './clients.js';
@@ -48,6 +49,8 @@ export interface ProviderDependencies {
   readonly resourceServers: ResourceServerRegistry;
   /** Client metadata through the process's client cache (emptied by change notifications, app.ts), shared by every provider it builds. */
   readonly clientMetadata: ClientMetadataSource;
+  /** The adapter's writes wait for the sign-in request's one commit (src/db/request-writes.ts). */
+  readonly requestWrites: RequestWrites;
   readonly metrics: Metrics;
   /** Wraps whole-token encrypted tokens' content keys so introspection can open them. */
   readonly tokenEscrowKey: Buffer;
@@ -121,7 +124,7 @@ export function createProvider(deps: ProviderDependencies): Provider {
   const deviceFlow = createDeviceFlow({ db: deps.db, views: deps.views, logger: deps.logger, metrics: deps.metrics });
   const configuration: Configuration = {
     // Storage in PostgreSQL/PGlite; clients come from the admin API's table.
-    adapter: createAdapterFactory(deps.db, deps.clientMetadata),
+    adapter: createAdapterFactory(deps.db, deps.clientMetadata, deps.requestWrites),
     // No static clients: one source of truth for clients is the clients table.
     clients: [],
     jwks: deps.jwks,

@@ -1,6 +1,7 @@
 import type { Logger } from 'pino';
 import type { AuditContext } from '../audit/audit.js';
 import type { Database } from '../db/database.js';
+import type { RequestWrites } from '../db/request-writes.js';
 import type { DeviceCookies } from './device-cookies.js';
 import type { AttemptReservation, LoginThrottle, ThrottleSubject } from './throttle.js';
 
@@ -45,6 +46,8 @@ export interface SignInCounters {
 /** What both sign-in steps are built from. */
 export interface SignInParts {
   readonly db: Database;
+  /** A completed step's audit transaction commits with the request's other writes (src/db/request-writes.ts). */
+  readonly writes: RequestWrites;
   readonly throttle: LoginThrottle;
   readonly deviceCookies: DeviceCookies;
   readonly counters: SignInCounters;

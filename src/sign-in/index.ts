@@ -5,6 +5,7 @@ import type { Upstreams } from '../federation/upstream.js';
 import { createFederatedSignIn, type FederatedSignIn } from './federated-sign-in.js';
 import type { SecondFactor } from '../accounts/second-factor.js';
 import type { Database } from '../db/database.js';
+import { createRequestWrites, type RequestWrites } from '../db/request-writes.js';
 import type { SignInCounters } from './attempt.js';
 import type { DeviceCookies } from './device-cookies.js';
 import { createPasskeySignIn, type PasskeySignIn } from './passkey-sign-in.js';
@@ -38,6 +39,8 @@ export interface SignIn {
 
 export function createSignIn(deps: {
   readonly db: Database;
+  /** The process's one (app.ts commits sign-in requests through it); without it, every write is made at once. */
+  readonly requestWrites?: RequestWrites;
   /** The process's one hasher, so its queue bounds cover every caller. */
   readonly passwords: PasswordHasher;
   readonly secondFactor: SecondFactor;
@@ -48,7 +51,7 @@ export function createSignIn(deps: {
   readonly envelope: Envelope;
   readonly upstreams: Upstreams;
 }): SignIn {
-  const parts = { db: deps.db, throttle: createLoginThrottle(deps.db), deviceCookies: deps.deviceCookies, counters: deps.counters };
+  const parts = { db: deps.db, writes: deps.requestWrites ?? createRequestWrites(deps.db), throttle: createLoginThrottle(deps.db), deviceCookies: deps.deviceCookies, counters: deps.counters };
   return {
     password: createPasswordSignIn({ ...parts, passwords: deps.passwords }),
     secondFactor: createSecondFactorSignIn({ ...parts, secondFactor: deps.secondFactor, passkeys: deps.passkeys }),

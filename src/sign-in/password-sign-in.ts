@@ -84,9 +84,13 @@ export function createPasswordSignIn(parts: SignInParts & { readonly passwords: 
     }
   }
 
-  /** No second factor asked: the subject's failures are forgotten with the success, in its audit transaction. */
+  /**
+   * No second factor asked: the subject's failures are forgotten with the success, in its audit
+   * transaction, which is also the one that stores the finished interaction when the page runs in
+   * the request's writes (src/db/request-writes.ts).
+   */
   async function complete(user: UserRow, normalized: string, reservation: AttemptReservation, input: PasswordSignInInput, request: SignInRequest): Promise<PasswordSignInOutcome> {
-    await db.transaction(async (tx) => {
+    await parts.writes.transaction(async (tx) => {
       await recordAudit(tx, auditContextOf(request, user.id), { type: 'login.success', target: user.id, details: { client_id: input.clientId } });
       await throttle.succeeded(reservation, tx);
     });
@@ -109,7 +113,8 @@ export function createPasswordSignIn(parts: SignInParts & { readonly passwords: 
     request: SignInRequest,
   ): Promise<PasswordSignInOutcome> {
     const attemptId = randomBytes(16).toString('base64url');
-    await db.transaction(async (tx) => {
+    // With the interaction that remembers the attempt, as in complete().
+    await parts.writes.transaction(async (tx) => {
       await recordAudit(tx, auditContextOf(request, user.id), { type: 'login.success', target: user.id, details: { client_id: input.clientId } });
       await throttle.release(reservation, tx);
       // As long as the interaction lives (its expiry does not move when it is saved again).
