@@ -58,8 +58,8 @@ HEALTHCHECK --interval=30s --timeout=5s --start-period=30s --retries=3 \
 # node as PID 1 is fine: main.ts handles SIGTERM and SIGINT itself (graceful shutdown).
 # A heap cap sizes V8's collection thresholds to a server, not to the host: peak RSS under load
 # drops from ~265 to ~190 MiB (bench/README.md, Performance). Same flag as `npm start`.
-# Two glibc malloc arenas instead of one per thread: argon2's 19 MiB blocks, freed on libuv's
-# threads, otherwise stay resident in each thread's arena (peak RSS in a sign-in storm 239 → 191
-# MiB, sign-ins unchanged; bench/README.md). Same as `npm start`.
+# Two glibc malloc arenas instead of one per thread: argon2's 19 MiB blocks (in the password
+# process, which inherits this) otherwise stay resident in each thread's arena (bench/README.md).
+# Same as `npm start`.
 ENV MALLOC_ARENA_MAX=2
 CMD ["node", "--max-old-space-size=512", "--experimental-async-context-frame", "dist/main.js"]

@@ -115,7 +115,7 @@ async function seed(database: BenchDatabase): Promise<{ clientsMs: number; users
 
     started = performance.now();
     // One real argon2id hash shared by every seeded person (they never sign in).
-    const hash = await (await createPasswordHasher()).hash(randomBytes(16).toString('hex'));
+    const hash = await createPasswordHasher().hash(randomBytes(16).toString('hex'));
     const usernames = Array.from({ length: n }, (_, i) => `${USER_PREFIXES[i % USER_PREFIXES.length]}-${String(i).padStart(5, '0')}`);
     await db.query(
       `INSERT INTO users (username, username_normalized, username_skeleton, email, name, password_hash)
@@ -232,7 +232,7 @@ async function measureConsoleList(browser: CookieClient, gatehouse: Gatehouse, a
 /** The users service's list, in this process, when the console has no users pages in this tree. */
 async function measureUsersService(database: BenchDatabase, searchPrefix: string): Promise<ListReport> {
   const db = connectPostgres({ connectionString: database.url! });
-  const users = createUserService({ db, hasher: await createPasswordHasher() });
+  const users = createUserService({ db, hasher: createPasswordHasher() });
   const time = async (query: Parameters<typeof users.list>[0]) => {
     const started = performance.now();
     const page = await users.list(query);

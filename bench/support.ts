@@ -10,8 +10,10 @@ import { cpus, loadavg, tmpdir } from 'node:os';
 import path from 'node:path';
 import { TLSSocket, type ConnectionOptions } from 'node:tls';
 import { fileURLToPath } from 'node:url';
+import { Worker } from 'node:worker_threads';
 import autocannon from 'autocannon';
 import pg from 'pg';
+import type { PacedProbeJob, PacedProbeResult } from './paced-probe.js';
 import { profileMarkdown, summarizeProfileFile, type ProfileWindow } from './profile-summary.js';
 
 /**
@@ -489,6 +491,47 @@ export async function drive(target: TokenTarget, seconds: number, options: Drive
   };
 }
 
+export interface PacedRunResult extends RunResult {
+  /** p99 of how late the probe thread sent its requests against their instants (its own delay). */
+  readonly sendLagP99Ms: number;
+  readonly p90Ms: number;
+  readonly maxMs: number;
+}
+
+function quantile(sorted: readonly number[], q: number): number {
+  return sorted.length === 0 ? Number.NaN : sorted[Math.min(sorted.length - 1, Math.ceil(q * sorted.length) - 1)]!;
+}
+
+/**
+ * `ratePerSecond` token requests at evenly spaced instants for `seconds`, from a worker thread
+ * (bench/paced-probe.ts): the latency of each request alone, at a modest rate. Plain targets
+ * only (no TLS options, no per-request headers).
+ */
+export async function drivePaced(target: TokenTarget, seconds: number, ratePerSecond: number): Promise<PacedRunResult> {
+  if (target.tls !== undefined || target.perRequest !== undefined) throw new Error('drivePaced: plain http targets only');
+  const job: PacedProbeJob = { url: `${target.url}/token`, headers: tokenHeaders(target), body: target.body ?? TOKEN_BODY, seconds, ratePerSecond };
+  const worker = new Worker(new URL('./paced-probe.ts', import.meta.url), { workerData: job });
+  const [result] = (await once(worker, 'message')) as [PacedProbeResult];
+  await worker.terminate();
+  const sorted = [...result.latenciesMs].sort((a, b) => a - b);
+  const lag = [...result.sendLagMs].sort((a, b) => a - b);
+  const ok = result.latenciesMs.length - result.non2xx;
+  return {
+    tokensPerSecond: ok / result.durationSeconds,
+    p50Ms: quantile(sorted, 0.5),
+    p90Ms: quantile(sorted, 0.9),
+    p99Ms: quantile(sorted, 0.99),
+    maxMs: quantile(sorted, 1),
+    requests: result.latenciesMs.length,
+    non2xx: result.non2xx,
+    errors: result.errors,
+    timeouts: 0,
+    durationSeconds: result.durationSeconds,
+    loadAverage: loadavg()[0] ?? 0,
+    sendLagP99Ms: quantile(lag, 0.99),
+  };
+}
+
 /**
  * A new connection for every request, `connections` at a time, for `seconds` (node:http(s), not
  * autocannon: autocannon keeps its connections). Over https the agent keeps TLS sessions (100 by
@@ -746,6 +789,26 @@ export function readRss(pid: number): { rssMiB: number; hwmMiB: number } | undef
   } catch {
     return undefined;
   }
+}
+
+/** Processes whose parent is `pid` (Gatehouse's password process), oldest first; empty off Linux. */
+export function childPids(pid: number | undefined): number[] {
+  if (pid === undefined) return [];
+  const children: number[] = [];
+  try {
+    for (const name of readdirSync('/proc')) {
+      if (!/^\d+$/.test(name)) continue;
+      try {
+        const stat = readFileSync(`/proc/${name}/stat`, 'utf8');
+        if (Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]) === pid) children.push(Number(name));
+      } catch {
+        // Ended while being read.
+      }
+    }
+  } catch {
+    // Not Linux.
+  }
+  return children.sort((a, b) => a - b);
 }
 
 export interface RssReport {

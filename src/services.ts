@@ -146,7 +146,9 @@ export async function createServices(runtime: Runtime, options: ServicesOptions)
     audience: adminResourceIdentifier(config.issuer),
     jwks: () => providers.publicJwks(),
   });
-  const passwords = await createPasswordHasher();
+  const passwords = createPasswordHasher({
+    onProcessError: (error) => logger.error({ err: { message: error.message } }, 'password process failed; its work continues in this process'),
+  });
   // The sign-in flow the hosted pages drive (src/sign-in).
   // SPEC §4: the relying party is the issuer (none on an IP address).
   const passkeys = createPasskeys({ db, issuer: config.issuer });
@@ -209,6 +211,8 @@ export async function createServices(runtime: Runtime, options: ServicesOptions)
     tokenMinter: createTokenMinter({ current: () => providers.current(), resourceServers, encryptor: jweEncryptor, escrowKey: runtime.tokenEscrowKey }),
     management,
     requestWrites,
-    close: () => jweEncryptor.close(),
+    close: async () => {
+      await Promise.all([jweEncryptor.close(), passwords.close()]);
+    },
   };
 }

@@ -1,13 +1,13 @@
 import argon2 from 'argon2';
+import { createPasswordPool, type PasswordPool } from './password-pool.js';
 
 /**
  * People's passwords: argon2id (SPEC §4, OWASP's minimum m=19 MiB, t=2, p=1).
  *
- * argon2 hashes on libuv's threadpool, so the event loop never waits. That pool (4 threads by
- * default) is shared with node:crypto's async work, which oidc-provider uses to sign tokens:
- * unbounded, a burst of sign-ins would occupy every thread and queue token signing behind it.
- * So at most `concurrency` hashes run at once (default: 2, one per core of our machines),
- * always leaving threads for token crypto.
+ * argon2 runs in a child process at a lower OS priority (src/accounts/password-pool.ts), so the
+ * event loop never waits and token signing, on this process's libuv pool, is never queued behind
+ * a hash nor outrun for the cores. At most `concurrency` hashes run at once (default: 2, one per
+ * core of our machines), which bounds the memory argon2 takes (19 MiB a hash).
  *
  * The rest wait in a fair queue (SPEC §4: "Password checks are queued per client IP with a bound,
  * so one address cannot delay everyone else's sign-in"): each client IP may have at most
@@ -147,19 +147,21 @@ export function fairLimiter(options: PasswordQueueOptions = {}) {
   };
 }
 
-export async function createPasswordHasher(options: PasswordQueueOptions = {}): Promise<PasswordHasher> {
+export interface PasswordHasherOptions extends PasswordQueueOptions {
+  readonly onProcessError?: (error: Error) => void;
+}
+
+export function createPasswordHasher(options: PasswordHasherOptions = {}): PasswordHasher & Pick<PasswordPool, 'close' | 'process' | 'counts'> {
   const queue = fairLimiter(options);
-  // Verified against when the account does not exist, so both paths cost one argon2 verify.
-  const dummyHash = await argon2.hash('gatehouse dummy password for unknown accounts', PASSWORD_PARAMS);
+  const pool = createPasswordPool({ params: PASSWORD_PARAMS, threads: options.concurrency ?? DEFAULT_PASSWORD_QUEUE.concurrency, ...(options.onProcessError === undefined ? {} : { onProcessError: options.onProcessError }) });
   return {
-    hash: (password) => queue.run(OPERATOR_KEY, () => argon2.hash(password, PASSWORD_PARAMS), false),
+    hash: (password) => queue.run(OPERATOR_KEY, () => pool.hash(password), false),
     async verify(hash, password, context) {
-      const target = hash ?? dummyHash;
       // Refusal propagates (before any work); only the verify itself is guarded.
       return queue.run(context.clientIp, async () => {
         try {
-          const ok = await argon2.verify(target, password);
-          return ok && hash !== undefined;
+          // Unknown account (no hash): a verify against a dummy hash, false.
+          return await pool.verify(hash, password);
         } catch {
           // A malformed stored hash never authenticates.
           return false;
@@ -167,5 +169,8 @@ export async function createPasswordHasher(options: PasswordQueueOptions = {}): 
       });
     },
     needsRehash: (hash) => !hash.startsWith('$argon2id$') || argon2.needsRehash(hash, PASSWORD_PARAMS),
+    close: () => pool.close(),
+    process: () => pool.process(),
+    counts: () => pool.counts(),
   };
 }

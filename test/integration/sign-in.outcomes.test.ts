@@ -30,6 +30,7 @@ describe('sign-in outcomes', () => {
   let db: Database;
   let signIn: SignIn;
   let counted: string[];
+  const passwords = createPasswordHasher();
   const deviceCookies = createDeviceCookies({ keys: [randomBytes(32)], secure: false });
 
   before(async () => {
@@ -39,7 +40,7 @@ describe('sign-in outcomes', () => {
     counted = [];
     signIn = createSignIn({
       db,
-      passwords: await createPasswordHasher(),
+      passwords,
       secondFactor: createSecondFactor({
         db,
         envelope: createEnvelope(randomBytes(32)),
@@ -56,6 +57,7 @@ describe('sign-in outcomes', () => {
     });
   });
   after(async () => {
+    await passwords.close();
     await db?.close();
     await database?.drop();
   });

@@ -7,6 +7,9 @@ export class CookieClient {
   readonly cookies = new Map<string, string>();
   private readonly routes = new Map<string, string>();
 
+  /** `headers` go with every request (e.g. X-Forwarded-For: one client address per browser). */
+  constructor(private readonly headers: Record<string, string> = {}) {}
+
   /**
    * As a load balancer would: requests for `issuer`'s origin go to `instance`. Instances share
    * one issuer, and every URL Gatehouse advertises (redirects, form actions) starts with it, so a
@@ -39,6 +42,7 @@ export class CookieClient {
 
   async request(url: string | URL, init: RequestInit = {}): Promise<Response> {
     const headers = new Headers(init.headers);
+    for (const [name, value] of Object.entries(this.headers)) if (!headers.has(name)) headers.set(name, value);
     if (this.cookies.size > 0) headers.set('cookie', [...this.cookies].map(([k, v]) => `${k}=${v}`).join('; '));
     const response = await fetch(this.routed(url), { ...init, headers, redirect: 'manual' });
     this.remember(response);
