@@ -18,13 +18,13 @@ export interface Background {
 
 export function startBackground(runtime: Runtime, services: Services): Background {
   const { config, logger, db } = runtime;
-  const { clientCache, resourceServers, gatewayRoutes, gatewayPeople, providers } = services;
+  const { clientCache, resourceServers, gatewayRoutes, gatewayPeople, enabledProviders, providers } = services;
 
   const refreshKeys = (): void => {
     providers.refresh().catch((error: unknown) => logger.debug({ err: { message: (error as Error).message } }, 'key refresh failed'));
   };
 
-  // migrations/0005, 0008, 0011 and 0012: every committed change to a client, resource server, signing key, gateway route or person
+  // migrations/0005, 0008, 0011, 0012 and 0018: every committed change to a client, resource server, signing key, gateway route, person or identity provider
   // is announced. While the listener is (re)connecting, announcements may have been missed:
   // everything cached is dropped and the keys are reloaded once it is back.
   const changes = subscribeToChanges(db, {
@@ -36,6 +36,7 @@ export function startBackground(runtime: Runtime, services: Services): Backgroun
         // The gateway's own client's redirect URIs follow the browser routes.
         clientCache.invalidate(GATEWAY_CLIENT_ID);
       } else if (kind === 'user') gatewayPeople.invalidate(key);
+      else if (kind === 'identity_provider') enabledProviders.invalidate();
       else refreshKeys();
     },
     onState() {
@@ -43,6 +44,7 @@ export function startBackground(runtime: Runtime, services: Services): Backgroun
       resourceServers.invalidate();
       gatewayRoutes.invalidate();
       gatewayPeople.clear();
+      enabledProviders.invalidate();
       refreshKeys();
     },
   });

@@ -34,6 +34,7 @@ import { createJweEncryptor, type JweEncryptor } from './tokens/crypto-pool.js';
 import { createVerifier, type Verifier } from './verifier/index.js';
 import { GATEWAY_CLIENT_ID } from './oidc/gateway-client.js';
 import { createViews, type Views } from './views.js';
+import { createEnabledProviders, type EnabledProviders } from './federation/enabled-providers.js';
 
 /**
  * The composition root without HTTP: stores, registries, caches, the provider host and the
@@ -49,6 +50,8 @@ export interface Services {
   readonly clientCache: ClientMetadataCache;
   /** The gateway's routes, cached like resource servers (migrations/0011 announces changes). */
   readonly gatewayRoutes: RouteTable;
+  /** The enabled identity providers for the login page (cached; the change feed drops it). */
+  readonly enabledProviders: EnabledProviders;
   readonly accounts: Accounts;
   /** People as the gateway reads them (roles, status), cached and dropped on each announced change (migrations/0012). */
   readonly gatewayPeople: LookupCache<UserRow>;
@@ -89,6 +92,7 @@ export async function createServices(runtime: Runtime, options: ServicesOptions)
   // announced by the database (migrations/0005) and drops the row (src/oidc/lookup-cache.ts).
   const resourceServers = createResourceServerRegistry(db, { isLive: options.isLive });
   const gatewayRoutes = createRouteTable(db, { isLive: options.isLive });
+  const enabledProviders = createEnabledProviders(db, { isLive: options.isLive });
   const clientCache: ClientMetadataCache = createLookupCache({ ttlMs: CACHE_TTL_MS, maxEntries: 10_000, isLive: options.isLive });
   const accounts = createAccounts(db);
   const requestWrites = createRequestWrites(db);
@@ -158,6 +162,7 @@ export async function createServices(runtime: Runtime, options: ServicesOptions)
     passwords,
     secondFactor,
     passkeys,
+    enabledProviders,
     // Signed with the cookie keys every instance shares; Secure under an https issuer (SPEC §1).
     deviceCookies: createDeviceCookies({
       keys: runtime.cookieKeys.map((key) => Buffer.from(key, 'base64url')),
@@ -183,6 +188,7 @@ export async function createServices(runtime: Runtime, options: ServicesOptions)
     forgetClient: (clientId) => clientCache.invalidate(clientId),
     keysChanged: () => providers.refresh(),
     allowPrivateJwksUri: config.allowPrivateJwksUri,
+    identityProvidersChanged: () => enabledProviders.invalidate(),
     gatewayRoutesChanged: () => {
       gatewayRoutes.invalidate();
       clientCache.invalidate(GATEWAY_CLIENT_ID);
@@ -195,6 +201,7 @@ export async function createServices(runtime: Runtime, options: ServicesOptions)
     resourceServers,
     clientCache,
     gatewayRoutes,
+    enabledProviders,
     accounts,
     gatewayPeople,
     secondFactor,

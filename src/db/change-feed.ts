@@ -5,13 +5,14 @@ import type { Database } from './database.js';
  * migrations/0005_change_notifications.sql on this channel, and to the signing keys
  * (migrations/0008_signing_key_lifecycle.sql, key '': the whole key set is reloaded) and to the
  * gateway routes (migrations/0011_gateway_routes.sql, key '': the whole route table is reloaded),
- * and to the people a gateway decision reads (migrations/0012_user_change_notifications.sql, key: the user's id).
+ * to the people a gateway decision reads (migrations/0012_user_change_notifications.sql, key: the user's id),
+ * and to the identity providers (migrations/0018_identity_provider_notifications.sql, key '': the list is reloaded).
  */
 export const CHANGE_CHANNEL = 'gatehouse_changes';
 
-export type ChangeKind = 'client' | 'resource_server' | 'signing_key' | 'gateway_route' | 'user';
+export type ChangeKind = 'client' | 'resource_server' | 'signing_key' | 'gateway_route' | 'user' | 'identity_provider';
 
-const KINDS: ReadonlySet<string> = new Set<ChangeKind>(['client', 'resource_server', 'signing_key', 'gateway_route', 'user']);
+const KINDS: ReadonlySet<string> = new Set<ChangeKind>(['client', 'resource_server', 'signing_key', 'gateway_route', 'user', 'identity_provider']);
 
 export interface ChangeHandlers {
   /** One row changed (inserted, updated or deleted); `key` is its client_id, identifier or id. */

@@ -45,6 +45,8 @@ export interface ManagementDependencies {
   readonly allowPrivateJwksUri: boolean;
   /** Drops this instance's gateway route table at once after a change. */
   readonly gatewayRoutesChanged: () => void;
+  /** Drops this instance's cached list of enabled identity providers (the others follow the change feed). */
+  readonly identityProvidersChanged: () => void;
 }
 
 export function createManagementServices(deps: ManagementDependencies): ManagementServices {
@@ -62,6 +64,6 @@ export function createManagementServices(deps: ManagementDependencies): Manageme
     users: createUserService({ db, hasher: deps.passwords }),
     auditEvents: createAuditEventService({ db }),
     gatewayRoutes: createGatewayRouteService({ db, routesChanged: deps.gatewayRoutesChanged }),
-    identityProviders: createIdentityProviderService({ db, envelope: deps.envelope, issuer: deps.issuer, allowPrivateIssuer: deps.allowPrivateJwksUri }),
+    identityProviders: createIdentityProviderService({ db, envelope: deps.envelope, issuer: deps.issuer, allowPrivateIssuer: deps.allowPrivateJwksUri, providersChanged: deps.identityProvidersChanged }),
   };
 }

@@ -11,6 +11,7 @@ import { createUserStore, type UserRow } from '../db/users.js';
 import { UpstreamError, type PendingFederation, type UpstreamIdentity, type UpstreamProvider, type Upstreams } from '../federation/upstream.js';
 import { auditContextOf, type SecondFactorAttempt, type SignInRequest } from './attempt.js';
 import { accountKey } from './throttle.js';
+import type { EnabledProviders } from '../federation/enabled-providers.js';
 
 /**
  * Sign-in through an upstream OpenID provider (SPEC §10). A person is found by (provider,
@@ -96,8 +97,10 @@ export function createFederatedSignIn(deps: {
   readonly envelope: Envelope;
   readonly passwords: PasswordHasher;
   readonly upstreams: Upstreams;
+  /** The enabled providers, cached (the login page's buttons, login_hint domains). */
+  readonly enabledProviders: EnabledProviders;
 }): FederatedSignIn {
-  const { db } = deps;
+  const { db, enabledProviders } = deps;
   const providers = createIdentityProviderStore(db);
 
   function upstreamOf(row: IdentityProviderRow): UpstreamProvider {
@@ -224,7 +227,7 @@ export function createFederatedSignIn(deps: {
 
   return {
     async choices() {
-      return (await providers.enabled()).map((row) => ({ id: row.id, name: row.name }));
+      return (await enabledProviders.list()).map((provider) => ({ id: provider.id, name: provider.name }));
     },
 
     async providerForHint(loginHint) {
@@ -232,7 +235,7 @@ export function createFederatedSignIn(deps: {
       const at = loginHint.lastIndexOf('@');
       if (at < 1) return undefined;
       const domain = loginHint.slice(at + 1).toLowerCase();
-      return (await providers.enabled()).find((row) => row.email_domains.includes(domain))?.id;
+      return (await enabledProviders.list()).find((provider) => provider.emailDomains.includes(domain))?.id;
     },
 
     async begin(providerId, request, loginHint) {

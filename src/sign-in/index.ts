@@ -3,6 +3,7 @@ import type { PasswordHasher } from '../accounts/passwords.js';
 import type { Envelope } from '../crypto/envelope.js';
 import type { Upstreams } from '../federation/upstream.js';
 import { createFederatedSignIn, type FederatedSignIn } from './federated-sign-in.js';
+import { createEnabledProviders, type EnabledProviders } from '../federation/enabled-providers.js';
 import type { SecondFactor } from '../accounts/second-factor.js';
 import type { Database } from '../db/database.js';
 import { createRequestWrites, type RequestWrites } from '../db/request-writes.js';
@@ -50,6 +51,8 @@ export function createSignIn(deps: {
   /** Opens identity providers' client secrets. */
   readonly envelope: Envelope;
   readonly upstreams: Upstreams;
+  /** The process's cached list, invalidated by the change feed; without it, read on every use. */
+  readonly enabledProviders?: EnabledProviders;
 }): SignIn {
   const parts = { db: deps.db, writes: deps.requestWrites ?? createRequestWrites(deps.db), throttle: createLoginThrottle(deps.db), deviceCookies: deps.deviceCookies, counters: deps.counters };
   return {
@@ -57,6 +60,12 @@ export function createSignIn(deps: {
     secondFactor: createSecondFactorSignIn({ ...parts, secondFactor: deps.secondFactor, passkeys: deps.passkeys }),
     passkey: createPasskeySignIn({ ...parts, passkeys: deps.passkeys }),
     passkeys: deps.passkeys,
-    federation: createFederatedSignIn({ db: deps.db, envelope: deps.envelope, passwords: deps.passwords, upstreams: deps.upstreams }),
+    federation: createFederatedSignIn({
+      db: deps.db,
+      envelope: deps.envelope,
+      passwords: deps.passwords,
+      upstreams: deps.upstreams,
+      enabledProviders: deps.enabledProviders ?? createEnabledProviders(deps.db, { isLive: () => false }),
+    }),
   };
 }

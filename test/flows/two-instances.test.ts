@@ -7,7 +7,7 @@ import { CookieClient, formAction, hiddenField } from '../support/cookie-client.
 import { postgresUrl } from '../support/database.js';
 import { CACHE_TTL_MS } from '../../src/oidc/resource-server-registry.js';
 import { startTestServer, type TestServer } from '../support/server.js';
-import { pkceParams } from '../support/sign-in.js';
+import { pkceParams, startAuthorization } from '../support/sign-in.js';
 import { totpCode } from '../support/totp.js';
 
 /**
@@ -171,6 +171,44 @@ describe('two instances on one database', { skip: postgresUrl === undefined ? 'n
     const narrowed = await adminCall(one, 'PATCH', `/clients/${service.client_id}`, { allowed_resources: [], scope: null }, await adminToken(one, 'admin:clients'));
     assert.equal(narrowed.status, 200, JSON.stringify(narrowed.body));
     assert.equal(await heldWithinBound(() => clientCredentials(two, service.client_id, rotated.body.client_secret, { resource: ORDERS }), (status) => status === 400), 400, 'the resource taken away');
+  });
+
+  test('the login page\'s identity-provider buttons follow a change made on one: at once there, within the cache bound on two, an operator\'s own SQL too', async () => {
+    const token = await adminToken(one, 'admin:identity-providers');
+    /** The login page as `instance` renders it for a new browser. */
+    async function loginPageOn(instance: TestServer): Promise<string> {
+      const visitor = new CookieClient();
+      visitor.routeTo(one.issuer, instance.url);
+      const { params } = await pkceParams(REDIRECT, 'openid');
+      const page = await startAuthorization(visitor, configOne, instance.url, params);
+      assert.equal(page.status, 200);
+      return page.text();
+    }
+    /** Polls an instance's login page until `holds`, at most the documented bound (no fixed sleep). */
+    async function showsWithinBound(instance: TestServer, holds: (html: string) => boolean): Promise<boolean> {
+      const deadline = Date.now() + CACHE_TTL_MS;
+      for (;;) {
+        if (holds(await loginPageOn(instance))) return true;
+        if (Date.now() > deadline) return false;
+        await new Promise((resolve) => setImmediate(resolve));
+      }
+    }
+
+    // Both have rendered (and cached) the list without it.
+    for (const instance of [one, two]) assert.ok(!(await loginPageOn(instance)).includes('Hopper SSO'));
+    const created = await adminCall<{ id: string }>(one, 'POST', '/identity-providers', { name: 'Hopper SSO', issuer: 'https://sso.two-instances.example', client_id: 'gatehouse' }, token);
+    assert.equal(created.status, 201, JSON.stringify(created.body));
+    assert.ok((await loginPageOn(one)).includes('Hopper SSO'), 'the changing instance shows it at once');
+    assert.ok(await showsWithinBound(two, (html) => html.includes('Hopper SSO')), 'two shows the new provider');
+
+    const renamed = await adminCall(one, 'PATCH', `/identity-providers/${created.body.id}`, { name: 'Hopper Login' }, token);
+    assert.equal(renamed.status, 200, JSON.stringify(renamed.body));
+    assert.ok(await showsWithinBound(two, (html) => html.includes('Hopper Login') && !html.includes('Hopper SSO')), 'two shows the new name');
+
+    // Not through Gatehouse at all: the table's trigger announces it.
+    await one.db.query('UPDATE identity_providers SET enabled = false WHERE id = $1', [created.body.id]);
+    assert.ok(await showsWithinBound(two, (html) => !html.includes('Hopper Login')), 'two drops the disabled provider');
+    assert.ok(await showsWithinBound(one, (html) => !html.includes('Hopper Login')), 'and so does one');
   });
 
   test('a client deleted through one is refused by two as soon as the change is announced, and its tokens are no longer active there', async () => {

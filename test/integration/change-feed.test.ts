@@ -6,6 +6,7 @@ import type { Database } from '../../src/db/database.js';
 import { migrate } from '../../src/db/migrator.js';
 import { createResourceServerStore } from '../../src/db/resource-servers.js';
 import { subscribeToChanges, type ChangeFeed, type ChangeKind } from '../../src/db/change-feed.js';
+import { createEnabledProviders, type EnabledProviders } from '../../src/federation/enabled-providers.js';
 import { backends, createTestDatabase, postgresUrl, type TestDatabase } from '../support/database.js';
 
 /** Polls `check` until it holds or the deadline passes (no fixed sleeps). */
@@ -33,13 +34,18 @@ for (const backend of backends) {
     let feed: ChangeFeed;
     const seen: string[] = [];
     const states: boolean[] = [];
+    /** Dropped by the feed, as src/background.ts does. */
+    let enabledProviders: EnabledProviders | undefined;
 
     before(async () => {
       database = await createTestDatabase(backend);
       db = await database.connect();
       await migrate(db);
       feed = subscribeToChanges(db, {
-        onChange: (kind: ChangeKind, key: string) => seen.push(`${kind}:${key}`),
+        onChange: (kind: ChangeKind, key: string) => {
+          seen.push(`${kind}:${key}`);
+          if (kind === 'identity_provider') enabledProviders?.invalidate();
+        },
         onState: (live) => states.push(live),
       });
       await eventually('the feed is live', () => feed.live());
@@ -89,6 +95,48 @@ for (const backend of backends) {
       await eventually('old and new identifiers announced', () =>
         seen.includes('resource_server:https://orders.example') && seen.includes('resource_server:https://billing.example'),
       );
+    });
+
+    test('identity providers are announced by any change, SQL included; the login page\'s cached list is read once and reloaded after each announcement', async () => {
+      let reads = 0;
+      // Read through a function: assert.equal narrows a variable to the literal it checked.
+      const readsSoFar = () => reads;
+      // Counts the statements that read the table, as the cached list makes them.
+      const counting = new Proxy(db, {
+        get(target, property, receiver) {
+          if (property !== 'query') return Reflect.get(target, property, receiver) as unknown;
+          return ((text: string, values?: readonly unknown[]) => {
+            if (text.includes('FROM identity_providers')) reads += 1;
+            return target.query(text, values);
+          }) as Database['query'];
+        },
+      });
+      let live = true;
+      enabledProviders = createEnabledProviders(counting, { isLive: () => live && feed.live() });
+      assert.deepEqual(await enabledProviders.list(), []);
+      assert.deepEqual(await enabledProviders.list(), []);
+      assert.equal(readsSoFar(), 1, 'the second render was served from the cache');
+
+      const { rows } = await db.query<{ id: string }>(
+        `INSERT INTO identity_providers (name, issuer, client_id, email_domains) VALUES ('Corp', 'https://sso.corp.example', 'gh', '{corp.example}') RETURNING id`,
+      );
+      await eventually('insert announced', () => seen.includes('identity_provider:'));
+      assert.deepEqual(await enabledProviders.list(), [{ id: rows[0]!.id, name: 'Corp', emailDomains: ['corp.example'] }]);
+      assert.equal(readsSoFar(), 2);
+      assert.ok(!JSON.stringify(await enabledProviders.list()).includes('client'), 'no client id or secret is kept');
+
+      seen.length = 0;
+      await db.query(`UPDATE identity_providers SET enabled = false WHERE id = $1`, [rows[0]!.id]);
+      await eventually('disabling announced', () => seen.includes('identity_provider:'));
+      assert.deepEqual(await enabledProviders.list(), []);
+
+      // While the feed is not known to flow, nothing is served from the cache.
+      live = false;
+      const before = readsSoFar();
+      await enabledProviders.list();
+      await enabledProviders.list();
+      assert.equal(readsSoFar(), before + 2);
+      enabledProviders = undefined;
     });
 
     test('a person is announced by id when what the gateway reads changes (roles, status, names), not on other writes', async () => {

@@ -19,6 +19,8 @@ export interface IdentityProviderServiceDeps {
   readonly issuer: string;
   /** ALLOW_PRIVATE_JWKS_URI: otherwise an issuer on a loopback, private or link-local host is refused. */
   readonly allowPrivateIssuer: boolean;
+  /** After a committed change: drops this instance's cached list at once (the others follow the change feed). */
+  readonly providersChanged?: () => void;
 }
 
 /** The body fields, stored alike in the row: what an update compares and the audit trail shows. */
@@ -155,12 +157,13 @@ export function createIdentityProviderService(deps: IdentityProviderServiceDeps)
         });
         return created;
       });
+      deps.providersChanged?.();
       return present(row);
     },
 
     async update(id: string, patch: PatchIdentityProviderBody, audit: AdminContext, ifMatch?: string): Promise<IdentityProviderResponse> {
       const { client_secret: clientSecret, ...changes } = patch;
-      return db.transaction(async (tx) => {
+      const updated = await db.transaction(async (tx) => {
         const store = createIdentityProviderStore(tx);
         const current = await store.findById(id, { forUpdate: true });
         if (current === undefined) throw notFound();
@@ -186,6 +189,8 @@ export function createIdentityProviderService(deps: IdentityProviderServiceDeps)
         await recordAudit(tx, audit, { type: 'identity_provider.updated', target: id, details: { changes: changed, ...secret } });
         return present(updated);
       });
+      deps.providersChanged?.();
+      return updated;
     },
 
     /** The provider's links to people go with it (they keep their accounts). */
@@ -197,6 +202,7 @@ export function createIdentityProviderService(deps: IdentityProviderServiceDeps)
         await store.delete(id);
         await recordAudit(tx, audit, { type: 'identity_provider.deleted', target: id, details: { name: current.name, issuer: current.issuer } });
       });
+      deps.providersChanged?.();
     },
   };
 }
