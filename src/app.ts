@@ -4,12 +4,11 @@ import { interactionRoutes } from './interactions/routes.js';
 import { limitPagesPerIp } from './http/page-rate-limit.js';
 import { commitSignInWritesTogether } from './http/sign-in-commit.js';
 import { createAdminApi } from './admin/router.js';
-import { accessLog } from './http/access-log.js';
+import { edge } from './http/edge.js';
 import { handleErrors } from './http/errors.js';
-import { measureRequests, type Metrics } from './http/metrics.js';
+import type { Metrics } from './http/metrics.js';
 import { managementRoutes, opsRoutes } from './http/ops-routes.js';
 import { pinRequestOriginToIssuer } from './http/issuer-origin.js';
-import { requestId } from './http/request-id.js';
 import { securityHeaders } from './http/security-headers.js';
 import { jwksRoute } from './oidc/jwks-route.js';
 import { gatewayDoors } from './gateway/doors.js';
@@ -158,11 +157,7 @@ export async function createApp(runtime: Runtime): Promise<GatehouseApp> {
     logger,
   });
 
-  app.use(requestId());
-  app.use(measureRequests(metrics));
-  app.use(accessLog(logger));
-  app.use(securityHeaders({ hsts: config.issuer.startsWith('https://') }));
-  app.use(handleErrors(logger));
+  app.use(edge({ metrics, logger, hsts: config.issuer.startsWith('https://') }));
   // The endpoints services call (every token request of the fleet) go straight to the provider:
   // no other router serves them, so matching them against every router's routes first is waste.
   app.use(directToProvider(providers, DIRECT_PROVIDER_ROUTES));

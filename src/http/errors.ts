@@ -1,5 +1,5 @@
 import { METHODS } from 'node:http';
-import type { Middleware } from 'koa';
+import type { Context, Middleware } from 'koa';
 import type { Logger } from 'pino';
 import { isUnavailable } from '../db/database.js';
 
@@ -34,24 +34,30 @@ function statusOf(error: unknown): number {
   return typeof status === 'number' && status >= 400 && status <= 599 ? status : 500;
 }
 
+/** An error no handler answered: its status (500 unless it says otherwise) and a problem+json body without internals. */
+export function respondWithError(ctx: Context, error: unknown, logger: Logger): void {
+  const status = statusOf(error);
+  const { requestId } = ctx.state;
+  if (status >= 500 && status !== 503) logger.error({ err: error, reqId: requestId }, 'unhandled error');
+  ctx.status = status;
+  if (status === 503) ctx.set('Retry-After', '5');
+  const exposed = status < 500 && (error as { expose?: unknown }).expose !== false;
+  ctx.type = 'application/problem+json';
+  ctx.body = {
+    type: 'about:blank',
+    title: status === 503 ? 'Service Unavailable' : exposed ? (error as Error).message : 'Internal Server Error',
+    status,
+    ...(requestId === undefined ? {} : { request_id: requestId }),
+  };
+}
+
+/** As middleware (the management port's app). */
 export function handleErrors(logger: Logger): Middleware {
   return async function errorBoundary(ctx, next) {
     try {
       await next();
     } catch (error) {
-      const status = statusOf(error);
-      const { requestId } = ctx.state;
-      if (status >= 500 && status !== 503) logger.error({ err: error, reqId: requestId }, 'unhandled error');
-      ctx.status = status;
-      if (status === 503) ctx.set('Retry-After', '5');
-      const exposed = status < 500 && (error as { expose?: unknown }).expose !== false;
-      ctx.type = 'application/problem+json';
-      ctx.body = {
-        type: 'about:blank',
-        title: status === 503 ? 'Service Unavailable' : exposed ? (error as Error).message : 'Internal Server Error',
-        status,
-        ...(requestId === undefined ? {} : { request_id: requestId }),
-      };
+      respondWithError(ctx, error, logger);
     }
   };
 }

@@ -1,4 +1,4 @@
-import type { Middleware } from 'koa';
+import type { Context, Middleware } from 'koa';
 
 /**
  * Headers on every response. The CSP is for JSON and the hosted pages alike: no script at all
@@ -32,20 +32,32 @@ export const CONSOLE_CONTENT_SECURITY_POLICY = contentSecurityPolicy("'self'");
  */
 export const PASSKEY_PAGE_CONTENT_SECURITY_POLICY = contentSecurityPolicy("'self'", "'self'");
 
-export function securityHeaders(options: { hsts: boolean }): Middleware {
-  return async function setSecurityHeaders(ctx, next) {
-    ctx.set({
-      'Content-Security-Policy': CONTENT_SECURITY_POLICY,
-      'X-Content-Type-Options': 'nosniff',
-      'X-Frame-Options': 'DENY',
-      'Referrer-Policy': 'no-referrer',
-      'Cross-Origin-Opener-Policy': 'same-origin',
-      'Cross-Origin-Resource-Policy': 'same-origin',
-      'Permissions-Policy': 'camera=(), microphone=(), geolocation=(), payment=()',
-    });
-    if (options.hsts) ctx.set('Strict-Transport-Security', 'max-age=31536000; includeSubDomains');
+const HEADERS: readonly (readonly [string, string])[] = [
+  ['Content-Security-Policy', CONTENT_SECURITY_POLICY],
+  ['X-Content-Type-Options', 'nosniff'],
+  ['X-Frame-Options', 'DENY'],
+  ['Referrer-Policy', 'no-referrer'],
+  ['Cross-Origin-Opener-Policy', 'same-origin'],
+  ['Cross-Origin-Resource-Policy', 'same-origin'],
+  ['Permissions-Policy', 'camera=(), microphone=(), geolocation=(), payment=()'],
+];
+
+/** Before the request is handled: the headers every response carries (a handler may tighten or relax its own). */
+export function setSecurityHeaders(ctx: Context, options: { readonly hsts: boolean }): void {
+  for (const [name, value] of HEADERS) ctx.set(name, value);
+  if (options.hsts) ctx.set('Strict-Transport-Security', 'max-age=31536000; includeSubDomains');
+}
+
+/** After it: discovery and JWKS are fetched cross-origin by browser-based relying parties. */
+export function allowCrossOriginFetches(ctx: Context): void {
+  if (ctx.path.startsWith('/.well-known/') || ctx.path === '/jwks') ctx.set('Cross-Origin-Resource-Policy', 'cross-origin');
+}
+
+/** As middleware (the management port's app). */
+export function securityHeaders(options: { readonly hsts: boolean }): Middleware {
+  return async function securityHeadersMiddleware(ctx, next) {
+    setSecurityHeaders(ctx, options);
     await next();
-    // Discovery and JWKS are fetched cross-origin by browser-based relying parties.
-    if (ctx.path.startsWith('/.well-known/') || ctx.path === '/jwks') ctx.set('Cross-Origin-Resource-Policy', 'cross-origin');
+    allowCrossOriginFetches(ctx);
   };
 }
