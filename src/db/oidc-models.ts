@@ -25,7 +25,13 @@ export type ModelWrite =
       readonly payload: Record<string, unknown>;
       readonly expiresInSeconds: number | undefined;
     }
-  | { readonly kind: 'destroy'; readonly model: string; readonly id: string };
+  | {
+      readonly kind: 'destroy';
+      readonly model: string;
+      readonly id: string;
+      /** The row was stored before this request: deleting nothing means another request spent it first. */
+      readonly mustExist: boolean;
+    };
 
 /** The indexed columns upsert and applyWrites copy from a payload. */
 function indexedColumns(payload: Record<string, unknown>) {
@@ -58,26 +64,37 @@ export function createOidcModelStore(db: Queryable) {
     /**
      * Several upserts and deletes in one statement (so one commit), each as `upsert` and `destroy`
      * would make it. At most one write per (model, id): a statement cannot change a row twice.
+     * Resolves the deletes that found no row (of those marked mustExist): a concurrent request
+     * deleted it and committed first (a second DELETE waits for the first's row lock, then finds
+     * nothing). Then none of the upserts is made: what the request would store (a code, a
+     * session) is not stored, even outside a transaction.
      */
-    async applyWrites(writes: readonly ModelWrite[]): Promise<void> {
+    async applyWrites(writes: readonly ModelWrite[]): Promise<{ readonly model: string; readonly id: string }[]> {
       const upserts = writes.flatMap((w) =>
         w.kind === 'upsert' ? [{ model: w.model, id: w.id, payload: w.json, ttl: w.expiresInSeconds ?? null, ...indexedColumns(w.payload) }] : [],
       );
       const destroys = writes.filter((w) => w.kind === 'destroy');
+      const spent = destroys.filter((w) => w.mustExist);
       // Each payload is already JSON text checked by jsonParam; the list around them only adds plain strings and numbers.
-      await db.query(
+      const { rows } = await db.query<{ model: string; id: string }>(
         `WITH destroyed AS (
-           DELETE FROM oidc_models WHERE (model, id) IN (SELECT * FROM unnest($1::text[], $2::text[]))
-         )
+           DELETE FROM oidc_models WHERE (model, id) IN (SELECT * FROM unnest($1::text[], $2::text[])) RETURNING model, id
+         ), written AS (
          INSERT INTO oidc_models (model, id, payload, grant_id, client_id, account_id, uid, user_code, expires_at)
          SELECT w.model, w.id, w.payload::jsonb, w."grantId", w."clientId", w."accountId", w.uid, w."userCode",
                 CASE WHEN w.ttl IS NULL THEN NULL ELSE now() + make_interval(secs => w.ttl) END
            FROM jsonb_to_recordset($3::jsonb) AS w(model text, id text, payload text, ttl double precision, "grantId" text, "clientId" text, "accountId" text, uid text, "userCode" text)
+          WHERE (SELECT count(*) FROM destroyed WHERE (destroyed.model, destroyed.id) IN (SELECT * FROM unnest($4::text[], $5::text[]))) = cardinality($4::text[])
          ON CONFLICT (model, id) DO UPDATE SET
            payload = EXCLUDED.payload, grant_id = EXCLUDED.grant_id, client_id = EXCLUDED.client_id, account_id = EXCLUDED.account_id,
-           uid = EXCLUDED.uid, user_code = EXCLUDED.user_code, expires_at = EXCLUDED.expires_at`,
-        [destroys.map((w) => w.model), destroys.map((w) => w.id), jsonParam(upserts)],
+           uid = EXCLUDED.uid, user_code = EXCLUDED.user_code, expires_at = EXCLUDED.expires_at
+         RETURNING 1
+         )
+         SELECT model, id FROM destroyed`,
+        [destroys.map((w) => w.model), destroys.map((w) => w.id), jsonParam(upserts), spent.map((w) => w.model), spent.map((w) => w.id)],
       );
+      const deleted = new Set(rows.map((row) => `${row.model}\u0000${row.id}`));
+      return spent.filter((w) => !deleted.has(`${w.model}\u0000${w.id}`)).map((w) => ({ model: w.model, id: w.id }));
     },
     /**
      * Stores a row unless a live one with that id exists; true when this call stored it. One

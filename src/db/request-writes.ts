@@ -41,6 +41,23 @@ interface Batch {
 
 const keyOf = (model: string, id: string) => `${model}\u0000${id}`;
 
+/**
+ * Another request finished this sign-in first (a double click, two tabs): 409, and nothing this
+ * request would have stored is (src/db/oidc-models.ts applyWrites), so it sends no code.
+ */
+export class SignInAlreadyFinished extends Error {
+  readonly status = 409;
+  readonly expose = true;
+  constructor() {
+    super('This sign-in was already completed, in another tab or by a second click. Go back to the application.');
+    this.name = 'SignInAlreadyFinished';
+  }
+}
+
+function refuseIfSpent(missing: readonly unknown[]): void {
+  if (missing.length > 0) throw new SignInAlreadyFinished();
+}
+
 export function createRequestWrites(db: Database): RequestWrites {
   const storage = new AsyncLocalStorage<Batch>();
   const openBatch = () => {
@@ -54,12 +71,12 @@ export function createRequestWrites(db: Database): RequestWrites {
     const steps = batch.steps.splice(0);
     batch.models.clear();
     if (steps.length === 0) {
-      if (writes.length > 0) await createOidcModelStore(db).applyWrites(writes);
+      if (writes.length > 0) refuseIfSpent(await createOidcModelStore(db).applyWrites(writes));
       return;
     }
     await db.transaction(async (tx) => {
       for (const step of steps) await step(tx);
-      if (writes.length > 0) await createOidcModelStore(tx).applyWrites(writes);
+      if (writes.length > 0) refuseIfSpent(await createOidcModelStore(tx).applyWrites(writes));
     });
   }
 
@@ -91,7 +108,11 @@ export function createRequestWrites(db: Database): RequestWrites {
     deferDestroy(model, id) {
       const batch = openBatch();
       if (batch === undefined) return false;
-      batch.models.set(keyOf(model, id), { kind: 'destroy', model, id });
+      const key = keyOf(model, id);
+      // An interaction is spent once: the resume that deletes it is the one that may answer. (One
+      // written by this very request, not yet stored, has nothing to find.)
+      const mustExist = model === 'Interaction' && batch.models.get(key)?.kind !== 'upsert';
+      batch.models.set(key, { kind: 'destroy', model, id, mustExist });
       return true;
     },
     async settle(model, id) {

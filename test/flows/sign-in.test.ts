@@ -155,6 +155,33 @@ describe('people sign in through the hosted pages (authorization code + PKCE)', 
     for (const refused of refreshed.filter((answer) => answer.status !== 200)) assert.equal(refused.body['error'], 'invalid_grant');
   });
 
+  test('one finished sign-in resumed by two requests at once (a double click) gives one code, not two', async () => {
+    const firstParty = await adminCall<Client>(server, 'POST', '/clients', {
+      client_name: 'Shop (first party)',
+      grant_types: ['authorization_code'],
+      redirect_uris: [REDIRECT],
+      scope: 'openid',
+      first_party: true,
+    });
+    assert.equal(firstParty.status, 201, JSON.stringify(firstParty.body));
+    const firstPartyConfig = await oidc.discovery(new URL(server.issuer), firstParty.body.client_id, firstParty.body.client_secret, undefined, { execute: [oidc.allowInsecureRequests] });
+    const browser = new CookieClient();
+    const { params } = await pkceParams(REDIRECT, 'openid');
+    const page = await browser.follow(await browser.get(oidc.buildAuthorizationUrl(firstPartyConfig, params)), server.url);
+    const html = await page.text();
+    const action = formAction(html, /\/login$/);
+    assert.ok(action !== undefined, 'a login form');
+    const posted = await browser.postForm(new URL(action, server.url), { csrf: hiddenField(html, 'csrf') ?? '', ...ALICE });
+    const resume = posted.headers.get('location');
+    assert.ok(posted.status === 303 && resume !== null && new URL(resume, server.url).pathname.startsWith('/auth/'), `the resume: ${posted.status} ${resume}`);
+
+    const answers = await Promise.all(Array.from({ length: 4 }, () => browser.get(new URL(resume, server.url))));
+    const codes = answers.map((answer) => answer.headers.get('location')).filter((location) => location !== null && new URL(location).searchParams.has('code'));
+    assert.equal(codes.length, 1, `answers: ${answers.map((answer) => `${answer.status} ${answer.headers.get('location') ?? ''}`).join(', ')}`);
+    // The others: the provider's 400 (its interaction already gone) or 409 from the one commit, never a 5xx.
+    for (const answer of answers) assert.ok(answer.status === 303 || answer.status === 400 || answer.status === 409, String(answer.status));
+  });
+
   test('PKCE is required for the code exchange and plain is refused', async () => {
     const browser = new CookieClient();
     const plain = await browser.get(
