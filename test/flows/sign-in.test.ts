@@ -127,7 +127,7 @@ describe('people sign in through the hosted pages (authorization code + PKCE)', 
     for (const row of rows) assert.ok(!JSON.stringify(row).includes(first) && !JSON.stringify(row).includes(rotated.refresh_token));
   });
 
-  test('one code redeemed by five requests at once gives tokens once; one refresh token used by five at once rotates once', async () => {
+  test('one code redeemed by five requests at once gives tokens at most once; one refresh token used by five at once rotates at most once', async () => {
     const { verifier, state, params } = await pkceParams(REDIRECT, 'openid offline_access orders:read', { prompt: 'consent' });
     const { callback } = await signIn(new CookieClient(), config, server.url, params, ALICE);
     const tokenEndpoint = config.serverMetadata().token_endpoint!;
@@ -142,7 +142,9 @@ describe('people sign in through the hosted pages (authorization code + PKCE)', 
       Array.from({ length: 5 }, () => post({ grant_type: 'authorization_code', code: callback.searchParams.get('code')!, redirect_uri: REDIRECT, code_verifier: verifier })),
     );
     const granted = redeemed.filter((answer) => answer.status === 200);
-    assert.equal(granted.length, 1, JSON.stringify(redeemed.map((answer) => answer.body['error'] ?? 'tokens')));
+    // Never two. One when all five find the code before it is spent; none when a later one sees it
+    // spent and, as a reuse (RFC 6749 §4.1.2), revokes the grant the first is issuing from.
+    assert.ok(granted.length <= 1, JSON.stringify(redeemed.map((answer) => answer.body['error'] ?? 'tokens')));
     for (const refused of redeemed.filter((answer) => answer.status !== 200)) assert.equal(refused.body['error'], 'invalid_grant');
 
     // A fresh code for the refresh race: the concurrent losers above may have revoked that grant (reuse).
@@ -151,7 +153,7 @@ describe('people sign in through the hosted pages (authorization code + PKCE)', 
     const tokens = await oidc.authorizationCodeGrant(config, second.callback, { pkceCodeVerifier: again.verifier, expectedState: again.state, expectedNonce: again.nonce });
     const refreshed = await Promise.all(Array.from({ length: 5 }, () => post({ grant_type: 'refresh_token', refresh_token: tokens.refresh_token! })));
     const rotated = refreshed.filter((answer) => answer.status === 200);
-    assert.equal(rotated.length, 1, JSON.stringify(refreshed.map((answer) => answer.body['error'] ?? 'tokens')));
+    assert.ok(rotated.length <= 1, JSON.stringify(refreshed.map((answer) => answer.body['error'] ?? 'tokens')));
     for (const refused of refreshed.filter((answer) => answer.status !== 200)) assert.equal(refused.body['error'], 'invalid_grant');
   });
 
