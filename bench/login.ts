@@ -575,6 +575,7 @@ function buildChecks(bound: Argon2Bound, storm: StormResult, cc: Report['cc']): 
 function markdown(report: Report): string {
   const env = report.environment;
   const { argon2Bound: bound, storm, cc } = report;
+  const beyond = signInCpuBeyondArgon2(storm, cc);
   const ccRow = (phase: string, run: PacedRunResult & ServerView) =>
     `| ${phase} | ${fmt(run.tokensPerSecond)} | ${fmt(run.p50Ms, 1)} | ${fmt(run.p90Ms, 1)} | ${fmt(run.p99Ms, 1)} | ${fmt(run.maxMs, 1)} | ${fmt(run.sendLagP99Ms, 1)} | ${fmt(run.requests)} | ${run.non2xx} | ${fmt(run.eventLoopP99Ms, 1)} | ${fmt(run.commitsPerSecond)} |`;
   const coresRow = (phase: string, cores: CpuCores) =>
@@ -595,7 +596,7 @@ function markdown(report: Report): string {
     `| sign-ins completed in the window (Gatehouse's own success counter over the probe phase and wind-down: ${fmt(cc.storm.loginSuccesses)}) | ${fmt(storm.signIns)} |`,
     `| one sign-in, 4–5 requests: p50 / p99 ms | ${fmt(storm.p50Ms, 0)} / ${fmt(storm.p99Ms, 0)} |`,
     `| PostgreSQL commits per sign-in, ≈ (storm − idle commits/s) ÷ sign-ins/s | ${fmt((cc.storm.commitsPerSecond - cc.idle.commitsPerSecond) / storm.signInsPerSecond, 1)} |`,
-    `| CPU per sign-in beyond argon2, ms: Gatehouse server process / PostgreSQL, ≈ (storm − idle cores) ÷ sign-ins/s | ${fmt(signInCpuBeyondArgon2(storm, cc).gatehouseMs, 1)} / ${fmt(signInCpuBeyondArgon2(storm, cc).postgresMs, 1)} |`,
+    `| CPU per sign-in beyond argon2, ms: Gatehouse server process / PostgreSQL, ≈ (storm − idle cores) ÷ sign-ins/s | ${fmt(beyond.gatehouseMs, 1)} / ${fmt(beyond.postgresMs, 1)} |`,
     `| failed sign-ins (ramp-up, window, wind-down) | ${storm.failures} |`,
     '',
     'Client-credentials probe (POST /token, plain ES256 JWT):',

@@ -72,7 +72,7 @@ export interface Services {
   readonly management: ManagementServices;
   /** A sign-in request's writes, committed together before its response (src/db/request-writes.ts). */
   readonly requestWrites: RequestWrites;
-  /** Ends the crypto workers. */
+  /** Ends the crypto workers and the password process. */
   close(): Promise<void>;
 }
 

@@ -18,8 +18,8 @@ export interface Argon2Params {
  * its own pool, and at a lower priority (niceness 5) the kernel gives the cores to the event loop
  * first whenever both want them; idle cores still go to hashing, so sign-in capacity stays.
  *
- * The child gets no secrets: an empty environment but for malloc's arena bound, and no
- * inspector or profiler flags. A child that dies does not fail sign-ins: its jobs, and jobs for
+ * The child gets no secrets: an environment of its pool size and malloc's arena bound only, and
+ * of Node's flags only the module loaders. A child that dies does not fail sign-ins: its jobs, and jobs for
  * a second after, run in this process as before, and a new child starts on later demand.
  */
 export interface PasswordPool {

@@ -65,13 +65,15 @@ export function createRequestWrites(db: Database): RequestWrites {
     return batch?.open === true ? batch : undefined;
   };
 
+  const models = createOidcModelStore(db);
+
   async function commit(batch: Batch): Promise<void> {
     // In key order, so two requests writing a row in common (a browser's session) lock rows in one order.
     const writes = [...batch.models].sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0)).map(([, write]) => write);
     const steps = batch.steps.splice(0);
     batch.models.clear();
     if (steps.length === 0) {
-      if (writes.length > 0) refuseIfSpent(await createOidcModelStore(db).applyWrites(writes));
+      if (writes.length > 0) refuseIfSpent(await models.applyWrites(writes));
       return;
     }
     await db.transaction(async (tx) => {
@@ -110,7 +112,7 @@ export function createRequestWrites(db: Database): RequestWrites {
       if (batch === undefined) return false;
       const key = keyOf(model, id);
       // An interaction is spent once: the resume that deletes it is the one that may answer. (One
-      // written by this very request, not yet stored, has nothing to find.)
+      // this request wrote may not be stored yet, so it has nothing to find: not checked.)
       const mustExist = model === 'Interaction' && batch.models.get(key)?.kind !== 'upsert';
       batch.models.set(key, { kind: 'destroy', model, id, mustExist });
       return true;
