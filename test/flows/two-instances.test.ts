@@ -211,6 +211,32 @@ describe('two instances on one database', { skip: postgresUrl === undefined ? 'n
     assert.ok(await showsWithinBound(one, (html) => !html.includes('Hopper Login')), 'and so does one');
   });
 
+  test('one finished sign-in resumed on both instances at once gives one code', async () => {
+    const token = await adminToken(one, 'admin:users');
+    const person = await adminCall(one, 'POST', '/users', { username: 'hopper-single-factor', password: PASSWORD }, token);
+    assert.equal(person.status, 201, JSON.stringify(person.body));
+    const visitor = new CookieClient();
+    visitor.routeTo(one.issuer, one.url);
+    const { params } = await pkceParams(REDIRECT, 'openid');
+    const page = await startAuthorization(visitor, configOne, one.url, params);
+    const html = await page.text();
+    const action = formAction(html, /\/login$/);
+    assert.ok(action !== undefined, 'a login form');
+    const posted = await visitor.postForm(new URL(action, one.url), { csrf: hiddenField(html, 'csrf') ?? '', username: 'hopper-single-factor', password: PASSWORD });
+    const resume = posted.headers.get('location');
+    assert.ok(posted.status === 303 && resume !== null, `the resume: ${posted.status} ${resume}`);
+
+    // The same browser's resume sent twice to each instance at once (the cookies go with it).
+    const answers = await Promise.all(
+      [one, two, one, two].map((instance) =>
+        fetch(on(instance.url, resume), { redirect: 'manual', headers: { cookie: [...visitor.cookies].map(([k, v]) => `${k}=${v}`).join('; ') } }),
+      ),
+    );
+    const codes = answers.filter((answer) => new URL(answer.headers.get('location') ?? 'http://x/').searchParams.has('code'));
+    assert.equal(codes.length, 1, answers.map((answer) => `${answer.status} ${answer.headers.get('location') ?? ''}`).join(', '));
+    for (const answer of answers) assert.ok([303, 400, 409].includes(answer.status), String(answer.status));
+  });
+
   test('a client deleted through one is refused by two as soon as the change is announced, and its tokens are no longer active there', async () => {
     const service = await createClient(one, { client_name: 'doomed', allowed_resources: [ORDERS], scope: 'orders:read' });
     const issued = await clientCredentials(two, service.client_id, service.client_secret!, { resource: ORDERS });
